@@ -1,0 +1,80 @@
+/**
+ * GPT backbone configuration and the registry of model sizes (LlamaGen style).
+ *
+ * `tiny` is for tests, `small` is the default for our 2-core CPUs, `bench` is
+ * the reference model that shared/PLATFORM.md measures PyTorch against, and
+ * `gpt-b/l/xl` are LlamaGen's shapes for GPU users (METHOD.md section 8).
+ */
+import { OrderHeadError } from '../runtime/errors';
+
+export interface GPTConfig {
+  /** VQ codebook size: tokens are integers in [0, vocabSize). */
+  vocabSize: number;
+  /** Token grid height (rows of VQ tokens). 8 for 32x32 images. */
+  gridH: number;
+  /** Token grid width. */
+  gridW: number;
+  /** Number of classes; class id `numClasses` is the "null" class used by CFG. */
+  numClasses: number;
+  /** Transformer blocks. */
+  nLayer: number;
+  /** Attention heads; dModel / nHead must be even (2D rotary pairs). */
+  nHead: number;
+  /** Residual width. */
+  dModel: number;
+  /** SwiGLU hidden width. */
+  dFF: number;
+  /** RMSNorm epsilon. */
+  normEps: number;
+  /** Rotary base frequency. */
+  ropeBase: number;
+  /** Std of the normal init of every weight matrix (GPT-2 / LlamaGen: 0.02). */
+  initStd: number;
+}
+
+const GRID_8x8 = { vocabSize: 512, gridH: 8, gridW: 8, numClasses: 10 };
+const COMMON = { normEps: 1e-5, ropeBase: 10000, initStd: 0.02 };
+
+/** Model sizes by name. */
+export const GPT_SIZES = {
+  /** Unit tests: a few thousand parameters, runs in milliseconds. */
+  tiny: { ...COMMON, vocabSize: 16, gridH: 4, gridW: 4, numClasses: 3, nLayer: 2, nHead: 2, dModel: 16, dFF: 32 },
+  /** Default on our CPUs: trains in minutes on the embedded Fashion-MNIST default. */
+  small: { ...COMMON, ...GRID_8x8, nLayer: 4, nHead: 4, dModel: 128, dFF: 384 },
+  /** PLATFORM.md's reference model (5.4M parameters), used by `npm run bench`. */
+  bench: { ...COMMON, ...GRID_8x8, nLayer: 6, nHead: 8, dModel: 256, dFF: 768 },
+  /** LlamaGen GPT-B (111M): 12 layers, 12 heads, dim 768. For GPU users. */
+  'gpt-b': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 12, nHead: 12, dModel: 768, dFF: 2048 },
+  /** LlamaGen GPT-L (343M): 24 layers, 16 heads, dim 1024. */
+  'gpt-l': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 24, nHead: 16, dModel: 1024, dFF: 2816 },
+  /** LlamaGen GPT-XL (775M): 36 layers, 20 heads, dim 1280. */
+  'gpt-xl': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 36, nHead: 20, dModel: 1280, dFF: 3456 },
+} satisfies Record<string, GPTConfig>;
+
+export type GPTSize = keyof typeof GPT_SIZES;
+
+/** A named size with optional overrides, validated. */
+export function gptConfig(size: GPTSize | string, overrides: Partial<GPTConfig> = {}): GPTConfig {
+  if (!(size in GPT_SIZES)) {
+    throw new OrderHeadError(`unknown model size '${size}'`, 'backbone.size', `use one of: ${Object.keys(GPT_SIZES).join(', ')}`);
+  }
+  const cfg = { ...GPT_SIZES[size as GPTSize], ...overrides };
+  validateGPTConfig(cfg);
+  return cfg;
+}
+
+export function validateGPTConfig(cfg: GPTConfig): void {
+  const headDim = cfg.dModel / cfg.nHead;
+  if (!Number.isInteger(headDim) || headDim % 4 !== 0) {
+    throw new OrderHeadError(`dModel ${cfg.dModel} / nHead ${cfg.nHead} = ${headDim} is not a multiple of 4`,
+      'backbone.dModel', 'choose dModel and nHead so the head width splits into row and column rotary pairs');
+  }
+  for (const k of ['vocabSize', 'gridH', 'gridW', 'numClasses', 'nLayer', 'dFF'] as const) {
+    if (!Number.isInteger(cfg[k]) || cfg[k] < 1) {
+      throw new OrderHeadError(`${k} must be a positive integer, got ${cfg[k]}`, `backbone.${k}`, 'fix the config value');
+    }
+  }
+}
+
+/** Number of tokens in one image. */
+export const seqLen = (cfg: GPTConfig): number => cfg.gridH * cfg.gridW;

@@ -1,0 +1,259 @@
+/**
+ * Kernels that make the tfjs wasm backend train, and train fast.
+ *
+ * Measured on our CPUs (see shared/PLATFORM.md and `npm run bench`):
+ *  - wasm `BatchMatMul` reaches XNNPACK (~40 GFLOP/s) only for batch 1 with no
+ *    transposes. Everything else — every backward pass of a dense layer, every
+ *    attention product — falls to a scalar loop (~3 GFLOP/s, and 10-30x worse
+ *    with transposes). We re-register `BatchMatMul` so that every call is
+ *    served by the fast path: transposes become explicit `Transpose` kernels,
+ *    a batch with a shared right operand folds into one 2-D product, and a true
+ *    batch runs one XNNPACK product per slice on zero-copy *views* of the heap.
+ *  - wasm has no `UnsortedSegmentSum`, the gradient of `gather`, so embedding
+ *    tables cannot train. We add it.
+ *  - wasm has no `Conv2DBackpropFilter`, so conv weights cannot train. We add
+ *    it as im2col + the fast matmul above.
+ *
+ * Every kernel here is checked against the `cpu` backend in
+ * tests/wasm-kernels.test.ts.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+// The wasm backend's internals we rely on. They are not part of the public
+// d.ts, so we name exactly what we use.
+interface WasmTensorData { id: number; memoryOffset: number; shape: number[]; dtype: tf.DataType }
+interface WasmModule {
+  HEAPU8: Uint8Array;
+  HEAPF32: Float32Array;
+  cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
+  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
+}
+interface WasmBackend {
+  wasm: WasmModule;
+  dataIdNextNumber: number;
+  dataIdMap: { get(dataId: object): WasmTensorData };
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object): void;
+}
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
+
+let patched = false;
+let wasmMatMul: ((...a: unknown[]) => void) | null = null;
+
+/** Float32 view of a tensor living on the wasm heap (valid until the next allocation). */
+function heapF32(backend: WasmBackend, t: tf.TensorInfo): Float32Array {
+  const { memoryOffset } = backend.dataIdMap.get(t.dataId);
+  return new Float32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+}
+
+/** Run another registered wasm kernel from inside a kernel (no autograd tape). */
+function callKernel(name: string, inputs: tf.NamedTensorInfoMap, backend: unknown, attrs: tf.NamedAttrMap = {}): tf.TensorInfo {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`wasm kernel ${name} is not registered`);
+  return k.kernelFunc({ inputs, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo;
+}
+
+/** Register a tensor id that aliases `floats` floats at `offset` of the heap; no copy. */
+function registerView(backend: WasmBackend, offset: number, floats: number): number {
+  const id = backend.dataIdNextNumber++;
+  backend.wasm.tfjs.registerTensor(id, floats, offset);
+  return id;
+}
+
+/** The wasm module's own BatchMatMul entry point (tensor ids in, tensor id out). */
+function bindMatMul(backend: WasmBackend) {
+  return backend.wasm.cwrap('BatchMatMul', null,
+    ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+}
+
+/** Plain (untransposed) product on XNNPACK: a [m,k] @ b [k,n] -> out [m,n], by ids. */
+function fastMatMul2d(backend: WasmBackend, aId: number, bId: number, outId: number, m: number, k: number, n: number): void {
+  const aShape = new Uint8Array(new Int32Array([1, m, k]).buffer);
+  const bShape = new Uint8Array(new Int32Array([1, k, n]).buffer);
+  wasmMatMul!(aId, aShape, 3, bId, bShape, 3, false, false, outId);
+}
+
+/** Materialise the transpose of the last two axes of a rank-3 tensor. */
+function transposeLast2(t: tf.TensorInfo, backend: unknown): tf.TensorInfo {
+  return callKernel('Transpose', { x: t }, backend, { perm: [0, 2, 1] });
+}
+
+/**
+ * BatchMatMul that always takes XNNPACK's fast path.
+ * Shapes follow tf.matMul: a [...batchA, m, k] (or [.., k, m] when transposeA),
+ * b [...batchB, k, n] (or [.., n, k]), batch dims broadcast.
+ */
+function batchMatMul({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo {
+  const backend = be as WasmBackend;
+  wasmMatMul ??= bindMatMul(backend);
+  const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+  const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('BatchMatMul: float32 only');
+  const ra = a.shape.length, rb = b.shape.length;
+  const k = transposeA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kb = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+  const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const n = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+  tf.util.assert(k === kb, () => `matMul: inner dimensions ${k} and ${kb} of shapes [${a.shape}] and [${b.shape}] differ`);
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+  const outBatchShape = tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const batch = tf.util.sizeFromShape(outBatchShape);
+  tf.util.assert(batchA === batch || batchA === 1, () => `matMul: batch ${batchA} of [${a.shape}] does not broadcast`);
+  tf.util.assert(batchB === batch || batchB === 1, () => `matMul: batch ${batchB} of [${b.shape}] does not broadcast`);
+
+  // Bring both operands to plain row-major [batch, m, k] / [batch, k, n].
+  const temps: tf.TensorInfo[] = [];
+  const as3 = { dataId: a.dataId, shape: transposeA ? [batchA, k, m] : [batchA, m, k], dtype: a.dtype } as tf.TensorInfo;
+  const bs3 = { dataId: b.dataId, shape: transposeB ? [batchB, n, k] : [batchB, k, n], dtype: b.dtype } as tf.TensorInfo;
+  const A = transposeA ? transposeLast2(as3, backend) : as3;
+  const B = transposeB ? transposeLast2(bs3, backend) : bs3;
+  if (transposeA) temps.push(A);
+  if (transposeB) temps.push(B);
+
+  const out = backend.makeOutput([...outBatchShape, m, n], 'float32');
+  const aInfo = backend.dataIdMap.get(A.dataId), bInfo = backend.dataIdMap.get(B.dataId);
+  const oInfo = backend.dataIdMap.get(out.dataId);
+  if (batchB === 1) {
+    // Shared right operand: fold the batch into rows, one product [batch*m, k] @ [k, n].
+    const rows = batchA * m;
+    const aId = registerView(backend, aInfo.memoryOffset, rows * k);
+    const oId = registerView(backend, oInfo.memoryOffset, rows * n);
+    fastMatMul2d(backend, aId, bInfo.id, oId, rows, k, n);
+    backend.wasm.tfjs.disposeData(aId);
+    backend.wasm.tfjs.disposeData(oId);
+  } else {
+    // True batch: one XNNPACK product per slice, on views into the heap.
+    const F = 4;
+    for (let i = 0; i < batch; i++) {
+      const aOff = aInfo.memoryOffset + (batchA === 1 ? 0 : i * m * k * F);
+      const bOff = bInfo.memoryOffset + i * k * n * F;
+      const ids = [registerView(backend, aOff, m * k), registerView(backend, bOff, k * n),
+        registerView(backend, oInfo.memoryOffset + i * m * n * F, m * n)];
+      fastMatMul2d(backend, ids[0], ids[1], ids[2], m, k, n);
+      for (const id of ids) backend.wasm.tfjs.disposeData(id);
+    }
+  }
+  for (const t of temps) backend.disposeData(t.dataId);
+  return out;
+}
+
+/**
+ * UnsortedSegmentSum(x [n, ...inner], segmentIds [n], numSegments) -> [numSegments, ...inner].
+ * The gradient of gather; embedding tables need it to train. Runs in JS on the
+ * heap: it is memory-bound and small next to the matmuls around it.
+ */
+function unsortedSegmentSum({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo {
+  const backend = be as WasmBackend;
+  const { x, segmentIds } = inputs as { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
+  const { numSegments } = attrs as { numSegments: number };
+  if (x.dtype !== 'float32') throw new Error('UnsortedSegmentSum: float32 only');
+  const idsShape = segmentIds.shape;
+  const nIds = tf.util.sizeFromShape(idsShape);
+  const inner = tf.util.sizeFromShape(x.shape.slice(idsShape.length));
+  const out = backend.makeOutput([numSegments, ...x.shape.slice(idsShape.length)], 'float32');
+  const o = heapF32(backend, out);
+  o.fill(0);
+  const xs = heapF32(backend, x);
+  const si = backend.dataIdMap.get(segmentIds.dataId);
+  const ids = new Int32Array(backend.wasm.HEAPU8.buffer, si.memoryOffset, nIds);
+  for (let r = 0; r < nIds; r++) {
+    const s = ids[r];
+    if (s < 0 || s >= numSegments) continue; // tf semantics: out-of-range ids are dropped
+    const src = r * inner, dst = s * inner;
+    for (let c = 0; c < inner; c++) o[dst + c] += xs[src + c];
+  }
+  return out;
+}
+
+/**
+ * Conv2DBackpropFilter (NHWC, no dilation): dW[kh,kw,ci,co] = Σ patches(x)ᵀ · dy.
+ * im2col in JS into a heap tensor, then one fast matmul per chunk of rows so
+ * the patch matrix stays small.
+ */
+function conv2DBackpropFilter({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo {
+  const backend = be as WasmBackend;
+  const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
+    strides: [number, number] | number; pad: 'valid' | 'same' | number; dataFormat: 'NHWC' | 'NCHW';
+    dimRoundingMode?: 'floor' | 'round' | 'ceil'; filterShape: [number, number, number, number];
+  };
+  if (dataFormat !== 'NHWC') throw new Error('Conv2DBackpropFilter on wasm: NHWC only');
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels,
+    filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
+  const padTop = info.padInfo.top, padLeft = info.padInfo.left;
+  const cols = fh * fw * inChannels;
+  const totalRows = batchSize * outHeight * outWidth;
+  const chunk = Math.max(1, Math.min(totalRows, Math.floor((1 << 24) / cols))); // <= 64 MB of patches
+  let acc: tf.TensorInfo | null = null;
+  for (let r0 = 0; r0 < totalRows; r0 += chunk) {
+    const rows = Math.min(chunk, totalRows - r0);
+    const patches = backend.makeOutput([rows, cols], 'float32');
+    const p = heapF32(backend, patches);
+    const xs = heapF32(backend, x);
+    for (let r = 0; r < rows; r++) {
+      const g = r0 + r;
+      const bIdx = Math.floor(g / (outHeight * outWidth));
+      const rem = g % (outHeight * outWidth);
+      const oy = Math.floor(rem / outWidth), ox = rem % outWidth;
+      let q = r * cols;
+      for (let ky = 0; ky < fh; ky++) {
+        const iy = oy * sh + ky - padTop;
+        for (let kx = 0; kx < fw; kx++) {
+          const ix = ox * sw + kx - padLeft;
+          if (iy < 0 || iy >= inHeight || ix < 0 || ix >= inWidth) {
+            p.fill(0, q, q + inChannels);
+          } else {
+            const src = ((bIdx * inHeight + iy) * inWidth + ix) * inChannels;
+            p.set(xs.subarray(src, src + inChannels), q);
+          }
+          q += inChannels;
+        }
+      }
+    }
+    const dyInfo = backend.dataIdMap.get(dy.dataId);
+    const dyRows = backend.makeOutput([rows, outChannels], 'float32');
+    const dyAll = new Float32Array(backend.wasm.HEAPU8.buffer, dyInfo.memoryOffset, totalRows * outChannels);
+    heapF32(backend, dyRows).set(dyAll.subarray(r0 * outChannels, (r0 + rows) * outChannels));
+    const part = batchMatMul({ inputs: { a: patches, b: dyRows }, backend, attrs: { transposeA: true, transposeB: false } });
+    backend.disposeData(patches.dataId);
+    backend.disposeData(dyRows.dataId);
+    if (acc === null) acc = part;
+    else {
+      const sum = callKernel('Add', { a: acc, b: part }, backend);
+      backend.disposeData(acc.dataId);
+      backend.disposeData(part.dataId);
+      acc = sum;
+    }
+  }
+  const result = acc!;
+  return { dataId: result.dataId, shape: [fh, fw, inChannels, outChannels], dtype: 'float32' } as tf.TensorInfo;
+}
+
+/**
+ * Register the training kernels on the wasm backend. Idempotent; call after
+ * `@tensorflow/tfjs-backend-wasm` is loaded and before the first wasm op.
+ */
+export function registerWasmTrainingKernels(): void {
+  if (patched) return;
+  const original = tf.getKernel('BatchMatMul', 'wasm');
+  if (!original) throw new Error('the wasm backend is not loaded; import @tensorflow/tfjs-backend-wasm first');
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  tf.registerKernel({
+    kernelName: 'BatchMatMul', backendName: 'wasm',
+    setupFunc: (backend) => { wasmMatMul = bindMatMul(backend as unknown as WasmBackend); },
+    kernelFunc: batchMatMul as unknown as tf.KernelFunc,
+  });
+  if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
+    tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
+  }
+  if (!tf.getKernel('Conv2DBackpropFilter', 'wasm')) {
+    tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc });
+  }
+  patched = true;
+}
+
+/** Names of the kernels this module adds or replaces (for reports). */
+export const WASM_TRAINING_KERNELS = ['BatchMatMul', 'UnsortedSegmentSum', 'Conv2DBackpropFilter'] as const;
