@@ -11,6 +11,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, oneOf } from './errors';
 import { registerWasmTrainingKernels } from './wasm-kernels';
+import { registerTrainingGradients } from './gradients';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -94,6 +95,7 @@ export function requestedBackend(env: NodeJS.ProcessEnv = process.env): BackendC
  */
 export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean } = {}): Promise<BackendReport> {
   const choice = opts.force ?? requestedBackend();
+  registerTrainingGradients();
   if (current && (choice === 'auto' || choice === current.kind)) return current;
   // PROD silences tfjs's advert for tfjs-node on first use in Node; our report says it better.
   tf.env().set('PROD', true);

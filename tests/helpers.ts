@@ -1,0 +1,39 @@
+/** Shared test helpers: run the same computation on two backends and compare. */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../lib/runtime/backend';
+import { seedFrom, rng } from '../lib/runtime/seed';
+
+/** Load wasm with our training kernels (once). */
+export async function useWasm(): Promise<void> {
+  await initBackend({ force: 'wasm', quiet: true });
+}
+
+/** Deterministic random float array. */
+export function randArray(n: number, seed: string | number): Float32Array {
+  const r = rng(seedFrom(seed));
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r.normal();
+  return a;
+}
+
+/** Run `f` on the given backend and return its outputs as flat arrays. */
+export async function onBackend(name: 'cpu' | 'wasm', f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  if (name === 'wasm') await useWasm(); else await tf.setBackend('cpu');
+  const out = tf.tidy(f);
+  const list = Array.isArray(out) ? out : [out];
+  const arrays = list.map((t) => t.dataSync() as Float32Array);
+  tf.dispose(list);
+  if (name === 'cpu') await useWasm();
+  return arrays;
+}
+
+/** max |a - b| / max |b|: the relative error of `a` against reference `b`. */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0, den = 1e-12;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
