@@ -11,6 +11,7 @@ import * as zlib from 'node:zlib';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { DEBIAN_FASHION_MNIST_DIR, encodeIdx, readIdx, writeIdx } from '../lib/data/idx';
 import {
+  classMeanImages,
   FASHION_MNIST_CLASSES,
   FASHION_MNIST_DIR_ENV,
   ImageDataset,
@@ -300,4 +301,14 @@ describe('datasets', () => {
     assert.ok(stats.pixelMean < 0, 'Fashion-MNIST is mostly black background');
     assert.equal(stats.pixelMin, -1);
   });
+});
+
+test('classMeanImages averages each class and leaves empty classes at background', () => {
+  const ds = { images: new Float32Array([1, 1, 0, 0, -1, 1, 0.5, 0.5]), labels: new Int32Array([0, 0, 2, 0]),
+    n: 4, height: 1, width: 2, classes: ['a', 'b', 'c'], source: 'test' };
+  const seen: number[] = [];
+  const m = classMeanImages(ds, (c) => seen.push(c));
+  // class 0 = images 0, 1, 3: ((1 + 0 + 0.5) / 3) per pixel; class 1 is empty; class 2 = image 2.
+  assert.deepEqual(Array.from(m), [0.5, 0.5, -1, -1, -1, 1]);
+  assert.deepEqual(seen, [0, 1, 2]);
 });

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OrderHeadError, ensure, oneOf } from '../runtime/errors';
 import { DEBIAN_FASHION_MNIST_DIR, readIdx } from './idx';
+import { repoRoot } from '../runtime/paths';
 
 /** Fashion-MNIST label names, index = label (from the dataset's README). */
 export const FASHION_MNIST_CLASSES: readonly string[] = [
@@ -196,22 +197,6 @@ export function fashionMnistDir(): string {
   return fromEnv && fromEnv.trim() !== '' ? fromEnv : DEBIAN_FASHION_MNIST_DIR;
 }
 
-/**
- * The project root: the nearest folder above this file holding package.json.
- * Works from lib/data (sources) and dist/lib/data (compiled) alike.
- */
-export function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new OrderHeadError('no package.json found in any folder above the library', __dirname, 'run from a checkout of the project (or an install of the package)');
-    }
-    dir = parent;
-  }
-}
-
 /** The shipped subset: first 2000 train and 500 test Fashion-MNIST items. */
 export function subsetDir(): string {
   return path.join(repoRoot(), 'data', 'fashion-mnist-subset');
@@ -327,4 +312,26 @@ export function datasetStats(ds: ImageDataset): DatasetStats {
     pixelMax: total > 0 ? max : NaN,
     perClass: counts.map((count, label) => ({ label, name: ds.classes[label], count, share: ds.n > 0 ? count / ds.n : 0 })),
   };
+}
+
+/**
+ * Mean image of each class, [numClasses * H * W] in the stored scale: a quick
+ * look at what separates the classes. `onClass` is called after each class
+ * (progress displays).
+ */
+export function classMeanImages(ds: ImageDataset, onClass?: (label: number) => void): Float32Array {
+  const C = ds.classes.length, P = ds.height * ds.width;
+  const sums = new Float64Array(C * P), counts = new Float64Array(C);
+  for (let i = 0; i < ds.n; i++) {
+    const c = ds.labels[i];
+    counts[c]++;
+    const src = i * P, dst = c * P;
+    for (let p = 0; p < P; p++) sums[dst + p] += ds.images[src + p];
+  }
+  const out = new Float32Array(C * P).fill(-1);
+  for (let c = 0; c < C; c++) {
+    if (counts[c] > 0) for (let p = 0; p < P; p++) out[c * P + p] = sums[c * P + p] / counts[c];
+    onClass?.(c);
+  }
+  return out;
 }

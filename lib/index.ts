@@ -1,0 +1,27 @@
+/**
+ * OrderHead's public API: the one module notebooks and scripts import.
+ * Layers, bottom to top: runtime -> data -> backbone -> report -> session.
+ */
+export * from './runtime/errors';
+export * from './runtime/backend';
+export * from './runtime/wasm-kernels';
+export * from './runtime/gradients';
+export * from './runtime/paths';
+export * from './runtime/profile';
+export * from './runtime/seed';
+export * from './runtime/atomic';
+export * from './runtime/safetensors';
+export * from './runtime/checkpoint';
+export * from './runtime/run';
+export * from './runtime/progress';
+export * from './runtime/optim';
+export * from './data/idx';
+export * from './data/dataset';
+export * from './backbone/config';
+export * as gpt from './backbone/gpt';
+export * from './report/png';
+export * from './report/images';
+export * from './report/notebook';
+export * from './report/table';
+export * from './session';
+export * as tf from '@tensorflow/tfjs';

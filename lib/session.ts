@@ -1,0 +1,64 @@
+/**
+ * The first cell of every notebook: choose the profile and the backend, say
+ * both, and hand back what later cells need (run root, progress wired to the
+ * notebook's live display).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { activeProfile, profileBanner, ProfileName, pick } from './runtime/profile';
+import { BackendReport, initBackend } from './runtime/backend';
+import { progress, Progress, ProgressOptions } from './runtime/progress';
+import { runRoot } from './runtime/paths';
+import { DatasetOptions } from './data/dataset';
+import { inNotebook, liveDisplay, showHtml } from './report/notebook';
+import { escapeHtml, toHtmlTable } from './report/table';
+
+export interface NotebookSession {
+  /** Notebook name, e.g. `00_setup`. */
+  notebook: string;
+  profile: ProfileName;
+  backend: BackendReport;
+  /** Where this notebook's run folders go. */
+  runRoot: string;
+  /** Versions of what produced the outputs. */
+  versions: Record<string, string>;
+  /** A progress bar for a long loop: live in the notebook, a bar on the command line. */
+  progress(opts: Omit<ProgressOptions, 'sink'>): Progress;
+  /** "profile smoke, backend wasm": the stamp every figure and table carries. */
+  stamp: string;
+}
+
+/** The dataset each profile trains and evaluates on. */
+export function profileDataset(split: 'train' | 'test', profile: ProfileName = activeProfile()): DatasetOptions {
+  return pick<DatasetOptions>({
+    smoke: { name: 'subset', split, limit: split === 'train' ? 512 : 128, pad: 32 },
+    default: { name: 'fashion-mnist', split, pad: 32 },
+    full: { name: 'fashion-mnist', split, pad: 32 },
+  }, profile);
+}
+
+/** Start a notebook (or script): profile, backend, versions, shown as a banner. */
+export async function startNotebook(notebook: string): Promise<NotebookSession> {
+  const profile = activeProfile();
+  const backend = await initBackend({ quiet: inNotebook() });
+  const versions: Record<string, string> = {
+    node: process.versions.node,
+    tfjs: tf.version.tfjs,
+    backend: `${backend.kind} (tfjs '${backend.tfBackend}')`,
+  };
+  const stamp = `profile ${profile}, backend ${backend.kind}`;
+  const session: NotebookSession = {
+    notebook, profile, backend, runRoot: runRoot(), versions, stamp,
+    progress: (opts) => {
+      const live = inNotebook() ? liveDisplay() : null;
+      return progress({ ...opts, sink: live ? (text: string) => live.text(text) : undefined });
+    },
+  };
+  if (inNotebook()) {
+    showHtml(`<div style="padding:6px 10px;border-left:4px solid #4c78a8;background:#f4f7fb">
+<b>${escapeHtml(notebook)}</b> — ${escapeHtml(profileBanner(profile))}<br>${escapeHtml(backend.summary)}</div>` +
+      toHtmlTable(Object.entries(versions).map(([what, version]) => ({ what, version }))));
+  } else {
+    console.log(`${notebook}: ${profileBanner(profile)}`);
+  }
+  return session;
+}
