@@ -5,7 +5,7 @@
  * python3-torch) in the same invocation. Prints both step times, their ratio
  * and the top kernels by time; writes bench/results/latest.json.
  *
- * Options (env): BENCH_STEPS (default 3), BENCH_MICRO (micro-batch, default 32),
+ * Options (env): BENCH_STEPS (default 3), BENCH_MICRO (micro-batch, default 16: as fast as 32 or 64 here, with a third of the memory),
  * BENCH_SIZE (model size, default `bench`), ORDERHEAD_BACKEND.
  */
 import * as fs from 'fs';
@@ -19,7 +19,7 @@ import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 
 const BATCH = 64;
 const steps = Number(process.env.BENCH_STEPS ?? 3);
-const micro = Number(process.env.BENCH_MICRO ?? 32);
+const micro = Number(process.env.BENCH_MICRO ?? 16);
 const size = process.env.BENCH_SIZE ?? 'bench';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
