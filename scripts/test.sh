@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (scripts/setup.sh), then unit tests
-# and every notebook headless in the smoke profile.
+# and every notebook headless in the smoke profile. Ends with one summary line.
 # Options: --no-setup (skip installation; what `npm test` does)
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
-[ "${1:-}" = "--no-setup" ] || bash scripts/setup.sh
-npm run --silent build
+if [ "${1:-}" != "--no-setup" ]; then bash scripts/setup.sh || exit 1; fi
+npm run --silent build || exit 1
+logs=$(mktemp -d)
+
 echo "==> unit tests"
-node --test --test-concurrency=1 dist/tests/
+node --test --test-concurrency=1 dist/tests/ | tee "$logs/unit.log"
+unit_status=${PIPESTATUS[0]}
+unit_pass=$(grep -E '^# pass [0-9]+' "$logs/unit.log" | tail -1 | awk '{print $3}')
+unit_fail=$(grep -E '^# fail [0-9]+' "$logs/unit.log" | tail -1 | awk '{print $3}')
+
 echo "==> notebooks (smoke profile)"
 rm -rf runs/test-notebooks
-bash scripts/run-notebooks.sh --profile smoke --out runs/test-notebooks
+bash scripts/run-notebooks.sh --profile smoke --out runs/test-notebooks 2>&1 | tee "$logs/nb.log"
+nb_status=${PIPESTATUS[0]}
+nb_pass=$(grep -c '^    ok in' "$logs/nb.log")
+nb_fail=$(grep -c '^    FAILED' "$logs/nb.log")
+
+passed=$(( ${unit_pass:-0} + nb_pass ))
+failed=$(( ${unit_fail:-0} + nb_fail ))
+# A runner that crashed without counting still fails the suite.
+[ "$unit_status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+[ "$nb_status" = 0 ] || [ "$nb_fail" -gt 0 ] || failed=$(( failed + 1 ))
+echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]
