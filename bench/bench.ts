@@ -14,7 +14,7 @@ import { execFileSync } from 'child_process';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/runtime/backend';
 import { gptConfig, seqLen } from '../lib/backbone/config';
-import { initParams, lmLoss, orderTables, numParams } from '../lib/backbone/gpt';
+import { createGPT, lmLoss, numParams, rasterOrder } from '../lib/backbone/gpt';
 import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 
 const BATCH = 64;
@@ -27,9 +27,10 @@ async function main() {
   const backend = await initBackend();
   const cfg = gptConfig(size);
   const T = seqLen(cfg);
-  const params = initParams(cfg, 0);
+  const model = createGPT(cfg, 0);
+  const params = model.params;
   const opt = new AdamW(params);
-  const tables = orderTables(cfg);
+  const order = rasterOrder(cfg, micro);
   const tokensAll = tf.randomUniform([BATCH, T], 0, cfg.vocabSize, 'int32') as tf.Tensor2D;
   const classesAll = tf.randomUniform([BATCH], 0, cfg.numClasses, 'int32') as tf.Tensor1D;
   const nMicro = Math.ceil(BATCH / micro);
@@ -37,7 +38,7 @@ async function main() {
     const { grads, loss } = accumulateGrads(params, nMicro, (i) => {
       const toks = tf.slice(tokensAll, [i * micro, 0], [micro, T]) as tf.Tensor2D;
       const cls = tf.slice(classesAll, [i * micro], [micro]) as tf.Tensor1D;
-      return lmLoss(cfg, params, tables, toks, cls);
+      return lmLoss(model, order, toks, cls);
     });
     opt.apply(grads);
     tf.dispose(Object.values(grads));

@@ -1,5 +1,5 @@
 """PyTorch reference for `npm run bench`: the same GPT as lib/backbone/gpt.ts
-(class-token prefix, RMSNorm, SwiGLU, causal attention, 2D rotary on pairs,
+(class-token prefix, target-position embedding, RMSNorm, SwiGLU, causal attention, 2D rotary on pairs,
 separate q/k/v projections, untied head), the same batch and AdamW, timed on
 this CPU. Prints one JSON object on stdout.
 
@@ -80,11 +80,12 @@ class GPT(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.tok, self.cls = torch.nn.Embedding(V, d), torch.nn.Embedding(C + 1, d)
+        self.tgt = torch.nn.Embedding(T, d)  # target-aware position (raster: slot t predicts cell t)
         self.blocks = torch.nn.ModuleList(Block() for _ in range(L))
         self.norm, self.head = RMSNorm(), torch.nn.Linear(d, V, bias=False)
 
     def forward(self, tokens, classes):
-        x = torch.cat([self.cls(classes)[:, None], self.tok(tokens[:, :-1])], 1)
+        x = torch.cat([self.cls(classes)[:, None], self.tok(tokens[:, :-1])], 1) + self.tgt.weight[None]
         for b in self.blocks:
             x = b(x)
         return F.cross_entropy(self.head(self.norm(x)).view(-1, V), tokens.reshape(-1))

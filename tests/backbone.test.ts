@@ -1,40 +1,52 @@
-/** The GPT backbone on wasm: shapes, initial loss, a leak-free training step that learns. */
+/** The GPT backbone on wasm: shapes, initial loss, leak-free training, KV-cache equivalence. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useWasm } from './helpers';
 import { gptConfig, seqLen } from '../lib/backbone/config';
-import { forward, initParams, lmLoss, orderTables } from '../lib/backbone/gpt';
+import {
+  createGPT, decodeStep, disposeCache, disposeGPT, emptyCache, forward, lmLoss, rasterOrder, DecodeOrder, tokensInOrder,
+} from '../lib/backbone/gpt';
 import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 import { OrderHeadError } from '../lib/runtime/errors';
+import { rng } from '../lib/runtime/seed';
 
-test('forward gives logits [B*T, V] and loss ~ ln V at init', async () => {
+function randomOrder(T: number, B: number, seed: number): DecodeOrder {
+  const r = rng(seed);
+  const cells = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) cells.set(r.shuffle(Array.from({ length: T }, (_, i) => i)), b * T);
+  return { B, T, cells };
+}
+
+test('forward gives logits [B*T, V], hidden [B*T, d], and loss ~ ln V at init', async () => {
   await useWasm();
   const cfg = gptConfig('tiny');
   const T = seqLen(cfg);
-  const p = initParams(cfg, 1);
-  const tables = orderTables(cfg);
+  const m = createGPT(cfg, 1);
+  const order = rasterOrder(cfg, 3);
   const toks = tf.randomUniform([3, T], 0, cfg.vocabSize, 'int32') as tf.Tensor2D;
   const cls = tf.tensor1d([0, 1, 2], 'int32');
-  const logits = forward(cfg, p, tables, tf.slice(toks, [0, 0], [3, T - 1]) as tf.Tensor2D, cls);
-  assert.deepEqual(logits.shape, [3 * T, cfg.vocabSize]);
-  const loss = lmLoss(cfg, p, tables, toks, cls).dataSync()[0];
+  const out = forward(m, order, tf.slice(toks, [0, 0], [3, T - 1]) as tf.Tensor2D, cls);
+  assert.deepEqual(out.logits.shape, [3 * T, cfg.vocabSize]);
+  assert.deepEqual(out.hidden.shape, [3 * T, cfg.dModel]);
+  const loss = lmLoss(m, order, toks, cls).dataSync()[0];
   assert.ok(Math.abs(loss - Math.log(cfg.vocabSize)) < 0.2, `initial loss ${loss} vs ln V ${Math.log(cfg.vocabSize)}`);
-  tf.dispose([logits, toks, cls, ...Object.values(tables), ...Object.values(p)]);
+  tf.dispose([out.logits, out.hidden, toks, cls]);
+  disposeGPT(m);
 });
 
-test('a training step keeps tf.memory().numTensors flat and the loss falls', async () => {
+test('a training step on per-sample random orders keeps tf.memory().numTensors flat and the loss falls', async () => {
   await useWasm();
   const cfg = gptConfig('tiny');
   const T = seqLen(cfg);
-  const p = initParams(cfg, 2);
-  const opt = new AdamW(p, { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, clipNorm: 1 });
-  const tables = orderTables(cfg);
-  const toks = tf.randomUniform([4, T], 0, cfg.vocabSize, 'int32', 7) as tf.Tensor2D;
-  const cls = tf.tensor1d([0, 1, 2, 0], 'int32');
+  const m = createGPT(cfg, 2);
+  const opt = new AdamW(m.params, { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, clipNorm: 1 });
+  const grids = new Int32Array(4 * T).map((_, i) => (i * 7 + (i >> 3)) % cfg.vocabSize);
+  const orders = [randomOrder(T, 2, 1), randomOrder(T, 2, 2)];
+  const cls = [tf.tensor1d([0, 1], 'int32'), tf.tensor1d([2, 0], 'int32')];
+  const toks = orders.map((o, i) => tf.tensor2d(tokensInOrder(grids.subarray(i * 2 * T, (i + 1) * 2 * T), o), [2, T], 'int32'));
   const step = () => {
-    const { grads, loss } = accumulateGrads(p, 2, (i) =>
-      lmLoss(cfg, p, tables, tf.slice(toks, [2 * i, 0], [2, T]) as tf.Tensor2D, tf.slice(cls, [2 * i], [2]) as tf.Tensor1D));
+    const { grads, loss } = accumulateGrads(m.params, 2, (i) => lmLoss(m, orders[i], toks[i], cls[i]));
     opt.apply(grads);
     tf.dispose(Object.values(grads));
     return loss;
@@ -45,7 +57,46 @@ test('a training step keeps tf.memory().numTensors flat and the loss falls', asy
   for (let i = 0; i < 40; i++) last = step();
   assert.equal(tf.memory().numTensors, before, 'tensors leaked by the training step');
   assert.ok(last < first * 0.7, `loss did not fall: ${first} -> ${last}`);
+  tf.dispose([...cls, ...toks]); opt.dispose(); disposeGPT(m);
 });
+
+for (const kind of ['raster', 'random'] as const) {
+  test(`KV-cache decoding gives the same logits as the full forward pass at every step (${kind} order)`, async () => {
+    await useWasm();
+    const cfg = gptConfig('tiny');
+    const T = seqLen(cfg), B = 3;
+    const m = createGPT(cfg, 3);
+    const order = kind === 'raster' ? rasterOrder(cfg, B) : randomOrder(T, B, 9);
+    const grids = new Int32Array(B * T).map((_, i) => (i * 5 + 3) % cfg.vocabSize);
+    const ordered = tokensInOrder(grids, order);
+    const classes = new Int32Array([2, 0, 1]);
+    const toks = tf.tensor2d(ordered, [B, T], 'int32');
+    const full = tf.tidy(() => forward(m, order, tf.slice(toks, [0, 0], [B, T - 1]) as tf.Tensor2D, tf.tensor1d(classes, 'int32')).logits);
+    const fullArr = full.arraySync();
+    const cache = emptyCache(m);
+    const before = tf.memory().numTensors;
+    for (let t = 0; t < T; t++) {
+      const input = new Int32Array(B), inCell = new Int32Array(B), tgtCell = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        input[b] = t === 0 ? classes[b] : ordered[b * T + t - 1];
+        inCell[b] = t === 0 ? -1 : order.cells[b * T + t - 1];
+        tgtCell[b] = order.cells[b * T + t];
+      }
+      const { logits, hidden } = decodeStep(m, cache, input, inCell, tgtCell);
+      const got = logits.arraySync();
+      for (let b = 0; b < B; b++) {
+        const ref = fullArr[b * T + t];
+        const err = Math.max(...got[b].map((v, i) => Math.abs(v - ref[i])));
+        assert.ok(err < 1e-4, `step ${t} sample ${b}: max |cached - full| = ${err}`);
+      }
+      tf.dispose([logits, hidden]);
+      if (t > 0) assert.equal(tf.memory().numTensors, before + 2 * cfg.nLayer, 'the cache holds one k and one v per layer and nothing else');
+    }
+    assert.equal(cache.length, T);
+    disposeCache(cache);
+    tf.dispose([full, toks]); disposeGPT(m);
+  });
+}
 
 test('unknown model size lists the valid ones', () => {
   assert.throws(() => gptConfig('huge'), (e: unknown) => e instanceof OrderHeadError && /tiny, small, bench/.test(e.message));

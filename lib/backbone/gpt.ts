@@ -1,33 +1,62 @@
 /**
  * The LlamaGen-style GPT backbone: class-token prefix, RMSNorm, SwiGLU, causal
  * self-attention and 2D rotary positions indexed by the token's spatial cell
- * (not its sequence slot), so the same weights can read a sequence in any
- * order. One small file, in the spirit of nanoGPT's model.py.
+ * (not its sequence slot), so the same weights read a sequence in any order.
+ * One small file, in the spirit of nanoGPT's model.py.
  *
  * Sequence layout for an image of T = gridH*gridW tokens decoded in the order
- * `cells` (a permutation of 0..T-1, raster by default):
+ * `cells` (a permutation of 0..T-1; raster for the baseline):
  *
- *   slot    0        1            ...  T-1
- *   input   [class]  x[cells[0]]  ...  x[cells[T-2]]
- *   target  x[cells[0]] x[cells[1]] ... x[cells[T-1]]
+ *   slot    0             1                  ...  T-1
+ *   input   [class]       x[cells[0]]        ...  x[cells[T-2]]
+ *   rotary  none          cell cells[0]      ...  cell cells[T-2]
+ *   + tgt   pos(cells[0]) pos(cells[1])      ...  pos(cells[T-1])
+ *   target  x[cells[0]]   x[cells[1]]        ...  x[cells[T-1]]
  *
- * Speed notes for the wasm backend (see runtime/wasm-kernels.ts): every dense
- * layer is a 2-D matmul on [B*T, d] rows; q, k and v are separate projections
- * (a fused qkv needs a strided Slice that is slow on wasm); the rotary
- * "rotate pairs" is a tiny matmul with a fixed ±1 matrix instead of slices.
+ * Target-aware positions (why): in any order but raster, "the next token" is
+ * ambiguous unless the model is told *where* it is. We follow RAR: a learned
+ * embedding of the target's cell is added to each input slot. RandAR's
+ * alternative, a position-instruction token before every token, doubles the
+ * sequence (4x attention cost) for the same information; on 2 CPU cores that
+ * is the difference between one epoch and a half.
+ *
+ * Speed notes for wasm (runtime/wasm-kernels.ts): every dense layer is a 2-D
+ * matmul on [B*T, d] rows; q, k, v are separate projections (a fused qkv
+ * needs a strided Slice, slow on wasm); the rotary "rotate pairs" is a tiny
+ * matmul with a fixed ±1 matrix instead of slices.
  */
 import * as tf from '@tensorflow/tfjs';
 import { GPTConfig, seqLen, validateGPTConfig } from './config';
 import { rng } from '../runtime/seed';
+import { OrderHeadError } from '../runtime/errors';
 
 export type Params = Record<string, tf.Variable>;
+
+/** Constant tables a model needs, built once: rotary by cell, pair rotation, causal mask. */
+export interface ModelConsts {
+  /** [T+1, hd]: row 0 = no rotation (the class slot), row c+1 = cell c. */
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+  /** [hd, hd] with (x·rot)[2i] = -x[2i+1], (x·rot)[2i+1] = x[2i]. */
+  rot: tf.Tensor2D;
+  /** [T, T] additive causal mask: 0 on and below the diagonal, -1e9 above. */
+  mask: tf.Tensor2D;
+}
+
+/** A backbone: config, trainable parameters and constants. */
+export interface GPT { cfg: GPTConfig; params: Params; consts: ModelConsts }
+
+/** The decode order of a batch: cells[b*T + t] is the cell decoded at step t of sample b. */
+export interface DecodeOrder { B: number; T: number; cells: Int32Array }
 
 /** Parameter names and shapes, in a stable order (checkpoints depend on it). */
 export function paramShapes(cfg: GPTConfig): [string, number[]][] {
   const { vocabSize: V, numClasses: C, dModel: d, dFF: f, nLayer } = cfg;
+  const T = seqLen(cfg);
   const shapes: [string, number[]][] = [
     ['tok_emb', [V, d]],
     ['cls_emb', [C + 1, d]], // + the null class for classifier-free guidance
+    ['tgt_pos', [T, d]],     // target-aware position: which cell this slot predicts
   ];
   for (let l = 0; l < nLayer; l++) {
     const p = `h${l}.`;
@@ -52,32 +81,28 @@ export function initParams(cfg: GPTConfig, seed = 0): Params {
       const std = cfg.initStd * (residualOut ? 1 / Math.sqrt(2 * cfg.nLayer) : 1);
       for (let i = 0; i < size; i++) values[i] = r.normal() * std;
     }
-    params[name] = tf.variable(tf.tensor(values, shape), true, name);
+    // Unnamed: tfjs variable names are global, and several models live side by side.
+    params[name] = tf.variable(tf.tensor(values, shape), true);
   }
   return params;
 }
 
 /**
- * Rotary tables for 2D positions. Head dims are split into pairs; the first
- * half of the pairs rotates with the cell's row, the second half with its
- * column. Slot 0 (the class token) gets no rotation.
- * Returns cos, sin [T, headDim] and the pair-rotation matrix R [headDim, headDim]
- * with (x·R)[2i] = -x[2i+1], (x·R)[2i+1] = x[2i].
+ * Rotary tables by cell. Head dims are split into pairs; the first half of the
+ * pairs rotates with the cell's row, the second half with its column.
  */
-export function rotaryTables(cfg: GPTConfig, cells: ArrayLike<number>): { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D } {
+export function modelConsts(cfg: GPTConfig): ModelConsts {
   const T = seqLen(cfg);
   const hd = cfg.dModel / cfg.nHead;
   const pairs = hd / 2, half = pairs / 2;
-  const cos = new Float32Array(T * hd).fill(1), sin = new Float32Array(T * hd);
-  for (let slot = 1; slot < T; slot++) {
-    const cell = cells[slot - 1];
-    const row = Math.floor(cell / cfg.gridW), col = cell % cfg.gridW;
+  const cos = new Float32Array((T + 1) * hd).fill(1), sin = new Float32Array((T + 1) * hd);
+  for (let cell = 0; cell < T; cell++) {
+    const row = Math.floor(cell / cfg.gridW), col = cell % cfg.gridW, o = (cell + 1) * hd;
     for (let p = 0; p < pairs; p++) {
-      const i = p % half;
-      const freq = Math.pow(cfg.ropeBase, -i / half);
+      const freq = Math.pow(cfg.ropeBase, -(p % half) / half);
       const angle = (p < half ? row : col) * freq;
-      cos[slot * hd + 2 * p] = cos[slot * hd + 2 * p + 1] = Math.cos(angle);
-      sin[slot * hd + 2 * p] = sin[slot * hd + 2 * p + 1] = Math.sin(angle);
+      cos[o + 2 * p] = cos[o + 2 * p + 1] = Math.cos(angle);
+      sin[o + 2 * p] = sin[o + 2 * p + 1] = Math.sin(angle);
     }
   }
   const rot = new Float32Array(hd * hd);
@@ -85,14 +110,59 @@ export function rotaryTables(cfg: GPTConfig, cells: ArrayLike<number>): { cos: t
     rot[(2 * p + 1) * hd + 2 * p] = -1;
     rot[(2 * p) * hd + 2 * p + 1] = 1;
   }
-  return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]), rot: tf.tensor2d(rot, [hd, hd]) };
+  const mask = new Float32Array(T * T);
+  for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) mask[i * T + j] = -1e9;
+  return {
+    cos: tf.tensor2d(cos, [T + 1, hd]), sin: tf.tensor2d(sin, [T + 1, hd]),
+    rot: tf.tensor2d(rot, [hd, hd]), mask: tf.tensor2d(mask, [T, T]),
+  };
 }
 
-/** Additive causal mask [T, T]: 0 on and below the diagonal, -1e9 above. */
-export function causalMask(T: number): tf.Tensor2D {
-  const m = new Float32Array(T * T);
-  for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) m[i * T + j] = -1e9;
-  return tf.tensor2d(m, [T, T]);
+/** A fresh backbone. */
+export function createGPT(cfg: GPTConfig, seed = 0): GPT {
+  return { cfg, params: initParams(cfg, seed), consts: modelConsts(cfg) };
+}
+
+/** Wrap loaded parameters (e.g. from a checkpoint) as a backbone. */
+export function gptFromParams(cfg: GPTConfig, params: Params): GPT {
+  for (const [name, shape] of paramShapes(cfg)) {
+    const p = params[name];
+    if (!p || !tf.util.arraysEqual(p.shape, shape)) {
+      throw new OrderHeadError(`parameter ${name} has shape [${p?.shape ?? 'missing'}], the config needs [${shape}]`,
+        'backbone checkpoint', 'load the checkpoint with the config it was trained with');
+    }
+  }
+  return { cfg, params, consts: modelConsts(cfg) };
+}
+
+export function disposeGPT(m: GPT): void {
+  tf.dispose([...Object.values(m.params), ...Object.values(m.consts)]);
+}
+
+/** Raster decode order for B samples. */
+export function rasterOrder(cfg: GPTConfig, B: number): DecodeOrder {
+  const T = seqLen(cfg);
+  const cells = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) cells[b * T + t] = t;
+  return { B, T, cells };
+}
+
+/** The same decode order for every sample of a batch. */
+export function sharedOrder(cells: ArrayLike<number>, B: number): DecodeOrder {
+  const T = cells.length;
+  const all = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) all.set(Array.from(cells), b * T);
+  return { B, T, cells: all };
+}
+
+/** Reorder token grids (N x T, indexed by cell) into decode order. */
+export function tokensInOrder(grids: Int32Array, order: DecodeOrder): Int32Array {
+  const out = new Int32Array(order.B * order.T);
+  for (let b = 0; b < order.B; b++) {
+    const o = b * order.T;
+    for (let t = 0; t < order.T; t++) out[o + t] = grids[o + order.cells[o + t]];
+  }
+  return out;
 }
 
 function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor, eps: number): tf.Tensor2D {
@@ -100,64 +170,155 @@ function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor, eps: number): tf.Tensor2D {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), gain);
 }
 
-/** Per-order constants the forward pass needs; build once per order, dispose when done. */
-export interface OrderTables { cos: tf.Tensor2D; sin: tf.Tensor2D; rot: tf.Tensor2D; mask: tf.Tensor2D }
+/** Apply 2D rotary to t [N, d] whose rows have rotary rows cos/sin [N, hd]; returns [N, H, hd]. */
+function rope(m: GPT, t: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor3D {
+  const N = t.shape[0], H = m.cfg.nHead, hd = m.cfg.dModel / H;
+  const t3 = tf.reshape(t, [N, H, hd]);
+  const r = tf.reshape(tf.matMul(tf.reshape(t, [N * H, hd]), m.consts.rot), [N, H, hd]);
+  return tf.add(tf.mul(t3, tf.reshape(cos, [N, 1, hd])), tf.mul(r, tf.reshape(sin, [N, 1, hd])));
+}
 
-export function orderTables(cfg: GPTConfig, cells?: ArrayLike<number>): OrderTables {
-  const T = seqLen(cfg);
-  const order = cells ?? Array.from({ length: T }, (_, i) => i);
-  return { ...rotaryTables(cfg, order), mask: causalMask(T) };
+/** Input embedding + target position, and the rotary rows, for B x S slots. */
+function embedSlots(m: GPT, firstSlotIsClass: boolean, inputs: tf.Tensor2D, classes: tf.Tensor1D,
+  inCells: tf.Tensor2D, tgtCells: tf.Tensor2D): { x: tf.Tensor2D; cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const B = inCells.shape[0], S = inCells.shape[1], d = m.cfg.dModel;
+  const parts: tf.Tensor3D[] = [];
+  if (firstSlotIsClass) parts.push(tf.reshape(tf.gather(m.params.cls_emb, classes), [B, 1, d]));
+  if (inputs.shape[1] > 0) parts.push(tf.reshape(tf.gather(m.params.tok_emb, tf.reshape(inputs, [-1])), [B, inputs.shape[1], d]));
+  const emb = parts.length === 1 ? parts[0] : tf.concat(parts, 1); // [B, S, d]
+  const tgt = tf.gather(m.params.tgt_pos, tf.reshape(tgtCells, [-1])); // [B*S, d]
+  const x = tf.add(tf.reshape(emb, [B * S, d]), tgt) as tf.Tensor2D;
+  const rows = tf.add(tf.reshape(inCells, [-1]), tf.scalar(1, 'int32')); // row 0 of the tables = no rotation
+  return { x, cos: tf.gather(m.consts.cos, rows), sin: tf.gather(m.consts.sin, rows) };
+}
+
+/** Position inputs of a full sequence: input cells ([B,T], -1 for the class slot) and target cells [B,T]. */
+export function positionInputs(order: DecodeOrder): { inCells: tf.Tensor2D; tgtCells: tf.Tensor2D } {
+  const { B, T, cells } = order;
+  const inCells = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    inCells[b * T] = -1;
+    for (let t = 1; t < T; t++) inCells[b * T + t] = cells[b * T + t - 1];
+  }
+  return { inCells: tf.tensor2d(inCells, [B, T], 'int32'), tgtCells: tf.tensor2d(cells, [B, T], 'int32') };
+}
+
+export interface ForwardOut {
+  /** [B*T, V]: row b*T + t predicts the token decoded at step t. */
+  logits: tf.Tensor2D;
+  /** [B*T, d]: final normalised hidden states (what a planner reads). */
+  hidden: tf.Tensor2D;
 }
 
 /**
- * Forward pass. tokensIn [B, T-1] int32 (the image's tokens in decode order,
- * last one dropped), classes [B] int32. Returns logits [B*T, V] for the T
- * targets, row b*T + t predicting the token decoded at step t.
+ * Full teacher-forced forward pass. tokensIn [B, T-1] int32: the image's tokens
+ * in decode order, last one dropped; classes [B] int32; order: the decode order.
  */
-export function forward(cfg: GPTConfig, p: Params, tables: OrderTables, tokensIn: tf.Tensor2D, classes: tf.Tensor1D): tf.Tensor2D {
-  const B = tokensIn.shape[0];
-  const T = seqLen(cfg), d = cfg.dModel, H = cfg.nHead, hd = d / H;
-  const tok = tf.reshape(tf.gather(p.tok_emb, tf.reshape(tokensIn, [-1])), [B, T - 1, d]);
-  const cls = tf.reshape(tf.gather(p.cls_emb, classes), [B, 1, d]);
-  let x = tf.reshape(tf.concat([cls, tok], 1), [B * T, d]) as tf.Tensor2D; // [B*T, d]
-  const cos = tf.reshape(tables.cos, [1, T, 1, hd]), sin = tf.reshape(tables.sin, [1, T, 1, hd]);
-  const rope = (t: tf.Tensor2D) => { // t [B*T, d] -> rotated, [B, T, H, hd]
-    const t4 = tf.reshape(t, [B, T, H, hd]);
-    const r = tf.reshape(tf.matMul(tf.reshape(t, [B * T * H, hd]), tables.rot), [B, T, H, hd]);
-    return tf.add(tf.mul(t4, cos), tf.mul(r, sin));
-  };
+export function forward(m: GPT, order: DecodeOrder, tokensIn: tf.Tensor2D, classes: tf.Tensor1D): ForwardOut {
+  const { cfg, params: p } = m;
+  const B = order.B, T = order.T, d = cfg.dModel, H = cfg.nHead, hd = d / H;
+  const pos = positionInputs(order);
+  const { x: x0, cos, sin } = embedSlots(m, true, tokensIn, classes, pos.inCells, pos.tgtCells);
+  let x = x0; // [B*T, d]
   const scale = 1 / Math.sqrt(hd);
+  const heads = (t: tf.Tensor3D) => tf.transpose(tf.reshape(t, [B, T, H, hd]), [0, 2, 1, 3]); // -> [B, H, T, hd]
   for (let l = 0; l < cfg.nLayer; l++) {
     const pre = `h${l}.`;
     const hN = rmsNorm(x, p[pre + 'attn_norm'], cfg.normEps);
-    const q = tf.transpose(rope(tf.matMul(hN, p[pre + 'wq'])), [0, 2, 1, 3]); // [B, H, T, hd]
-    const k = tf.transpose(rope(tf.matMul(hN, p[pre + 'wk'])), [0, 2, 1, 3]); // [B, H, T, hd]
-    const v = tf.transpose(tf.reshape(tf.matMul(hN, p[pre + 'wv']), [B, T, H, hd]), [0, 2, 1, 3]);
-    const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), tables.mask)); // [B, H, T, T]
-    const y = tf.reshape(tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]), [B * T, d]); // [B*T, d]
+    const q = heads(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin));
+    const k = heads(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin));
+    const v = heads(tf.reshape(tf.matMul(hN, p[pre + 'wv']), [B * T, H, hd]));
+    const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), m.consts.mask)); // [B, H, T, T]
+    const y = tf.reshape(tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]), [B * T, d]);
     x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
-    const mN = rmsNorm(x, p[pre + 'mlp_norm'], cfg.normEps);
-    const g = tf.matMul(mN, p[pre + 'w1']); // [B*T, f]
-    const swiglu = tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(mN, p[pre + 'w3']));
-    x = tf.add(x, tf.matMul(swiglu, p[pre + 'w2']));
+    x = tf.add(x, mlp(m, x, pre));
   }
-  return tf.matMul(rmsNorm(x, p.norm_f, cfg.normEps), p.head); // [B*T, V]
+  const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
+  return { logits: tf.matMul(hidden, p.head), hidden };
 }
 
-/** Mean next-token cross-entropy (nats) of targets [B, T] under logits [B*T, V]. */
-export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
+function mlp(m: GPT, x: tf.Tensor2D, pre: string): tf.Tensor2D {
+  const p = m.params;
+  const mN = rmsNorm(x, p[pre + 'mlp_norm'], m.cfg.normEps);
+  const g = tf.matMul(mN, p[pre + 'w1']); // [N, f]
+  return tf.matMul(tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(mN, p[pre + 'w3'])), p[pre + 'w2']);
+}
+
+/** Per-token negative log-likelihood (nats) [B*T] of targets [B, T] under logits [B*T, V]. */
+export function tokenNll(logits: tf.Tensor2D, targets: tf.Tensor2D): tf.Tensor1D {
   const V = logits.shape[1];
   const logp = tf.logSoftmax(logits); // [B*T, V]
-  const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.reshape(targets, [-1]), V)), -1); // [B*T]
-  return tf.neg(tf.mean(picked)) as tf.Scalar;
+  return tf.neg(tf.sum(tf.mul(logp, tf.oneHot(tf.reshape(targets, [-1]), V)), -1)) as tf.Tensor1D;
 }
 
-/** Teacher-forced loss of a batch of token grids [B, T] read in decode order. */
-export function lmLoss(cfg: GPTConfig, p: Params, tables: OrderTables, tokens: tf.Tensor2D, classes: tf.Tensor1D): tf.Scalar {
-  const T = seqLen(cfg);
-  const inputs = tf.slice(tokens, [0, 0], [tokens.shape[0], T - 1]) as tf.Tensor2D;
-  return crossEntropy(forward(cfg, p, tables, inputs, classes), tokens);
+/** Mean teacher-forced loss (nats per token) of tokens [B, T] given in decode order. */
+export function lmLoss(m: GPT, order: DecodeOrder, tokens: tf.Tensor2D, classes: tf.Tensor1D): tf.Scalar {
+  const inputs = tf.slice(tokens, [0, 0], [order.B, order.T - 1]) as tf.Tensor2D;
+  return tf.mean(tokenNll(forward(m, order, inputs, classes).logits, tokens)) as tf.Scalar;
 }
 
 /** Total number of parameters. */
 export const numParams = (p: Params): number => Object.values(p).reduce((a, v) => a + v.size, 0);
+
+// ---------------------------------------------------------------------------
+// KV cache: one slot at a time, for sampling and for planners that read the
+// prefix as it grows.
+
+export interface KVCache {
+  /** Per layer: keys and values of the slots seen so far, [B, H, t, hd]. */
+  k: tf.Tensor4D[];
+  v: tf.Tensor4D[];
+  /** Slots in the cache. */
+  length: number;
+}
+
+export function emptyCache(m: GPT): KVCache {
+  return { k: new Array(m.cfg.nLayer).fill(null), v: new Array(m.cfg.nLayer).fill(null), length: 0 };
+}
+
+export function disposeCache(c: KVCache): void {
+  tf.dispose([...c.k, ...c.v].filter((t) => t));
+  c.k.fill(null as unknown as tf.Tensor4D);
+  c.v.fill(null as unknown as tf.Tensor4D);
+  c.length = 0;
+}
+
+/**
+ * Feed one slot per sample and return its outputs. At slot 0 `input` holds class
+ * ids (inCell ignored); later it holds the token just decoded at `inCell`.
+ * `tgtCell` is the cell to predict next. The cache grows by one slot (old
+ * tensors are disposed). Returns logits [B, V] and hidden [B, d]; caller disposes.
+ */
+export function decodeStep(m: GPT, cache: KVCache, input: Int32Array, inCell: Int32Array, tgtCell: Int32Array): ForwardOut {
+  const { cfg, params: p } = m;
+  const B = input.length, d = cfg.dModel, H = cfg.nHead, hd = d / H;
+  const isClass = cache.length === 0;
+  const out = tf.tidy(() => {
+    const ids = tf.tensor2d(input, [B, 1], 'int32');
+    const cells = tf.tensor2d(isClass ? new Int32Array(B).fill(-1) : inCell, [B, 1], 'int32');
+    const { x: x0, cos, sin } = embedSlots(m, isClass, isClass ? tf.zeros([B, 0], 'int32') as tf.Tensor2D : ids,
+      tf.reshape(ids, [B]) as tf.Tensor1D, cells, tf.tensor2d(tgtCell, [B, 1], 'int32'));
+    let x = x0; // [B, d]
+    const scale = 1 / Math.sqrt(hd);
+    const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
+    for (let l = 0; l < cfg.nLayer; l++) {
+      const pre = `h${l}.`;
+      const hN = rmsNorm(x, p[pre + 'attn_norm'], cfg.normEps);
+      const q = tf.reshape(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin), [B, H, 1, hd]);
+      const k1 = tf.reshape(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin), [B, H, 1, hd]);
+      const v1 = tf.reshape(tf.matMul(hN, p[pre + 'wv']), [B, H, 1, hd]);
+      const K = cache.k[l] ? tf.concat([cache.k[l], k1], 2) as tf.Tensor4D : k1 as tf.Tensor4D; // [B, H, t+1, hd]
+      const V = cache.v[l] ? tf.concat([cache.v[l], v1], 2) as tf.Tensor4D : v1 as tf.Tensor4D;
+      newK.push(K); newV.push(V);
+      const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), scale)); // [B, H, 1, t+1]
+      const y = tf.reshape(tf.matMul(att, V), [B, d]);
+      x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
+      x = tf.add(x, mlp(m, x, pre));
+    }
+    const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
+    return { logits: tf.matMul(hidden, p.head) as tf.Tensor2D, hidden, newK, newV };
+  });
+  tf.dispose([...cache.k, ...cache.v].filter((t) => t));
+  cache.k = out.newK; cache.v = out.newV; cache.length++;
+  return { logits: out.logits, hidden: out.hidden };
+}

@@ -102,7 +102,7 @@ export function accumulateGrads(params: Record<string, tf.Variable>, n: number, 
     const { value, grads } = tf.variableGrads(() => tf.mul(lossFn(i), 1 / n) as tf.Scalar, vars);
     lossSum += value.dataSync()[0] * n;
     value.dispose();
-    const g = names.map((k) => grads[k]);
+    const g = names.map((k) => grads[params[k].name]); // tfjs keys grads by variable name
     if (acc === null) acc = g;
     else {
       const prev: tf.Tensor[] = acc;
