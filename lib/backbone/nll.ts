@@ -1,0 +1,63 @@
+/**
+ * Exact negative log-likelihood of images under any decode order (teacher
+ * forcing). Because each order is fixed before the tokens it orders are seen
+ * (or, for a policy, chosen only from what is already visible), every order
+ * is a valid autoregressive factorisation of p(x | class), so NLLs under
+ * raster, random and planner orders are directly comparable (METHOD.md §7).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { forward, GPT, tokenNll, tokensInOrder, DecodeOrder } from './gpt';
+import { seqLen } from './config';
+import { OrderHeadError } from '../runtime/errors';
+
+export interface NllResult {
+  /** Per image: total NLL in nats (sum over its T tokens). */
+  perImage: Float64Array;
+  /** Per decode step t: mean NLL in nats over images. */
+  perStep: Float64Array;
+  /** Mean NLL in nats per token. */
+  natsPerToken: number;
+  /** Mean NLL in bits per token. */
+  bitsPerToken: number;
+  n: number;
+}
+
+/**
+ * NLL of token grids (N x T, indexed by cell) with their classes, each image
+ * decoded in its own order (`cells`: N x T, cells[i*T + t] = the cell decoded
+ * at step t of image i). Runs in batches of `batch` images; leaks no tensors.
+ */
+export function exactNll(m: GPT, grids: Int32Array, classes: Int32Array, cells: Int32Array, batch = 64,
+  onBatch?: (done: number) => void): NllResult {
+  const T = seqLen(m.cfg);
+  const N = classes.length;
+  if (grids.length !== N * T || cells.length !== N * T) {
+    throw new OrderHeadError(`got ${grids.length} tokens and ${cells.length} order cells for ${N} images of ${T} tokens`,
+      'exactNll(grids, classes, cells)', 'pass N*T tokens and N*T cells for N classes');
+  }
+  const perImage = new Float64Array(N), perStep = new Float64Array(T);
+  for (let s = 0; s < N; s += batch) {
+    const B = Math.min(batch, N - s);
+    const order: DecodeOrder = { B, T, cells: cells.subarray(s * T, (s + B) * T) };
+    const ordered = tokensInOrder(grids.subarray(s * T, (s + B) * T), order);
+    const nll = tf.tidy(() => {
+      const toks = tf.tensor2d(ordered, [B, T], 'int32');
+      const inputs = tf.slice(toks, [0, 0], [B, T - 1]) as tf.Tensor2D;
+      return tokenNll(forward(m, order, inputs, tf.tensor1d(classes.subarray(s, s + B), 'int32')).logits, toks);
+    });
+    const v = nll.dataSync();
+    nll.dispose();
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        perImage[s + b] += v[b * T + t];
+        perStep[t] += v[b * T + t];
+      }
+    }
+    onBatch?.(s + B);
+  }
+  let total = 0;
+  for (let i = 0; i < N; i++) total += perImage[i];
+  for (let t = 0; t < T; t++) perStep[t] /= N;
+  const natsPerToken = total / (N * T);
+  return { perImage, perStep, natsPerToken, bitsPerToken: natsPerToken / Math.LN2, n: N };
+}
