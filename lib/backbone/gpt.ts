@@ -82,7 +82,9 @@ export function initParams(cfg: GPTConfig, seed = 0): Params {
       for (let i = 0; i < size; i++) values[i] = r.normal() * std;
     }
     // Unnamed: tfjs variable names are global, and several models live side by side.
-    params[name] = tf.variable(tf.tensor(values, shape), true);
+    const init = tf.tensor(values, shape);
+    params[name] = tf.variable(init, true);
+    init.dispose(); // the variable holds its own reference to the data
   }
   return params;
 }

@@ -30,6 +30,14 @@ export function warmupCosine(step: number, total: number, warmup: number, peak: 
   return peak * (minRatio + (1 - minRatio) * 0.5 * (1 + Math.cos(Math.PI * t)));
 }
 
+/** A non-trainable variable of zeros shaped like `p` (tf.variable keeps its initial tensor alive: dispose it). */
+function zeroVariable(p: tf.Tensor): tf.Variable {
+  const z = tf.zerosLike(p);
+  const v = tf.variable(z, false);
+  z.dispose();
+  return v;
+}
+
 export class AdamW {
   readonly m: Record<string, tf.Variable> = {};
   readonly v: Record<string, tf.Variable> = {};
@@ -37,8 +45,8 @@ export class AdamW {
 
   constructor(readonly params: Record<string, tf.Variable>, readonly cfg: AdamWConfig = DEFAULT_ADAMW) {
     for (const [k, p] of Object.entries(params)) {
-      this.m[k] = tf.variable(tf.zerosLike(p), false);
-      this.v[k] = tf.variable(tf.zerosLike(p), false);
+      this.m[k] = zeroVariable(p);
+      this.v[k] = zeroVariable(p);
     }
   }
 

@@ -1,0 +1,138 @@
+/** Stage 1: exact-NLL normalisation, sampling, the r schedule, training with resume, bad input. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { useWasm } from './helpers';
+import { gptConfig, seqLen } from '../lib/backbone/config';
+import { createGPT, disposeGPT, rasterOrder } from '../lib/backbone/gpt';
+import { exactNll } from '../lib/backbone/nll';
+import { sampleImages, sampleToken } from '../lib/backbone/sampler';
+import { loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1 } from '../lib/backbone/stage1';
+import { blockGeometry, cellsOfBlockOrder, randomPolicy, rasterPolicy, validateBlockOrder } from '../lib/order';
+import { OrderHeadError } from '../lib/runtime/errors';
+import { rng } from '../lib/runtime/seed';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-stage1-'));
+
+test('probabilities of every token sequence under a fixed non-raster block order sum to 1', async () => {
+  await useWasm();
+  const cfg = gptConfig('tiny', { gridH: 2, gridW: 4, vocabSize: 3 });
+  const geo = blockGeometry({ gridH: 2, gridW: 4, blockH: 1, blockW: 2 });
+  const m = createGPT(cfg, 11);
+  const T = seqLen(cfg), N = 3 ** T;
+  const grids = new Int32Array(N * T);
+  for (let i = 0; i < N; i++) for (let t = 0, v = i; t < T; t++, v = Math.floor(v / 3)) grids[i * T + t] = v % 3;
+  const order = cellsOfBlockOrder(geo, [3, 0, 2, 1]);
+  const cells = new Int32Array(N * T);
+  for (let i = 0; i < N; i++) cells.set(order, i * T);
+  for (const cls of [0, 2]) {
+    const res = exactNll(m, grids, new Int32Array(N).fill(cls), cells, 729);
+    let total = 0;
+    for (let i = 0; i < N; i++) total += Math.exp(-res.perImage[i]);
+    assert.ok(Math.abs(total - 1) < 1e-3, `class ${cls}: probabilities sum to ${total}`);
+    assert.ok(Math.abs(res.bitsPerToken - res.natsPerToken / Math.LN2) < 1e-9);
+  }
+  disposeGPT(m);
+});
+
+test('sampling under a policy fills every cell, follows the policy, is seeded, and leaks no tensors', async () => {
+  await useWasm();
+  const cfg = gptConfig('tiny');
+  const geo = blockGeometry({ gridH: cfg.gridH, gridW: cfg.gridW, blockH: 2, blockW: 2 });
+  const m = createGPT(cfg, 5);
+  const classes = new Int32Array([0, 1, 2, 1]);
+  const before = tf.memory().numTensors;
+  const a = await sampleImages(m, { classes, policy: randomPolicy(geo, 3), geometry: geo, seed: 7, topK: 5, topP: 0.9 });
+  assert.equal(tf.memory().numTensors, before, 'sampling leaked tensors');
+  const b = await sampleImages(m, { classes, policy: randomPolicy(geo, 3), geometry: geo, seed: 7, topK: 5, topP: 0.9 });
+  assert.deepEqual(a.tokens, b.tokens, 'same seed, different samples');
+  const T = seqLen(cfg);
+  assert.ok(a.tokens.every((v) => v >= 0 && v < cfg.vocabSize));
+  for (let i = 0; i < classes.length; i++) {
+    validateBlockOrder(geo, a.blockOrders[i], 'test');
+    assert.deepEqual(Array.from(a.cells.subarray(i * T, (i + 1) * T)), Array.from(cellsOfBlockOrder(geo, a.blockOrders[i])));
+  }
+  const guided = await sampleImages(m, { classes, policy: rasterPolicy(geo), geometry: geo, seed: 7, cfgScale: 2 });
+  assert.equal(tf.memory().numTensors, before, 'CFG sampling leaked tensors');
+  assert.ok(guided.tokens.every((v) => v >= 0));
+  disposeGPT(m);
+});
+
+test('sampleToken: temperature 0 and top-k 1 are greedy; top-p keeps the head of the distribution', () => {
+  const logits = new Float32Array([0.1, 3, -1, 2.9]);
+  const r = rng(1);
+  assert.equal(sampleToken(logits, r, 0), 1);
+  for (let i = 0; i < 20; i++) assert.equal(sampleToken(logits, r, 1, 1), 1);
+  for (let i = 0; i < 50; i++) assert.ok([1, 3].includes(sampleToken(logits, r, 1, 0, 0.8)));
+});
+
+test('the random share r is 1 before annealStart, 0 after annealEnd, linear between; 0 for raster', () => {
+  const cfg: Stage1Config = { ...STAGE1_DEFAULTS, orderMode: 'block-rar', steps: 100, annealStart: 0.5, annealEnd: 0.9 };
+  assert.equal(randomShare(cfg, 0), 1);
+  assert.equal(randomShare(cfg, 49), 1);
+  assert.ok(Math.abs(randomShare(cfg, 70) - 0.5) < 1e-9);
+  assert.equal(randomShare(cfg, 90), 0);
+  assert.equal(randomShare({ ...cfg, orderMode: 'raster' }, 10), 0);
+});
+
+function tinyJob(steps: number): { cfg: Stage1Config; data: { tokens: Int32Array; labels: Int32Array; n: number }; model: ReturnType<typeof stage1ModelConfig> } {
+  const cfg: Stage1Config = { ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, annealStart: 0.5, annealEnd: 1 };
+  const model = stage1ModelConfig(cfg, { h: 4, w: 4 }, 16, 3);
+  const n = 12;
+  const tokens = new Int32Array(n * 16).map((_, i) => (i * 5 + (i >> 4)) % 16);
+  const labels = new Int32Array(n).map((_, i) => i % 3);
+  return { cfg, data: { tokens, labels, n }, model };
+}
+
+test('Stage 1 training saves checkpoints named with step and r, resumes to the same weights, and leaks no tensors', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(4);
+  const root = tmp();
+  const before = tf.memory().numTensors;
+  const full = trainStage1(root, 'full', cfg, data, model);
+  assert.deepEqual(full.checkpoints.map((p) => path.basename(p)), ['stage1-step000002-r1.00.safetensors', 'stage1-step000004-r0.00.safetensors']);
+  disposeGPT(full.model);
+  assert.equal(tf.memory().numTensors, before, 'training leaked tensors');
+  // Interrupted after 2 steps, then resumed: same final weights as the uninterrupted run.
+  disposeGPT(trainStage1(root, 'split', cfg, data, model, { maxSteps: 2 }).model);
+  const resumed = trainStage1(root, 'split', cfg, data, model);
+  assert.equal(resumed.steps, 4);
+  disposeGPT(resumed.model);
+  const a = loadBackbone(full.checkpoints[1]), b = loadBackbone(resumed.checkpoints[resumed.checkpoints.length - 1]);
+  for (const k of Object.keys(a.params)) assert.deepEqual(a.params[k].dataSync(), b.params[k].dataSync(), `weight ${k} differs after resume`);
+  disposeGPT(a); disposeGPT(b);
+  const lines = fs.readFileSync(path.join(root, 'split', 'metrics.jsonl'), 'utf8').trim().split('\n');
+  assert.equal(lines.length, 4, 'one metrics row per step across the interruption');
+});
+
+test('a backbone checkpoint loaded with another config names the mismatched field', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(2);
+  const res = trainStage1(tmp(), 'x', cfg, data, model);
+  disposeGPT(res.model);
+  assert.throws(() => loadBackbone(res.checkpoints[0], { gridH: 8 }),
+    (e: unknown) => e instanceof OrderHeadError && /gridH/.test(e.message));
+});
+
+test('a non-finite loss stops training with the step named and writes no checkpoint', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(4);
+  const root = tmp();
+  assert.throws(() => trainStage1(root, 'nan', { ...cfg, lr: Number.NaN }, data, model),
+    (e: unknown) => e instanceof OrderHeadError && /at step \d+|optimizer step/.test(e.message));
+  assert.deepEqual(fs.readdirSync(path.join(root, 'nan', 'checkpoints')).filter((f) => f.endsWith('.safetensors')), []);
+});
+
+test('token data that does not fit the model grid is refused', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(2);
+  assert.throws(() => trainStage1(tmp(), 'bad', cfg, { ...data, n: data.n + 1 }, model), /stage1 token data/);
+});
+
+test('raster order helper matches the identity permutation', () => {
+  const o = rasterOrder(gptConfig('tiny'), 2);
+  assert.deepEqual(Array.from(o.cells.subarray(0, 16)), Array.from({ length: 16 }, (_, i) => i));
+});
