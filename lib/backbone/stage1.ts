@@ -218,3 +218,16 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
     w.on('error', (e) => reject(e));
   })));
 }
+
+/**
+ * The Stage 1 config of each profile. `default` is sized so that both models
+ * train side by side (one per core) in about 10 minutes on our 2-core machine.
+ */
+export function stage1Config(profile: 'smoke' | 'default' | 'full', orderMode: OrderMode): Stage1Config {
+  const base = { ...STAGE1_DEFAULTS, orderMode };
+  switch (profile) {
+    case 'smoke': return { ...base, size: 'tiny', steps: 6, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 };
+    case 'default': return { ...base, steps: 600, warmup: 50, checkpointEvery: 100 };
+    case 'full': return { ...base, steps: 3000, warmup: 200, checkpointEvery: 250 };
+  }
+}
