@@ -4,7 +4,8 @@
  * seeded permutation per image). The gap between random and raster is the
  * order-robustness the planner needs (METHOD.md §6.1).
  */
-import { GPT } from './gpt';
+import { disposeGPT, GPT } from './gpt';
+import { loadBackboneWithInfo } from './stage1';
 import { exactNll, NllResult } from './nll';
 import { seqLen } from './config';
 import { BlockGeometry, cellsOfBlockOrder, randomBlockOrder, rasterBlockOrder } from '../order';
@@ -36,4 +37,38 @@ export function nllByOrderType(m: GPT, geo: BlockGeometry, data: { tokens: Int32
     const r: NllResult = exactNll(m, grids, classes, orderCells(order, geo, n, seed));
     return { order, natsPerToken: r.natsPerToken, bitsPerToken: r.bitsPerToken, n };
   });
+}
+
+export interface CheckpointNllRow {
+  model: string;
+  step: number;
+  /** Share of random orders when the checkpoint was saved. */
+  r: number;
+  /** Bits per token under each order type. */
+  bits: Record<OrderType, number>;
+  /** random-blocks minus raster, bits per token: how much order costs this checkpoint. */
+  gap: number;
+  checkpoint: string;
+}
+
+/**
+ * NLL by order type for every checkpoint of several runs, on the first `n`
+ * test images. Loads one backbone at a time (and disposes it).
+ */
+export function checkpointNllTable(runs: { model: string; checkpoints: string[] }[], geo: BlockGeometry,
+  data: { tokens: Int32Array; labels: Int32Array }, n: number, onCheckpoint?: () => void): CheckpointNllRow[] {
+  const rows: CheckpointNllRow[] = [];
+  for (const run of runs) {
+    for (const checkpoint of run.checkpoints) {
+      const { model: m, step, r } = loadBackboneWithInfo(checkpoint);
+      try {
+        const bits = Object.fromEntries(nllByOrderType(m, geo, data, n).map((x) => [x.order, x.bitsPerToken])) as Record<OrderType, number>;
+        rows.push({ model: run.model, step, r, bits, gap: bits['random-blocks'] - bits.raster, checkpoint });
+      } finally {
+        disposeGPT(m);
+      }
+      onCheckpoint?.();
+    }
+  }
+  return rows;
 }

@@ -173,6 +173,11 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
 
 /** Load a Stage 1 checkpoint as a backbone (model weights only), checking its config. */
 export function loadBackbone(path: string, expect?: Partial<GPTConfig>): GPT {
+  return loadBackboneWithInfo(path, expect).model;
+}
+
+/** As loadBackbone, with the checkpoint's step and random-order share r. */
+export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number } {
   const ck = loadCheckpoint<GPTConfig>(path, expect ? { expectConfig: expect as Record<string, unknown>, compareKeys: Object.keys(expect) } : {});
   const params: Params = {};
   for (const k of paramNames(ck.config)) {
@@ -180,7 +185,7 @@ export function loadBackbone(path: string, expect?: Partial<GPTConfig>): GPT {
     params[k] = tf.variable(ck.weights[k], true); // copies
   }
   tf.dispose(Object.values(ck.weights));
-  return gptFromParams(ck.config, params);
+  return { model: gptFromParams(ck.config, params), step: ck.step, r: Number(ck.extra.r ?? Number.NaN) };
 }
 
 /** Geometry of the blocks a Stage 1 config trains on. */
