@@ -136,3 +136,12 @@ test('raster order helper matches the identity permutation', () => {
   const o = rasterOrder(gptConfig('tiny'), 2);
   assert.deepEqual(Array.from(o.cells.subarray(0, 16)), Array.from({ length: 16 }, (_, i) => i));
 });
+
+test('continuing a Stage 1 run on tokens from another tokenizer is refused, naming the field', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(2);
+  const root = tmp();
+  disposeGPT(trainStage1(root, 'tok', cfg, { ...data, tokenizer: 'aaaa' }, model, { maxSteps: 1 }).model);
+  assert.throws(() => trainStage1(root, 'tok', cfg, { ...data, tokenizer: 'bbbb' }, model),
+    (e: unknown) => e instanceof OrderHeadError && /data\.tokenizer/.test(e.message));
+});

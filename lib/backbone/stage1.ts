@@ -73,7 +73,13 @@ export function randomShare(cfg: Stage1Config, step: number): number {
 }
 
 /** Token data for training: N grids of T tokens (indexed by cell) and labels. */
-export interface TokenData { tokens: Int32Array; labels: Int32Array; n: number }
+export interface TokenData {
+  tokens: Int32Array;
+  labels: Int32Array;
+  n: number;
+  /** Fingerprint of the tokenizer that made the tokens: a run never mixes two tokenizers. */
+  tokenizer?: string;
+}
 
 /** The GPT config of a Stage 1 run on a token grid. */
 export function stage1ModelConfig(cfg: Stage1Config, grid: { h: number; w: number }, vocabSize: number, numClasses: number): GPTConfig {
@@ -102,7 +108,7 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
       'stage1 token data', 'tokenize with the tokenizer whose grid matches the backbone config');
   }
   const geo = blockGeometry({ gridH: model.gridH, gridW: model.gridW, blockH: cfg.blockH, blockW: cfg.blockW });
-  const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n } }, resume: true, backend: tf.getBackend() });
+  const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown' } }, resume: true, backend: tf.getBackend() });
   const m = createGPT(model, cfg.seed);
   const opt = new AdamW(m.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
   let step = 0;
