@@ -30,3 +30,4 @@ export * from './report/table';
 export * from './session';
 export * as tf from '@tensorflow/tfjs';
 export * from './order';
+export * from './tokenizer';

@@ -50,7 +50,11 @@ export async function startNotebook(notebook: string): Promise<NotebookSession> 
     notebook, profile, backend, runRoot: runRoot(), versions, stamp,
     progress: (opts) => {
       const live = inNotebook() ? liveDisplay() : null;
-      return progress({ ...opts, sink: live ? (text: string) => live.text(text) : undefined });
+      // tslab sends display updates through zeromq without waiting; hundreds of
+      // sends during one long cell can crash the kernel ("Socket is busy
+      // writing"), so notebook redraws are throttled to one every 2 s.
+      return progress({ ...opts, minIntervalMs: Math.max(opts.minIntervalMs ?? 0, live ? 2000 : 0) || undefined,
+        sink: live ? (text: string) => live.text(text) : undefined });
     },
   };
   if (inNotebook()) {
