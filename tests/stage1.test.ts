@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { useWasm } from './helpers';
 import { gptConfig, seqLen } from '../lib/backbone/config';
 import { createGPT, disposeGPT, rasterOrder } from '../lib/backbone/gpt';
-import { exactNll } from '../lib/backbone/nll';
+import { exactNll, nllUnderPolicy } from '../lib/backbone/nll';
 import { sampleImages, sampleToken } from '../lib/backbone/sampler';
 import { loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1 } from '../lib/backbone/stage1';
 import { blockGeometry, cellsOfBlockOrder, randomPolicy, rasterPolicy, validateBlockOrder } from '../lib/order';
@@ -144,4 +144,22 @@ test('continuing a Stage 1 run on tokens from another tokenizer is refused, nami
   disposeGPT(trainStage1(root, 'tok', cfg, { ...data, tokenizer: 'aaaa' }, model, { maxSteps: 1 }).model);
   assert.throws(() => trainStage1(root, 'tok', cfg, { ...data, tokenizer: 'bbbb' }, model),
     (e: unknown) => e instanceof OrderHeadError && /data\.tokenizer/.test(e.message));
+});
+
+test('NLL under a policy equals NLL under the fixed orders that policy produced', async () => {
+  await useWasm();
+  const cfg = gptConfig('tiny');
+  const geo = blockGeometry({ gridH: cfg.gridH, gridW: cfg.gridW, blockH: 2, blockW: 2 });
+  const m = createGPT(cfg, 4);
+  const T = seqLen(cfg), N = 5;
+  const grids = new Int32Array(N * T).map((_, i) => (i * 3 + 1) % cfg.vocabSize);
+  const classes = new Int32Array([0, 1, 2, 0, 1]);
+  const viaPolicy = await nllUnderPolicy(m, grids, classes, randomPolicy(geo, 5), geo);
+  const cells = new Int32Array(N * T);
+  viaPolicy.blockOrders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
+  const direct = exactNll(m, grids, classes, cells);
+  assert.ok(Math.abs(viaPolicy.natsPerToken - direct.natsPerToken) < 1e-9);
+  const raster = await nllUnderPolicy(m, grids, classes, rasterPolicy(geo), geo);
+  assert.ok(Math.abs(raster.natsPerToken - viaPolicy.natsPerToken) > 1e-6, 'different orders should give different NLL');
+  disposeGPT(m);
 });

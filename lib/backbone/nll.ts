@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { forward, GPT, tokenNll, tokensInOrder, DecodeOrder } from './gpt';
 import { seqLen } from './config';
 import { OrderHeadError } from '../runtime/errors';
+import { BlockGeometry, cellsOfBlockOrder, OrderPolicy, rollOutOrder } from '../order';
 
 export interface NllResult {
   /** Per image: total NLL in nats (sum over its T tokens). */
@@ -60,4 +61,20 @@ export function exactNll(m: GPT, grids: Int32Array, classes: Int32Array, cells: 
   for (let t = 0; t < T; t++) perStep[t] /= N;
   const natsPerToken = total / (N * T);
   return { perImage, perStep, natsPerToken, bitsPerToken: natsPerToken / Math.LN2, n: N };
+}
+
+/**
+ * NLL under an order policy: the policy chooses each next block from the
+ * ground-truth tokens of the blocks already visible (never from what is still
+ * hidden), so its order is a valid factorisation; then one teacher-forced pass
+ * scores the images in those orders.
+ */
+export async function nllUnderPolicy(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry,
+  batch = 64): Promise<NllResult & { blockOrders: number[][] }> {
+  const T = seqLen(m.cfg), N = classes.length;
+  const tokens = Array.from({ length: N }, (_, i) => grids.subarray(i * T, (i + 1) * T));
+  const blockOrders = await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes) });
+  const cells = new Int32Array(N * T);
+  blockOrders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
+  return { ...exactNll(m, grids, classes, cells, batch), blockOrders };
 }
