@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { useWasm } from './helpers';
 import { gptConfig, seqLen } from '../lib/backbone/config';
 import {
-  createGPT, decodeStep, disposeCache, disposeGPT, emptyCache, forward, lmLoss, rasterOrder, DecodeOrder, tokensInOrder,
+  createGPT, decodeStep, disposeCache, disposeGPT, emptyCache, extend, forward, lmLoss, rasterOrder, DecodeOrder, tokensInOrder,
 } from '../lib/backbone/gpt';
 import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 import { OrderHeadError } from '../lib/runtime/errors';
@@ -104,4 +104,51 @@ test('unknown model size lists the valid ones', () => {
 
 test('a head width that cannot split into 2D rotary pairs is refused', () => {
   assert.throws(() => gptConfig('tiny', { dModel: 18, nHead: 3 }), /backbone.dModel/);
+});
+
+test('extend: a batch-1 prefix shared by several continuations equals separate full passes', async () => {
+  await useWasm();
+  const cfg = gptConfig('tiny');
+  const T = seqLen(cfg), P = 6, L = T - P, K = 3;
+  const m = createGPT(cfg, 8);
+  // K orders that share their first P cells and continue differently.
+  const r = rng(4);
+  const shared = r.shuffle(Array.from({ length: T }, (_, i) => i));
+  const orders = Array.from({ length: K }, (_, i) => [...shared.slice(0, P), ...(i === 0 ? shared.slice(P) : r.shuffle(shared.slice(P)))]);
+  const grid = new Int32Array(T).map((_, i) => (i * 7 + 2) % cfg.vocabSize);
+  const cls = 1;
+  const order: DecodeOrder = { B: K, T, cells: new Int32Array(orders.flat()) };
+  const grids = new Int32Array(K * T);
+  for (let k = 0; k < K; k++) grids.set(grid, k * T);
+  const ordered = tokensInOrder(grids, order);
+  const full = tf.tidy(() => forward(m, order, tf.slice(tf.tensor2d(ordered, [K, T], 'int32'), [0, 0], [K, T - 1]) as tf.Tensor2D,
+    tf.tensor1d(new Int32Array(K).fill(cls), 'int32')).logits);
+  const fullArr = full.arraySync();
+  // Prefix: class slot + the first P-1 shared tokens (slots 0..P-1), batch 1.
+  const cache = emptyCache(m);
+  const pre = extend(m, cache, {
+    B: 1, L: P,
+    inputs: new Int32Array([cls, ...orders[0].slice(0, P - 1).map((c) => grid[c])]),
+    inCells: new Int32Array([-1, ...orders[0].slice(0, P - 1)]),
+    tgtCells: new Int32Array(orders[0].slice(0, P)),
+  });
+  tf.dispose([pre.logits, pre.hidden]);
+  const inputs = new Int32Array(K * L), inCells = new Int32Array(K * L), tgtCells = new Int32Array(K * L);
+  for (let k = 0; k < K; k++) for (let j = 0; j < L; j++) {
+    const t = P + j;
+    inputs[k * L + j] = grid[orders[k][t - 1]]; inCells[k * L + j] = orders[k][t - 1]; tgtCells[k * L + j] = orders[k][t];
+  }
+  const before = tf.memory().numTensors;
+  const cont = extend(m, cache, { B: K, L, inputs, inCells, tgtCells }, false);
+  const got = cont.logits.arraySync();
+  for (let k = 0; k < K; k++) for (let j = 0; j < L; j++) {
+    const ref = fullArr[k * T + P + j];
+    const err = Math.max(...got[k * L + j].map((v, i) => Math.abs(v - ref[i])));
+    assert.ok(err < 1e-4, `continuation ${k} slot ${j}: max diff ${err}`);
+  }
+  tf.dispose([cont.logits, cont.hidden]);
+  assert.equal(tf.memory().numTensors, before, 'extend without keep must leave the cache as it was');
+  full.dispose();
+  assert.equal(cache.length, P);
+  disposeCache(cache); disposeGPT(m);
 });

@@ -285,42 +285,91 @@ export function disposeCache(c: KVCache): void {
   c.length = 0;
 }
 
+/** Slots to append to a cache: B sequences of L slots each. */
+export interface Extension {
+  /** [B*L]: token ids; in the class slot (first slot of an empty cache) the class id. */
+  inputs: Int32Array;
+  /** [B*L]: cell of each input token (ignored in the class slot). */
+  inCells: Int32Array;
+  /** [B*L]: the cell each slot predicts. */
+  tgtCells: Int32Array;
+  B: number;
+  L: number;
+  /**
+   * Optional additive mask among the new slots, [L*L] shared or [B*L*L] per
+   * sequence (0 = attend, -1e9 = blocked); default causal. Every new slot
+   * always attends to the whole cached prefix. Lets independent one-step
+   * queries share one pass (each sees the prefix and itself only).
+   */
+  mask?: Float32Array;
+}
+
 /**
- * Feed one slot per sample and return its outputs. At slot 0 `input` holds class
- * ids (inCell ignored); later it holds the token just decoded at `inCell`.
- * `tgtCell` is the cell to predict next. The cache grows by one slot (old
- * tensors are disposed). Returns logits [B, V] and hidden [B, d]; caller disposes.
+ * Append L slots per sequence to a KV cache and return their outputs: logits
+ * [B*L, V] and hidden [B*L, d] (caller disposes). A cache holding one sequence
+ * (batch 1) is shared by all B new sequences: the prefix is computed once and
+ * read by every continuation — the oracle scores all candidate blocks of a
+ * state this way. With `keep`, the cache grows by the new slots (then its
+ * batch must be 1 or B); otherwise the cache is left as it was.
  */
-export function decodeStep(m: GPT, cache: KVCache, input: Int32Array, inCell: Int32Array, tgtCell: Int32Array): ForwardOut {
+export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): ForwardOut {
   const { cfg, params: p } = m;
-  const B = input.length, d = cfg.dModel, H = cfg.nHead, hd = d / H;
+  const { B, L } = ext, d = cfg.dModel, H = cfg.nHead, hd = d / H;
   const isClass = cache.length === 0;
+  const prefixB = cache.length ? cache.k[0].shape[0] : B;
+  if (cache.length && prefixB !== B && prefixB !== 1) {
+    throw new OrderHeadError(`cache holds ${prefixB} sequences, the extension ${B}`, 'extend(cache, ext)', 'extend with the same batch or share a batch-1 prefix');
+  }
   const out = tf.tidy(() => {
-    const ids = tf.tensor2d(input, [B, 1], 'int32');
-    const cells = tf.tensor2d(isClass ? new Int32Array(B).fill(-1) : inCell, [B, 1], 'int32');
-    const { x: x0, cos, sin } = embedSlots(m, isClass, isClass ? tf.zeros([B, 0], 'int32') as tf.Tensor2D : ids,
-      tf.reshape(ids, [B]) as tf.Tensor1D, cells, tf.tensor2d(tgtCell, [B, 1], 'int32'));
-    let x = x0; // [B, d]
+    const ids = tf.tensor2d(ext.inputs, [B, L], 'int32');
+    const inCells = ext.inCells.slice();
+    if (isClass) for (let b = 0; b < B; b++) inCells[b * L] = -1;
+    const classes = isClass ? tf.reshape(tf.slice(ids, [0, 0], [B, 1]), [B]) as tf.Tensor1D : tf.zeros([B], 'int32') as tf.Tensor1D;
+    const tokens = isClass ? tf.slice(ids, [0, 1], [B, L - 1]) as tf.Tensor2D : ids;
+    const { x: x0, cos, sin } = embedSlots(m, isClass, tokens, classes, tf.tensor2d(inCells, [B, L], 'int32'),
+      tf.tensor2d(ext.tgtCells, [B, L], 'int32'));
+    let x = x0; // [B*L, d]
+    const P = cache.length;
+    // Additive mask [B or 1, 1, L, P+L]: prefix always visible, new slots causal or as given.
+    let newMask: tf.Tensor;
+    if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
+    else newMask = tf.reshape(L <= m.consts.mask.shape[0] ? tf.slice(m.consts.mask, [0, 0], [L, L])
+      : tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9), [1, 1, L, L]);
+    const mask = P ? tf.concat([tf.zeros([newMask.shape[0], 1, L, P]), newMask], 3) : newMask;
     const scale = 1 / Math.sqrt(hd);
+    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, L, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, H, L, hd]
     const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
     for (let l = 0; l < cfg.nLayer; l++) {
       const pre = `h${l}.`;
       const hN = rmsNorm(x, p[pre + 'attn_norm'], cfg.normEps);
-      const q = tf.reshape(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin), [B, H, 1, hd]);
-      const k1 = tf.reshape(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin), [B, H, 1, hd]);
-      const v1 = tf.reshape(tf.matMul(hN, p[pre + 'wv']), [B, H, 1, hd]);
-      const K = cache.k[l] ? tf.concat([cache.k[l], k1], 2) as tf.Tensor4D : k1 as tf.Tensor4D; // [B, H, t+1, hd]
-      const V = cache.v[l] ? tf.concat([cache.v[l], v1], 2) as tf.Tensor4D : v1 as tf.Tensor4D;
+      const q = heads(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin));
+      const k1 = heads(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin));
+      const v1 = heads(tf.matMul(hN, p[pre + 'wv']));
+      const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.tile(t, [B, 1, 1, 1]) as tf.Tensor4D);
+      const K = P ? tf.concat([tile(cache.k[l]), k1], 2) as tf.Tensor4D : k1; // [B, H, P+L, hd]
+      const V = P ? tf.concat([tile(cache.v[l]), v1], 2) as tf.Tensor4D : v1;
       newK.push(K); newV.push(V);
-      const att = tf.softmax(tf.mul(tf.matMul(q, K, false, true), scale)); // [B, H, 1, t+1]
-      const y = tf.reshape(tf.matMul(att, V), [B, d]);
+      const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, K, false, true), scale), mask)); // [B, H, L, P+L]
+      const y = tf.reshape(tf.transpose(tf.matMul(att, V), [0, 2, 1, 3]), [B * L, d]);
       x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
       x = tf.add(x, mlp(m, x, pre));
     }
     const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
     return { logits: tf.matMul(hidden, p.head) as tf.Tensor2D, hidden, newK, newV };
   });
-  tf.dispose([...cache.k, ...cache.v].filter((t) => t));
-  cache.k = out.newK; cache.v = out.newV; cache.length++;
+  if (keep) {
+    tf.dispose([...cache.k, ...cache.v].filter((t) => t));
+    cache.k = out.newK; cache.v = out.newV; cache.length += L;
+  } else tf.dispose([...out.newK, ...out.newV]);
   return { logits: out.logits, hidden: out.hidden };
+}
+
+/**
+ * Feed one slot per sample and return its outputs. At slot 0 `input` holds class
+ * ids (inCell ignored); later it holds the token just decoded at `inCell`.
+ * `tgtCell` is the cell to predict next. The cache grows by one slot.
+ * Returns logits [B, V] and hidden [B, d]; caller disposes.
+ */
+export function decodeStep(m: GPT, cache: KVCache, input: Int32Array, inCell: Int32Array, tgtCell: Int32Array): ForwardOut {
+  return extend(m, cache, { inputs: input, inCells: inCell, tgtCells: tgtCell, B: input.length, L: 1 });
 }
