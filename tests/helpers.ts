@@ -1,7 +1,9 @@
 /** Shared test helpers: run the same computation on two backends and compare. */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/runtime/backend';
+import * as assert from 'node:assert/strict';
 import { seedFrom, rng } from '../lib/runtime/seed';
+import { OrderHeadError } from '../lib/runtime/errors';
 
 /** Load wasm with our training kernels (once). */
 export async function useWasm(): Promise<void> {
@@ -36,4 +38,20 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den = Math.max(den, Math.abs(b[i]));
   }
   return num / den;
+}
+
+/** Assert that `fn` throws an OrderHeadError whose message contains every `parts` entry. */
+export function throwsOH(fn: () => unknown, ...parts: Array<string | RegExp>): OrderHeadError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof OrderHeadError, `expected OrderHeadError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
+  for (const p of parts) {
+    if (typeof p === 'string') assert.ok(caught.message.includes(p), `message lacks '${p}': ${caught.message}`);
+    else assert.match(caught.message, p);
+  }
+  return caught;
 }

@@ -13,22 +13,8 @@ import {
   PolicyState, randomBlockOrder, randomPolicy, rasterBlockOrder, rasterCells, rasterPolicy, remainingBlocks,
   reveal, rollOutOrder, stateFromSequence, tokenRasterGeometry, validateBlockOrder,
 } from '../lib/order';
+import { throwsOH } from './helpers';
 
-/** Assert that `fn` throws an OrderHeadError whose message contains every `parts` entry. */
-function throwsOH(fn: () => unknown, ...parts: Array<string | RegExp>): OrderHeadError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof OrderHeadError, `expected OrderHeadError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
-  for (const p of parts) {
-    if (typeof p === 'string') assert.ok(caught.message.includes(p), `message lacks '${p}': ${caught.message}`);
-    else assert.match(caught.message, p);
-  }
-  return caught;
-}
 
 /** The async twin of throwsOH. */
 async function rejectsOH(fn: () => Promise<unknown>, ...parts: string[]): Promise<OrderHeadError> {

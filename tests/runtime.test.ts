@@ -18,6 +18,7 @@ import { configHash, openRun } from '../lib/runtime/run';
 import { activeProfile, pick, profileBanner, PROFILES } from '../lib/runtime/profile';
 import { rng, rngFromState, seedFrom } from '../lib/runtime/seed';
 import { formatDuration, progress } from '../lib/runtime/progress';
+import { throwsOH } from './helpers';
 
 let tmpRoot = '';
 let counter = 0;
@@ -36,21 +37,6 @@ after(() => {
   fs.rmSync(tmpRoot, { recursive: true, force: true });
 });
 
-/** Assert that `fn` throws an OrderHeadError whose message contains every `parts` entry. */
-function throwsOH(fn: () => unknown, ...parts: Array<string | RegExp>): OrderHeadError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof OrderHeadError, `expected OrderHeadError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
-  for (const p of parts) {
-    if (typeof p === 'string') assert.ok(caught.message.includes(p), `message lacks '${p}': ${caught.message}`);
-    else assert.match(caught.message, p);
-  }
-  return caught;
-}
 
 /** A safetensors image with an arbitrary (possibly invalid) header object. */
 function rawFile(header: unknown, data: Uint8Array, headerText?: string): Buffer {
