@@ -345,7 +345,8 @@ export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): For
       const q = heads(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin));
       const k1 = heads(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin));
       const v1 = heads(tf.matMul(hN, p[pre + 'wv']));
-      const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.tile(t, [B, 1, 1, 1]) as tf.Tensor4D);
+      // Share a batch-1 prefix: concat of B references (tf.tile is ~70x slower on wasm).
+      const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.concat(new Array<tf.Tensor4D>(B).fill(t), 0) as tf.Tensor4D);
       const K = P ? tf.concat([tile(cache.k[l]), k1], 2) as tf.Tensor4D : k1; // [B, H, P+L, hd]
       const V = P ? tf.concat([tile(cache.v[l]), v1], 2) as tf.Tensor4D : v1;
       newK.push(K); newV.push(V);
