@@ -31,3 +31,4 @@ export * from './session';
 export * as tf from '@tensorflow/tfjs';
 export * from './order';
 export * from './tokenizer';
+export * from './oracle';

@@ -1,0 +1,10 @@
+/**
+ * The oracle (METHOD.md sections 3, 4 and 6, curriculum Stage 2): token-wise
+ * future losses, the utilities u and u_extrap of every candidate block, the
+ * oracle labels (Algorithms 1 and 2), and the oracle dataset built from them.
+ */
+export * from './weights';
+export * from './utility';
+
+export * from './dataset';
+export * from './analysis';

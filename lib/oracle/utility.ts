@@ -1,0 +1,500 @@
+/**
+ * The oracle (METHOD.md sections 3 and 4, Algorithms 1 and 2): for a visible
+ * block set S of a ground-truth token grid, the token-wise future losses
+ * l_j(S), L_rest(S), and for every candidate block a the utilities
+ *
+ *     u(a | S)        = L_rest(S) - L_rest(S ∪ {a})
+ *     u_extrap(a | S) = Σ_{j ∈ R \ a} w(j, a) · [ l_j(S) - l_j(S ∪ {a}) ]
+ *
+ * with the label a* = argmax_a u(a | S) (and a*_extrap for u_extrap).
+ *
+ * Definitions (the method's; every result says which reading produced it):
+ *
+ * - Cells, blocks and the visible set follow lib/order: S is a list of blocks
+ *   in the order they were revealed; R = the unseen blocks; the candidates
+ *   C = all of R. The *visible prefix* is the class slot followed by the tokens
+ *   of S's blocks in reveal order, raster inside each block.
+ * - L_rest(S) = Σ_{j ∈ R} l_j(S) (nats, summed over every unseen token; R
+ *   includes the candidate's own tokens). For S ∪ {a} the sum runs over R \ a,
+ *   so u(a | S) also credits a for the loss of its own tokens; u_extrap does
+ *   not (j ∈ R \ a only). With |R| = 1, L_rest(S ∪ {a}) = 0.
+ * - `teacher-forced` reading: l_j(S) is the loss of token j when R is decoded
+ *   after the prefix in the *reference order*: raster over the remaining
+ *   blocks (ascending block index), raster inside each block, teacher-forced
+ *   on the ground truth. l_j(S ∪ {a}): a's tokens are appended to the prefix
+ *   first, then R \ a in raster block order. Always in distribution for a
+ *   block-order backbone.
+ * - `one-step` reading: l_j(S) = -log p(x_j | x_S): the backbone is queried for
+ *   target cell j in the slot right after the prefix (that slot's input is the
+ *   last prefix token, or the class slot when S is empty, and its target-aware
+ *   position is j). l_j(S ∪ {a}): the prefix, then a's tokens (teacher-forced,
+ *   raster inside a), then one query per j ∈ R \ a, each in the slot right
+ *   after a's last token. Queries are independent: in a shared pass each
+ *   query slot attends to the prefix, to a's slots and to itself only.
+ *   Out of distribution for mid-block cells unless the backbone was trained
+ *   on token-level queries (METHOD.md section 3).
+ *
+ * How a sequence maps to model slots (lib/backbone/gpt.ts): slot t's input is
+ * the token decoded at step t-1 (slot 0: the class) and its target-aware
+ * position is the cell decoded at step t. The slot whose input is the *last*
+ * prefix token therefore depends on what comes next, so the cached prefix of
+ * a state is the class slot plus the first |S tokens| - 1 tokens (targets: S's
+ * cells); every continuation starts with the slot whose input is the last S
+ * token (or the class slot, when S is empty and the cache is empty).
+ *
+ * Two implementations with the same numbers:
+ * - `scoreStates` (fast path): per state the prefix is computed once on a KV
+ *   cache (`extend`, keep); the baseline continuation and all candidates'
+ *   continuations (same length: the number of unseen tokens) then run as one
+ *   batched `extend` without keep. States with the same |S| are packed into
+ *   one pass (their prefixes computed together, each continuation reading its
+ *   own state's row of the cache), up to `batch` sequences per pass. Work
+ *   that would repeat the baseline is skipped: teacher-forced, the candidate
+ *   a = R's first block in raster order continues exactly like the baseline
+ *   (a, then R \ a in raster block order), so its losses are copied; one-step
+ *   with |R| = 1, the one candidate has no query left.
+ *   Cost per state: |S tokens| + (number of continuations) x (unseen tokens)
+ *   slots, against (|R| + 1) x numTokens for one full pass per candidate: the
+ *   saving is at most ~3x in compute (largest at mid-size S); the rest of the
+ *   speed-up over the reference is batching (fewer, larger kernels).
+ * - `scoreStatesReference`: a plain loop, full recomputation from scratch with
+ *   the causal `forward` for the baseline and for each candidate: one sequence
+ *   of the whole image per candidate (teacher-forced), or per (candidate,
+ *   query) with the query's cell placed right after the context (one-step;
+ *   the later slots of that sequence are causal padding and are ignored).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { DecodeOrder, disposeCache, emptyCache, extend, Extension, forward, GPT, KVCache, tokenNll, tokensInOrder } from '../backbone/gpt';
+import { BlockGeometry, blockCells, cellBlock } from '../order';
+import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
+import { blockWeightTable, WeightName, WEIGHTS } from './weights';
+
+export type Reading = 'one-step' | 'teacher-forced';
+
+/** The two readings of l_j(S) (see the file comment). */
+export const READINGS: readonly Reading[] = Object.freeze(['one-step', 'teacher-forced'] as const);
+
+export interface OracleConfig {
+  /** How l_j is measured. */
+  reading: Reading;
+  /** w(j, a) of u_extrap, a function of block distance (weights.ts). */
+  weight: WeightName;
+  /** Max sequences per batched pass (fast path); default 64. */
+  batch?: number;
+}
+
+export interface OracleItem {
+  /** The image's ground-truth token grid, numTokens, indexed by cell (row-major). */
+  tokens: Int32Array;
+  /** Its class id (0..numClasses-1; numClasses = the null class is accepted too). */
+  classId: number;
+  /** S as blocks, in the order they were revealed (may be empty; not all blocks). */
+  visible: number[];
+}
+
+export interface StateScore {
+  /** L_rest(S) = Σ_{j∈R} l_j(S), nats. */
+  lRest: number;
+  /** numTokens: l_j(S) in nats; NaN on visible cells. */
+  tokenLoss: Float32Array;
+  /** numBlocks: u(a|S) = L_rest(S) - L_rest(S ∪ {a}); NaN on visible blocks. */
+  u: Float32Array;
+  /** numBlocks: Σ_{j∈R\a} w(j,a)[l_j(S) - l_j(S∪{a})]; NaN on visible blocks. */
+  uExtrap: Float32Array;
+  /** argmax_a u (lowest block index on ties). */
+  aStar: number;
+  /** argmax_a uExtrap (lowest block index on ties). */
+  aStarExtrap: number;
+}
+
+export const DEFAULT_ORACLE_BATCH = 64;
+
+// ---------------------------------------------------------------------------
+// Validation and per-state plans
+
+/** Everything about one state that both paths need. */
+interface Plan {
+  item: OracleItem;
+  /** R, ascending: the reference (raster block) order. */
+  remaining: number[];
+  /** The cells of S in reveal order, raster inside each block. */
+  sCells: number[];
+  /** Cells of R in the reference order. */
+  rCells: number[];
+}
+
+interface Checked { batch: number; reading: Reading; weight: WeightName }
+
+function checkInputs(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): Checked {
+  ensure(cfg != null && typeof cfg === 'object', 'no oracle config given', 'oracle config',
+    `pass { reading: ${READINGS.map((r) => `'${r}'`).join(' | ')}, weight: ${WEIGHTS.map((w) => `'${w}'`).join(' | ')} }`);
+  const reading = oneOf(cfg.reading, READINGS, 'oracle.reading');
+  const weight = oneOf(cfg.weight, WEIGHTS, 'oracle.weight');
+  const batch = cfg.batch ?? DEFAULT_ORACLE_BATCH;
+  ensure(Number.isInteger(batch) && batch >= 1, `batch must be a positive integer, got ${cfg.batch}`, 'oracle.batch',
+    `use a positive number of sequences per pass (default ${DEFAULT_ORACLE_BATCH})`);
+  if (m.cfg.gridH !== geo.gridH || m.cfg.gridW !== geo.gridW) {
+    throw new OrderHeadError(
+      `the backbone's token grid is ${m.cfg.gridH}x${m.cfg.gridW} (backbone.gridH x backbone.gridW), ` +
+        `the block geometry's ${geo.gridH}x${geo.gridW} (order.gridSize)`,
+      'backbone.gridH/gridW vs order.gridSize',
+      'score with the geometry of the backbone\'s grid: blockGeometry({ gridH: m.cfg.gridH, gridW: m.cfg.gridW, blockH, blockW })',
+    );
+  }
+  ensure(Array.isArray(items), `items is not an array (got ${typeof items})`, 'items', 'pass an array of { tokens, classId, visible }');
+  items.forEach((it, i) => checkItem(m, geo, it, i));
+  return { batch, reading, weight };
+}
+
+function checkItem(m: GPT, geo: BlockGeometry, it: OracleItem, i: number): void {
+  const where = `items[${i}]`;
+  ensure(it != null && typeof it === 'object', `item is ${it}`, where, 'pass { tokens, classId, visible }');
+  const toks = it.tokens;
+  ensure(toks != null && typeof toks.length === 'number' && toks.length === geo.numTokens,
+    `tokens has length ${toks?.length}, the ${geo.gridH}x${geo.gridW} grid has ${geo.numTokens} cells`,
+    `${where}.tokens`, 'pass the image\'s whole token grid, indexed by cell (row-major)');
+  for (let c = 0; c < toks.length; c++) {
+    const v = toks[c];
+    if (!Number.isInteger(v) || v < 0 || v >= m.cfg.vocabSize) {
+      throw new OrderHeadError(`token ${v} at cell ${c} is not in 0..${m.cfg.vocabSize - 1}`, `${where}.tokens`,
+        'pass tokens from the backbone\'s codebook (backbone.vocabSize)');
+    }
+  }
+  ensure(Number.isInteger(it.classId) && it.classId >= 0 && it.classId <= m.cfg.numClasses,
+    `class ${it.classId} is not in 0..${m.cfg.numClasses} (numClasses = the null class)`, `${where}.classId`,
+    `pass the image's class id, 0..${m.cfg.numClasses - 1}`);
+  ensure(Array.isArray(it.visible), `visible is not an array (got ${typeof it.visible})`, `${where}.visible`,
+    'pass S as a list of block indices in reveal order');
+  const seen = new Set<number>();
+  for (const b of it.visible) {
+    ensure(Number.isInteger(b) && b >= 0 && b < geo.numBlocks,
+      `block ${b} is out of range: a ${geo.blocksY}x${geo.blocksX} block grid has blocks 0..${geo.numBlocks - 1}`,
+      `${where}.visible`, `list blocks in 0..${geo.numBlocks - 1} (raster order over the block grid)`);
+    ensure(!seen.has(b), `block ${b} is listed twice (visible: ${it.visible.join(', ')})`, `${where}.visible`,
+      'list each visible block once, in reveal order');
+    seen.add(b);
+  }
+  ensure(seen.size < geo.numBlocks, `all ${geo.numBlocks} blocks are visible: there is no candidate to score`,
+    `${where}.visible`, `pass states with at most ${geo.numBlocks - 1} visible blocks`);
+}
+
+/** Per-geometry tables. */
+interface GeoTables { cellsOf: number[][]; blockOf: Int32Array }
+
+function geoTables(geo: BlockGeometry): GeoTables {
+  const cellsOf = Array.from({ length: geo.numBlocks }, (_, b) => blockCells(geo, b));
+  const blockOf = new Int32Array(geo.numTokens);
+  for (let c = 0; c < geo.numTokens; c++) blockOf[c] = cellBlock(geo, c);
+  return { cellsOf, blockOf };
+}
+
+function makePlan(geo: BlockGeometry, t: GeoTables, item: OracleItem): Plan {
+  const vis = new Uint8Array(geo.numBlocks);
+  for (const b of item.visible) vis[b] = 1;
+  const remaining: number[] = [];
+  for (let b = 0; b < geo.numBlocks; b++) if (!vis[b]) remaining.push(b);
+  return {
+    item, remaining,
+    sCells: item.visible.flatMap((b) => t.cellsOf[b]),
+    rCells: remaining.flatMap((b) => t.cellsOf[b]),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Losses -> scores (shared by both paths)
+
+/**
+ * Token losses gathered for one state: base[j] = l_j(S) for j ∈ R;
+ * cand[a*T + j] = l_j(S ∪ {a}) for j ∈ R \ a. NaN elsewhere.
+ */
+interface Losses { base: Float64Array; cand: Float64Array }
+
+function newLosses(geo: BlockGeometry): Losses {
+  return { base: new Float64Array(geo.numTokens).fill(NaN), cand: new Float64Array(geo.numBlocks * geo.numTokens).fill(NaN) };
+}
+
+function argmaxOver(v: Float32Array, among: number[]): number {
+  let best = among[0];
+  for (const a of among) if (v[a] > v[best]) best = a;
+  return best;
+}
+
+function finalize(geo: BlockGeometry, t: GeoTables, w: Float64Array, plan: Plan, ls: Losses): StateScore {
+  const T = geo.numTokens, n = geo.numBlocks;
+  const tokenLoss = new Float32Array(T).fill(NaN);
+  let lRest = 0;
+  for (const j of plan.rCells) { tokenLoss[j] = ls.base[j]; lRest += ls.base[j]; }
+  const u = new Float32Array(n).fill(NaN), uExtrap = new Float32Array(n).fill(NaN);
+  for (const a of plan.remaining) {
+    let rest = 0, ext = 0;
+    for (const j of plan.rCells) {
+      if (t.blockOf[j] === a) continue;
+      const la = ls.cand[a * T + j];
+      rest += la;
+      ext += w[a * n + t.blockOf[j]] * (ls.base[j] - la);
+    }
+    u[a] = lRest - rest;
+    uExtrap[a] = ext;
+  }
+  return { lRest, tokenLoss, u, uExtrap, aStar: argmaxOver(u, plan.remaining), aStarExtrap: argmaxOver(uExtrap, plan.remaining) };
+}
+
+// ---------------------------------------------------------------------------
+// Fast path
+
+/** One continuation after a state's cached prefix: L slots. */
+interface Seq {
+  /** Index of the state in its pack (its row of the pack's prefix cache). */
+  slot: number;
+  /** Index into the plans. */
+  plan: number;
+  /** -1: the baseline (state S); otherwise the candidate block a (state S ∪ {a}). */
+  cand: number;
+  L: number;
+  inputs: Int32Array;
+  inCells: Int32Array;
+  tgtCells: Int32Array;
+  /** Per slot: the cell whose loss this slot gives, -1 when not needed. */
+  lossCells: Int32Array;
+  /** [L*L] additive mask among the new slots; null = causal. */
+  mask: Float32Array | null;
+}
+
+const BLOCKED = -1e9;
+const maskMemo = new Map<string, Float32Array>();
+
+/** Each slot sees the first `reveal` slots causally; later slots (queries) see those and themselves only. */
+function queryMask(L: number, reveal: number): Float32Array {
+  const key = `${L}/${reveal}`;
+  let mk = maskMemo.get(key);
+  if (!mk) {
+    mk = new Float32Array(L * L).fill(BLOCKED);
+    for (let r = 0; r < L; r++) {
+      for (let c = 0; c < Math.min(r + 1, reveal); c++) mk[r * L + c] = 0;
+      mk[r * L + r] = 0;
+    }
+    if (maskMemo.size > 256) maskMemo.clear();
+    maskMemo.set(key, mk);
+  }
+  return mk;
+}
+
+/** A teacher-forced run over `cells` after the prefix; losses kept from slot `from` on. */
+function forcedSeq(x: Int32Array, firstIn: number, firstCell: number, cells: number[], from: number): Omit<Seq, 'slot' | 'plan' | 'cand'> {
+  const L = cells.length;
+  const inputs = new Int32Array(L), inCells = new Int32Array(L), tgtCells = new Int32Array(cells), lossCells = new Int32Array(L).fill(-1);
+  for (let s = 0; s < L; s++) {
+    inputs[s] = s === 0 ? firstIn : x[cells[s - 1]];
+    inCells[s] = s === 0 ? firstCell : cells[s - 1];
+    if (s >= from) lossCells[s] = cells[s];
+  }
+  return { L, inputs, inCells, tgtCells, lossCells, mask: null };
+}
+
+/** `reveal` teacher-forced cells, then one independent query per cell of `queries`. */
+function querySeq(x: Int32Array, firstIn: number, firstCell: number, reveal: number[], queries: number[]): Omit<Seq, 'slot' | 'plan' | 'cand'> {
+  const nr = reveal.length, L = nr + queries.length;
+  const inputs = new Int32Array(L), inCells = new Int32Array(L), tgtCells = new Int32Array(L), lossCells = new Int32Array(L).fill(-1);
+  const qIn = nr ? x[reveal[nr - 1]] : firstIn, qCell = nr ? reveal[nr - 1] : firstCell;
+  for (let s = 0; s < L; s++) {
+    if (s < nr) {
+      inputs[s] = s === 0 ? firstIn : x[reveal[s - 1]];
+      inCells[s] = s === 0 ? firstCell : reveal[s - 1];
+      tgtCells[s] = reveal[s];
+    } else {
+      inputs[s] = qIn; inCells[s] = qCell; tgtCells[s] = lossCells[s] = queries[s - nr];
+    }
+  }
+  return { L, inputs, inCells, tgtCells, lossCells, mask: queries.length && L > 1 ? queryMask(L, nr) : null };
+}
+
+/** The baseline and candidate continuations of one state (see the file comment). */
+function continuations(t: GeoTables, plan: Plan, p: number, slot: number, reading: Reading): Seq[] {
+  const x = plan.item.tokens, nS = plan.sCells.length;
+  // First slot of every continuation: input = last S token at its cell, or the class slot.
+  const firstIn = nS ? x[plan.sCells[nS - 1]] : plan.item.classId;
+  const firstCell = nS ? plan.sCells[nS - 1] : -1;
+  const out: Seq[] = [];
+  const add = (cand: number, s: Omit<Seq, 'slot' | 'plan' | 'cand'>) => out.push({ ...s, slot, plan: p, cand });
+  if (reading === 'teacher-forced') {
+    add(-1, forcedSeq(x, firstIn, firstCell, plan.rCells, 0));
+    // The first remaining block in raster order is skipped: its continuation (a, then R \ a in
+    // raster block order) is the baseline's, whose losses `sameAsBaseline` copies.
+    for (const a of plan.remaining.slice(1)) {
+      const aCells = t.cellsOf[a];
+      add(a, forcedSeq(x, firstIn, firstCell, [...aCells, ...plan.rCells.filter((c) => t.blockOf[c] !== a)], aCells.length));
+    }
+  } else {
+    if (nS) add(-1, querySeq(x, firstIn, firstCell, [], plan.rCells));
+    // S empty: every baseline query is a class slot, and only a sequence's first
+    // slot can be one, so each query is its own one-slot sequence.
+    else for (const j of plan.rCells) add(-1, querySeq(x, firstIn, firstCell, [], [j]));
+    // With |R| = 1 the one candidate has no query (L_rest(S ∪ {a}) = 0): nothing to run.
+    if (plan.remaining.length > 1) {
+      for (const a of plan.remaining) add(a, querySeq(x, firstIn, firstCell, t.cellsOf[a], plan.rCells.filter((c) => t.blockOf[c] !== a)));
+    }
+  }
+  return out;
+}
+
+/** Teacher-forced: l_j(S ∪ {a}) = l_j(S) for a = R's first block in raster order (same sequence). */
+function sameAsBaseline(t: GeoTables, plan: Plan, ls: Losses, T: number): void {
+  const a = plan.remaining[0];
+  for (const j of plan.rCells) if (t.blockOf[j] !== a) ls.cand[a * T + j] = ls.base[j];
+}
+
+/** The prefix slots of several states with the same |S| > 0: class slot + all S tokens but the last. */
+function prefixExtension(plans: Plan[]): Extension {
+  const P = plans[0].sCells.length, B = plans.length;
+  const inputs = new Int32Array(B * P), inCells = new Int32Array(B * P), tgtCells = new Int32Array(B * P);
+  plans.forEach((pl, b) => {
+    for (let s = 0; s < P; s++) {
+      inputs[b * P + s] = s === 0 ? pl.item.classId : pl.item.tokens[pl.sCells[s - 1]];
+      inCells[b * P + s] = s === 0 ? -1 : pl.sCells[s - 1];
+      tgtCells[b * P + s] = pl.sCells[s];
+    }
+  });
+  return { B, L: P, inputs, inCells, tgtCells };
+}
+
+/** One batched extend over the cached prefixes of a pack; records the losses. */
+function runChunk(m: GPT, cache: KVCache, packSize: number, chunk: Seq[], plans: Plan[], losses: Losses[], T: number): void {
+  const B = chunk.length, L = chunk[0].L;
+  const inputs = new Int32Array(B * L), inCells = new Int32Array(B * L), tgtCells = new Int32Array(B * L), targets = new Int32Array(B * L);
+  const allCausal = chunk.every((s) => s.mask === null);
+  const shared = !allCausal && chunk.every((s) => s.mask === chunk[0].mask);
+  let mask: Float32Array | undefined;
+  if (shared) mask = chunk[0].mask!;
+  else if (!allCausal) mask = new Float32Array(B * L * L);
+  chunk.forEach((s, b) => {
+    inputs.set(s.inputs, b * L); inCells.set(s.inCells, b * L); tgtCells.set(s.tgtCells, b * L);
+    const x = plans[s.plan].item.tokens;
+    for (let i = 0; i < L; i++) targets[b * L + i] = x[s.tgtCells[i]];
+    if (mask && !shared) mask.set(s.mask ?? queryMask(L, L), b * L * L); // queryMask(L, L) = causal
+  });
+  const nll = tf.tidy(() => {
+    let c = cache;
+    if (cache.length && (packSize > 1 || B > 1)) {
+      // Each continuation's own row of the pack's prefix cache, as a batch-B cache. Built with
+      // split + concat: on wasm, gather and tile (what extend does for a batch-1 cache) are
+      // element-wise loops, 30-50x slower than concat's block copies.
+      const rep = (t: tf.Tensor4D) => {
+        const rows = packSize > 1 ? tf.split(t, packSize, 0) : [t];
+        return tf.concat(chunk.map((s) => rows[s.slot]), 0) as tf.Tensor4D;
+      };
+      c = { k: cache.k.map(rep), v: cache.v.map(rep), length: cache.length };
+    }
+    const out = extend(m, c, { B, L, inputs, inCells, tgtCells, mask }, false);
+    return tokenNll(out.logits, tf.tensor2d(targets, [B, L], 'int32'));
+  });
+  const v = nll.dataSync();
+  nll.dispose();
+  chunk.forEach((s, b) => {
+    const ls = losses[s.plan];
+    for (let i = 0; i < L; i++) {
+      const j = s.lossCells[i];
+      if (j < 0) continue;
+      if (s.cand < 0) ls.base[j] = v[b * L + i];
+      else ls.cand[s.cand * T + j] = v[b * L + i];
+    }
+  });
+}
+
+/**
+ * Algorithms 1 and 2, fast path: prefixes on a KV cache, all continuations of
+ * a state (and of other states with the same |S|) in batched passes of at
+ * most `cfg.batch` sequences. Leaks no tensors. Same numbers as
+ * `scoreStatesReference` (float tolerance).
+ */
+export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
+  const { batch, reading, weight } = checkInputs(m, geo, items, cfg);
+  const t = geoTables(geo), w = blockWeightTable(geo, weight), T = geo.numTokens;
+  const plans = items.map((it) => makePlan(geo, t, it));
+  const losses = plans.map(() => newLosses(geo));
+  const seqCount = (p: Plan) => reading === 'teacher-forced' ? p.remaining.length
+    : (p.remaining.length > 1 ? p.remaining.length : 0) + (p.sCells.length ? 1 : p.rCells.length);
+  const order = plans.map((_, i) => i).sort((a, b) => plans[a].sCells.length - plans[b].sCells.length || a - b);
+  for (let i = 0; i < order.length;) {
+    // A pack: consecutive states with the same |S|, at most `batch` sequences (at least one state).
+    const nS = plans[order[i]].sCells.length;
+    const pack = [order[i]];
+    let count = seqCount(plans[order[i++]]);
+    while (i < order.length && plans[order[i]].sCells.length === nS && count + seqCount(plans[order[i]]) <= batch) {
+      count += seqCount(plans[order[i]]);
+      pack.push(order[i++]);
+    }
+    const seqs = pack.flatMap((p, slot) => continuations(t, plans[p], p, slot, reading));
+    const cache = emptyCache(m);
+    try {
+      if (nS > 0) {
+        const pre = extend(m, cache, prefixExtension(pack.map((p) => plans[p])), true);
+        tf.dispose([pre.logits, pre.hidden]);
+      }
+      const byLength = new Map<number, Seq[]>();
+      for (const s of seqs) byLength.set(s.L, [...(byLength.get(s.L) ?? []), s]);
+      for (const group of byLength.values()) {
+        for (let c = 0; c < group.length; c += batch) runChunk(m, cache, pack.length, group.slice(c, c + batch), plans, losses, T);
+      }
+    } finally {
+      disposeCache(cache);
+    }
+  }
+  if (reading === 'teacher-forced') plans.forEach((p, i) => sameAsBaseline(t, p, losses[i], T));
+  return plans.map((p, i) => finalize(geo, t, w, p, losses[i]));
+}
+
+// ---------------------------------------------------------------------------
+// Reference path
+
+/** Per-token NLL [B*T] of full causal forward passes over `orders` (B x T cells) of one image. */
+function forwardNll(m: GPT, x: Int32Array, classId: number, orders: number[][]): Float32Array {
+  const B = orders.length, T = x.length;
+  const order: DecodeOrder = { B, T, cells: new Int32Array(orders.flat()) };
+  const grids = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) grids.set(x, b * T);
+  const ordered = tokensInOrder(grids, order);
+  const nll = tf.tidy(() => {
+    const toks = tf.tensor2d(ordered, [B, T], 'int32');
+    const inputs = tf.slice(toks, [0, 0], [B, T - 1]) as tf.Tensor2D;
+    return tokenNll(forward(m, order, inputs, tf.tensor1d(new Int32Array(B).fill(classId), 'int32')).logits, toks);
+  });
+  const v = nll.dataSync() as Float32Array;
+  nll.dispose();
+  return v;
+}
+
+/**
+ * Algorithms 1 and 2 as a plain loop: for the baseline and for each candidate
+ * a full causal `forward` from scratch (no cache, no sharing). Teacher-forced:
+ * one sequence S, R (baseline) or S, a, R \ a per candidate. One-step: per
+ * candidate one batch of sequences, one per query cell j, ordered S, (a,) j,
+ * rest; the loss of j is read at the slot right after the context.
+ */
+export function scoreStatesReference(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
+  const { reading, weight } = checkInputs(m, geo, items, cfg);
+  const t = geoTables(geo), w = blockWeightTable(geo, weight), T = geo.numTokens;
+  return items.map((item) => {
+    const plan = makePlan(geo, t, item);
+    const ls = newLosses(geo);
+    const x = item.tokens, cls = item.classId;
+    const store = (cand: number, j: number, v: number) => { if (cand < 0) ls.base[j] = v; else ls.cand[cand * T + j] = v; };
+    /** Score the context `ctx` (cells) followed by the cells `rest`, for the baseline (-1) or candidate `cand`. */
+    const score = (cand: number, ctx: number[], rest: number[]) => {
+      if (rest.length === 0) return;
+      if (reading === 'teacher-forced') {
+        const cells = [...ctx, ...rest];
+        const v = forwardNll(m, x, cls, [cells]);
+        for (let s = ctx.length; s < T; s++) store(cand, cells[s], v[s]);
+      } else {
+        const orders = rest.map((j) => [...ctx, j, ...rest.filter((c) => c !== j)]);
+        const v = forwardNll(m, x, cls, orders);
+        rest.forEach((j, b) => store(cand, j, v[b * T + ctx.length]));
+      }
+    };
+    score(-1, plan.sCells, plan.rCells);
+    for (const a of plan.remaining) {
+      score(a, [...plan.sCells, ...t.cellsOf[a]], plan.rCells.filter((c) => t.blockOf[c] !== a));
+    }
+    return finalize(geo, t, w, plan, ls);
+  });
+}
