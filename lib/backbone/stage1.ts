@@ -107,7 +107,7 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     throw new OrderHeadError(`token data holds ${data.tokens.length} tokens for ${data.n} images; the model grid needs ${T} per image`,
       'stage1 token data', 'tokenize with the tokenizer whose grid matches the backbone config');
   }
-  const geo = blockGeometry({ gridH: model.gridH, gridW: model.gridW, blockH: cfg.blockH, blockW: cfg.blockW });
+  const geo = stage1Geometry(cfg, model);
   const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown' } }, resume: true, backend: tf.getBackend() });
   const m = createGPT(model, cfg.seed);
   const opt = new AdamW(m.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });

@@ -271,16 +271,26 @@ export interface LocalityRow extends LocalityStats {
  * readings differ, so u rows are given once per reading.
  */
 export function localityTable(ds: OracleDataset, filter?: (i: number) => boolean): LocalityRow[] {
+  return perLabelTarget(ds, filter, (l, target, labels, f) => ({ reading: l.reading, weight: target === 'u' ? '(none: u)' : l.weight,
+    target, primary: l.primary, ...localityStats(ds, labels, f) }));
+}
+
+/**
+ * One row per (labeling, target) over the states every labeling has: u once per
+ * reading (it does not depend on w), then u_extrap for every labeling.
+ */
+function perLabelTarget<R>(ds: OracleDataset, filter: ((i: number) => boolean) | undefined,
+  row: (l: OracleDataset['labelings'][number], target: 'u' | 'u_extrap', labels: Int32Array, f: (i: number) => boolean) => R): R[] {
   const common = commonMask(ds);
   const f = (i: number) => common[i] === 1 && (!filter || filter(i));
-  const rows: LocalityRow[] = [];
+  const rows: R[] = [];
   const seenU = new Set<string>();
   for (const l of ds.labelings) {
     if (!seenU.has(l.reading)) {
       seenU.add(l.reading);
-      rows.push({ reading: l.reading, weight: '(none: u)', target: 'u', primary: l.primary, ...localityStats(ds, l.aStar, f) });
+      rows.push(row(l, 'u', l.aStar, f));
     }
-    rows.push({ reading: l.reading, weight: l.weight, target: 'u_extrap', primary: l.primary, ...localityStats(ds, l.aStarExtrap, f) });
+    rows.push(row(l, 'u_extrap', l.aStarExtrap, f));
   }
   return rows;
 }
@@ -437,18 +447,8 @@ export function referenceRank(states: StateArrays, labels: Int32Array, filter?: 
 
 /** referenceRank of u and u_extrap for every labeling (states every labeling has), like localityTable. */
 export function referenceRankTable(ds: OracleDataset, filter?: (i: number) => boolean): ReferenceRankRow[] {
-  const common = commonMask(ds);
-  const f = (i: number) => common[i] === 1 && (!filter || filter(i));
-  const rows: ReferenceRankRow[] = [];
-  const seenU = new Set<string>();
-  for (const l of ds.labelings) {
-    if (!seenU.has(l.reading)) {
-      seenU.add(l.reading);
-      rows.push({ reading: l.reading, weight: '(none: u)', target: 'u', ...referenceRank(ds, l.aStar, f) });
-    }
-    rows.push({ reading: l.reading, weight: l.weight, target: 'u_extrap', ...referenceRank(ds, l.aStarExtrap, f) });
-  }
-  return rows;
+  return perLabelTarget(ds, filter, (l, target, labels, f) => ({ reading: l.reading, weight: target === 'u' ? '(none: u)' : l.weight,
+    target, ...referenceRank(ds, labels, f) }));
 }
 
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : 'n/a');
