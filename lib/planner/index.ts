@@ -1,0 +1,5 @@
+/** OrderHead: backbone features, the planner with latent reasoning, its training (Stages 3-4), its policy. */
+export * from './features';
+export * from './orderhead';
+export * from './train';
+export * from './policy';

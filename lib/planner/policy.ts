@@ -1,0 +1,63 @@
+/**
+ * The planner as an order policy (lib/order/policy.ts): the sampler and the
+ * exact-NLL evaluator reach OrderHead only through this interface. At every
+ * planning step the policy reads the backbone's features of what is visible
+ * (lib/planner/features.ts), runs Algorithm 3 and returns the argmax over
+ * unseen blocks. It only looks at visible tokens, so a planner-driven order is
+ * a valid AR factorization and its NLL is exact (METHOD.md §7).
+ */
+import { ensure } from '../runtime/errors';
+import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../order';
+import { GPT } from '../backbone/gpt';
+import { FeatureItem, plannerFeatures } from './features';
+import { LatentSteps, Planner } from './orderhead';
+import { plannerProbs } from './train';
+
+function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
+  return states.map((s) => {
+    ensure(s.tokens !== undefined && s.classId !== undefined, `state of sample ${s.index} carries no tokens or class`,
+      `policy '${name}'`, 'pass states from sampleImages or nllUnderPolicy, which fill tokens and classId');
+    return { tokens: s.tokens!, classId: s.classId!, visible: s.sequence };
+  });
+}
+
+/** Argmax of `scores` [n, nb] over the blocks not visible in each state. */
+function argmaxUnseen(states: readonly PolicyState[], scores: Float32Array, nb: number): number[] {
+  return states.map((s, i) => {
+    let best = -1, bv = -Infinity;
+    for (let b = 0; b < nb; b++) if (!s.visible[b] && scores[i * nb + b] > bv) { bv = scores[i * nb + b]; best = b; }
+    return best;
+  });
+}
+
+/** OrderHead with R latent steps (default: its own) as an order policy on `backbone`. */
+export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R: LatentSteps = pl.cfg.latentSteps, name = `orderhead R=${R}`): OrderPolicy {
+  ensure(geo.numBlocks === pl.shape.numBlocks && geo.blocksY === pl.shape.blocksY && backbone.cfg.dModel === pl.shape.backboneDim,
+    `the planner was trained for ${pl.shape.blocksY}x${pl.shape.blocksX} blocks of a ${pl.shape.backboneDim}-wide backbone, ` +
+    `here: ${geo.blocksY}x${geo.blocksX} blocks, width ${backbone.cfg.dModel}`,
+    `policy '${name}'`, 'use the backbone and block grid the planner was trained with (loadPlanner checks the backbone fingerprint)');
+  return {
+    name,
+    nextBlocks(states) {
+      const f = plannerFeatures(backbone, geo, featureItems(states, name));
+      const probs = plannerProbs(pl, f, undefined, R);
+      const out = argmaxUnseen(states, probs, geo.numBlocks);
+      states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
+      return out;
+    },
+  };
+}
+
+/** Baseline: the unseen block where the backbone's prediction is most uncertain (highest entropy at its first token). */
+export function entropyPolicy(backbone: GPT, geo: BlockGeometry): OrderPolicy {
+  const name = 'highest entropy';
+  return {
+    name,
+    nextBlocks(states) {
+      const f = plannerFeatures(backbone, geo, featureItems(states, name));
+      const out = argmaxUnseen(states, f.entropy, geo.numBlocks);
+      states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
+      return out;
+    },
+  };
+}

@@ -1,0 +1,375 @@
+/**
+ * Curriculum Stages 3 and 4: train OrderHead on the frozen backbone with
+ * L_OH = CE(planner's next block, oracle a*) (METHOD.md §5, §6.3-6.4).
+ *
+ * The backbone is frozen in both stages, so its features of every oracle
+ * state are computed once (lib/planner/features.ts) and the planner trains on
+ * them. States are split by *image* so no image of the held-out set was seen
+ * in training: image % heldOutEvery == heldOutEvery-1 -> test (metrics),
+ * == heldOutEvery-2 -> val (checkpoint selection), the rest -> train.
+ *
+ * Targets: the plain CE baseline is one-hot a* = argmax u (label 'u'); the
+ * options are the extrapolative label (argmax u_extrap) and soft targets
+ * softmax(utility / softTemperature) over unseen blocks. Neither replaces the
+ * baseline: they are separate runs.
+ *
+ * Runs are resumable: a checkpoint (weights, AdamW state, RNG state, best
+ * validation loss) every `evalEvery` steps; the best-by-validation weights
+ * are kept as `best-step<N>` (the planner later stages and notebooks load).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
+import { AdamW, warmupCosine } from '../runtime/optim';
+import { rng, rngFromState, seedFrom } from '../runtime/seed';
+import { openRun, Run } from '../runtime/run';
+import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { ProfileName } from '../runtime/profile';
+import { OracleDataset } from '../oracle/dataset';
+import { PlannerFeatures, selectFeatures } from './features';
+import {
+  checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerForward,
+  plannerLoss, PlannerShape, plannerParamShapes, validatePlannerConfig,
+} from './orderhead';
+
+export const LABELS = ['u', 'u_extrap'] as const;
+/** Which oracle utility defines a*: plain u (the baseline) or u_extrap. */
+export type LabelName = (typeof LABELS)[number];
+export const TARGETS = ['hard', 'soft'] as const;
+export type TargetName = (typeof TARGETS)[number];
+
+export interface PlannerTrainConfig {
+  planner: PlannerConfig;
+  /** a* = argmax of this utility. Default 'u' (plain CE baseline). */
+  label: LabelName;
+  /** 'hard' = one-hot a* (baseline); 'soft' = softmax(utility / softTemperature) over unseen blocks. */
+  target: TargetName;
+  /** Temperature (nats of utility) of soft targets. Default 0.25. */
+  softTemperature: number;
+  /** Optimizer steps. */
+  steps: number;
+  /** States per step. Default 128. */
+  batch: number;
+  /** Peak learning rate (warmup then cosine to 10%). Default 2e-3. */
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  clipNorm: number;
+  /** Validate (and checkpoint) every this many steps. */
+  evalEvery: number;
+  /** Held-out split: image % heldOutEvery == heldOutEvery-1 is test, == heldOutEvery-2 is val. Default 8. */
+  heldOutEvery: number;
+  seed: number;
+}
+
+export const PLANNER_TRAIN_DEFAULTS: PlannerTrainConfig = {
+  planner: PLANNER_DEFAULTS, label: 'u', target: 'hard', softTemperature: 0.25, steps: 1200, batch: 128, lr: 2e-3,
+  warmup: 60, weightDecay: 0.05, clipNorm: 1, evalEvery: 100, heldOutEvery: 8, seed: 0,
+};
+
+/** Stage 3 config per profile (smoke: seconds in CI). */
+export function plannerTrainConfig(profile: ProfileName, overrides: Partial<PlannerTrainConfig> = {}): PlannerTrainConfig {
+  const base: PlannerTrainConfig = { ...PLANNER_TRAIN_DEFAULTS };
+  const byProfile: Record<ProfileName, Partial<PlannerTrainConfig>> = {
+    smoke: { steps: 24, batch: 32, evalEvery: 8, warmup: 4 },
+    default: {},
+    full: { steps: 4000, evalEvery: 200 },
+  };
+  const cfg = { ...base, ...byProfile[profile], ...overrides };
+  cfg.planner = { ...PLANNER_DEFAULTS, ...(overrides.planner ?? {}) };
+  validatePlannerTrainConfig(cfg);
+  return cfg;
+}
+
+export function validatePlannerTrainConfig(cfg: PlannerTrainConfig): void {
+  validatePlannerConfig(cfg.planner);
+  oneOf(cfg.label, LABELS, 'planner.label');
+  oneOf(cfg.target, TARGETS, 'planner.target');
+  for (const k of ['steps', 'batch', 'evalEvery', 'heldOutEvery'] as const) {
+    ensure(Number.isInteger(cfg[k]) && cfg[k] > 0, `${k} = ${cfg[k]} is not a positive integer`, `planner.${k}`, 'use a positive integer');
+  }
+  ensure(cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'planner.heldOutEvery', 'use 3 or more (default 8)');
+  ensure(cfg.lr > 0 && Number.isFinite(cfg.lr), `lr = ${cfg.lr}`, 'planner.lr', 'use a positive learning rate');
+  ensure(cfg.softTemperature > 0, `softTemperature = ${cfg.softTemperature}`, 'planner.softTemperature', 'use a positive temperature');
+}
+
+/** The oracle states as planner training data: features plus the labelled utility. */
+export interface PlannerData {
+  features: PlannerFeatures;
+  /** [n, nb] the utility the label comes from (NaN on visible). */
+  utility: Float32Array;
+  /** [n] a* = argmax utility. */
+  aStar: Int32Array;
+  /** [n] |S|. */
+  size: Int32Array;
+  /** [n] image index (the split is by image). */
+  image: Int32Array;
+  label: LabelName;
+  /** The oracle's reading and weight, for captions. */
+  reading: string;
+  weight: string;
+  backboneFingerprint: string;
+}
+
+/** Pair an oracle dataset (primary labeling) with its features. */
+export function plannerData(ds: OracleDataset, features: PlannerFeatures, label: LabelName): PlannerData {
+  oneOf(label, LABELS, 'planner.label');
+  ensure(features.n === ds.n && features.numBlocks === ds.geo.numBlocks,
+    `features hold ${features.n} states of ${features.numBlocks} blocks, the oracle dataset ${ds.n} of ${ds.geo.numBlocks}`,
+    ds.dir, 'compute the features from this dataset (plannerFeatures over oracleItem of every state)');
+  const l = ds.labelings[0];
+  return {
+    features, utility: label === 'u' ? l.u : l.uExtrap, aStar: label === 'u' ? l.aStar : l.aStarExtrap, size: ds.size, image: ds.image,
+    label, reading: l.reading, weight: l.weight, backboneFingerprint: ds.manifest.backbone.fingerprint,
+  };
+}
+
+export interface StateSplit { train: number[]; val: number[]; test: number[] }
+
+/** Split state rows by image (see the module comment). */
+export function splitByImage(image: Int32Array, heldOutEvery: number): StateSplit {
+  const out: StateSplit = { train: [], val: [], test: [] };
+  image.forEach((img, i) => {
+    const r = img % heldOutEvery;
+    (r === heldOutEvery - 1 ? out.test : r === heldOutEvery - 2 ? out.val : out.train).push(i);
+  });
+  for (const k of ['train', 'val', 'test'] as const) {
+    ensure(out[k].length > 0, `the ${k} split is empty (${image.length} states)`, 'planner.heldOutEvery',
+      'label more images in the oracle dataset or lower heldOutEvery');
+  }
+  return out;
+}
+
+/** Target distributions [rows, nb] for the given rows. */
+export function plannerTargets(data: PlannerData, rows: readonly number[], target: TargetName, temperature: number): Float32Array {
+  const nb = data.features.numBlocks, out = new Float32Array(rows.length * nb);
+  rows.forEach((r, i) => {
+    if (target === 'hard') { out[i * nb + data.aStar[r]] = 1; return; }
+    let mx = -Infinity;
+    for (let b = 0; b < nb; b++) { const u = data.utility[r * nb + b]; if (!Number.isNaN(u)) mx = Math.max(mx, u); }
+    let s = 0;
+    for (let b = 0; b < nb; b++) {
+      const u = data.utility[r * nb + b];
+      const e = Number.isNaN(u) ? 0 : Math.exp((u - mx) / temperature);
+      out[i * nb + b] = e; s += e;
+    }
+    for (let b = 0; b < nb; b++) out[i * nb + b] /= s;
+  });
+  return out;
+}
+
+/** Planner input tensors for feature rows (caller disposes, or call inside tidy). */
+export function plannerInputs(f: PlannerFeatures, rows?: readonly number[]) {
+  const g = rows ? selectFeatures(f, rows) : f;
+  return {
+    hidden: tf.tensor3d(g.hidden, [g.n, g.numBlocks, g.dim]),
+    entropy: tf.tensor2d(g.entropy, [g.n, g.numBlocks]),
+    blockEntropy: tf.tensor2d(g.blockEntropy, [g.n, g.numBlocks]),
+    visible: tf.tensor2d(Float32Array.from(g.visible), [g.n, g.numBlocks]),
+    classId: tf.tensor1d(g.classId, 'int32'),
+  };
+}
+
+/** Next-block probabilities [n, nb] of the planner on feature rows (no gradients; batched). */
+export function plannerProbs(pl: Planner, f: PlannerFeatures, rows?: readonly number[], R?: LatentSteps, batch = 256): Float32Array {
+  const all = rows ?? Array.from({ length: f.n }, (_, i) => i);
+  const nb = f.numBlocks, out = new Float32Array(all.length * nb);
+  for (let s = 0; s < all.length; s += batch) {
+    const chunk = all.slice(s, s + batch);
+    const p = tf.tidy(() => tf.softmax(plannerForward(pl, plannerInputs(f, chunk), R).logits));
+    out.set(p.dataSync(), s * nb);
+    p.dispose();
+  }
+  return out;
+}
+
+/** Everything a planner checkpoint records about what it was trained on. */
+export interface PlannerCheckpointConfig {
+  train: PlannerTrainConfig;
+  shape: PlannerShape;
+  backboneFingerprint: string;
+  label: LabelName;
+  reading: string;
+  weight: string;
+}
+
+export interface TrainPlannerOptions {
+  /** Initialise from this planner's weights (the R curriculum). Same shape and width required. */
+  init?: Planner;
+  /** Stop after this many steps in this call (resume tests). */
+  maxSteps?: number;
+  onStep?: (step: number, m: { loss: number; lr: number; valLoss?: number; valTop1?: number }) => void;
+}
+
+export interface TrainPlannerResult {
+  run: Run<PlannerCheckpointConfig>;
+  /** The best-by-validation planner (caller disposes). */
+  planner: Planner;
+  steps: number;
+  bestStep: number;
+  bestValLoss: number;
+  bestPath: string;
+}
+
+const shapeOf = (f: PlannerFeatures, numClasses: number): PlannerShape => ({
+  numBlocks: f.numBlocks, blocksY: 0, blocksX: 0, backboneDim: f.dim, numClasses,
+});
+
+/**
+ * Train (or resume) a planner in `<root>/<name>` on `data`. Returns the best
+ * planner by validation loss. The run's config.json holds the whole
+ * PlannerCheckpointConfig (a changed config is refused by openRun).
+ */
+export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig, data: PlannerData, grid: { blocksY: number; blocksX: number; numClasses: number },
+  opts: TrainPlannerOptions = {}): TrainPlannerResult {
+  validatePlannerTrainConfig(cfg);
+  const shape: PlannerShape = { ...shapeOf(data.features, grid.numClasses), blocksY: grid.blocksY, blocksX: grid.blocksX };
+  ensure(shape.blocksY * shape.blocksX === shape.numBlocks, `grid ${grid.blocksY}x${grid.blocksX} does not hold ${shape.numBlocks} blocks`,
+    'trainPlanner(grid)', 'pass the block grid of the oracle dataset (ds.geo)');
+  const ckCfg: PlannerCheckpointConfig = { train: cfg, shape, backboneFingerprint: data.backboneFingerprint, label: data.label, reading: data.reading, weight: data.weight };
+  const run = openRun({ root, stage: 'planner', name, config: ckCfg, resume: true, backend: tf.getBackend() });
+  const split = splitByImage(data.image, cfg.heldOutEvery);
+  const pl = createPlanner(cfg.planner, shape);
+  if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
+  const opt = new AdamW(pl.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
+  let step = 0, bestValLoss = Infinity, bestStep = 0;
+  let r = rng(seedFrom(cfg.seed, 'planner-batches', name));
+  const last = run.latestCheckpoint('planner');
+  if (last) {
+    const ck = loadCheckpoint(last.path, { expectConfig: ckCfg });
+    for (const [k, v] of Object.entries(ck.weights)) {
+      const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : pl.params[k];
+      if (t) t.assign(v);
+    }
+    tf.dispose(Object.values(ck.weights));
+    step = ck.step; opt.step = Number(ck.extra.optStep ?? step); r = rngFromState(Number(ck.extra.rngState));
+    bestValLoss = Number(ck.extra.bestValLoss ?? Infinity); bestStep = Number(ck.extra.bestStep ?? 0);
+  }
+  const nb = shape.numBlocks;
+  const valTargets = plannerTargets(data, split.val, cfg.target, cfg.softTemperature);
+  const validate = () => {
+    const probs = plannerProbs(pl, data.features, split.val);
+    let ce = 0, top1 = 0;
+    split.val.forEach((row, i) => {
+      let best = -1, bp = -1;
+      for (let b = 0; b < nb; b++) {
+        const t = valTargets[i * nb + b];
+        if (t > 0) ce -= t * Math.log(Math.max(probs[i * nb + b], 1e-12));
+        if (probs[i * nb + b] > bp) { bp = probs[i * nb + b]; best = b; }
+      }
+      if (best === data.aStar[row]) top1++;
+    });
+    return { valLoss: ce / split.val.length, valTop1: top1 / split.val.length };
+  };
+  const bestDir = run.checkpointDir;
+  const saveBest = () => {
+    const prev = latestCheckpoint(bestDir, 'best');
+    const file = saveCheckpoint(bestDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: bestValLoss } });
+    if (prev && prev.path !== file) fs.rmSync(prev.path, { force: true });
+    return file;
+  };
+  const end = Math.min(cfg.steps, opts.maxSteps !== undefined ? step + opts.maxSteps : cfg.steps);
+  while (step < end) {
+    const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
+    const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
+    const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, 0.1);
+    const vars = Object.values(pl.params);
+    const { value, grads } = tf.variableGrads(() => {
+      const out = plannerForward(pl, plannerInputs(data.features, rows));
+      return plannerLoss(out.logits, tf.tensor2d(targets, [rows.length, nb]));
+    }, vars);
+    const loss = value.dataSync()[0];
+    value.dispose();
+    const named: Record<string, tf.Tensor> = {};
+    // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
+    for (const [k, v] of Object.entries(pl.params)) if (grads[v.name]) named[k] = grads[v.name];
+    if (!Number.isFinite(loss)) {
+      tf.dispose(Object.values(grads).filter((g) => g));
+      throw new OrderHeadError(`planner loss is ${loss} at step ${step}`, `run ${run.dir}`,
+        `lower planner.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('planner')?.path ?? 'none yet'}) is untouched`);
+    }
+    try { opt.apply(named, lr); } finally { tf.dispose(Object.values(grads).filter((g) => g)); }
+    step++;
+    const metrics: { loss: number; lr: number; valLoss?: number; valTop1?: number } = { loss, lr };
+    if (step % cfg.evalEvery === 0 || step === cfg.steps) {
+      Object.assign(metrics, validate());
+      if (metrics.valLoss! < bestValLoss) { bestValLoss = metrics.valLoss!; bestStep = step; saveBest(); }
+      saveCheckpoint(run.checkpointDir, checkpointName('planner', step), {
+        weights: { ...pl.params, ...opt.state() }, config: ckCfg, step, kind: 'planner',
+        extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep },
+      });
+    }
+    run.logMetrics(step, metrics);
+    opts.onStep?.(step, metrics);
+  }
+  opt.dispose();
+  disposePlanner(pl);
+  const best = latestCheckpoint(bestDir, 'best');
+  ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
+  const loaded = loadPlanner(best.path, { shape, backboneFingerprint: data.backboneFingerprint });
+  return { run, planner: loaded.planner, steps: step, bestStep, bestValLoss, bestPath: best.path };
+}
+
+/** Copy weights between planners of the same shape and width (the R curriculum: R changes, weights carry over). */
+export function copyPlannerWeights(from: Planner, to: Planner, where: string): void {
+  for (const [k, v] of Object.entries(to.params)) {
+    const src = from.params[k];
+    ensure(src && src.shape.join('x') === v.shape.join('x'), `weight ${k} is missing or shaped ${src?.shape.join('x')} in the initial planner, ${v.shape.join('x')} here`,
+      where, 'initialise from a planner with the same width, layers and backbone');
+    v.assign(src);
+  }
+}
+
+export interface LoadedPlanner {
+  planner: Planner;
+  config: PlannerCheckpointConfig;
+  step: number;
+  path: string;
+}
+
+/**
+ * Load a planner checkpoint. With `expect`, refuses (naming the field) a
+ * planner trained for another block grid, backbone width or backbone.
+ */
+export function loadPlanner(file: string, expect: { shape?: Partial<PlannerShape>; backboneFingerprint?: string; latentSteps?: LatentSteps } = {}): LoadedPlanner {
+  const ck = loadCheckpoint<PlannerCheckpointConfig>(file);
+  try {
+    const c = ck.config;
+    ensure(ck.kind === 'planner' && c.shape && c.train, `is a '${ck.kind}' checkpoint, not a planner`, file, 'pass a best-step*.safetensors or planner-step*.safetensors file of a planner run');
+    for (const [k, v] of Object.entries(expect.shape ?? {})) {
+      ensure((c.shape as unknown as Record<string, number>)[k] === v,
+        `the planner was trained for ${k} = ${(c.shape as unknown as Record<string, number>)[k]}, here it is ${v}`, `${file} (shape.${k})`,
+        'use a planner trained on this backbone and block grid, or retrain Stage 3 (notebooks/04_stage3_orderhead.ipynb) for it');
+    }
+    if (expect.backboneFingerprint !== undefined) {
+      ensure(c.backboneFingerprint === expect.backboneFingerprint,
+        `the planner was trained on backbone ${c.backboneFingerprint}, not on ${expect.backboneFingerprint}`, `${file} (backboneFingerprint)`,
+        'use the planner trained with this backbone checkpoint, or retrain Stage 3 on it');
+    }
+    const pcfg = { ...c.train.planner, latentSteps: checkLatentSteps(expect.latentSteps ?? c.train.planner.latentSteps, `${file} (latentSteps)`) };
+    const names = plannerParamShapes(pcfg, c.shape);
+    const params: Record<string, tf.Variable> = {};
+    for (const [k, s] of names) {
+      const w = ck.weights[k];
+      ensure(w && w.shape.join('x') === s.join('x'), `weight ${k} is missing or shaped ${w?.shape.join('x')} (expected ${s.join('x')})`, file,
+        'the file does not match its own config: use another checkpoint');
+      params[k] = tf.variable(w, true);
+    }
+    return { planner: { cfg: pcfg, shape: c.shape, params }, config: c, step: ck.step, path: file };
+  } finally {
+    tf.dispose(Object.values(ck.weights));
+  }
+}
+
+/** The best checkpoint of a planner run folder, with a clear error when the stage has not run. */
+export function bestPlannerCheckpoint(runDir: string, producedBy: string): string {
+  const dir = path.join(runDir, 'checkpoints');
+  const best = latestCheckpoint(dir, 'best');
+  if (!best) {
+    throw new OrderHeadError('no trained planner here (no best-step*.safetensors)', runDir, `run ${producedBy} in this profile first`);
+  }
+  return best.path;
+}
+
+export { disposePlanner };
