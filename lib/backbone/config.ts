@@ -78,3 +78,34 @@ export function validateGPTConfig(cfg: GPTConfig): void {
 
 /** Number of tokens in one image. */
 export const seqLen = (cfg: GPTConfig): number => cfg.gridH * cfg.gridW;
+
+/**
+ * Check token ids and class ids against a model config before they reach a
+ * tfjs gather, whose own error ("GatherV2: the index value 20 is not in
+ * [0, 15]") names neither the data nor the fix. `allowNullClass` also accepts
+ * the null class id `numClasses` (classifier-free guidance, unconditional NLL).
+ */
+export function checkTokenIds(cfg: GPTConfig, tokens: ArrayLike<number>, classes: ArrayLike<number>, where: string, allowNullClass = false): void {
+  const T = seqLen(cfg), V = cfg.vocabSize;
+  for (let i = 0; i < tokens.length; i++) {
+    const v = tokens[i];
+    if (!(v >= 0 && v < V && Number.isInteger(v))) {
+      throw new OrderHeadError(
+        `token ${v} of image ${Math.floor(i / T)} (cell ${i % T}) is outside the vocabulary 0 .. ${V - 1} (backbone.vocabSize ${V})`,
+        where,
+        'use tokens of the tokenizer whose codebook size equals backbone.vocabSize (the token cache of the same tokenizer run and profile)',
+      );
+    }
+  }
+  const C = allowNullClass ? cfg.numClasses + 1 : cfg.numClasses;
+  for (let i = 0; i < classes.length; i++) {
+    const c = classes[i];
+    if (!(c >= 0 && c < C && Number.isInteger(c))) {
+      throw new OrderHeadError(
+        `class ${c} of image ${i} is outside 0 .. ${C - 1} (backbone.numClasses ${cfg.numClasses}${allowNullClass ? `; ${cfg.numClasses} is the null class` : ''})`,
+        where,
+        'pass the labels that belong to these tokens, and a backbone built with the dataset\'s number of classes',
+      );
+    }
+  }
+}

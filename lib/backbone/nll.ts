@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { forward, GPT, tokenNll, tokensInOrder, DecodeOrder } from './gpt';
-import { seqLen } from './config';
+import { checkTokenIds, seqLen } from './config';
 import { OrderHeadError } from '../runtime/errors';
 import { BlockGeometry, cellsOfBlockOrder, OrderPolicy, rollOutOrder } from '../order';
 
@@ -35,6 +35,23 @@ export function exactNll(m: GPT, grids: Int32Array, classes: Int32Array, cells: 
   if (grids.length !== N * T || cells.length !== N * T) {
     throw new OrderHeadError(`got ${grids.length} tokens and ${cells.length} order cells for ${N} images of ${T} tokens`,
       'exactNll(grids, classes, cells)', 'pass N*T tokens and N*T cells for N classes');
+  }
+  if (N === 0) {
+    throw new OrderHeadError('no images to score (0 classes given)', 'exactNll(grids, classes, cells)', 'pass at least one image (the NLL of nothing is undefined)');
+  }
+  checkTokenIds(m.cfg, grids, classes, 'exactNll(grids, classes)', true);
+  // Each image's order must visit every cell once, or the sum is not a factorisation of p(x | class).
+  const seen = new Int32Array(T).fill(-1);
+  for (let i = 0; i < N; i++) {
+    for (let t = 0; t < T; t++) {
+      const c = cells[i * T + t];
+      if (!(c >= 0 && c < T) || seen[c] === i) {
+        throw new OrderHeadError(
+          `the order of image ${i} is not a permutation of the cells 0 .. ${T - 1} (step ${t} decodes cell ${c}${c >= 0 && c < T ? ', already decoded' : ''})`,
+          'exactNll(cells)', 'build orders with orderCells / cellsOfBlockOrder, one full permutation per image');
+      }
+      seen[c] = i;
+    }
   }
   const perImage = new Float64Array(N), perStep = new Float64Array(T);
   for (let s = 0; s < N; s += batch) {

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { decodeStep, disposeCache, emptyCache, GPT } from './gpt';
-import { seqLen } from './config';
+import { checkTokenIds, seqLen } from './config';
 import { BlockGeometry, blockCells, checkPolicyChoice, emptyState, OrderPolicy, PolicyState, reveal } from '../order';
 import { OrderHeadError } from '../runtime/errors';
 import { rng, Rng } from '../runtime/seed';
@@ -79,6 +79,7 @@ export async function sampleImages(m: GPT, opts: SampleOptions): Promise<SampleR
     throw new OrderHeadError(`block geometry is ${geo.gridH}x${geo.gridW} tokens, the model's grid is ${m.cfg.gridH}x${m.cfg.gridW}`,
       'sampleImages(geometry)', 'build the geometry from the model config (gridH, gridW)');
   }
+  checkTokenIds(m.cfg, [], classes, 'sampleImages(classes)', true);
   const guided = s !== 1;
   const rows = guided ? 2 * B : B; // CFG: conditional rows, then the same images with the null class
   const r = rng(opts.seed ?? 0);

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { backendReport } from '../runtime/backend';
-import { GPTConfig, GPTSize, gptConfig, seqLen } from './config';
+import { checkTokenIds, GPTConfig, GPTSize, gptConfig, seqLen } from './config';
 import { createGPT, disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params, DecodeOrder, tokensInOrder } from './gpt';
 import { blockGeometry, BlockGeometry, cellsOfBlockOrder, randomBlockOrder } from '../order';
 import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
@@ -103,10 +103,20 @@ const paramNames = (m: GPTConfig) => paramShapes(m).map(([n]) => n);
  */
 export function trainStage1(root: string, name: string, cfg: Stage1Config, data: TokenData, model: GPTConfig, hooks: Stage1Hooks = {}): Stage1Result {
   const T = seqLen(model);
+  // Every check on the data comes before openRun, so bad input leaves no run folder behind.
+  if (!(Number.isInteger(data.n) && data.n >= 1)) {
+    throw new OrderHeadError(`token data holds no images (n = ${data.n})`, 'stage1 token data',
+      'pass the token cache of a tokenized dataset (loadTokenCache(tokenizerRunDir).train), with at least one image');
+  }
   if (data.tokens.length !== data.n * T) {
     throw new OrderHeadError(`token data holds ${data.tokens.length} tokens for ${data.n} images; the model grid needs ${T} per image`,
       'stage1 token data', 'tokenize with the tokenizer whose grid matches the backbone config');
   }
+  if (data.labels.length !== data.n) {
+    throw new OrderHeadError(`token data holds ${data.labels.length} labels for ${data.n} images`, 'stage1 token data',
+      'pass the labels of the same split as the tokens (cache.train.labels with cache.train.tokens)');
+  }
+  checkTokenIds(model, data.tokens, data.labels, 'stage1 token data');
   const geo = stage1Geometry(cfg, model);
   const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown' } }, resume: true, backend: tf.getBackend() });
   const m = createGPT(model, cfg.seed);
@@ -114,64 +124,71 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   let step = 0;
   let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
   const checkpoints: string[] = [];
-  const last = run.latestCheckpoint('stage1');
-  if (last) {
-    const ck = loadCheckpoint(last.path, { expectConfig: model as unknown as Record<string, unknown> });
-    for (const [k, v] of Object.entries(ck.weights)) {
-      const target = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : m.params[k];
-      if (target) target.assign(v);
-    }
-    tf.dispose(Object.values(ck.weights));
-    step = ck.step;
-    opt.step = Number(ck.extra.optStep ?? step);
-    r = rngFromState(Number(ck.extra.rngState));
-  }
-  const save = () => {
-    const tag = `r${randomShare(cfg, step).toFixed(2)}`;
-    const path = saveCheckpoint(run.checkpointDir, checkpointName('stage1', step, [tag]), {
-      weights: { ...m.params, ...opt.state() }, config: model, step, kind: 'stage1',
-      extra: { orderMode: cfg.orderMode, r: randomShare(cfg, step), optStep: opt.step, rngState: r.state() },
-    });
-    checkpoints.push(path);
-  };
-  const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
-  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
-  while (step < end) {
-    const t0 = performance.now();
-    const share = randomShare(cfg, step);
-    const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
-    // Draw the whole batch on the host: images, orders, class dropout.
-    const micro: { order: DecodeOrder; toks: Int32Array; classes: Int32Array }[] = [];
-    let randomCount = 0;
-    for (let i = 0; i < nMicro; i++) {
-      const B = Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch);
-      const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
-      for (let b = 0; b < B; b++) {
-        const idx = r.int(data.n);
-        grids.set(data.tokens.subarray(idx * T, (idx + 1) * T), b * T);
-        classes[b] = r.next() < cfg.classDropout ? model.numClasses : data.labels[idx];
-        if (r.next() < share) { cells.set(cellsOfBlockOrder(geo, randomBlockOrder(geo, r)), b * T); randomCount++; }
-        else for (let t = 0; t < T; t++) cells[b * T + t] = t;
+  // A failure (bad checkpoint, NaN loss, full disk) must not leak the model and optimizer tensors.
+  try {
+    const last = run.latestCheckpoint('stage1');
+    if (last) {
+      const ck = loadCheckpoint(last.path, { expectConfig: model as unknown as Record<string, unknown> });
+      for (const [k, v] of Object.entries(ck.weights)) {
+        const target = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : m.params[k];
+        if (target) target.assign(v);
       }
-      const order = { B, T, cells };
-      micro.push({ order, toks: tokensInOrder(grids, order), classes });
+      tf.dispose(Object.values(ck.weights));
+      step = ck.step;
+      opt.step = Number(ck.extra.optStep ?? step);
+      r = rngFromState(Number(ck.extra.rngState));
     }
-    const { grads, loss } = accumulateGrads(m.params, nMicro, (i) => {
-      const { order, toks, classes } = micro[i];
-      return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
-    });
-    if (!Number.isFinite(loss)) {
-      tf.dispose(Object.values(grads));
-      throw new OrderHeadError(`training loss is ${loss} at step ${step}`, `run ${run.dir}`,
-        `lower stage1.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('stage1')?.path ?? 'none yet'}) is untouched`);
+    const save = () => {
+      const tag = `r${randomShare(cfg, step).toFixed(2)}`;
+      const path = saveCheckpoint(run.checkpointDir, checkpointName('stage1', step, [tag]), {
+        weights: { ...m.params, ...opt.state() }, config: model, step, kind: 'stage1',
+        extra: { orderMode: cfg.orderMode, r: randomShare(cfg, step), optStep: opt.step, rngState: r.state() },
+      });
+      checkpoints.push(path);
+    };
+    const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
+    const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
+    while (step < end) {
+      const t0 = performance.now();
+      const share = randomShare(cfg, step);
+      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
+      // Draw the whole batch on the host: images, orders, class dropout.
+      const micro: { order: DecodeOrder; toks: Int32Array; classes: Int32Array }[] = [];
+      let randomCount = 0;
+      for (let i = 0; i < nMicro; i++) {
+        const B = Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch);
+        const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
+        for (let b = 0; b < B; b++) {
+          const idx = r.int(data.n);
+          grids.set(data.tokens.subarray(idx * T, (idx + 1) * T), b * T);
+          classes[b] = r.next() < cfg.classDropout ? model.numClasses : data.labels[idx];
+          if (r.next() < share) { cells.set(cellsOfBlockOrder(geo, randomBlockOrder(geo, r)), b * T); randomCount++; }
+          else for (let t = 0; t < T; t++) cells[b * T + t] = t;
+        }
+        const order = { B, T, cells };
+        micro.push({ order, toks: tokensInOrder(grids, order), classes });
+      }
+      const { grads, loss } = accumulateGrads(m.params, nMicro, (i) => {
+        const { order, toks, classes } = micro[i];
+        return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
+      });
+      if (!Number.isFinite(loss)) {
+        tf.dispose(Object.values(grads));
+        throw new OrderHeadError(`training loss is ${loss} at step ${step}`, `run ${run.dir}`,
+          `lower stage1.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('stage1')?.path ?? 'none yet'}) is untouched`);
+      }
+      let gradNorm: number;
+      try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(Object.values(grads)); }
+      step++;
+      const metrics = { loss, lr, r: share, randomShare: randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
+      run.logMetrics(step, metrics);
+      hooks.onStep?.(step, metrics);
+      if (step % cfg.checkpointEvery === 0 || step === cfg.steps) save();
     }
-    let gradNorm: number;
-    try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(Object.values(grads)); }
-    step++;
-    const metrics = { loss, lr, r: share, randomShare: randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
-    run.logMetrics(step, metrics);
-    hooks.onStep?.(step, metrics);
-    if (step % cfg.checkpointEvery === 0 || step === cfg.steps) save();
+  } catch (err) {
+    opt.dispose();
+    disposeGPT(m);
+    throw err;
   }
   opt.dispose();
   return { run, model: m, steps: step, checkpoints };
@@ -185,11 +202,17 @@ export function loadBackbone(path: string, expect?: Partial<GPTConfig>): GPT {
 /** As loadBackbone, with the checkpoint's step and random-order share r. */
 export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number } {
   const ck = loadCheckpoint<GPTConfig>(path, expect ? { expectConfig: expect as Record<string, unknown>, compareKeys: Object.keys(expect) } : {});
-  const params: Params = {};
-  for (const k of paramNames(ck.config)) {
-    if (!ck.weights[k]) throw new OrderHeadError(`checkpoint lacks weight ${k}`, path, 'use a stage1 checkpoint written by trainStage1');
-    params[k] = tf.variable(ck.weights[k], true); // copies
+  // Check every weight against the stored config before making variables, so a damaged file is named and leaks nothing.
+  for (const [k, shape] of paramShapes(ck.config)) {
+    const w = ck.weights[k];
+    if (!w || !tf.util.arraysEqual(w.shape, shape)) {
+      tf.dispose(Object.values(ck.weights));
+      throw new OrderHeadError(w ? `weight '${k}' has shape [${w.shape}], its config needs [${shape}]` : `checkpoint lacks weight ${k}`, path,
+        'the file is damaged or was not written by trainStage1: use another stage1 checkpoint of the run');
+    }
   }
+  const params: Params = {};
+  for (const k of paramNames(ck.config)) params[k] = tf.variable(ck.weights[k], true); // copies
   tf.dispose(Object.values(ck.weights));
   return { model: gptFromParams(ck.config, params), step: ck.step, r: Number(ck.extra.r ?? Number.NaN) };
 }

@@ -37,7 +37,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { OrderHeadError, ensure, oneOf } from '../runtime/errors';
-import { appendJsonLine, readJsonLines, writeFileAtomic } from '../runtime/atomic';
+import { appendJsonLine, readJsonLines, removeStaleTempFiles, writeFileAtomic, ATOMIC_TEMP_RE } from '../runtime/atomic';
 import { decodeSafetensors, encodeSafetensors, readSafetensors, SafeTensor } from '../runtime/safetensors';
 import { canonicalJson, diffConfig, formatDifferences, latestCheckpoint } from '../runtime/checkpoint';
 import { activeProfile, pick, ProfileName } from '../runtime/profile';
@@ -248,7 +248,10 @@ export function partFileName(k: number, K: number): string {
 }
 
 const PART_RE = /^part-(\d+)-of-(\d+)\.safetensors$/;
-const TEMP_RE = /^(.+)\.tmp-(\d+)-[0-9a-f]+$/;
+const TEMP_RE = ATOMIC_TEMP_RE;
+
+// Lives in runtime/atomic.ts now (run folders clear temp files of killed writers too); re-exported for existing callers.
+export { removeStaleTempFiles };
 
 // ---------------------------------------------------------------------------
 // States
@@ -458,56 +461,6 @@ export function readOracleManifest(dir: string): OracleManifest {
   const m = readJson<OracleManifest>(file, 'dataset manifest');
   ensure(m.format === ORACLE_DATASET_FORMAT, `not an oracle dataset manifest (format '${m.format}')`, file, 'point at a folder written by buildOracleDataset');
   return m;
-}
-
-// ---------------------------------------------------------------------------
-// Temp files
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
-}
-
-/**
- * Remove temp files (`<name>.tmp-<pid>-<hex>`) left in `dir` by processes that
- * no longer run (killed mid-write); returns the names removed. Temp files of
- * live processes (another shard writing right now) are left alone. With
- * `mine`, only temp files of those targets are removed, plus any older than
- * `staleAfterMs` (default 10 minutes; a write takes milliseconds): a process
- * on *another machine* sharing the folder looks dead here, but it never
- * writes this shard's parts. `merge` (run after every shard finished) removes
- * all of them.
- */
-export function removeStaleTempFiles(dir: string, opts: { mine?: (target: string) => boolean; staleAfterMs?: number } = {}): string[] {
-  const removed: string[] = [];
-  if (!fs.existsSync(dir)) return removed;
-  const staleAfter = opts.staleAfterMs ?? 10 * 60_000;
-  for (const f of fs.readdirSync(dir)) {
-    const m = TEMP_RE.exec(f);
-    if (!m || pidAlive(Number(m[2]))) continue;
-    const file = path.join(dir, f);
-    if (opts.mine && !opts.mine(m[1])) {
-      let age = 0;
-      try {
-        age = Date.now() - fs.statSync(file).mtimeMs;
-      } catch {
-        continue;
-      }
-      if (age < staleAfter) continue;
-    }
-    try {
-      fs.unlinkSync(file);
-      removed.push(f);
-    } catch {
-      /* another process removed it first */
-    }
-  }
-  return removed;
 }
 
 // ---------------------------------------------------------------------------
@@ -743,9 +696,17 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
 
 /** Check an existing part file belongs to this dataset and covers the right images. */
 function checkPart(file: string, idHash: string, k: number, cfg: Pick<OracleDatasetConfig, 'images' | 'imagesPerPart' | 'statesPerImage'>): Record<string, SafeTensor> {
-  const { tensors, metadata } = readSafetensors(file);
-  const range = partImages(cfg, k);
   const bad = (problem: string) => new OrderHeadError(problem, file, 'delete this part file: the next build run labels its images again');
+  let decoded: ReturnType<typeof readSafetensors>;
+  try {
+    decoded = readSafetensors(file);
+  } catch (err) {
+    // The reader's generic fix speaks of checkpoints; a damaged part is simply labelled again.
+    if (err instanceof OrderHeadError) throw bad(err.problem);
+    throw err;
+  }
+  const { tensors, metadata } = decoded;
+  const range = partImages(cfg, k);
   if (metadata.format !== ORACLE_DATASET_FORMAT || metadata.kind !== 'part') throw bad('not an oracle dataset part');
   if (metadata.identity !== idHash) throw bad(`the part belongs to another dataset (identity ${metadata.identity}, this dataset ${idHash})`);
   if (Number(metadata.part) !== k || Number(metadata.image_start) !== range.start || Number(metadata.image_end) !== range.end) {

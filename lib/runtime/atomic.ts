@@ -72,6 +72,13 @@ function writeError(target: string, err: unknown, what: string): OrderHeadError 
 }
 
 /**
+ * The name `writeFileAtomic` gives its temp file: `<target>.tmp-<pid>-<8 hex>`
+ * (groups: the target's name, the writer's pid). A writer killed mid-write
+ * leaves one behind; `removeStaleTempFiles` clears them.
+ */
+export const ATOMIC_TEMP_RE = /^(.+)\.tmp-(\d+)-[0-9a-f]+$/;
+
+/**
  * Durably replace `target` with `data`: write `target.tmp-<pid>-<rand>` in the
  * same folder, fsync it, rename it over `target`, fsync the folder. On any
  * failure the temp file is removed, the old `target` is untouched, and an
@@ -262,4 +269,52 @@ export function readJsonLines<T = Record<string, unknown>>(file: string, options
     );
   }
   return { rows, skipped };
+}
+
+/** Whether a process with this id runs on this machine (EPERM: it runs, as another user). */
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temp files (`<name>.tmp-<pid>-<hex>`) left in `dir` by processes that
+ * no longer run (killed mid-write); returns the names removed. Temp files of
+ * live processes (another writer, e.g. an oracle shard, at work) are left alone. With
+ * `mine`, only temp files of those targets are removed, plus any older than
+ * `staleAfterMs` (default 10 minutes; a write takes milliseconds): a process
+ * on *another machine* sharing the folder looks dead here, but it never
+ * writes this shard's parts. The oracle `merge` (run after every shard
+ * finished) and `openRun` (one writer per run folder) remove all of them.
+ */
+export function removeStaleTempFiles(dir: string, opts: { mine?: (target: string) => boolean; staleAfterMs?: number } = {}): string[] {
+  const removed: string[] = [];
+  if (!fs.existsSync(dir)) return removed;
+  const staleAfter = opts.staleAfterMs ?? 10 * 60_000;
+  for (const f of fs.readdirSync(dir)) {
+    const m = ATOMIC_TEMP_RE.exec(f);
+    if (!m || pidAlive(Number(m[2]))) continue;
+    const file = path.join(dir, f);
+    if (opts.mine && !opts.mine(m[1])) {
+      let age = 0;
+      try {
+        age = Date.now() - fs.statSync(file).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age < staleAfter) continue;
+    }
+    try {
+      fs.unlinkSync(file);
+      removed.push(f);
+    } catch {
+      /* another process removed it first */
+    }
+  }
+  return removed;
 }

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from './errors';
-import { appendJsonLine, readJsonLines, writeFileAtomic, ReadJsonLinesOptions } from './atomic';
+import { appendJsonLine, readJsonLines, removeStaleTempFiles, writeFileAtomic, ReadJsonLinesOptions, ATOMIC_TEMP_RE } from './atomic';
 import { canonicalJson, diffConfig, formatDifferences, latestCheckpoint, CheckpointRef } from './checkpoint';
 import { activeProfile, ProfileName } from './profile';
 
@@ -171,6 +171,23 @@ function existingWork(dir: string): { checkpoints: number; metricLines: number }
 }
 
 /**
+ * True when `dir` holds only what an openRun killed before writing config.json
+ * leaves: checkpoints/ and artifacts/ folders and temp files, nothing else. Such a
+ * folder is taken over rather than refused, so a kill at any moment resumes.
+ */
+function interruptedCreation(dir: string): boolean {
+  return fs.readdirSync(dir).every((f) => {
+    if (ATOMIC_TEMP_RE.test(f)) return true;
+    if (f !== 'checkpoints' && f !== 'artifacts') return false;
+    try {
+      return fs.readdirSync(path.join(dir, f)).every((g) => ATOMIC_TEMP_RE.test(g));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
  * Create or reopen the run folder `<root>/<name>`.
  *
  * - New folder: writes config.json and manifest.json, creates metrics.jsonl,
@@ -183,6 +200,8 @@ function existingWork(dir: string): { checkpoints: number; metricLines: number }
  */
 export function openRun<C extends object>(options: OpenRunOptions<C>): Run<C> {
   const { root = 'runs', stage, config, resume = false, backend } = options;
+  // A bad ORDERHEAD_PROFILE is refused before anything is created (the manifest records the profile).
+  activeProfile();
   ensure(SAFE_NAME.test(stage), `stage '${stage}' may contain only letters, digits, '.', '_' and '-'`, 'openRun(stage)', "use a name such as 'stage1'");
   ensure(
     typeof config === 'object' && config !== null && !Array.isArray(config),
@@ -219,7 +238,7 @@ export function openRun<C extends object>(options: OpenRunOptions<C>): Run<C> {
       );
     }
     resumed = resume;
-  } else if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+  } else if (fs.existsSync(dir) && !interruptedCreation(dir)) {
     throw new OrderHeadError(
       'the folder exists and is not empty but has no config.json, so it is not a run folder (or its creation was interrupted)',
       dir,
@@ -236,6 +255,9 @@ export function openRun<C extends object>(options: OpenRunOptions<C>): Run<C> {
     if (err instanceof OrderHeadError) throw err;
     throw new OrderHeadError(`cannot create the run folder (${(err as Error).message})`, dir, 'choose a writable run root with free space');
   }
+
+  // A writer killed mid-save leaves `<file>.tmp-<pid>-<hex>` behind; one run folder has one writer at a time.
+  for (const d of [dir, checkpointDir, artifactsDir]) removeStaleTempFiles(d, { mine: () => true });
 
   const start = runManifest(backend, resumed);
   let manifest: RunManifest;

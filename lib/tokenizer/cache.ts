@@ -207,8 +207,17 @@ export function loadTokenCache(runDirOrFile: string): TokenCache {
       'run notebooks/01_tokenizer.ipynb in this profile first (it trains the tokenizer and writes the cache), or call tokenizeDataset(tokenizer, runDir)',
     );
   }
-  const { tensors, metadata } = readSafetensors(file);
-  const bad = (problem: string) => new OrderHeadError(problem, file, 'delete the file and rebuild it with tokenizeDataset (notebook 01_tokenizer)');
+  const rebuild = 'delete the file and rebuild it with tokenizeDataset (notebook 01_tokenizer)';
+  let decoded: ReturnType<typeof readSafetensors>;
+  try {
+    decoded = readSafetensors(file);
+  } catch (err) {
+    // The reader's generic fix speaks of checkpoints; a cache is rebuilt, not restored.
+    if (err instanceof OrderHeadError) throw new OrderHeadError(err.problem, file, rebuild);
+    throw err;
+  }
+  const { tensors, metadata } = decoded;
+  const bad = (problem: string) => new OrderHeadError(problem, file, rebuild);
   if (metadata.format !== TOKEN_CACHE_FORMAT) throw bad(`not a token cache (format '${metadata.format ?? '(none)'}', expected '${TOKEN_CACHE_FORMAT}')`);
   let grid: { h: number; w: number };
   let config: TokenizerConfig;

@@ -14,7 +14,7 @@
  */
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { OrderHeadError } from '../runtime/errors';
+import { OrderHeadError, ensure } from '../runtime/errors';
 import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, diffConfig, formatDifferences, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
@@ -147,6 +147,17 @@ export function restartDeadCodes(
   return dead;
 }
 
+/** Refuse image sets that would train or evaluate on nothing or on misaligned pixels. */
+function checkImages(given: TokenizerImages, cfg: TokenizerConfig, split: 'train' | 'test'): void {
+  const where = `trainTokenizer(${split})`;
+  const px = cfg.imageSize * cfg.imageSize;
+  ensure(Number.isInteger(given.n) && given.n >= 1, `holds no images (n = ${given.n})`, where,
+    `pass at least one ${cfg.imageSize}x${cfg.imageSize} image, or leave ${split} out to load tokenizer.data.${split}`);
+  ensure(given.images instanceof Float32Array && given.images.length === given.n * px,
+    `holds ${given.images?.length} pixels for ${given.n} images; ${cfg.imageSize}x${cfg.imageSize} images need ${given.n * px}`, where,
+    `pad the images to tokenizer.imageSize (loadDataset({ ..., pad: ${cfg.imageSize} })) and pass n = the number of images`);
+}
+
 function loadImages(given: TokenizerImages | undefined, cfg: TokenizerConfig, split: 'train' | 'test'): TokenizerImages {
   if (given) return given;
   const ds = loadDataset({ ...cfg.data[split], pad: cfg.imageSize });
@@ -162,6 +173,9 @@ function loadImages(given: TokenizerImages | undefined, cfg: TokenizerConfig, sp
 export async function trainTokenizer(options: TrainTokenizerOptions): Promise<TrainTokenizerResult> {
   const cfg = options.config;
   validateTokenizerConfig(cfg);
+  // Before openRun, so bad input leaves no run folder behind.
+  if (options.train) checkImages(options.train, cfg, 'train');
+  if (options.test) checkImages(options.test, cfg, 'test');
   const runDir = path.resolve(options.runDir);
   const run = openRun<TokenizerConfig>({ root: path.dirname(runDir), name: path.basename(runDir), stage: TOKENIZER_STAGE, config: cfg, resume: true, backend: options.backend });
 
