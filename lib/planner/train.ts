@@ -234,7 +234,7 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
   const opt = new AdamW(pl.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
   let step = 0, bestValLoss = Infinity, bestStep = 0;
-  let r = rng(seedFrom(cfg.seed, 'planner-batches', name));
+  let r = rng(seedFrom(cfg.seed, 'planner-batches')); // not the run name: a renamed run draws the same batches
   const last = run.latestCheckpoint('planner');
   if (last) {
     const ck = loadCheckpoint(last.path, { expectConfig: ckCfg });
