@@ -32,3 +32,4 @@ export * as tf from '@tensorflow/tfjs';
 export * from './order';
 export * from './tokenizer';
 export * from './oracle';
+export * from './eval';
