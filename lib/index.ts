@@ -33,3 +33,4 @@ export * from './order';
 export * from './tokenizer';
 export * from './oracle';
 export * from './planner';
+export * from './eval';

@@ -8,6 +8,8 @@ import { OrderHeadError } from '../lib/runtime/errors';
 /** Load wasm with our training kernels (once). */
 export async function useWasm(): Promise<void> {
   await initBackend({ force: 'wasm', quiet: true });
+  // initBackend returns early once wasm is registered; a test that ran on cpu must still come back.
+  if (tf.getBackend() !== 'wasm') await tf.setBackend('wasm');
 }
 
 /** Deterministic random float array. */

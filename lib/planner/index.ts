@@ -3,3 +3,5 @@ export * from './features';
 export * from './orderhead';
 export * from './train';
 export * from './policy';
+export * from './metrics';
+export * from './stages';
