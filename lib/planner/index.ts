@@ -5,3 +5,4 @@ export * from './train';
 export * from './policy';
 export * from './metrics';
 export * from './stages';
+export * from './figures';
