@@ -20,6 +20,8 @@ out=$(cd "$out" && pwd)
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3)
 timeout=$([ "$profile" = smoke ] && echo 600 || echo 7200)
 
+# This checkout's tslab kernel first (scripts/setup.sh registers it under .jupyter/).
+export JUPYTER_PATH="$PWD/.jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export ORDERHEAD_PROFILE="$profile" ORDERHEAD_RUN_ROOT="${ORDERHEAD_RUN_ROOT:-$out/runs}"
 status=0
 for nb in notebooks/[0-9][0-9]_*.ipynb; do

@@ -49,5 +49,8 @@ npm run --silent build
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3)
 echo "==> tslab kernel (python: $PY)"
 npx --no-install tslab install --python="$PY" --binary="$PWD/node_modules/.bin/tslab" >/dev/null
+# A second copy inside this checkout: headless runs (scripts/run-notebooks.sh puts it first on JUPYTER_PATH)
+# use this checkout's tslab even after another clone re-registered the per-user kernel.
+npx --no-install tslab install --python="$PY" --binary="$PWD/node_modules/.bin/tslab" --prefix="$PWD/.jupyter" >/dev/null
 "$PY" -c "from jupyter_client.kernelspec import KernelSpecManager as K; import sys; sys.exit(0 if 'tslab' in K().find_kernel_specs() else 1)" || { echo "setup.sh: the tslab kernel did not register; run: npx tslab install --python=$PY" >&2; exit 1; }
 echo "==> setup done"

@@ -10,13 +10,19 @@ import { ensure, OrderHeadError } from '../runtime/errors';
 import { writeFileAtomic } from '../runtime/atomic';
 import { encodeSafetensors, readSafetensors } from '../runtime/safetensors';
 import { rng, seedFrom } from '../runtime/seed';
-import { BlockGeometry } from '../order';
+import { BlockGeometry, OrderPolicy } from '../order';
+import { exactNll, nllUnderPolicy, NllResult } from '../backbone/nll';
+import { orderCells } from '../backbone/order-nll';
 import { GPT } from '../backbone/gpt';
 import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { PlannerFeatures, plannerFeatures } from './features';
 import { LatentSteps, Planner, disposePlanner } from './orderhead';
-import { PlannerData, PlannerTrainConfig, plannerProbs, trainPlanner, TrainPlannerResult, StateSplit } from './train';
+import {
+  bestPlannerCheckpoint, LabelName, loadPlanner, PlannerData, plannerData, PlannerTrainConfig, plannerProbs, plannerTrainConfig, trainPlanner,
+  TrainPlannerResult, StateSplit, TargetName,
+} from './train';
+import { ProfileName } from '../runtime/profile';
 import { BaselineName, baselineProbs, baselineScores, plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } from './metrics';
 
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
@@ -171,5 +177,208 @@ export function trainLatentCurriculum(root: string, prefix: string, cfg: Planner
   return out;
 }
 
+/** One Stage 3 run: a label and a target kind (METHOD.md §5). */
+export interface Stage3Run {
+  /** Run folder suffix: `stage3-<key>`. */
+  key: string;
+  /** Legend and table name. */
+  name: string;
+  label: LabelName;
+  target: TargetName;
+}
+
+/**
+ * The Stage 3 runs notebook 04 trains: the plain-CE baseline on a* = argmax u,
+ * and the two options of the issue, each a separate run (neither replaces the
+ * baseline): the extrapolative label argmax u_extrap, and soft targets from u.
+ */
+export const STAGE3_RUNS: readonly Stage3Run[] = [
+  { key: 'u-hard', name: 'plain CE on argmax u (baseline)', label: 'u', target: 'hard' },
+  { key: 'u_extrap-hard', name: 'plain CE on argmax u_extrap', label: 'u_extrap', target: 'hard' },
+  { key: 'u-soft', name: 'soft targets from u', label: 'u', target: 'soft' },
+];
+
+/**
+ * The Stage 3 run the later stages build on (R curriculum, joint tuning,
+ * budget, evaluation): the extrapolative label. Why: in the default oracle
+ * run (notebook 03), argmax u was the hidden block with the largest loss on
+ * its *own* tokens in 84% of states (that term is 96% of u(a*)), which is
+ * the "most uncertain block" shortcut METHOD.md §1 rules out as a target;
+ * u_extrap measures only the help a block gives the *rest* of the image.
+ * The plain-u planner stays in every table as the baseline.
+ */
+export const PRIMARY_STAGE3_RUN = 'u_extrap-hard';
+
+/** Stage 4 (the R curriculum): which Stage 3 run it starts from, the R values, and the training config per R. */
+export interface LatentCurriculumConfig {
+  /** Stage 3 run key to start from (its label and target are kept). Default PRIMARY_STAGE3_RUN. */
+  from: string;
+  /** R values, trained in order, each initialised from the previous. Default [1, 2, 4]. */
+  latentSteps: LatentSteps[];
+  /** Training config of every R stage (steps per stage; latentSteps is set per stage). */
+  train: PlannerTrainConfig;
+}
+
+/** Stage 4 config per profile: fewer steps per R than Stage 3, since each stage starts from a trained planner. */
+export function latentCurriculumConfig(profile: ProfileName, overrides: Partial<LatentCurriculumConfig> = {}): LatentCurriculumConfig {
+  const run = STAGE3_RUNS.find((r) => r.key === (overrides.from ?? PRIMARY_STAGE3_RUN));
+  ensure(run, `unknown Stage 3 run '${overrides.from}'`, 'curriculum.from', `use one of: ${STAGE3_RUNS.map((r) => r.key).join(', ')}`);
+  const steps = { smoke: 12, default: 250, full: 800 }[profile];
+  return {
+    from: run.key,
+    latentSteps: overrides.latentSteps ?? [1, 2, 4],
+    train: overrides.train ?? plannerTrainConfig(profile, { label: run.label, target: run.target, steps, warmup: Math.min(20, steps), evalEvery: Math.max(4, Math.floor(steps / 5)) }),
+  };
+}
+
+/** Paired difference b − a of a per-state metric over the same states, with a 95% bootstrap interval. */
+export function pairedDifference(a: MetricsRow, b: MetricsRow, metric: 'correct' | 'regret', reps = 1000, seed = 0): { diff: number; lo: number; hi: number } {
+  const x = a.perState[metric], y = b.perState[metric];
+  ensure(x.length === y.length, `rows cover ${x.length} and ${y.length} states`, 'pairedDifference', 'evaluate both settings on the same states');
+  const m = x.length, d = Float64Array.from({ length: m }, (_, i) => Number(y[i]) - Number(x[i]));
+  const mean = (rows?: Int32Array) => { let s = 0; for (let i = 0; i < m; i++) s += d[rows ? rows[i] : i]; return s / m; };
+  const r = rng(seedFrom(seed, 'paired'));
+  const boots = Array.from({ length: reps }, () => mean(Int32Array.from({ length: m }, () => r.int(m)))).sort((p, q) => p - q);
+  return { diff: mean(), lo: boots[Math.floor(0.025 * reps)], hi: boots[Math.min(reps - 1, Math.floor(0.975 * reps))] };
+}
+
+/** "better", "worse" or "no clear difference" from a paired interval (higher is better unless `lowerIsBetter`). */
+export function verdict(d: { lo: number; hi: number }, lowerIsBetter = false): string {
+  if (d.lo > 0) return lowerIsBetter ? 'worse' : 'better';
+  if (d.hi < 0) return lowerIsBetter ? 'better' : 'worse';
+  return 'no clear difference';
+}
+
 export type { StateSplit };
 export { disposePlanner };
+
+type ProgressFactory = (opts: { total: number; label: string }) => { tick(n?: number, info?: Record<string, number | string>): void; done(): void };
+
+/** Stage 3 as one call: train every run of `runs` (resuming finished ones instantly) on the same features. */
+export function trainStage3Runs(root: string, profile: ProfileName, ds: OracleDataset, features: PlannerFeatures, numClasses: number,
+  progress?: ProgressFactory, runs: readonly Stage3Run[] = STAGE3_RUNS): { run: Stage3Run; data: PlannerData; result: TrainPlannerResult }[] {
+  const grid = { blocksY: ds.geo.blocksY, blocksX: ds.geo.blocksX, numClasses };
+  return runs.map((run) => {
+    const cfg = plannerTrainConfig(profile, { label: run.label, target: run.target });
+    const data = plannerData(ds, features, run.label);
+    const bar = progress?.({ total: cfg.steps, label: `stage3 ${run.key}` });
+    const result = trainPlanner(root, `stage3-${run.key}`, cfg, data, grid, {
+      onStep: (_s, m) => bar?.tick(1, m.valTop1 !== undefined ? { loss: m.loss, 'val top-1': m.valTop1 } : { loss: m.loss }),
+    });
+    bar?.done();
+    return { run, data, result };
+  });
+}
+
+/** Stage 4 as one call: the R curriculum from the Stage 3 run `cfg.from` (its best planner is loaded from disk). */
+export function trainStage4(root: string, cfg: LatentCurriculumConfig, ds: OracleDataset, features: PlannerFeatures, numClasses: number,
+  progress?: ProgressFactory): { init: Planner; data: PlannerData; stages: { R: LatentSteps; result: TrainPlannerResult }[] } {
+  const data = plannerData(ds, features, cfg.train.label);
+  const initPath = bestPlannerCheckpoint(path.join(root, `stage3-${cfg.from}`), 'notebooks/04_stage3_orderhead.ipynb');
+  const init = loadPlanner(initPath, { backboneFingerprint: ds.manifest.backbone.fingerprint }).planner;
+  const grid = { blocksY: ds.geo.blocksY, blocksX: ds.geo.blocksX, numClasses };
+  const bars = new Map<number, ReturnType<ProgressFactory>>();
+  const stages = trainLatentCurriculum(root, `stage4-${cfg.from}`, cfg.train, data, grid, init, cfg.latentSteps, (R, _s, m) => {
+    if (!bars.has(R)) { bars.forEach((b) => b.done()); bars.clear(); const b = progress?.({ total: cfg.train.steps, label: `stage4 R=${R}` }); if (b) bars.set(R, b); }
+    bars.get(R)?.tick(1, m.valTop1 !== undefined ? { loss: m.loss, 'val top-1': m.valTop1 } : { loss: m.loss });
+  });
+  bars.forEach((b) => b.done());
+  return { init, data, stages };
+}
+
+
+/** Markdown bullets for "What this run showed": each planner against the best baseline, per label, with paired intervals. */
+export function stage3Findings(tables: readonly { label: string; rows: readonly MetricsRow[] }[], profile: ProfileName, stamp: string): string {
+  const f = (v: number) => v.toFixed(3);
+  const lines = [`In this run (**${stamp}**), on held-out states (95% paired bootstrap intervals of the differences):`];
+  for (const t of tables) {
+    const base = t.rows.filter((r) => !r.setting.startsWith('OrderHead'));
+    const bestTop1 = base.reduce((a, b) => (b.summary.top1 > a.summary.top1 ? b : a));
+    const bestRegret = base.reduce((a, b) => (b.summary.regret < a.summary.regret ? b : a));
+    lines.push(`- **Against a\\* = argmax ${t.label}**: the best baseline on top-1 is *${bestTop1.setting}* (${f(bestTop1.summary.top1)}), on regret *${bestRegret.setting}* (${f(bestRegret.summary.regret)} nats).`);
+    for (const p of t.rows.filter((r) => r.setting.startsWith('OrderHead'))) {
+      const d1 = pairedDifference(bestTop1, p, 'correct'), dr = pairedDifference(bestRegret, p, 'regret');
+      lines.push(`  - ${p.setting}: top-1 ${f(p.summary.top1)} (Δ ${d1.diff >= 0 ? '+' : ''}${f(d1.diff)} [${f(d1.lo)}, ${f(d1.hi)}]: ${verdict(d1)}), ` +
+        `regret ${f(p.summary.regret)} (Δ ${dr.diff >= 0 ? '+' : ''}${f(dr.diff)} [${f(dr.lo)}, ${f(dr.hi)}]: ${verdict(dr, true)}), ECE ${p.summary.ece === undefined ? '–' : f(p.summary.ece)}.`);
+    }
+  }
+  if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
+  return lines.join('\n');
+}
+
+/** One row of the NLL-per-order table: bits per token of the same held-out images under one order. */
+export interface OrderNllComparisonRow {
+  order: string;
+  bitsPerToken: number;
+  /** 95% bootstrap interval over images. */
+  ci: [number, number];
+  /** Paired difference to the reference order (this − reference, bits/token) with its 95% interval. */
+  vsReference: { diff: number; lo: number; hi: number };
+  /** Per image bits per token (for further paired comparisons). */
+  perImage: Float64Array;
+  n: number;
+}
+
+/**
+ * Exact NLL (bits per token) of the first `n` images of `data` under the fixed
+ * orders (token raster, block raster, random blocks) and under each policy
+ * (planner orders are valid AR factorizations: METHOD.md §7), on one backbone.
+ * Intervals: bootstrap over images; differences are paired (same images) and
+ * taken against `reference` (default the random block order the backbone was
+ * trained on).
+ */
+export async function orderNllComparison(m: GPT, geo: BlockGeometry, data: { tokens: Int32Array; labels: Int32Array }, n: number,
+  policies: readonly OrderPolicy[], onOrder?: (name: string) => void, reference = 'random blocks', reps = 1000): Promise<OrderNllComparisonRow[]> {
+  const T = geo.numTokens;
+  ensure(data.labels.length >= n && n > 0, `asks for ${n} images, the split has ${data.labels.length}`, 'orderNllComparison(n)', `use 1..${data.labels.length}`);
+  const grids = data.tokens.subarray(0, n * T), classes = data.labels.subarray(0, n);
+  const perImageBits = (r: NllResult) => Float64Array.from(r.perImage, (v) => v / T / Math.LN2);
+  const raw: { order: string; perImage: Float64Array }[] = [];
+  for (const [name, type] of [['token raster', 'raster'], ['block raster', 'block-raster'], ['random blocks', 'random-blocks']] as const) {
+    raw.push({ order: name, perImage: perImageBits(exactNll(m, grids, classes, orderCells(type, geo, n))) });
+    onOrder?.(name);
+  }
+  for (const p of policies) {
+    raw.push({ order: p.name, perImage: perImageBits(await nllUnderPolicy(m, grids, classes, p, geo)) });
+    onOrder?.(p.name);
+  }
+  const ref = raw.find((r) => r.order === reference) ?? raw[2];
+  const r = rng(seedFrom(0, 'nll-bootstrap'));
+  const resamples = Array.from({ length: reps }, () => Int32Array.from({ length: n }, () => r.int(n)));
+  const mean = (a: Float64Array, rows?: Int32Array) => { let s = 0; for (let i = 0; i < n; i++) s += a[rows ? rows[i] : i]; return s / n; };
+  const q = (a: number[]) => { a.sort((x, y) => x - y); return [a[Math.floor(0.025 * reps)], a[Math.min(reps - 1, Math.floor(0.975 * reps))]] as [number, number]; };
+  return raw.map(({ order, perImage }) => {
+    const d = Float64Array.from(perImage, (v, i) => v - ref.perImage[i]);
+    const dci = q(resamples.map((rows) => mean(d, rows)));
+    return { order, bitsPerToken: mean(perImage), ci: q(resamples.map((rows) => mean(perImage, rows))), vsReference: { diff: mean(d), lo: dci[0], hi: dci[1] }, perImage, n };
+  });
+}
+
+/** Markdown bullets for notebook 05: the R = 0 planner against the baselines, whether each R helps, and the NLL per order. */
+export function stage4Findings(rows: readonly MetricsRow[], helps: readonly Record<string, string>[], nll: readonly OrderNllComparisonRow[],
+  profile: ProfileName, stamp: string): string {
+  const f = (v: number) => v.toFixed(3);
+  const base = rows.filter((r) => !r.setting.startsWith('OrderHead'));
+  const planners = rows.filter((r) => r.setting.startsWith('OrderHead'));
+  const r0 = planners[0];
+  const beatsTop1 = base.filter((b) => verdict(pairedDifference(b, r0, 'correct')) === 'better').length;
+  const beatsRegret = base.filter((b) => verdict(pairedDifference(b, r0, 'regret'), true) === 'better').length;
+  const lines = [`In this run (**${stamp}**):`,
+    `- **R = 0 against the ${base.length} baselines** (held-out states, paired 95% intervals): clearly better on top-1 than ${beatsTop1} of ${base.length} ` +
+    `(top-1 ${f(r0.summary.top1)}; best baseline ${f(Math.max(...base.map((b) => b.summary.top1)))}), clearly better on regret than ${beatsRegret} of ${base.length} ` +
+    `(regret ${f(r0.summary.regret)}; best baseline ${f(Math.min(...base.map((b) => b.summary.regret)))}).`];
+  for (const h of helps) {
+    lines.push(`- **${h.setting}** vs the previous R: top-1 ${h['Δ top-1 vs previous R']} (${h['top-1 verdict']}), regret ${h['Δ regret vs previous R']} (${h['regret verdict']}).`);
+  }
+  const best = planners.reduce((a, b) => (b.summary.top1 > a.summary.top1 ? b : a));
+  lines.push(`- Highest held-out top-1: ${best.setting} (${f(best.summary.top1)}).`);
+  const ref = nll.find((r) => r.order === 'random blocks');
+  for (const r of nll) {
+    if (r === ref) continue;
+    const v = verdict(r.vsReference, true);
+    lines.push(`- NLL under **${r.order}**: ${f(r.bitsPerToken)} bits/token, ${r.vsReference.diff >= 0 ? '+' : ''}${f(r.vsReference.diff)} ` +
+      `[${f(r.vsReference.lo)}, ${f(r.vsReference.hi)}] against random blocks (${ref ? f(ref.bitsPerToken) : '?'}): ${v === 'better' ? 'lower' : v === 'worse' ? 'higher' : 'no clear difference'}.`);
+  }
+  if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
+  return lines.join('\n');
+}
