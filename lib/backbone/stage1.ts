@@ -24,7 +24,7 @@ import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
 import { OrderHeadError } from '../runtime/errors';
-import { rngFromState, rng, seedFrom } from '../runtime/seed';
+import { rngFromState, rng, Rng, seedFrom } from '../runtime/seed';
 
 export type OrderMode = 'block-rar' | 'raster';
 
@@ -153,20 +153,12 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
       const share = randomShare(cfg, step);
       const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
       // Draw the whole batch on the host: images, orders, class dropout.
-      const micro: { order: DecodeOrder; toks: Int32Array; classes: Int32Array }[] = [];
+      const micro: OrderBatch[] = [];
       let randomCount = 0;
       for (let i = 0; i < nMicro; i++) {
-        const B = Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch);
-        const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
-        for (let b = 0; b < B; b++) {
-          const idx = r.int(data.n);
-          grids.set(data.tokens.subarray(idx * T, (idx + 1) * T), b * T);
-          classes[b] = r.next() < cfg.classDropout ? model.numClasses : data.labels[idx];
-          if (r.next() < share) { cells.set(cellsOfBlockOrder(geo, randomBlockOrder(geo, r)), b * T); randomCount++; }
-          else for (let t = 0; t < T; t++) cells[b * T + t] = t;
-        }
-        const order = { B, T, cells };
-        micro.push({ order, toks: tokensInOrder(grids, order), classes });
+        const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses);
+        micro.push(mb);
+        randomCount += mb.randomCount;
       }
       const { grads, loss } = accumulateGrads(m.params, nMicro, (i) => {
         const { order, toks, classes } = micro[i];
@@ -192,6 +184,40 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   }
   opt.dispose();
   return { run, model: m, steps: step, checkpoints };
+}
+
+/** One micro-batch of block-RAR training samples, drawn on the host. */
+export interface OrderBatch {
+  /** The decode order of each sample (block order with raster inside blocks, or token raster). */
+  order: DecodeOrder;
+  /** [B*T] the samples' tokens in decode order (lmLoss input). */
+  toks: Int32Array;
+  /** [B] class ids, the null class where class dropout hit. */
+  classes: Int32Array;
+  /** How many samples got a random block order. */
+  randomCount: number;
+}
+
+/**
+ * Draw B training samples the Stage 1 way: per sample an image (uniform with
+ * replacement), class dropout with probability `classDropout`, and with
+ * probability `share` (r) a random block order, else token raster. Stage 5's
+ * L_AR (lib/planner/joint.ts) draws its batches with this too, at share 1.
+ * The RNG calls and their order are part of the resume contract: do not reorder.
+ */
+export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number): OrderBatch {
+  const T = geo.numTokens;
+  const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
+  let randomCount = 0;
+  for (let b = 0; b < B; b++) {
+    const idx = r.int(data.n);
+    grids.set(data.tokens.subarray(idx * T, (idx + 1) * T), b * T);
+    classes[b] = r.next() < classDropout ? numClasses : data.labels[idx];
+    if (r.next() < share) { cells.set(cellsOfBlockOrder(geo, randomBlockOrder(geo, r)), b * T); randomCount++; }
+    else for (let t = 0; t < T; t++) cells[b * T + t] = t;
+  }
+  const order = { B, T, cells };
+  return { order, toks: tokensInOrder(grids, order), classes, randomCount };
 }
 
 /** Load a Stage 1 checkpoint as a backbone (model weights only), checking its config. */

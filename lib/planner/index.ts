@@ -6,3 +6,5 @@ export * from './policy';
 export * from './metrics';
 export * from './stages';
 export * from './figures';
+export * from './joint';
+export * from './budget';

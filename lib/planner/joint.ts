@@ -1,0 +1,533 @@
+/**
+ * Curriculum Stage 5: limited joint tuning (METHOD.md §5, §6.5).
+ *
+ * Unfreeze the planner and only the top k GPT blocks and minimise
+ *
+ *   L = L_AR + λ · L_OH
+ *
+ * - L_AR: the backbone's block-RAR loss, exactly as Stage 1 at r = 1 (every
+ *   sample in a random block order, raster inside blocks, class dropout):
+ *   batches come from `drawOrderBatch` (lib/backbone/stage1.ts), the loss
+ *   from `lmLoss`. It keeps the backbone a good, order-robust AR model.
+ * - L_OH: the planner's CE against the oracle's a* (the plain CE baseline of
+ *   §5). Unlike Stages 3-4, the planner's features are computed *through* the
+ *   backbone at every step (`featureTensors` inside `tf.variableGrads`), so
+ *   the top k blocks receive gradients from both terms: they may reshape what
+ *   the planner reads, as long as L_AR (and the drift guard) allows.
+ *
+ * What trains (`tunedParamNames`): the planner's parameters and `h{L-k}.*` ..
+ * `h{L-1}.*`. Everything else — embeddings (`tok_emb`, `cls_emb`, `tgt_pos`),
+ * the lower blocks and, by default, the output `norm_f` / `head` — stays
+ * bit-identical: only the tuned variables are passed to `tf.variableGrads` and
+ * to the optimizer. Why `norm_f` and `head` are frozen by default
+ * (`tuneOutput: false`): the head is the vocabulary readout shared by every
+ * position and every order, and both feed the planner's entropy features
+ * directly; leaving them trainable would let L_OH reshape predictive
+ * entropies through a single matrix instead of through the representation.
+ * "Limited" tuning means the top *blocks*; `tuneOutput: true` adds the two.
+ *
+ * Drift guard. Every `evalEvery` steps (and at step 0, before any update) the
+ * NLL in bits/token of `driftImages` held-out images (the token cache's test
+ * split) is measured under token raster order and under random block orders
+ * (one seeded permutation per image, the same every time: `orderCells`), and
+ * the planner's validation loss on the held-out oracle states (same split by
+ * image as Stage 3) is computed with features from the *current* backbone.
+ * A checkpoint is eligible as "best" only if neither NLL rose by more than
+ * `maxNllIncrease` over its step-0 value; among eligible ones the lowest
+ * planner validation loss wins (step 0 — the untuned pair — is always
+ * eligible, so a best always exists). Early stop: the first evaluation where
+ * either NLL exceeds its step-0 value by more than `maxNllIncrease` ends the
+ * run (recorded in the checkpoint, so a resumed run stays stopped); the best
+ * checkpoint is what the run returns.
+ *
+ * Run folder (resumable like trainPlanner): `joint-step<N>` checkpoints hold
+ * the tuned GPT weights (`gpt.<name>`), the planner (`planner.<name>`), the
+ * AdamW state, RNG state and the guard's bookkeeping. The best pair is kept as
+ * `backbone-step<N>-r1.00` (kind 'stage1', a full backbone: `loadBackbone`
+ * reads it, and the run's config.json carries `stage1.blockH/blockW` and
+ * `data.tokenizer` so an oracle dataset can be built on it) and `best-step<N>`
+ * (kind 'planner', whose backboneFingerprint is that backbone file's, so
+ * `loadPlanner(..., { backboneFingerprint })` and `bestPlannerCheckpoint` work).
+ */
+import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
+import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
+import { rng, rngFromState, seedFrom } from '../runtime/seed';
+import { openRun, Run } from '../runtime/run';
+import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { ProfileName } from '../runtime/profile';
+import { BlockGeometry } from '../order';
+import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
+import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
+import { drawOrderBatch, loadBackbone, TokenData } from '../backbone/stage1';
+import { nllByOrderType } from '../backbone/order-nll';
+import { OracleDataset, oracleItem } from '../oracle/dataset';
+import { TokenCache } from '../tokenizer/cache';
+import { FeatureItem, featureTensors, plannerFeatures } from './features';
+import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, PlannerShape } from './orderhead';
+import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, plannerProbs, splitByImage } from './train';
+
+export interface JointTuningConfig {
+  /** k: the number of top GPT blocks that train (h{L-k} .. h{L-1}). Default 2; must be 1 .. nLayer. */
+  topBlocks: number;
+  /** Also train the final norm `norm_f` and the output `head` (see the module comment). Default false. */
+  tuneOutput: boolean;
+  /** λ in L = L_AR + λ·L_OH. Default 1. */
+  lambda: number;
+  /** Optimizer steps. */
+  steps: number;
+  /** Oracle states per step for L_OH (features computed through the backbone). */
+  batchStates: number;
+  /** Training images per step for L_AR (random block orders, as Stage 1 at r = 1). */
+  batchImages: number;
+  /** L_AR runs as micro-batches of at most this many images (wasm heap). Default 32. */
+  microBatch: number;
+  /**
+   * Peak learning rate, shared by the planner and the tuned blocks (warmup,
+   * then cosine to minLrRatio·lr). Default 1e-4: Stage 1 ends at 1e-4 and the
+   * planner is already trained; larger steps mostly buy drift.
+   */
+  lr: number;
+  warmup: number;
+  minLrRatio: number;
+  weightDecay: number;
+  clipNorm: number;
+  /** Class dropout of L_AR samples (keeps the null class, i.e. CFG, trained). Default 0.1 as Stage 1. */
+  classDropout: number;
+  /** Evaluate (drift guard, validation, checkpoint) every this many steps, and at the end. */
+  evalEvery: number;
+  /** Drift guard: largest allowed rise of raster or random-block NLL (bits/token) over the step-0 value. Default 0.05. */
+  maxNllIncrease: number;
+  /** Held-out images (test split) the drift guard scores. */
+  driftImages: number;
+  /** At most this many validation states are scored per evaluation (the first ones of the val split). */
+  valStates: number;
+  /** Split of the oracle states by image, as Stage 3 (must match the planner's, so val states stay unseen). Default 8. */
+  heldOutEvery: number;
+  seed: number;
+}
+
+export const JOINT_TUNING_DEFAULTS: JointTuningConfig = {
+  topBlocks: 2, tuneOutput: false, lambda: 1, steps: 200, batchStates: 32, batchImages: 32, microBatch: 32,
+  lr: 1e-4, warmup: 20, minLrRatio: 0.1, weightDecay: 0.05, clipNorm: 1, classDropout: 0.1,
+  evalEvery: 25, maxNllIncrease: 0.05, driftImages: 64, valStates: 512, heldOutEvery: 8, seed: 0,
+};
+
+/**
+ * Stage 5 config per profile. smoke: seconds in CI on the tiny backbone;
+ * default: a few minutes on the `small` backbone (2 CPU cores); full: longer.
+ */
+export function jointTuningConfig(profile: ProfileName, overrides: Partial<JointTuningConfig> = {}): JointTuningConfig {
+  const byProfile: Record<ProfileName, Partial<JointTuningConfig>> = {
+    smoke: { steps: 8, batchStates: 8, batchImages: 8, microBatch: 8, warmup: 2, evalEvery: 4, driftImages: 8, valStates: 32 },
+    default: {},
+    full: { steps: 600, batchStates: 64, batchImages: 64, warmup: 50, evalEvery: 50, driftImages: 256, valStates: 2048 },
+  };
+  oneOf(profile, ['smoke', 'default', 'full'] as const, 'jointTuningConfig(profile)');
+  const cfg = { ...JOINT_TUNING_DEFAULTS, ...byProfile[profile], ...overrides };
+  validateJointTuningConfig(cfg);
+  return cfg;
+}
+
+export function validateJointTuningConfig(cfg: JointTuningConfig): void {
+  for (const k of ['topBlocks', 'steps', 'batchStates', 'batchImages', 'microBatch', 'evalEvery', 'driftImages', 'valStates', 'heldOutEvery'] as const) {
+    ensure(Number.isInteger(cfg[k]) && cfg[k] > 0, `${k} = ${cfg[k]} is not a positive integer`, `joint.${k}`,
+      k === 'topBlocks' ? 'tune at least one block (k = 0 is Stage 3: trainPlanner)' : 'use a positive integer');
+  }
+  ensure(Number.isInteger(cfg.warmup) && cfg.warmup >= 0, `warmup = ${cfg.warmup}`, 'joint.warmup', 'use a non-negative integer');
+  ensure(cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'joint.heldOutEvery', 'use the Stage 3 value (default 8)');
+  ensure(Number.isFinite(cfg.lr) && cfg.lr > 0, `lr = ${cfg.lr}`, 'joint.lr', 'use a positive learning rate (default 1e-4)');
+  ensure(Number.isFinite(cfg.lambda) && cfg.lambda >= 0, `lambda = ${cfg.lambda}`, 'joint.lambda', 'use λ >= 0 (default 1)');
+  ensure(Number.isFinite(cfg.maxNllIncrease) && cfg.maxNllIncrease >= 0, `maxNllIncrease = ${cfg.maxNllIncrease}`, 'joint.maxNllIncrease',
+    'use a non-negative number of bits per token (default 0.05)');
+  ensure(cfg.classDropout >= 0 && cfg.classDropout < 1, `classDropout = ${cfg.classDropout}`, 'joint.classDropout', 'use a probability in [0, 1)');
+  ensure(typeof cfg.tuneOutput === 'boolean', `tuneOutput = ${String(cfg.tuneOutput)}`, 'joint.tuneOutput', 'use true or false');
+}
+
+/**
+ * The GPT parameters Stage 5 trains: every parameter of blocks h{L-k} .. h{L-1}
+ * (and norm_f, head with `tuneOutput`), in paramShapes order. Refuses k outside
+ * 1 .. nLayer, naming the backbone's layer count.
+ */
+export function tunedParamNames(model: GPTConfig, topBlocks: number, tuneOutput = false): string[] {
+  const L = model.nLayer;
+  if (!(Number.isInteger(topBlocks) && topBlocks >= 1 && topBlocks <= L)) {
+    throw new OrderHeadError(`topBlocks = ${topBlocks}, but the backbone has ${L} layer${L === 1 ? '' : 's'} (h0 .. h${L - 1})`, 'joint.topBlocks',
+      `choose k between 1 and ${L} (default 2; k = ${L} tunes every block, k = 0 is Stage 3)`);
+  }
+  const first = L - topBlocks;
+  return paramShapes(model).map(([n]) => n).filter((n) => {
+    const m = /^h(\d+)\./.exec(n);
+    if (m) return Number(m[1]) >= first;
+    return tuneOutput && (n === 'norm_f' || n === 'head');
+  });
+}
+
+/** Short hash of parameter values (name, shape and bytes, by sorted name): which weights a run started from. */
+export function weightsFingerprint(params: Record<string, tf.Tensor>): string {
+  const h = createHash('sha256');
+  for (const k of Object.keys(params).sort()) {
+    const t = params[k];
+    h.update(`${k}:${t.shape.join('x')}|`);
+    const d = t.dataSync() as Float32Array;
+    h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** sha256 (16 hex) of a file: the same fingerprint the oracle manifest records for a backbone checkpoint. */
+export function fileFingerprint(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
+}
+
+/** What Stage 5 trains on. */
+export interface JointData {
+  geo: BlockGeometry;
+  /** Oracle states: the image's tokens (only visible blocks are read), class, visible blocks in reveal order. */
+  items: FeatureItem[];
+  /** [n] a* of each state (argmax of the label utility). */
+  aStar: Int32Array;
+  /** [n] image index of each state (the split is by image, as Stage 3). */
+  image: Int32Array;
+  label: LabelName;
+  reading: string;
+  weight: string;
+  /** Fingerprint of the backbone checkpoint the oracle labelled with (the one the Stage 3/4 planner was trained on). */
+  backboneFingerprint: string;
+  /** L_AR images: the backbone's training split. */
+  train: TokenData;
+  /** Drift-guard images: held out from the backbone's training (the test split). */
+  heldOut: { tokens: Int32Array; labels: Int32Array; n: number };
+}
+
+/**
+ * Stage 5 data from an oracle dataset (primary labeling, a* of `label`) and its
+ * token cache: L_AR draws from the cache's train split, the drift guard scores
+ * the first images of its test split. (If the oracle labelled the test split,
+ * its states' images overlap the drift images; only their a* labels are used.)
+ */
+export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u'): JointData {
+  oneOf(label, LABELS, 'joint label');
+  const l = ds.labelings[0];
+  return {
+    geo: ds.geo, items: Array.from({ length: ds.n }, (_, i) => oracleItem(ds, i, cache)),
+    aStar: label === 'u' ? l.aStar : l.aStarExtrap, image: ds.image, label, reading: l.reading, weight: l.weight,
+    backboneFingerprint: ds.manifest.backbone.fingerprint,
+    train: { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint },
+    heldOut: { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n },
+  };
+}
+
+/**
+ * L_OH through the backbone: the planner's CE against a* on `rows` of `data`,
+ * with features computed by `featureTensors` (grouped by |S|, one backbone pass
+ * per group) so gradients reach the backbone. Call inside tf.variableGrads or tidy.
+ */
+export function plannerLossThroughBackbone(m: GPT, pl: Planner, geo: BlockGeometry, items: readonly FeatureItem[], aStar: ArrayLike<number>,
+  rows: readonly number[]): tf.Scalar {
+  const nb = geo.numBlocks;
+  const groups = new Map<number, number[]>();
+  for (const r of rows) {
+    const g = groups.get(items[r].visible.length) ?? [];
+    g.push(r);
+    groups.set(items[r].visible.length, g);
+  }
+  const order = [...groups.values()].flat(); // rows in group order: the concatenated features' row order
+  const parts = [...groups.values()].map((g) => featureTensors(m, geo, g.map((r) => items[r])));
+  const cat = <T extends tf.Tensor>(ts: T[]): T => (ts.length === 1 ? ts[0] : tf.concat(ts, 0) as T);
+  const visible = new Float32Array(order.length * nb), target = new Float32Array(order.length * nb);
+  order.forEach((r, i) => {
+    for (const b of items[r].visible) visible[i * nb + b] = 1;
+    target[i * nb + aStar[r]] = 1;
+  });
+  const out = plannerForward(pl, {
+    hidden: cat(parts.map((p) => p.hidden)), // [B, nb, d]
+    entropy: cat(parts.map((p) => p.entropy)), // [B, nb]
+    blockEntropy: cat(parts.map((p) => p.blockEntropy)),
+    visible: tf.tensor2d(visible, [order.length, nb]),
+    classId: tf.tensor1d(order.map((r) => items[r].classId), 'int32'),
+  });
+  return plannerLoss(out.logits, tf.tensor2d(target, [order.length, nb]));
+}
+
+export interface JointTuningHooks {
+  /** Stop after this many steps in this call (resume tests). */
+  maxSteps?: number;
+  /** After every step; `models` are the working copies (tests inspect them; do not dispose). */
+  onStep?: (step: number, metrics: JointStepMetrics, models: { backbone: GPT; planner: Planner }) => void;
+}
+
+export interface JointStepMetrics {
+  /** L_AR, nats per token. */
+  lAR: number;
+  /** L_OH, nats (CE against a*). */
+  lOH: number;
+  /** L_AR + λ·L_OH. */
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  ms: number;
+  /** On evaluation steps: held-out NLL (bits/token), planner validation loss / top-1, and whether the NLLs are within the guard. */
+  rasterBits?: number;
+  randomBits?: number;
+  valLoss?: number;
+  valTop1?: number;
+  withinDrift?: boolean;
+}
+
+export interface JointEval { step: number; rasterBits: number; randomBits: number; valLoss: number; valTop1: number; withinDrift: boolean }
+
+export interface JointTuningLog {
+  /** Steps done. */
+  steps: number;
+  /** Per step (1-based step i at index i-1): L_AR and L_OH. */
+  lAR: number[];
+  lOH: number[];
+  /** Every evaluation, step 0 first. */
+  evals: JointEval[];
+  /** Held-out NLL (bits/token) before tuning (step 0) and of the returned (best) checkpoint. */
+  before: { raster: number; random: number };
+  after: { raster: number; random: number };
+  stoppedEarly: boolean;
+  stopReason?: string;
+}
+
+export interface JointTuningResult {
+  run: Run<JointRunConfig>;
+  /** The best tuned backbone and planner (caller disposes both). */
+  backbone: GPT;
+  planner: Planner;
+  steps: number;
+  bestStep: number;
+  bestValLoss: number;
+  /** The best pair's files: a Stage-1-compatible backbone checkpoint and a planner checkpoint. */
+  backbonePath: string;
+  plannerPath: string;
+  log: JointTuningLog;
+}
+
+/** The run's config.json: the stage config, what it started from, and Stage-1-compatible fields for the tuned backbone. */
+export interface JointRunConfig {
+  joint: JointTuningConfig;
+  model: GPTConfig;
+  /** The block size, where checkBackboneForDataset looks for it (so the tuned backbone can label a new oracle dataset). */
+  stage1: { blockH: number; blockW: number; orderMode: 'block-rar' };
+  data: { tokenizer: string; trainImages: number; heldOutImages: number; states: number; label: LabelName; reading: string; weight: string };
+  /** The starting backbone: its checkpoint fingerprint (from the oracle dataset) and a hash of the weights actually passed. */
+  backbone: { fingerprint: string; weights: string };
+  planner: { cfg: PlannerConfig; shape: PlannerShape; weights: string };
+  tunedParams: string[];
+}
+
+/** A planner checkpoint written by Stage 5 (loadPlanner reads `train.planner` and `shape`). */
+type JointPlannerCheckpointConfig = Omit<PlannerCheckpointConfig, 'train'> & { train: { planner: PlannerConfig }; joint: JointTuningConfig };
+
+function cloneParams(params: Record<string, tf.Variable>, trainable: (k: string) => boolean): Record<string, tf.Variable> {
+  const out: Record<string, tf.Variable> = {};
+  for (const [k, v] of Object.entries(params)) out[k] = tf.variable(v, trainable(k)); // shares the data until the first assign
+  return out;
+}
+
+/**
+ * Train (or resume) Stage 5 in `<root>/<name>` from `backbone` and `planner`
+ * (neither is modified: the run works on copies). Returns the best pair (see
+ * the module comment) and a log.
+ */
+export function trainJointTuning(root: string, name: string, cfg: JointTuningConfig, data: JointData, backbone: GPT, planner: Planner,
+  hooks: JointTuningHooks = {}): JointTuningResult {
+  validateJointTuningConfig(cfg);
+  const mcfg = backbone.cfg, geo = data.geo, T = seqLen(mcfg), nb = geo.numBlocks;
+  const tuned = tunedParamNames(mcfg, cfg.topBlocks, cfg.tuneOutput);
+  // Every check before openRun: bad input leaves no run folder behind.
+  ensure(geo.gridH === mcfg.gridH && geo.gridW === mcfg.gridW, `the block geometry is on a ${geo.gridH}x${geo.gridW} grid, the backbone's is ${mcfg.gridH}x${mcfg.gridW}`,
+    'trainJointTuning(data.geo)', 'use the oracle dataset labelled with this backbone');
+  ensure(planner.shape.numBlocks === nb && planner.shape.backboneDim === mcfg.dModel,
+    `the planner was built for ${planner.shape.numBlocks} blocks of a ${planner.shape.backboneDim}-wide backbone, here: ${nb} blocks, width ${mcfg.dModel}`,
+    'trainJointTuning(planner)', 'pass the Stage 3/4 planner trained on this backbone and block grid');
+  const n = data.items.length;
+  ensure(n > 0 && data.aStar.length === n && data.image.length === n, `${n} states, ${data.aStar.length} labels, ${data.image.length} image ids`,
+    'trainJointTuning(data)', 'build the data with jointData(oracleDataset, tokenCache)');
+  data.items.forEach((it, i) => ensure(it.visible.length < nb && !it.visible.includes(data.aStar[i]) && data.aStar[i] >= 0 && data.aStar[i] < nb,
+    `state ${i}: a* = ${data.aStar[i]} is not an unseen block`, 'trainJointTuning(data.aStar)', 'use the oracle labels of these states'));
+  ensure(data.train.n >= 1 && data.train.tokens.length === data.train.n * T && data.train.labels.length === data.train.n,
+    `L_AR data holds ${data.train.tokens.length} tokens and ${data.train.labels.length} labels for ${data.train.n} images of ${T} tokens`,
+    'trainJointTuning(data.train)', 'pass the token cache split the backbone was trained on');
+  checkTokenIds(mcfg, data.train.tokens, data.train.labels, 'trainJointTuning(data.train)');
+  ensure(data.heldOut.n >= cfg.driftImages && data.heldOut.tokens.length >= cfg.driftImages * T,
+    `the drift guard needs ${cfg.driftImages} held-out images, the data has ${data.heldOut.n}`, 'joint.driftImages', `set driftImages to at most ${data.heldOut.n}`);
+  const split = splitByImage(data.image, cfg.heldOutEvery);
+  const valRows = split.val.slice(0, cfg.valStates);
+
+  const runCfg: JointRunConfig = {
+    joint: cfg, model: mcfg, stage1: { blockH: geo.blockH, blockW: geo.blockW, orderMode: 'block-rar' },
+    data: { tokenizer: data.train.tokenizer ?? 'unknown', trainImages: data.train.n, heldOutImages: cfg.driftImages, states: n, label: data.label, reading: data.reading, weight: data.weight },
+    backbone: { fingerprint: data.backboneFingerprint, weights: weightsFingerprint(backbone.params) },
+    planner: { cfg: planner.cfg, shape: planner.shape, weights: weightsFingerprint(planner.params) },
+    tunedParams: tuned,
+  };
+  const run = openRun({ root, stage: 'joint', name, config: runCfg, resume: true, backend: tf.getBackend() });
+  const tunedSet = new Set(tuned);
+  const m = gptFromParams(mcfg, cloneParams(backbone.params, (k) => tunedSet.has(k)) as Params);
+  const pl: Planner = { cfg: planner.cfg, shape: planner.shape, params: cloneParams(planner.params, () => true) };
+  const gptVars: Record<string, tf.Variable> = {}, allVars: Record<string, tf.Variable> = {};
+  for (const k of tuned) { gptVars[`gpt.${k}`] = m.params[k]; allVars[`gpt.${k}`] = m.params[k]; }
+  for (const [k, v] of Object.entries(pl.params)) allVars[`planner.${k}`] = v;
+  const opt = new AdamW(allVars, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
+
+  let step = 0, bestValLoss = Infinity, bestStep = -1, stopped = false, stopReason: string | undefined;
+  let before = { raster: NaN, random: NaN }, bestNll = { raster: NaN, random: NaN };
+  let r = rng(seedFrom(cfg.seed, 'joint-batches'));
+  const ckpt = run.checkpointDir;
+
+  const evaluate = (): Omit<JointEval, 'step' | 'withinDrift'> => {
+    const rows = nllByOrderType(m, geo, data.heldOut, cfg.driftImages, ['raster', 'random-blocks'], cfg.seed);
+    const f = plannerFeatures(m, geo, valRows.map((i) => data.items[i]));
+    const probs = plannerProbs(pl, f);
+    let ce = 0, top1 = 0;
+    valRows.forEach((row, i) => {
+      const a = data.aStar[row];
+      ce -= Math.log(Math.max(probs[i * nb + a], 1e-12));
+      let best = 0;
+      for (let b = 1; b < nb; b++) if (probs[i * nb + b] > probs[i * nb + best]) best = b;
+      if (best === a) top1++;
+    });
+    return { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, valLoss: ce / valRows.length, valTop1: top1 / valRows.length };
+  };
+  const saveBest = () => {
+    const prevB = latestCheckpoint(ckpt, 'backbone'), prevP = latestCheckpoint(ckpt, 'best');
+    const bFile = saveCheckpoint(ckpt, checkpointName('backbone', step, ['r1.00']), {
+      weights: m.params, config: mcfg, step, kind: 'stage1',
+      extra: { orderMode: 'block-rar', r: 1, joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
+    });
+    const pCfg: JointPlannerCheckpointConfig = {
+      train: { planner: pl.cfg }, shape: pl.shape, backboneFingerprint: fileFingerprint(bFile), label: data.label, reading: data.reading, weight: data.weight, joint: cfg,
+    };
+    const pFile = saveCheckpoint(ckpt, checkpointName('best', step), { weights: pl.params, config: pCfg, step, kind: 'planner', extra: { valLoss: bestValLoss, backbone: bFile } });
+    if (prevB && prevB.path !== bFile) fs.rmSync(prevB.path, { force: true });
+    if (prevP && prevP.path !== pFile) fs.rmSync(prevP.path, { force: true });
+  };
+  const saveState = () => {
+    const w: Record<string, tf.Tensor> = {};
+    for (const [k, v] of Object.entries(allVars)) w[k] = v;
+    saveCheckpoint(ckpt, checkpointName('joint', step), {
+      weights: { ...w, ...opt.state() }, config: runCfg, step, kind: 'joint',
+      extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep, before, bestNll, stopped, stopReason: stopReason ?? null },
+    });
+  };
+  /** Evaluate, apply the drift guard, keep the best; returns the metrics to log. */
+  const checkpointStep = (): Partial<JointStepMetrics> => {
+    const e = evaluate();
+    if (step === 0) before = { raster: e.rasterBits, random: e.randomBits };
+    const dRaster = e.rasterBits - before.raster, dRandom = e.randomBits - before.random;
+    const withinDrift = dRaster <= cfg.maxNllIncrease && dRandom <= cfg.maxNllIncrease;
+    if (withinDrift && e.valLoss < bestValLoss) {
+      bestValLoss = e.valLoss; bestStep = step; bestNll = { raster: e.rasterBits, random: e.randomBits };
+      saveBest();
+    }
+    if (!withinDrift) {
+      stopped = true;
+      stopReason = `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
+        `raster ${before.raster.toFixed(4)} -> ${e.rasterBits.toFixed(4)} (${dRaster >= 0 ? '+' : ''}${dRaster.toFixed(4)}), ` +
+        `random blocks ${before.random.toFixed(4)} -> ${e.randomBits.toFixed(4)} (${dRandom >= 0 ? '+' : ''}${dRandom.toFixed(4)})`;
+    }
+    saveState();
+    return { ...e, withinDrift };
+  };
+
+  try {
+    const last = run.latestCheckpoint('joint');
+    if (last) {
+      const ck = loadCheckpoint(last.path, { expectConfig: runCfg });
+      for (const [k, v] of Object.entries(ck.weights)) {
+        const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : allVars[k];
+        if (t) t.assign(v);
+      }
+      tf.dispose(Object.values(ck.weights));
+      const x = ck.extra as Record<string, unknown>;
+      step = ck.step; opt.step = Number(x.optStep ?? step); r = rngFromState(Number(x.rngState));
+      bestValLoss = Number(x.bestValLoss); bestStep = Number(x.bestStep);
+      before = x.before as typeof before; bestNll = x.bestNll as typeof bestNll;
+      stopped = Boolean(x.stopped); stopReason = (x.stopReason as string | null) ?? undefined;
+    } else {
+      const metrics = checkpointStep(); // step 0: the untuned pair, the drift reference and the first "best"
+      run.logMetrics(0, metrics as Record<string, number | boolean>);
+    }
+    const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
+    const nMicro = Math.ceil(cfg.batchImages / cfg.microBatch);
+    while (step < end && !stopped) {
+      const t0 = performance.now();
+      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
+      // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
+      const micro = Array.from({ length: nMicro }, (_, i) =>
+        drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batchImages - i * cfg.microBatch), 1, cfg.classDropout, mcfg.numClasses));
+      const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
+      // L_AR: gradients for the tuned GPT blocks only.
+      const ar = accumulateGrads(gptVars, nMicro, (i) => {
+        const { order, toks, classes } = micro[i];
+        return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
+      });
+      // λ·L_OH: gradients for the tuned blocks (through featureTensors) and the planner.
+      const names = Object.keys(allVars);
+      const oh = tf.variableGrads(() => tf.mul(plannerLossThroughBackbone(m, pl, geo, data.items, data.aStar, rows), cfg.lambda) as tf.Scalar,
+        names.map((k) => allVars[k]));
+      const lOHw = oh.value.dataSync()[0];
+      oh.value.dispose();
+      const lOH = cfg.lambda > 0 ? lOHw / cfg.lambda : NaN;
+      const grads: Record<string, tf.Tensor> = {};
+      const owned: tf.Tensor[] = [...Object.values(ar.grads), ...Object.values(oh.grads).filter((g) => g)];
+      for (const k of names) {
+        const a = ar.grads[k], b = oh.grads[allVars[k].name];
+        if (a && b) { grads[k] = tf.add(a, b); owned.push(grads[k]); } else if (a || b) grads[k] = (a ?? b)!; // planner core at R = 0: no gradient
+      }
+      const loss = ar.loss + lOHw;
+      if (!Number.isFinite(loss)) {
+        tf.dispose(owned);
+        throw new OrderHeadError(`joint loss is ${loss} at step ${step} (L_AR ${ar.loss}, λ·L_OH ${lOHw})`, `run ${run.dir}`,
+          `lower joint.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('joint')?.path ?? 'none yet'}) is untouched`);
+      }
+      let gradNorm: number;
+      try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(owned); }
+      step++;
+      let metrics: JointStepMetrics = { lAR: ar.loss, lOH, loss, lr, gradNorm, ms: performance.now() - t0 };
+      if (step % cfg.evalEvery === 0 || step === cfg.steps) metrics = { ...metrics, ...checkpointStep() };
+      run.logMetrics(step, metrics as unknown as Record<string, number | boolean>);
+      hooks.onStep?.(step, metrics, { backbone: m, planner: pl });
+    }
+  } finally {
+    opt.dispose();
+    disposeGPT(m);
+    disposePlanner(pl);
+  }
+  const bFile = latestCheckpoint(ckpt, 'backbone'), pFile = latestCheckpoint(ckpt, 'best');
+  ensure(bFile && pFile, 'no best checkpoint was written', run.dir, 'the step-0 evaluation writes one: delete the run folder and start again');
+  const tunedBackbone = loadBackbone(bFile.path, mcfg);
+  let loaded;
+  try {
+    loaded = loadPlanner(pFile.path, { shape: planner.shape, backboneFingerprint: fileFingerprint(bFile.path) });
+  } catch (err) {
+    disposeGPT(tunedBackbone);
+    throw err;
+  }
+  return {
+    run, backbone: tunedBackbone, planner: loaded.planner, steps: step, bestStep, bestValLoss, backbonePath: bFile.path, plannerPath: pFile.path,
+    log: jointLog(run, step, before, bestNll, stopped, stopReason),
+  };
+}
+
+/** The log of a run from its metrics.jsonl (the last row of a step wins: a resumed run may repeat steps past its last checkpoint). */
+function jointLog(run: Run<JointRunConfig>, steps: number, before: { raster: number; random: number }, after: { raster: number; random: number },
+  stoppedEarly: boolean, stopReason?: string): JointTuningLog {
+  const byStep = new Map<number, Record<string, unknown>>();
+  for (const row of run.readMetrics({ warn: () => {} })) if (row.step <= steps) byStep.set(row.step, row);
+  const lAR: number[] = [], lOH: number[] = [], evals: JointEval[] = [];
+  for (const s of [...byStep.keys()].sort((a, b) => a - b)) {
+    const row = byStep.get(s)!;
+    if (s > 0) { lAR.push(Number(row.lAR)); lOH.push(Number(row.lOH)); }
+    if (row.valLoss !== undefined) {
+      evals.push({ step: s, rasterBits: Number(row.rasterBits), randomBits: Number(row.randomBits), valLoss: Number(row.valLoss), valTop1: Number(row.valTop1), withinDrift: Boolean(row.withinDrift) });
+    }
+  }
+  return { steps, lAR, lOH, evals, before, after, stoppedEarly, ...(stopReason ? { stopReason } : {}) };
+}
