@@ -56,6 +56,7 @@ import { GPT } from '../backbone/gpt';
 import { FeatureItem, PlannerFeatures, plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, PlannerOutput } from './orderhead';
 import { PlannerData, plannerInputs, splitByImage } from './train';
+import { featureItems } from './policy';
 import { weightsFingerprint } from './joint';
 
 /** The default budget set of Algorithm 4. */
@@ -502,14 +503,6 @@ export interface BudgetPolicy extends OrderPolicy {
   plannerCalls(): number[];
   /** The budget chosen at each planner call, per sample index. */
   budgetsChosen(): number[][];
-}
-
-function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
-  return states.map((s) => {
-    ensure(s.tokens !== undefined && s.classId !== undefined, `state of sample ${s.index} carries no tokens or class`,
-      `policy '${name}'`, 'pass states from sampleImages or nllUnderPolicy, which fill tokens and classId');
-    return { tokens: s.tokens!, classId: s.classId!, visible: s.sequence };
-  });
 }
 
 /**

@@ -122,7 +122,7 @@ export const JOINT_TUNING_DEFAULTS: JointTuningConfig = {
 export function jointTuningConfig(profile: ProfileName, overrides: Partial<JointTuningConfig> = {}): JointTuningConfig {
   const byProfile: Record<ProfileName, Partial<JointTuningConfig>> = {
     smoke: { steps: 8, batchStates: 8, batchImages: 8, microBatch: 8, warmup: 2, evalEvery: 4, driftImages: 8, valStates: 32 },
-    default: {},
+    default: { steps: 120, evalEvery: 30 }, // about 3 minutes on one core of our 2-core machine
     full: { steps: 600, batchStates: 64, batchImages: 64, warmup: 50, evalEvery: 50, driftImages: 256, valStates: 2048 },
   };
   oneOf(profile, ['smoke', 'default', 'full'] as const, 'jointTuningConfig(profile)');
@@ -530,4 +530,21 @@ function jointLog(run: Run<JointRunConfig>, steps: number, before: { raster: num
     }
   }
   return { steps, lAR, lOH, evals, before, after, stoppedEarly, ...(stopReason ? { stopReason } : {}) };
+}
+
+/** The tuned backbone and planner a Stage 5 run kept (for Stage 6 and the evaluation); a clear error when the stage has not run. */
+export function loadJointPair(runDir: string): { backbone: GPT; planner: Planner; backbonePath: string; plannerPath: string } {
+  const ckpt = `${runDir}/checkpoints`;
+  const bFile = latestCheckpoint(ckpt, 'backbone'), pFile = latestCheckpoint(ckpt, 'best');
+  if (!bFile || !pFile) {
+    throw new OrderHeadError('no tuned backbone and planner here (Stage 5 has not run)', runDir, 'run notebooks/06_stage5_joint_tuning.ipynb in this profile first');
+  }
+  const backbone = loadBackbone(bFile.path);
+  try {
+    const planner = loadPlanner(pFile.path, { backboneFingerprint: fileFingerprint(bFile.path) }).planner;
+    return { backbone, planner, backbonePath: bFile.path, plannerPath: pFile.path };
+  } catch (err) {
+    disposeGPT(backbone);
+    throw err;
+  }
 }

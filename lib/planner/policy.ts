@@ -13,7 +13,8 @@ import { FeatureItem, plannerFeatures } from './features';
 import { LatentSteps, Planner } from './orderhead';
 import { plannerProbs } from './train';
 
-function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
+/** Feature inputs of policy states (tokens decoded so far, class, visible blocks in reveal order). */
+export function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
   return states.map((s) => {
     ensure(s.tokens !== undefined && s.classId !== undefined, `state of sample ${s.index} carries no tokens or class`,
       `policy '${name}'`, 'pass states from sampleImages or nllUnderPolicy, which fill tokens and classId');

@@ -25,6 +25,8 @@ import {
 import { ProfileName } from '../runtime/profile';
 import { BaselineName, baselineProbs, baselineScores, plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } from './metrics';
 
+import { weightsFingerprint } from './joint';
+
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
 export const plannerRoot = (runRoot: string, profile: string): string => path.join(runRoot, `planner-${profile}`);
 
@@ -33,15 +35,16 @@ const FEATURES_FORMAT = 'orderhead-planner-features/1';
 
 /**
  * Backbone features of every state of an oracle dataset (lib/planner/features.ts),
- * cached as `<dir>/oracle-features.safetensors`. The cache is keyed by the
- * dataset's merged file and the backbone fingerprint: a different dataset or
- * backbone recomputes (and atomically replaces) it.
+ * cached as `<dir>/<file>` (default oracle-features.safetensors). The cache is
+ * keyed by the dataset's merged file and the backbone's weights: a different
+ * dataset or backbone recomputes (and atomically replaces) it.
  */
 export function oracleStateFeatures(dir: string, ds: OracleDataset, cache: TokenCache, backbone: GPT,
-  onBatch?: (done: number, total: number) => void): { features: PlannerFeatures; cached: boolean; seconds: number } {
-  const file = path.join(dir, FEATURES_FILE);
+  onBatch?: (done: number, total: number) => void, fileName = FEATURES_FILE): { features: PlannerFeatures; cached: boolean; seconds: number } {
+  const file = path.join(dir, fileName);
   const merged = path.join(ds.dir, 'oracle.safetensors');
-  const key = createHash('sha256').update(fs.readFileSync(merged)).update(ds.manifest.backbone.fingerprint).digest('hex').slice(0, 16);
+  // Keyed by the backbone's weights, not the dataset's backbone file: Stage 5's tuned backbone gets its own features.
+  const key = createHash('sha256').update(fs.readFileSync(merged)).update(weightsFingerprint(backbone.params)).digest('hex').slice(0, 16);
   if (fs.existsSync(file)) {
     try {
       const { tensors, metadata } = readSafetensors(file);
