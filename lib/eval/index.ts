@@ -1,9 +1,15 @@
 /**
  * The evaluation suite (METHOD.md section 7): the feature network trained on
  * the project's own data, FID / sFID / IS / precision-recall / bootstrap
- * intervals on its features, and progressive recognizability curves.
- * Every number from here is shown with FEATURE_NET_CAVEAT.
+ * intervals on its features, progressive recognizability curves, the
+ * evaluation settings and their per-setting evaluation, the oracle trajectory
+ * metrics, and the paper tables and figures.
+ * Every feature-net number is shown with FEATURE_NET_CAVEAT.
  */
 export * from './metrics';
 export * from './feature-net';
 export * from './recognizability';
+export * from './summary';
+export * from './trajectory';
+export * from './settings';
+export * from './tables';

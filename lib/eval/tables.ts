@@ -1,0 +1,464 @@
+/**
+ * The paper tables and figures of the evaluation (METHOD.md section 7), built
+ * from evaluateSetting's outcomes: rows = settings (missing ones marked
+ * "missing", with the reason in a note), columns = metrics as "mean ± half
+ * width" or "mean [lo, hi]". One table writes to a folder as Markdown, CSV
+ * (every mean, lo and hi at full precision, for re-use) and LaTeX booktabs,
+ * each atomically, and returns the HTML the notebook shows.
+ *
+ * Every caption states how the intervals were computed (summary.ts) and,
+ * when a column comes from the feature network (FID, sFID, IS, precision,
+ * recall, class accuracy, recognizability), FEATURE_NET_CAVEAT.
+ *
+ * Figures are plotly specs ({ traces, layout }) for showPlot, as in
+ * lib/oracle/dataset-figures.ts; nothing is rendered here.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ensure } from '../runtime/errors';
+import { writeFileAtomic } from '../runtime/atomic';
+import { toHtmlTable } from '../report/table';
+import type { Figure } from '../oracle/dataset-figures';
+import { FEATURE_NET_CAVEAT } from './metrics';
+import { INTERVAL_METHODS, IntervalMethod, MetricSummary } from './summary';
+import { EvalMetric, isMissing, SettingOutcome, SettingResult } from './settings';
+import { TrajectoryResult, TrajectoryTotalKey } from './trajectory';
+
+/** A table column: one metric. */
+export interface MetricColumn {
+  /** Key into the row's values (EvalMetric, TrajectoryTotalKey, or your own). */
+  key: string;
+  /** Plain-text header. */
+  label: string;
+  better?: 'lower' | 'higher';
+  /** Digits after the point in Markdown, LaTeX and HTML (the CSV keeps full precision). */
+  digits: number;
+  /** Measured with the feature network: the caption then carries FEATURE_NET_CAVEAT. */
+  featureNet?: boolean;
+  description?: string;
+}
+
+/** The sample-quality and likelihood columns, in table order. */
+export const EVAL_METRIC_COLUMNS: readonly MetricColumn[] = Object.freeze([
+  { key: 'fid', label: 'FID', better: 'lower', digits: 2, featureNet: true, description: 'Fréchet distance of pool features to the real test images' },
+  { key: 'sfid', label: 'sFID', better: 'lower', digits: 2, featureNet: true, description: 'Fréchet distance of early spatial features' },
+  { key: 'is', label: 'IS', better: 'higher', digits: 2, featureNet: true, description: 'Inception Score of the feature net\'s softmax' },
+  { key: 'precision', label: 'Precision', better: 'higher', digits: 3, featureNet: true, description: 'k-NN manifold precision (k = 3)' },
+  { key: 'recall', label: 'Recall', better: 'higher', digits: 3, featureNet: true, description: 'k-NN manifold recall (k = 3)' },
+  { key: 'accuracy', label: 'Class acc.', better: 'higher', digits: 3, featureNet: true, description: 'feature-net accuracy of samples w.r.t. their conditioning class' },
+  { key: 'recognizabilityAuc', label: 'Recog. AUC', better: 'higher', digits: 3, featureNet: true, description: 'area under the progressive recognizability curve' },
+  { key: 'nllBits', label: 'NLL (bits/token)', better: 'lower', digits: 3, description: 'exact NLL of held-out test images under the setting\'s order' },
+]);
+
+/** The trajectory-metric columns (trajectory.ts), in table order. */
+export const TRAJECTORY_COLUMNS: readonly MetricColumn[] = Object.freeze([
+  { key: 'early', label: 'Σu first half', better: 'higher', digits: 3, description: 'Σ u(a_t|S_t) over measured steps t < numBlocks/2 (nats)' },
+  { key: 'realized', label: 'Σu realized', better: 'higher', digits: 3, description: 'Σ_t u(a_t|S_t) over the measured steps (nats)' },
+  { key: 'oracle', label: 'Σu oracle', better: 'higher', digits: 3, description: 'Σ_t max_a u(a|S_t) at the same states' },
+  { key: 'random', label: 'Σu random', better: 'higher', digits: 3, description: 'Σ_t mean_a u(a|S_t) (a random choice)' },
+  { key: 'raster', label: 'Σu raster-next', better: 'higher', digits: 3, description: 'Σ_t u(raster-next|S_t)' },
+  { key: 'regret', label: 'Regret', better: 'lower', digits: 3, description: 'Σ_t [max_a u(a|S_t) - u(a_t|S_t)]' },
+  { key: 'agreement', label: 'Top-1 agree', better: 'higher', digits: 3, description: 'share of steps where a_t is the oracle\'s a*' },
+  { key: 'farRealized', label: 'Σu far', better: 'higher', digits: 3, description: 'Σ_t u_extrap(a_t|S_t), no-neighbours weight' },
+  { key: 'farShare', label: 'Far share', better: 'higher', digits: 3, description: 'Σ u_extrap(a_t) / Σ u(a_t)' },
+]);
+
+/** One row: a setting's summaries, or why it is missing. */
+export interface TableRowInput {
+  name: string;
+  values?: Record<string, MetricSummary | undefined>;
+  missing?: string;
+}
+
+/** "mean ± (hi - lo)/2" or "mean [lo, hi]". */
+export type IntervalStyle = 'pm' | 'interval';
+
+export interface ResultTable {
+  title: string;
+  /** The caption written with every format (intervals, caveat). */
+  caption: string;
+  columns: MetricColumn[];
+  rows: TableRowInput[];
+  style: IntervalStyle;
+}
+
+export interface TableOptions {
+  title?: string;
+  /** Column keys to keep, in order; default all of the table's. */
+  columns?: readonly string[];
+  style?: IntervalStyle;
+  /** Extra caption text (e.g. the sample counts), placed after the title. */
+  note?: string;
+  /** What the cell means average over, for the caption; default 'seeds'. */
+  meanOver?: string;
+}
+
+/** The text shown for a missing setting in every format. */
+export const MISSING_CELL = 'missing';
+/** The text of a metric that was not computed (precision/recall switched off). */
+export const NOT_AVAILABLE_CELL = 'n/a';
+
+function headerOf(c: MetricColumn): string {
+  return c.better === 'lower' ? `${c.label} ↓` : c.better === 'higher' ? `${c.label} ↑` : c.label;
+}
+
+/** A cell's text: "12.34 ± 0.56", "12.34 [11.80, 12.92]", 'missing' or 'n/a'. */
+export function formatCell(s: MetricSummary | undefined, digits: number, style: IntervalStyle, pm = '±'): string {
+  if (!s || !Number.isFinite(s.mean)) return NOT_AVAILABLE_CELL;
+  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(digits) : String(v));
+  if (style === 'interval') return `${f(s.mean)} [${f(s.lo)}, ${f(s.hi)}]`;
+  return `${f(s.mean)} ${pm} ${f((s.hi - s.lo) / 2)}`;
+}
+
+/**
+ * A table from rows and columns; the caption says what the cells are, how
+ * each column's interval was computed, what "missing" means, and carries
+ * FEATURE_NET_CAVEAT when a feature-net column is present.
+ */
+export function resultTable(rows: readonly TableRowInput[], columns: readonly MetricColumn[], opts: TableOptions = {}): ResultTable {
+  ensure(rows.length > 0, 'has no rows', 'resultTable(rows)', 'pass at least one setting (missing ones count)');
+  let cols = [...columns];
+  if (opts.columns) {
+    cols = opts.columns.map((k) => {
+      const c = columns.find((x) => x.key === k);
+      ensure(c, `unknown column '${k}'`, 'resultTable(opts.columns)', `use some of: ${columns.map((x) => x.key).join(', ')}`);
+      return c;
+    });
+  }
+  ensure(cols.length > 0, 'no columns', 'resultTable(columns)', 'pass at least one metric column');
+  const style = opts.style ?? 'pm';
+  ensure(style === 'pm' || style === 'interval', `unknown style '${style}'`, 'resultTable(opts.style)', "use 'pm' or 'interval'");
+  const title = opts.title ?? 'Evaluation';
+  // Which interval method each column used (from the rows that have it).
+  const methods = new Map<IntervalMethod, string[]>();
+  let level = NaN;
+  for (const c of cols) {
+    const used = new Set<IntervalMethod>();
+    for (const r of rows) {
+      const s = r.values?.[c.key];
+      if (!s || r.missing) continue;
+      used.add(s.interval);
+      if (Number.isFinite(s.level)) level = s.level;
+    }
+    for (const m of used) methods.set(m, [...(methods.get(m) ?? []), c.label]);
+  }
+  const parts = [`${title}.`];
+  if (opts.note) parts.push(opts.note.trim().replace(/\.?$/, '.'));
+  const over = opts.meanOver ?? 'seeds';
+  parts.push(style === 'pm'
+    ? `Cells: mean over ${over} ± half the interval width ((hi - lo) / 2; intervals can be asymmetric, the CSV holds lo and hi).`
+    : `Cells: mean over ${over} [interval lo, hi].`);
+  if (methods.size) {
+    const lv = Number.isFinite(level) ? `${Math.round(level * 100)}% ` : '';
+    parts.push(`Intervals (${lv}where bootstrapped): ${[...methods].map(([m, labels]) => `${labels.join(', ')}: ${INTERVAL_METHODS[m]}`).join('; ')}.`);
+  }
+  if (rows.some((r) => r.missing)) parts.push(`"${MISSING_CELL}": the setting's inputs do not exist yet (see the notes).`);
+  if (cols.some((c) => c.featureNet)) parts.push(FEATURE_NET_CAVEAT);
+  return { title, caption: parts.join(' '), columns: cols, rows: rows.map((r) => ({ ...r })), style };
+}
+
+/** The sample-quality / NLL table of evaluated settings. */
+export function evalResultsTable(outcomes: readonly SettingOutcome[], opts: TableOptions = {}): ResultTable {
+  const results = outcomes.filter((o): o is SettingResult => !isMissing(o));
+  let note = opts.note;
+  if (note === undefined && results.length) {
+    const r = results[0];
+    const s = r.sampling;
+    note = `${r.seeds.length} seeds x ${r.samplesPerSeed} samples per setting; sampling temperature ${s.temperature}, top-k ${s.topK || 'off'}, top-p ${s.topP === 1 ? 'off' : s.topP}, CFG ${s.cfgScale === 1 ? 'off' : s.cfgScale}; ` +
+      `NLL on ${r.seeds[0].perSample.nllBits.length} held-out test images per seed`;
+  }
+  return resultTable(outcomes.map((o) => (isMissing(o) ? { name: o.name, missing: o.missing } : { name: o.name, values: o.metrics as Record<EvalMetric, MetricSummary> })),
+    EVAL_METRIC_COLUMNS, { title: 'Sample quality and exact likelihood by setting', ...opts, note });
+}
+
+/** The trajectory-metric table (settings without trajectory metrics are marked missing). */
+export function trajectoryResultsTable(outcomes: readonly SettingOutcome[], opts: TableOptions = {}): ResultTable {
+  const t = outcomes.find((o): o is SettingResult => !isMissing(o) && o.trajectory !== undefined)?.trajectory;
+  const note = opts.note ?? (t
+    ? `Oracle utilities of each setting's backbone (${t.reading} reading, u_extrap weight ${t.weight}) along its own block orders on ${t.images} held-out test images; ` +
+      `sums over ${t.steps.length === t.numBlocks ? 'all' : t.steps.length} steps, nats; over all steps the realized sum telescopes to L_rest(∅) for every policy`
+    : undefined);
+  return resultTable(outcomes.map((o) => {
+    if (isMissing(o)) return { name: o.name, missing: o.missing };
+    if (!o.trajectory) return { name: o.name, missing: 'trajectory metrics were not computed (eval.trajectory.images = 0)' };
+    return { name: o.name, values: o.trajectory.totals as Record<TrajectoryTotalKey, MetricSummary> };
+  }), TRAJECTORY_COLUMNS, { title: 'Future-loss reduction and far-context gain along the generation order', meanOver: 'test images', ...opts, note });
+}
+
+// ---------------------------------------------------------------- formats
+
+function cellsOf(t: ResultTable, pm: string): string[][] {
+  return t.rows.map((r) => t.columns.map((c) => (r.missing ? MISSING_CELL : formatCell(r.values?.[c.key], c.digits, t.style, pm))));
+}
+
+function missingNotes(t: ResultTable): { name: string; why: string }[] {
+  return t.rows.filter((r) => r.missing).map((r) => ({ name: r.name, why: r.missing! }));
+}
+
+const mdEscape = (s: string) => s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+
+/** Markdown: bold title, a pipe table, the caption, and the missing notes. */
+export function tableMarkdown(t: ResultTable): string {
+  const head = ['Setting', ...t.columns.map(headerOf)];
+  const lines = [`**${mdEscape(t.title)}**`, '', `| ${head.map(mdEscape).join(' | ')} |`, `|:--|${t.columns.map(() => '--:').join('|')}|`];
+  const cells = cellsOf(t, '±');
+  t.rows.forEach((r, i) => lines.push(`| ${[r.name, ...cells[i]].map(mdEscape).join(' | ')} |`));
+  lines.push('', mdEscape(t.caption));
+  const notes = missingNotes(t);
+  if (notes.length) {
+    lines.push('', 'Missing:');
+    for (const n of notes) lines.push(`- ${mdEscape(n.name)}: ${mdEscape(n.why)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** CSV header: setting, status, then `<key>_mean`, `<key>_lo`, `<key>_hi` per column, then note. */
+export function tableCsvHeader(t: ResultTable): string[] {
+  return ['setting', 'status', ...t.columns.flatMap((c) => [`${c.key}_mean`, `${c.key}_lo`, `${c.key}_hi`]), 'note'];
+}
+
+function csvField(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+/**
+ * CSV (RFC 4180): one row per setting, every number at full precision
+ * (String(x) round-trips exactly), empty cells for a missing setting
+ * (status 'missing', the reason in `note`), 'NaN' for a metric not computed.
+ */
+export function tableCsv(t: ResultTable): string {
+  const lines = [tableCsvHeader(t).map(csvField).join(',')];
+  for (const r of t.rows) {
+    const vals = t.columns.flatMap((c) => {
+      if (r.missing) return ['', '', ''];
+      const s = r.values?.[c.key];
+      return s ? [String(s.mean), String(s.lo), String(s.hi)] : ['NaN', 'NaN', 'NaN'];
+    });
+    lines.push([r.name, r.missing ? MISSING_CELL : 'ok', ...vals, r.missing ?? ''].map(csvField).join(','));
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+/** Parse RFC 4180 CSV text into rows of fields (quoted fields, doubled quotes, CRLF or LF). */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [], field = '', quoted = false, i = 0;
+  while (i < text.length) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { field += '"'; i += 2; continue; }
+      if (ch === '"') { quoted = false; i++; continue; }
+      field += ch; i++; continue;
+    }
+    if (ch === '"') { quoted = true; i++; continue; }
+    if (ch === ',') { row.push(field); field = ''; i++; continue; }
+    if (ch === '\r' || ch === '\n') {
+      row.push(field); rows.push(row); row = []; field = '';
+      i += ch === '\r' && text[i + 1] === '\n' ? 2 : 1;
+      continue;
+    }
+    field += ch; i++;
+  }
+  if (field !== '' || row.length) { row.push(field); rows.push(row); }
+  return rows;
+}
+
+/** A table CSV read back: per setting, its status, note and each column's mean / lo / hi as numbers. */
+export function readTableCsv(text: string): { setting: string; status: string; note: string; values: Record<string, { mean: number; lo: number; hi: number }> }[] {
+  const [head, ...rows] = parseCsv(text);
+  ensure(head && head[0] === 'setting' && head[1] === 'status', 'is not an evaluation table CSV (no setting,status header)', 'readTableCsv(text)', 'pass the text of a .csv written by writeResultTable');
+  const keys = head.filter((h) => h.endsWith('_mean')).map((h) => h.slice(0, -'_mean'.length));
+  return rows.map((r) => {
+    const get = (name: string) => r[head.indexOf(name)];
+    const values: Record<string, { mean: number; lo: number; hi: number }> = {};
+    if (get('status') !== MISSING_CELL) for (const k of keys) values[k] = { mean: Number(get(`${k}_mean`)), lo: Number(get(`${k}_lo`)), hi: Number(get(`${k}_hi`)) };
+    return { setting: get('setting'), status: get('status'), note: get('note') ?? '', values };
+  });
+}
+
+const LATEX_ESCAPES: Record<string, string> = {
+  '\\': '\\textbackslash{}', '&': '\\&', '%': '\\%', $: '\\$', '#': '\\#', _: '\\_', '{': '\\{', '}': '\\}', '~': '\\textasciitilde{}', '^': '\\textasciicircum{}',
+  '±': '$\\pm$', '↓': '$\\downarrow$', '↑': '$\\uparrow$', 'Σ': '$\\Sigma$', '∅': '$\\emptyset$', '≤': '$\\le$', '≥': '$\\ge$', 'é': "\\'e", 'ä': '\\"a', '–': '--', '—': '---',
+};
+
+/** Escape text for LaTeX (specials, and the few non-ASCII symbols the tables use). */
+export function escapeLatex(s: string): string {
+  return s.replace(/[\\&%$#_{}~^±↓↑Σ∅≤≥éä–—]/g, (ch) => LATEX_ESCAPES[ch]);
+}
+
+/** A label-safe slug. */
+function slug(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'table';
+}
+
+/** LaTeX booktabs: a table float with caption, label, \toprule / \midrule / \bottomrule, and the missing notes below. */
+export function tableLatex(t: ResultTable, label = `tab:${slug(t.title)}`): string {
+  const cells = cellsOf(t, '±');
+  const lines = [
+    '% Needs \\usepackage{booktabs}.',
+    '\\begin{table}[t]',
+    '\\centering',
+    `\\caption{${escapeLatex(t.caption)}}`,
+    `\\label{${label}}`,
+    `\\begin{tabular}{l${'r'.repeat(t.columns.length)}}`,
+    '\\toprule',
+    `${['Setting', ...t.columns.map(headerOf)].map(escapeLatex).join(' & ')} \\\\`,
+    '\\midrule',
+    ...t.rows.map((r, i) => `${[r.name, ...cells[i]].map((c) => (c === MISSING_CELL ? `\\emph{${MISSING_CELL}}` : escapeLatex(c))).join(' & ')} \\\\`),
+    '\\bottomrule',
+    '\\end{tabular}',
+  ];
+  const notes = missingNotes(t);
+  if (notes.length) {
+    lines.push('\\par\\smallskip{\\footnotesize Missing: ' + notes.map((n) => `${escapeLatex(n.name)}: ${escapeLatex(n.why)}`).join('; ') + '}');
+  }
+  lines.push('\\end{table}');
+  return `${lines.join('\n')}\n`;
+}
+
+/** The HTML table for the notebook (lib/report toHtmlTable), caption and missing notes included. */
+export function tableHtml(t: ResultTable): string {
+  const head = ['Setting', ...t.columns.map(headerOf)];
+  const cells = cellsOf(t, '±');
+  const rows = t.rows.map((r, i) => Object.fromEntries([['Setting', r.name], ...t.columns.map((c, j) => [headerOf(c), cells[i][j]])]));
+  const notes = missingNotes(t);
+  const caption = notes.length ? `${t.caption} Missing: ${notes.map((n) => `${n.name}: ${n.why}`).join('; ')}` : t.caption;
+  return toHtmlTable(rows, { caption, columns: head });
+}
+
+/** Paths written by writeResultTable, and the HTML. */
+export interface WrittenTable {
+  md: string;
+  csv: string;
+  tex: string;
+  html: string;
+}
+
+/** Write `<dir>/<base>.md`, `.csv` and `.tex` (each atomically; the folder is created) and return the HTML. */
+export function writeResultTable(t: ResultTable, dir: string, base: string): WrittenTable {
+  ensure(/^[A-Za-z0-9._-]+$/.test(base), `'${base}' is not a plain file name`, 'writeResultTable(base)', 'use letters, digits, dots, dashes and underscores, e.g. "eval-main"');
+  fs.mkdirSync(dir, { recursive: true });
+  const md = path.join(dir, `${base}.md`), csv = path.join(dir, `${base}.csv`), tex = path.join(dir, `${base}.tex`);
+  writeFileAtomic(md, tableMarkdown(t));
+  writeFileAtomic(csv, tableCsv(t));
+  writeFileAtomic(tex, tableLatex(t, `tab:${slug(base)}`));
+  return { md, csv, tex, html: tableHtml(t) };
+}
+
+// ---------------------------------------------------------------- JSON summary
+
+/** The outcomes without the per-sample arrays (tokens, frames, replicates): small, JSON-safe, for a results file. */
+export function outcomesSummary(outcomes: readonly SettingOutcome[]): Record<string, unknown>[] {
+  return outcomes.map((o) => {
+    if (isMissing(o)) return { name: o.name, missing: o.missing };
+    return {
+      name: o.name, notes: o.notes, policy: o.policy, geometry: o.geometry, samplesPerSeed: o.samplesPerSeed, sampling: o.sampling,
+      metrics: o.metrics, curve: o.curve, seeds: o.seeds.map((s) => ({ seed: s.seed, n: s.n, metrics: s.metrics, curve: s.curve })),
+      trajectory: o.trajectory && { policy: o.trajectory.policy, reading: o.trajectory.reading, weight: o.trajectory.weight, images: o.trajectory.images, steps: o.trajectory.steps, perStep: o.trajectory.perStep, totals: o.trajectory.totals },
+      seconds: o.seconds,
+    };
+  });
+}
+
+/** Write outcomesSummary as JSON (atomically; NaN and ±Infinity as strings). */
+export function writeOutcomesJson(file: string, outcomes: readonly SettingOutcome[]): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, `${JSON.stringify(outcomesSummary(outcomes), (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1)}\n`);
+}
+
+// ---------------------------------------------------------------- figures
+
+const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+/** The caveat as a small note under a plot. */
+function caveatAnnotation(): Record<string, unknown> {
+  return { text: wrap(FEATURE_NET_CAVEAT, 140), showarrow: false, xref: 'paper', yref: 'paper', x: 0, y: -0.28, xanchor: 'left', yanchor: 'top', align: 'left', font: { size: 10, color: '#555' } };
+}
+
+function wrap(text: string, width: number): string {
+  const out: string[] = [];
+  let line = '';
+  for (const w of text.split(' ')) {
+    if (line && line.length + w.length + 1 > width) { out.push(line); line = w; } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) out.push(line);
+  return out.join('<br>');
+}
+
+/**
+ * Bars of one metric per setting with asymmetric error bars (lo, hi); missing
+ * settings keep their place on the axis, labelled "(missing)", with no bar.
+ */
+export function metricBarsFigure(outcomes: readonly SettingOutcome[], metric: EvalMetric | MetricColumn, stamp: string): Figure {
+  const col = typeof metric === 'string' ? EVAL_METRIC_COLUMNS.find((c) => c.key === metric) : metric;
+  ensure(col, `unknown metric '${String(metric)}'`, 'metricBarsFigure(metric)', `use one of: ${EVAL_METRIC_COLUMNS.map((c) => c.key).join(', ')}`);
+  const x = outcomes.map((o) => (isMissing(o) ? `${o.name} (missing)` : o.name));
+  const s = outcomes.map((o) => (isMissing(o) ? undefined : (o.metrics as Record<string, MetricSummary>)[col.key]));
+  const y = s.map((v) => (v && Number.isFinite(v.mean) ? v.mean : null));
+  const level = s.find((v) => v && Number.isFinite(v.level))?.level;
+  return {
+    traces: [{
+      type: 'bar', x, y, name: col.label, marker: { color: outcomes.map((_, i) => PALETTE[i % PALETTE.length]) },
+      error_y: { type: 'data', symmetric: false, array: s.map((v) => (v ? v.hi - v.mean : null)), arrayminus: s.map((v) => (v ? v.mean - v.lo : null)) },
+      hovertemplate: '%{x}: %{y}<extra></extra>',
+    }],
+    layout: {
+      title: { text: `${headerOf(col)} by setting (mean over seeds${level ? `, ${Math.round(level * 100)}% interval` : ''}) — ${stamp}`, font: { size: 14 } },
+      yaxis: { title: headerOf(col) }, xaxis: { tickangle: -20 }, height: 420, showlegend: false,
+      margin: col.featureNet ? { b: 170 } : undefined,
+      annotations: col.featureNet ? [caveatAnnotation()] : [],
+    },
+  };
+}
+
+/** Recognizability curves (accuracy vs fraction of blocks decoded) per setting, with bootstrap error bars. */
+export function recognizabilityCurvesFigure(outcomes: readonly SettingOutcome[], stamp: string): Figure {
+  const traces: Record<string, unknown>[] = [];
+  outcomes.forEach((o, i) => {
+    if (isMissing(o)) return;
+    const c = o.curve;
+    traces.push({
+      type: 'scatter', mode: 'lines+markers', name: `${o.name} (AUC ${o.metrics.recognizabilityAuc.mean.toFixed(3)})`, x: c.fractions, y: c.accuracy,
+      line: { color: PALETTE[i % PALETTE.length] },
+      error_y: { type: 'data', symmetric: false, array: c.hi.map((h, k) => h - c.accuracy[k]), arrayminus: c.lo.map((l, k) => c.accuracy[k] - l), thickness: 1 },
+    });
+  });
+  const missing = outcomes.filter(isMissing).map((o) => o.name);
+  return {
+    traces,
+    layout: {
+      title: { text: `Progressive recognizability of generated samples along their own order — ${stamp}${missing.length ? ` (missing: ${missing.join(', ')})` : ''}`, font: { size: 14 } },
+      xaxis: { title: 'fraction of blocks decoded', range: [0, 1] }, yaxis: { title: 'feature-net accuracy (conditioning class)', range: [0, 1.02] },
+      height: 460, margin: { b: 170 }, annotations: [caveatAnnotation()],
+    },
+  };
+}
+
+/**
+ * Future-loss reduction per step: for each setting its realized u(a_t | S_t)
+ * (solid), with the oracle maximum (dashed) and the random-choice mean
+ * (dotted) at the same states, in the setting's colour. x is the fraction of
+ * blocks already visible (t / numBlocks) and y is u per token of the chosen
+ * block (u / tokensPerBlock), so settings with other block geometries (the
+ * raster baseline's token rows) share the axes.
+ */
+export function futureLossFigure(items: readonly (SettingOutcome | { name: string; trajectory: TrajectoryResult })[], stamp: string): Figure {
+  const traces: Record<string, unknown>[] = [];
+  let reading = '';
+  items.forEach((o, i) => {
+    if (isMissing(o) || !o.trajectory) return;
+    const t = o.trajectory, color = PALETTE[i % PALETTE.length], x = t.perStep.map((s) => s.step / t.numBlocks);
+    const per = (v: number) => v / t.tokensPerBlock;
+    reading = t.reading;
+    traces.push({ type: 'scatter', mode: 'lines+markers', name: `${o.name}: realized`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.realized)), line: { color } });
+    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: oracle max`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.oracle)), line: { color, dash: 'dash' } });
+    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: random`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.random)), line: { color, dash: 'dot' } });
+  });
+  return {
+    traces,
+    layout: {
+      title: { text: `Future-loss reduction u(a_t | S_t) per step (${reading || 'oracle'} reading, mean over test images) — ${stamp}`, font: { size: 14 } },
+      xaxis: { title: 'fraction of blocks already visible (t / numBlocks)', range: [0, 1] }, yaxis: { title: 'u per token of the chosen block (nats)' }, height: 460,
+    },
+  };
+}

@@ -1,0 +1,273 @@
+/** Evaluation settings, trajectory metrics and tables on a tiny random backbone, a fake decoder and a tiny feature net. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { throwsOH, useWasm, randArray } from './helpers';
+import { gptConfig } from '../lib/backbone/config';
+import { createGPT, GPT } from '../lib/backbone/gpt';
+import { blockGeometry, rasterPolicy, randomPolicy } from '../lib/order';
+import { OrderHeadError } from '../lib/runtime/errors';
+import { rng } from '../lib/runtime/seed';
+import { FeatureNet, featureNetConfig, featureNetOutputs } from '../lib/eval/feature-net';
+import { FEATURE_NET_CAVEAT, fid, featureStats, frechetToReference, referenceStats } from '../lib/eval/metrics';
+import { BACKGROUND_FILL } from '../lib/eval/recognizability';
+import {
+  EvalConfig, EvalContext, SettingOutcome, SettingResult, balancedClasses, blockRarRandomSetting, blockRarRasterSetting, evalConfig, evaluateSetting,
+  EVAL_METRICS, isMissing, missingSetting, rasterBaselineSetting, realFeatureStats, settingOrMissing,
+} from '../lib/eval/settings';
+import { oraclePolicy, trajectoryMetrics } from '../lib/eval/trajectory';
+import {
+  evalResultsTable, formatCell, futureLossFigure, metricBarsFigure, readTableCsv, recognizabilityCurvesFigure, tableCsv, tableLatex, tableMarkdown,
+  trajectoryResultsTable, writeOutcomesJson, writeResultTable,
+} from '../lib/eval/tables';
+
+const CFG = gptConfig('tiny', { initStd: 0.5 }); // 4x4 tokens, vocab 16, 3 classes
+const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks
+const SIDE = 16; // 4x4 pixels per token
+
+/** Fake decoder: each token paints its 4x4 patch with a level and a token-dependent stripe. */
+function fakeDecode(tokens: Int32Array): Float32Array {
+  const n = tokens.length / 16, out = new Float32Array(n * SIDE * SIDE);
+  for (let i = 0; i < n; i++) {
+    for (let y = 0; y < SIDE; y++) for (let x = 0; x < SIDE; x++) {
+      const tok = tokens[i * 16 + Math.floor(y / 4) * 4 + Math.floor(x / 4)];
+      out[i * SIDE * SIDE + y * SIDE + x] = (tok / 15) * 1.6 - 0.8 + ((x + tok) % 3 === 0 ? 0.2 : 0);
+    }
+  }
+  return out;
+}
+
+let fixture: { model: GPT; ctx: EvalContext; cfg: EvalConfig } | undefined;
+async function setup() {
+  await useWasm();
+  if (fixture) return fixture;
+  const model = createGPT(CFG, 3);
+  const net = FeatureNet.init(featureNetConfig('smoke', {
+    imageSize: SIDE, classes: 3, channels: [4, 8], hidden: 8, spatialChannels: 2,
+    data: { train: { name: 'subset', split: 'train', pad: SIDE }, test: { name: 'subset', split: 'test', pad: SIDE } },
+  }));
+  const r = rng('eval-settings-test');
+  const nTest = 48;
+  const testTokens = Int32Array.from({ length: nTest * 16 }, () => r.int(16));
+  const testLabels = Int32Array.from({ length: nTest }, (_, i) => i % 3);
+  const realStats = realFeatureStats(featureNetOutputs(net, fakeDecode(testTokens)));
+  const cfg = evalConfig('smoke', {
+    samplesPerSeed: 10, seeds: [0, 1], sampleBatch: 4, nllImages: 6, isSplits: 2, bootstrapReps: 50, setBootstrapReps: 3,
+    trajectory: { images: 2, bootstrapReps: 20 },
+  });
+  fixture = { model, ctx: { tokenizer: { decode: fakeDecode }, featureNet: net, realStats, testTokens, testLabels, geo: GEO }, cfg };
+  return fixture;
+}
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-evalsuite-'));
+
+let outcomes: SettingOutcome[] | undefined;
+async function evaluated(): Promise<SettingOutcome[]> {
+  if (outcomes) return outcomes;
+  const { model, ctx, cfg } = await setup();
+  const settings = [rasterBaselineSetting(model), blockRarRandomSetting(model, GEO, 7)];
+  outcomes = [];
+  for (const s of settings) outcomes.push(await evaluateSetting(s, ctx, cfg));
+  return outcomes;
+}
+
+test('frechetToReference equals fid with the reference statistics precomputed', () => {
+  const d = 6, a = randArray(200 * d, 'ref-a'), b = randArray(150 * d, 'ref-b').map((v) => 0.7 * v + 0.3);
+  const direct = fid(b, a, d);
+  const fast = frechetToReference(referenceStats(a, d), featureStats(b, d));
+  assert.ok(Math.abs(fast - direct) < 1e-9 * Math.max(1, direct), `${fast} vs ${direct}`);
+});
+
+test('evalConfig: profile sizes, shared sampling settings, and field-named errors', () => {
+  const smoke = evalConfig('smoke'), def = evalConfig('default'), full = evalConfig('full');
+  assert.equal(smoke.samplesPerSeed, 16);
+  assert.equal(def.samplesPerSeed, 500);
+  assert.equal(full.samplesPerSeed, 2500);
+  for (const c of [smoke, def, full]) {
+    assert.ok(c.seeds.length >= 2);
+    assert.deepEqual([c.temperature, c.topK, c.topP, c.cfgScale], [1, 0, 1, 1]);
+    assert.equal(c.fill, BACKGROUND_FILL);
+  }
+  assert.equal(evalConfig('default', { trajectory: { images: 3 } }).trajectory.reading, 'teacher-forced');
+  throwsOH(() => evalConfig('smoke', { seeds: [0] }), 'eval.seeds');
+  throwsOH(() => evalConfig('smoke', { samplesPerSeed: 4, isSplits: 10 }), 'eval.isSplits');
+  throwsOH(() => evalConfig('smoke', { recognizabilityFractions: [0.1, 1] }), 'eval.recognizabilityFractions');
+  const counts = new Int32Array(3);
+  for (const c of balancedClasses(10, 3, 5)) counts[c]++;
+  assert.deepEqual(Array.from(counts).sort(), [3, 3, 4]);
+});
+
+test('evaluateSetting: 2 settings x 2 seeds end to end, finite numbers with lo <= mean <= hi, no leaked tensors', async () => {
+  const { model, ctx, cfg } = await setup();
+  const before = tf.memory().numTensors;
+  const res = await evaluated();
+  assert.equal(tf.memory().numTensors, before, 'evaluateSetting leaked tensors');
+  for (const o of res) {
+    assert.ok(!isMissing(o));
+    const r = o as SettingResult;
+    for (const k of EVAL_METRICS) {
+      const s = r.metrics[k];
+      assert.ok(Number.isFinite(s.mean) && Number.isFinite(s.lo) && Number.isFinite(s.hi), `${r.name} ${k}: ${JSON.stringify(s)}`);
+      assert.ok(s.lo <= s.mean && s.mean <= s.hi, `${r.name} ${k}: ${s.lo} <= ${s.mean} <= ${s.hi}`);
+      assert.equal(s.perSeed.length, 2);
+    }
+    assert.equal(r.metrics.fid.interval, 'bootstrap-recentred');
+    assert.equal(r.metrics.precision.interval, 'seed-range');
+    assert.equal(r.metrics.nllBits.interval, 'bootstrap-samples');
+    assert.ok(r.metrics.fid.mean >= 0 && r.metrics.is.mean >= 1 - 1e-9 && r.metrics.nllBits.mean > 0);
+    // Random init with large weights: confidently wrong, so above log2(16) = 4 bits per token, but finite.
+    assert.ok(r.metrics.nllBits.mean > 2 && r.metrics.nllBits.mean < 30, `NLL ${r.metrics.nllBits.mean}`);
+    assert.deepEqual(r.curve.fractions, [0, 0.25, 0.5, 0.75, 1]);
+    assert.equal(r.seeds.length, 2);
+    for (const s of r.seeds) {
+      assert.equal(s.tokens.length, 10 * 16);
+      assert.equal(s.blockOrders.length, 10);
+      assert.equal(s.perSample.nllBits.length, 6);
+      // Frame t shows exactly the first t + 1 blocks of the order: frame 0 keeps only the first block's pixels.
+      const ex = s.example;
+      assert.equal(ex.frames.length, 4 * SIDE * SIDE);
+      const first = fakeDecode(s.tokens.subarray(0, 16));
+      const f0 = ex.frames.subarray(0, SIDE * SIDE), fLast = ex.frames.subarray(3 * SIDE * SIDE);
+      assert.deepEqual(Array.from(fLast), Array.from(first));
+      const kept = f0.filter((v, p) => v === first[p] && v !== BACKGROUND_FILL).length;
+      assert.ok(kept > 0 && f0.filter((v) => v === BACKGROUND_FILL).length >= (SIDE * SIDE * 3) / 4);
+    }
+    // Balanced classes; the seeds draw different samples.
+    assert.notDeepEqual(r.seeds[0].tokens, r.seeds[1].tokens);
+    assert.ok(r.trajectory && r.trajectory.images === 2 && r.trajectory.perStep.length === 4);
+  }
+  const raster = res[0] as SettingResult, random = res[1] as SettingResult;
+  assert.equal(raster.geometry.blockW, 4, 'the raster baseline decodes token rows');
+  assert.deepEqual(raster.seeds[0].blockOrders[0], [0, 1, 2, 3]);
+  assert.equal(random.policy, 'random');
+  // Random orders differ between seeds (policyFor), and between sampling batches of one seed.
+  const orders = random.seeds[0].blockOrders.map((o) => o.join());
+  assert.ok(new Set(orders).size > 2, `orders ${orders}`);
+  assert.notDeepEqual(random.seeds[0].blockOrders, random.seeds[1].blockOrders);
+  // The same seeds give identical results.
+  const again = (await evaluateSetting(blockRarRandomSetting(model, GEO, 7), ctx, cfg)) as SettingResult;
+  assert.deepEqual(again.metrics, random.metrics);
+  assert.deepEqual(again.seeds.map((s) => s.tokens), random.seeds.map((s) => s.tokens));
+  assert.deepEqual(again.curve, random.curve);
+  assert.deepEqual(again.trajectory!.totals, random.trajectory!.totals);
+  assert.equal(tf.memory().numTensors, before);
+});
+
+test('missing settings: settingOrMissing catches OrderHeadError only, and every table format marks them', async () => {
+  const { ctx, cfg } = await setup();
+  const res = await evaluated();
+  const m = settingOrMissing('OrderHead R=0', () => { throw new OrderHeadError('no trained planner here', 'runs/planner-smoke/r0', 'train it'); });
+  assert.ok(isMissing(m));
+  assert.match(m.missing, /runs\/planner-smoke\/r0: no trained planner here/);
+  assert.match(m.missing, /Stage 3/);
+  assert.match(m.missing, /04_stage3_orderhead/);
+  const custom = settingOrMissing('my setting', () => { throw new OrderHeadError('gone', 'x.safetensors', 'make it'); });
+  assert.ok(isMissing(custom) && custom.missing.includes('Fix: make it'));
+  assert.throws(() => settingOrMissing('OrderHead R=1', () => { throw new TypeError('a bug'); }), TypeError);
+  const asyncMissing = await settingOrMissing('OrderHead R=2', async () => { throw new OrderHeadError('nope', 'somewhere', 'fix'); });
+  assert.ok(isMissing(asyncMissing));
+  const ok = settingOrMissing('block-RAR + raster order', () => blockRarRasterSetting(fixture!.model, GEO));
+  assert.ok(!isMissing(ok));
+  assert.equal(await evaluateSetting(m, ctx, cfg), m, 'a missing setting passes through evaluateSetting');
+  // Inputs that cannot work are refused before any sampling, naming the field.
+  await assert.rejects(evaluateSetting(blockRarRasterSetting(fixture!.model, GEO), ctx, { ...cfg, nllImages: 30 }), /eval\.nllImages/);
+  await assert.rejects(evaluateSetting(blockRarRasterSetting(fixture!.model, GEO), ctx, { ...cfg, recognizabilityFractions: [0, 0.1, 1] }), /eval\.recognizabilityFractions/);
+  assert.equal(formatCell(undefined, 2, 'pm'), 'n/a');
+  assert.equal(formatCell({ mean: 1.5, lo: 1, hi: 2.5, level: 0.95, interval: 'bootstrap-samples', perSeed: [1.5], n: 4 }, 2, 'interval'), '1.50 [1.00, 2.50]');
+
+  // A renamed result checks escaping; the adaptive budget is missing with an explicit message.
+  const renamed = { ...(res[1] as SettingResult), name: 'rar_random 100% & co' };
+  const all: SettingOutcome[] = [res[0], renamed, m, missingSetting('adaptive budget', 'Stage 6 router not implemented (lib/planner has no adaptive policy)')];
+  const table = evalResultsTable(all);
+  assert.ok(table.caption.includes(FEATURE_NET_CAVEAT));
+  assert.ok(table.caption.includes('2 seeds x 10 samples'));
+  const md = tableMarkdown(table), csv = tableCsv(table), tex = tableLatex(table);
+  for (const text of [md, tex]) {
+    assert.ok(text.includes('OrderHead R=0') && text.includes('adaptive budget'));
+    assert.equal((text.match(/missing/g) ?? []).length >= 2 * table.columns.length, true, 'missing cells');
+  }
+  assert.match(md, /\| OrderHead R=0 \| missing \| missing \|/);
+  assert.match(md, /- OrderHead R=0: runs\/planner-smoke\/r0/);
+  // LaTeX: booktabs rules, escaped specials.
+  for (const rule of ['\\toprule', '\\midrule', '\\bottomrule', '\\begin{tabular}', '\\caption{']) assert.ok(tex.includes(rule), rule);
+  assert.ok(tex.includes('rar\\_random 100\\% \\& co'), 'escaped setting name');
+  assert.ok(tex.includes('04\\_stage3\\_orderhead'), 'escaped note');
+  assert.ok(!/[^\\]_/.test(tex.replace(/\\_/g, '')), 'an unescaped underscore');
+  assert.ok(tex.includes('$\\pm$') && tex.includes('\\emph{missing}'));
+  // CSV: parses back to the same numbers (full precision); missing rows have status and note.
+  const back = readTableCsv(csv);
+  assert.equal(back.length, 4);
+  assert.equal(back[1].setting, 'rar_random 100% & co');
+  for (const [i, o] of [[0, res[0]], [1, renamed]] as const) {
+    for (const k of EVAL_METRICS) {
+      const s = (o as SettingResult).metrics[k];
+      assert.deepEqual(back[i].values[k], { mean: s.mean, lo: s.lo, hi: s.hi }, `${k} round trip`);
+    }
+  }
+  assert.equal(back[2].status, 'missing');
+  assert.ok(back[2].note.includes('no trained planner'));
+  assert.deepEqual(back[3].values, {});
+  // Written atomically to a folder; the HTML comes back.
+  const dir = path.join(tmp(), 'tables');
+  const w = writeResultTable(table, dir, 'eval-main');
+  assert.equal(fs.readFileSync(w.csv, 'utf8'), csv);
+  assert.equal(fs.readFileSync(w.md, 'utf8'), md);
+  assert.ok(fs.readFileSync(w.tex, 'utf8').includes('\\label{tab:eval-main}'));
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['eval-main.csv', 'eval-main.md', 'eval-main.tex'], 'three files, no temp files left');
+  assert.ok(w.html.includes('<table') && w.html.includes('missing') && w.html.includes('rar_random 100% &amp; co'));
+  // The interval style.
+  assert.match(tableMarkdown(evalResultsTable(all, { style: 'interval', columns: ['fid', 'nllBits'] })), /\| raster baseline \| [\d.]+ \[[\d.]+, [\d.]+\] \|/);
+  // Trajectory table: no feature-net caveat needed, missing rows still marked.
+  const tt = trajectoryResultsTable(all);
+  assert.ok(!tt.caption.includes(FEATURE_NET_CAVEAT) && tt.caption.includes('teacher-forced'));
+  assert.match(tableMarkdown(tt), /\| adaptive budget \| missing/);
+  // Figures.
+  const bars = metricBarsFigure(all, 'fid', 'test');
+  assert.deepEqual((bars.traces[0] as { x: string[] }).x.slice(2), ['OrderHead R=0 (missing)', 'adaptive budget (missing)']);
+  assert.equal(recognizabilityCurvesFigure(all, 'test').traces.length, 2);
+  const fl = futureLossFigure(all, 'test');
+  assert.equal(fl.traces.length, 6);
+  assert.deepEqual((fl.traces[0] as { x: number[] }).x, [0, 0.25, 0.5, 0.75]);
+  // The JSON summary drops the heavy arrays but keeps every number and the missing markers.
+  const json = path.join(dir, 'outcomes.json');
+  writeOutcomesJson(json, all);
+  const read = JSON.parse(fs.readFileSync(json, 'utf8'));
+  assert.equal(read[2].missing, m.missing);
+  assert.equal(read[0].metrics.fid.mean, (res[0] as SettingResult).metrics.fid.mean);
+  assert.equal(read[0].seeds[0].tokens, undefined);
+});
+
+test('trajectory metrics: the oracle policy realizes the oracle maximum at every step; raster realizes raster-next; sums telescope', async () => {
+  const { model, ctx } = await setup();
+  const data = { tokens: ctx.testTokens, labels: ctx.testLabels };
+  const before = tf.memory().numTensors;
+  const oc = { images: 3, reading: 'teacher-forced', weight: 'no-neighbours', bootstrapReps: 20 } as const;
+  const oracle = await trajectoryMetrics(model, GEO, oraclePolicy(model, GEO, data, oc), data, oc);
+  assert.equal(tf.memory().numTensors, before, 'trajectory metrics leaked tensors');
+  assert.equal(oracle.perStep.length, 4);
+  for (const s of oracle.perStep) {
+    assert.equal(s.realized, s.oracle, `step ${s.step}`);
+    assert.equal(s.agreement, 1);
+    assert.ok(s.oracle >= s.random - 1e-6 && Number.isFinite(s.farRealized));
+  }
+  assert.deepEqual(Array.from(oracle.perImage.regret), [0, 0, 0]);
+  assert.equal(oracle.totals.agreement.mean, 1);
+  // Telescoping (teacher-forced): the realized sum over all steps is L_rest(∅), the same for every policy.
+  const raster = await trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, oc);
+  const random = await trajectoryMetrics(model, GEO, randomPolicy(GEO, 3), data, oc);
+  for (const t of [oracle, raster, random]) {
+    assert.ok(Math.abs(t.totals.realized.mean - t.perStep[0].lRest) < 1e-3 * t.perStep[0].lRest, `${t.policy}: ${t.totals.realized.mean} vs ${t.perStep[0].lRest}`);
+    const s = t.totals.farShare;
+    assert.ok(Number.isFinite(s.mean) && s.lo <= s.mean && s.mean <= s.hi);
+  }
+  for (const s of raster.perStep) assert.equal(s.realized, s.raster);
+  // A subset of steps bounds the cost; totals then cover those steps only.
+  const sub = await trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, { ...oc, steps: [0, 2] });
+  assert.deepEqual(sub.steps, [0, 2]);
+  assert.equal(sub.perStep[1].realized, raster.perStep[2].realized);
+  assert.equal(tf.memory().numTensors, before);
+  await assert.rejects(trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, { ...oc, steps: [2, 1] }), /eval\.trajectory\.steps/);
+});
