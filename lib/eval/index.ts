@@ -13,3 +13,4 @@ export * from './summary';
 export * from './trajectory';
 export * from './settings';
 export * from './tables';
+export * from './findings';

@@ -53,10 +53,10 @@ export const SETTING_PRODUCERS: Readonly<Record<EvalSettingName, string>> = Obje
   'block-RAR + random order': 'Stage 1 block-RAR backbone (notebooks/02_stage1_backbone.ipynb)',
   'block-RAR + raster order': 'Stage 1 block-RAR backbone (notebooks/02_stage1_backbone.ipynb)',
   'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb)',
-  'OrderHead R=1': 'Stage 4 latent-reasoning curriculum, R = 1 (trainLatentCurriculum, notebooks/04_stage3_orderhead.ipynb)',
-  'OrderHead R=2': 'Stage 4 latent-reasoning curriculum, R = 2 (trainLatentCurriculum, notebooks/04_stage3_orderhead.ipynb)',
-  'OrderHead R=4': 'Stage 4 latent-reasoning curriculum, R = 4 (trainLatentCurriculum, notebooks/04_stage3_orderhead.ipynb)',
-  'adaptive budget': 'Stage 6 adaptive-budget router (not implemented in lib/planner yet)',
+  'OrderHead R=1': 'Stage 4 latent-reasoning curriculum, R = 1 (notebooks/05_stage4_latent_planner.ipynb)',
+  'OrderHead R=2': 'Stage 4 latent-reasoning curriculum, R = 2 (notebooks/05_stage4_latent_planner.ipynb)',
+  'OrderHead R=4': 'Stage 4 latent-reasoning curriculum, R = 4 (notebooks/05_stage4_latent_planner.ipynb)',
+  'adaptive budget': 'Stage 6 adaptive-budget router on the Stage 5 pair (notebooks/06_stage5_joint_tuning.ipynb, notebooks/07_stage6_adaptive_budget.ipynb)',
 });
 
 /** One evaluated configuration: a backbone and the order policy that drives it. */
@@ -234,18 +234,14 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  *
  * - smoke: 16 samples x 2 seeds, 16 NLL images per seed, 2 trajectory
  *   images: seconds, for CI; the numbers mean nothing.
- * - default: 500 samples x 2 seeds (1,000 per setting), 500 NLL images per
- *   seed, 16 trajectory images (all 16 steps), 10 bootstrap replicates per seed
- *   for FID / sFID / IS. Measured once at random init (`small` backbone,
- *   default feature net and tokenizer) on the shared 2-core machine under a
- *   load average of ~4.5: 'block-RAR + random order' took 100 s (sampling
- *   36 s, FID/sFID/IS bootstrap 30 s — each sFID is a 512-dim Fréchet
- *   distance, ~1.4 s —, trajectory metrics 16 s, NLL 9 s, FID/sFID 3 s,
- *   recognizability 2 s, precision/recall 1.5 s). A planner policy adds one
- *   backbone feature pass per planning step: 100 samples took 19 s (R = 0
- *   and R = 4 alike) against 2.4 s in raster order, 100 NLL images 15 s, so
- *   expect ~6-7 min per OrderHead setting and ~30 min for all eight settings.
- *   Lower setBootstrapReps to trade interval quality for time.
+ * - default: 160 samples x 2 seeds (320 per setting), 96 NLL images per
+ *   seed, 6 trajectory images (all 16 steps), 5 bootstrap replicates per seed
+ *   for FID / sFID / IS. Sized so the eight settings fit the main job's
+ *   60-minute budget on our 2-core machine: at 500 x 2 samples and 500 NLL
+ *   images, one block-order setting took 100 s and a planner setting 6-7 min
+ *   (a planner policy adds one backbone feature pass per planning step).
+ *   FID at 320 samples is biased upwards; it compares settings of the same
+ *   report (same n), not other reports.
  * - full: 2,500 samples x 3 seeds, 2,000 NLL images per seed, 128 trajectory
  *   images, 20 replicates per seed.
  */
@@ -253,7 +249,7 @@ export function evalConfig(profile: ProfileName = activeProfile(), overrides: Pa
   const sizes = pick(
     {
       smoke: { samplesPerSeed: 16, seeds: [0, 1], sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 4, trajectoryImages: 2 },
-      default: { samplesPerSeed: 500, seeds: [0, 1], sampleBatch: 250, nllImages: 500, isSplits: 10, bootstrapReps: 1000, setBootstrapReps: 10, trajectoryImages: 16 },
+      default: { samplesPerSeed: 160, seeds: [0, 1], sampleBatch: 160, nllImages: 96, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5, trajectoryImages: 6 },
       full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, isSplits: 10, bootstrapReps: 1000, setBootstrapReps: 20, trajectoryImages: 128 },
     },
     profile,
