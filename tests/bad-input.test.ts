@@ -1,7 +1,8 @@
 /**
  * Bad input, across the project: a catalogue of what a user (or a crash) can
  * get wrong in the stages that exist (data, tokenizer, Stage 1 backbone,
- * Stage 2 oracle), one self-contained case per test, numbered.
+ * Stage 2 oracle, Stages 3-6 planner / curriculum / joint tuning / router,
+ * evaluation), one self-contained case per test, numbered.
  *
  * Every case asserts
  *   (a) an OrderHeadError whose message names the file or the config field and
@@ -28,7 +29,7 @@ import { OrderHeadError } from '../lib/runtime/errors';
 import { initBackend } from '../lib/runtime/backend';
 import { activeProfile } from '../lib/runtime/profile';
 import { openRun } from '../lib/runtime/run';
-import { checkpointName, loadCheckpoint, saveCheckpoint } from '../lib/runtime/checkpoint';
+import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/runtime/checkpoint';
 import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { rng } from '../lib/runtime/seed';
 import { readIdx, writeIdx } from '../lib/data/idx';
@@ -41,6 +42,13 @@ import { loadBackbone, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainSt
 import { TokenizerConfig, loadTokenCache, loadTokenizer, tokenizeDataset, tokenizerConfig, trainTokenizer, VqTokenizer } from '../lib/tokenizer';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { buildOracleDataset, oracleDatasetConfig, OracleDatasetConfig, randomPhaseCheckpoint } from '../lib/oracle/dataset';
+import {
+  bestPlannerCheckpoint, createPlanner, createRouter, disposePlanner, fixedBudgetPolicy, jointTuningConfig, LatentSteps, loadJointPair, loadPlanner,
+  plannerPolicy, plannerTrainConfig, routerTrainConfig, trainJointTuning, trainLatentCurriculum, trainPlanner, trainRouter,
+} from '../lib/planner';
+import { evaluateSettings, isMissing, MissingSetting, orderHeadSetting, settingOrMissing } from '../lib/eval/settings';
+import { evalResultsTable, tableMarkdown } from '../lib/eval/tables';
+import { evalWorld, PJ_GEO, PJ_PLANNER, PJ_SHAPE, plannerJob, routerJob, tinyBackbone, tinyJointData } from './fixtures/planner-jobs';
 
 // Node's fs module itself (not the import wrapper), so a case can make one call fail.
 const rawFs: typeof fs = require('node:fs');
@@ -689,4 +697,228 @@ test('case 30: an oracle dataset folder reopened with another config names each 
   await untouched(root, async () => {
     await rejectsOH(() => buildOracleDataset(ds, { ...cfg, seed: 3, statesPerImage: 8 }), ds, 'seed: dataset 0, current 3', 'statesPerImage: dataset 4, current 8', 'never mixed');
   });
+});
+
+// ---------------------------------------------------------------------------
+// Stages 3-6 (planner, latent curriculum, joint tuning, router)
+
+/** A tiny Stage 3 run (6 steps; best and planner checkpoints every 3) in `<root>/<name>`. */
+function plannerRun(root: string, name = 'stage3-u_extrap-hard'): ReturnType<typeof plannerJob> & { runDir: string; best: string; last: string } {
+  const job = plannerJob(6);
+  const res = trainPlanner(root, name, job.cfg, job.data, job.grid);
+  disposePlanner(res.planner);
+  return { ...job, runDir: res.run.dir, best: res.bestPath, last: latestCheckpoint(res.run.checkpointDir, 'planner')!.path };
+}
+
+test('case 31: a planner checkpoint used with another backbone (fingerprint) or block grid names the field and says to retrain Stage 3', async () => {
+  await useWasm();
+  const root = sandbox();
+  const p = plannerRun(root);
+  const m = tinyBackbone();
+  const pl = loadPlanner(p.best).planner;
+  const otherGrid = blockGeometry({ gridH: 4, gridW: 4, blockH: 1, blockW: 2 }); // 4x2 = 8 blocks
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    expectOH(() => loadPlanner(p.best, { backboneFingerprint: 'another-backbone' }), `${p.best} (backboneFingerprint)`,
+      'trained on backbone test-backbone, not on another-backbone', 'retrain Stage 3');
+    expectOH(() => loadPlanner(p.best, { shape: { numBlocks: 8, blocksY: 4 } }), `${p.best} (shape.numBlocks)`, 'numBlocks = 4, here it is 8', '04_stage3_orderhead');
+    expectOH(() => plannerPolicy(pl, m, otherGrid), "policy 'orderhead R=0'", 'trained for 2x2 blocks of a 16-wide backbone', 'here: 4x2 blocks');
+    expectOH(() => orderHeadSetting(m, pl, otherGrid, 0), "policy 'orderhead R=0'", 'here: 4x2 blocks');
+    // Resuming the run on another backbone's features: refused before a step, naming the field with both values.
+    expectOH(() => trainPlanner(root, 'stage3-u_extrap-hard', p.cfg, { ...p.data, backboneFingerprint: 'another-backbone' }, p.grid), p.runDir,
+      'backboneFingerprint: run "test-backbone", current "another-backbone"', 'never mixed');
+    // A block grid that does not hold the features' blocks: refused before a run folder is made.
+    expectOH(() => trainPlanner(root, 'wrong-grid', p.cfg, p.data, { ...p.grid, blocksX: 4 }), 'trainPlanner(grid)', 'grid 2x4 does not hold 4 blocks', 'ds.geo');
+    // Stage 5 given a planner of another grid.
+    const pl8 = createPlanner(PJ_PLANNER, { ...PJ_SHAPE, numBlocks: 8, blocksY: 4 });
+    expectOH(() => trainJointTuning(root, 'joint', jointTuningConfig('smoke', { heldOutEvery: 4, driftImages: 4 }), tinyJointData(), m, pl8),
+      'trainJointTuning(planner)', 'built for 8 blocks', 'trained on this backbone and block grid');
+    disposePlanner(pl8);
+  });
+  assert.equal(tf.memory().numTensors, before, 'a refused load or resume leaked tensors');
+  disposePlanner(pl);
+  disposeGPT(m);
+});
+
+test('case 32: R outside {0, 1, 2, 4} is refused with the valid values, before a run folder or a sampling step', async () => {
+  await useWasm();
+  const root = sandbox();
+  const p = plannerRun(root);
+  const m = tinyBackbone();
+  const pl = loadPlanner(p.best).planner;
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    const bad = { ...PJ_PLANNER, latentSteps: 3 as LatentSteps };
+    expectOH(() => plannerTrainConfig('smoke', { planner: bad }), 'planner.latentSteps', 'R = 3 latent steps is not supported', 'use one of: 0, 1, 2, 4');
+    expectOH(() => trainPlanner(root, 'r3', { ...p.cfg, planner: bad }, p.data, p.grid), 'planner.latentSteps', '0, 1, 2, 4');
+    expectOH(() => loadPlanner(p.best, { latentSteps: 5 as LatentSteps }), `${p.best} (latentSteps)`, 'R = 5');
+    expectOH(() => orderHeadSetting(m, pl, PJ_GEO, 3 as LatentSteps), "policy 'orderhead R=3' (R)", 'R = 3', '0, 1, 2, 4');
+    expectOH(() => fixedBudgetPolicy(pl, m, PJ_GEO, 2, 8 as LatentSteps), "policy 'orderhead R=8 top-2' (R)", '0, 1, 2, 4');
+    expectOH(() => routerTrainConfig('smoke', { latentSteps: 3 as LatentSteps }), 'router.latentSteps', '0, 1, 2, 4');
+    // The R curriculum checks every R before its first stage trains: no R = 1 run folder appears for [1, 3].
+    expectOH(() => trainLatentCurriculum(root, 'stage4', p.cfg, p.data, p.grid, pl, [1, 3 as LatentSteps]), 'trainLatentCurriculum(steps)', 'R = 3', '0, 1, 2, 4');
+  });
+  assert.equal(tf.memory().numTensors, before);
+  disposePlanner(pl);
+  disposeGPT(m);
+});
+
+test('case 33: an invalid budget set (no 1, not powers of two, above the block count, unsorted, empty) names router.budgets, before a run folder', async () => {
+  await useWasm();
+  const root = sandbox();
+  const { cfg, data, planner } = routerJob(6);
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    for (const [budgets, msg] of [
+      [[2, 4], 'lacks 1'], [[1, 3], 'budget 3 is not a power of two'], [[1, 2, 8], 'budget 8 exceeds the 4 blocks'],
+      [[1, 4, 2], 'not strictly increasing'], [[], 'the budget set is empty'],
+    ] as const) {
+      expectOH(() => trainRouter(root, 'router', { ...cfg, router: { ...cfg.router, budgets: [...budgets] } }, data, planner), 'router.budgets', msg,
+        'powers of two starting at 1, at most 4', '[1, 2, 4]');
+    }
+    expectOH(() => createRouter({ budgets: [1, 2, 3], hidden: 8, seed: 0 }, { plannerWidth: 16, numBlocks: 4 }), 'router.budgets', 'budget 3');
+  });
+  assert.equal(tf.memory().numTensors, before, 'a refused router run leaked tensors');
+  disposePlanner(planner);
+});
+
+test('case 34: joint.topBlocks k larger than the backbone\'s GPT blocks names the layer count, before a run folder; a changed k does not resume a run', async () => {
+  await useWasm();
+  const root = sandbox();
+  const m = tinyBackbone();
+  const pl = createPlanner(PJ_PLANNER, PJ_SHAPE);
+  const data = tinyJointData();
+  const cfg = jointTuningConfig('smoke', { topBlocks: 1, steps: 1, evalEvery: 1, heldOutEvery: 4, driftImages: 4, valStates: 8, maxNllIncrease: 10 });
+  const done = trainJointTuning(root, 'stage5-joint', cfg, data, m, pl);
+  disposePlanner(done.planner);
+  disposeGPT(done.backbone);
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    expectOH(() => trainJointTuning(root, 'k3', { ...cfg, topBlocks: 3 }, data, m, pl), 'joint.topBlocks', 'topBlocks = 3, but the backbone has 2 layers (h0 .. h1)',
+      'choose k between 1 and 2');
+    expectOH(() => jointTuningConfig('smoke', { topBlocks: 1.5 }), 'joint.topBlocks', 'not a positive integer');
+    expectOH(() => jointTuningConfig('smoke', { topBlocks: 0 }), 'joint.topBlocks', 'k = 0 is Stage 3');
+    // The existing run folder reopened with another k: refused, naming the field.
+    expectOH(() => trainJointTuning(root, 'stage5-joint', { ...cfg, topBlocks: 2 }, data, m, pl), path.join(root, 'stage5-joint'), 'joint.topBlocks: run 1, current 2');
+  });
+  assert.equal(tf.memory().numTensors, before, 'a refused joint run leaked tensors');
+  disposePlanner(pl);
+  disposeGPT(m);
+});
+
+test('case 35: a planner run folder without a checkpoint, and a Stage 5 folder without its pair, name the folder and the notebook to run', async () => {
+  await useWasm();
+  const root = sandbox();
+  const empty = path.join(root, 'planner-smoke', 'stage3-u_extrap-hard');
+  fs.mkdirSync(path.join(empty, 'checkpoints'), { recursive: true });
+  // A Stage 3 run stopped before its first validation: only config, manifest, metrics.
+  const early = openRun({ root: path.join(root, 'planner-smoke'), stage: 'planner', name: 'stage4-u_extrap-hard-R1', config: { a: 1 } }).dir;
+  // Stage 5 with the tuned backbone but no planner (its best-step file deleted by hand).
+  const half = path.join(root, 'planner-smoke', 'stage5-joint');
+  fs.mkdirSync(path.join(half, 'checkpoints'), { recursive: true });
+  fs.writeFileSync(path.join(half, 'checkpoints', 'backbone-step000004-r1.00.safetensors'), 'not read');
+  const never = path.join(root, 'planner-smoke', 'stage6-router');
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    expectOH(() => bestPlannerCheckpoint(empty, 'notebooks/04_stage3_orderhead.ipynb'), empty, 'no trained planner here', 'run notebooks/04_stage3_orderhead.ipynb in this profile first');
+    expectOH(() => bestPlannerCheckpoint(early, 'notebooks/05_stage4_latent_planner.ipynb'), early, 'no best-step', '05_stage4_latent_planner');
+    expectOH(() => bestPlannerCheckpoint(never, 'notebooks/07_stage6_adaptive_budget.ipynb'), never, 'no trained planner here', '07_stage6_adaptive_budget');
+    expectOH(() => loadJointPair(half), half, 'no tuned backbone and planner here (Stage 5 has not run)', 'run notebooks/06_stage5_joint_tuning.ipynb');
+    expectOH(() => loadJointPair(never), never, 'Stage 5 has not run', '06_stage5_joint_tuning');
+  });
+  assert.equal(tf.memory().numTensors, before);
+});
+
+test('case 36: an evaluation setting whose stage has not run becomes a missing marker naming the folder and the notebook; evaluation passes it through', async () => {
+  await useWasm();
+  const root = sandbox();
+  const plannerDir = path.join(root, 'planner-smoke');
+  fs.mkdirSync(path.join(plannerDir, 'stage3-u_extrap-hard', 'checkpoints'), { recursive: true });
+  const p = plannerRun(plannerDir, 'stage4-u_extrap-hard-R1');
+  const world = evalWorld();
+  const before = tf.memory().numTensors;
+  const outcomes = await untouched(root, async () => {
+    // As notebooks/08_evaluation.ipynb builds them.
+    const settings = [
+      settingOrMissing('OrderHead R=0', () => {
+        const pl = loadPlanner(bestPlannerCheckpoint(path.join(plannerDir, 'stage3-u_extrap-hard'), 'notebooks/04_stage3_orderhead.ipynb')).planner;
+        return orderHeadSetting(world.backbone, pl, PJ_GEO, 0);
+      }),
+      settingOrMissing('OrderHead R=2', () => {
+        const pl = loadPlanner(bestPlannerCheckpoint(path.join(plannerDir, 'stage4-u_extrap-hard-R2'), 'notebooks/05_stage4_latent_planner.ipynb')).planner;
+        return orderHeadSetting(world.backbone, pl, PJ_GEO, 2);
+      }),
+      // A planner that exists but was trained on another backbone.
+      settingOrMissing('OrderHead R=1', () => {
+        const pl = loadPlanner(p.best, { backboneFingerprint: 'the-evaluated-backbone' }).planner;
+        return orderHeadSetting(world.backbone, pl, PJ_GEO, 1);
+      }),
+      settingOrMissing('adaptive budget', () => {
+        const pair = loadJointPair(path.join(plannerDir, 'stage5-joint'));
+        return { name: 'adaptive budget', backbone: pair.backbone, geo: PJ_GEO, policy: plannerPolicy(pair.planner, pair.backbone, PJ_GEO) };
+      }),
+    ];
+    const [r0, r2, r1, budget] = settings;
+    for (const s of settings) assert.ok(isMissing(s), `${s.name} is not missing`);
+    const missing = (s: (typeof settings)[number]) => (s as MissingSetting).missing;
+    assert.ok(missing(r0).includes(path.join(plannerDir, 'stage3-u_extrap-hard')) && missing(r0).includes('no trained planner here'), missing(r0));
+    assert.match(missing(r0), /notebooks\/04_stage3_orderhead\.ipynb\); run it in this profile first/);
+    assert.ok(missing(r2).includes('stage4-u_extrap-hard-R2') && missing(r2).includes('05_stage4_latent_planner'), missing(r2));
+    assert.ok(missing(r1).includes(`${p.best} (backboneFingerprint)`) && missing(r1).includes('05_stage4_latent_planner'), missing(r1));
+    assert.ok(missing(budget).includes(path.join(plannerDir, 'stage5-joint')) && missing(budget).includes('06_stage5_joint_tuning')
+      && missing(budget).includes('07_stage6_adaptive_budget'), missing(budget));
+    const events: string[] = [];
+    const out = await evaluateSettings(settings, world.ctx, world.cfg, undefined, { onSetting: (e) => events.push(e.source) });
+    assert.deepEqual(events, ['missing', 'missing', 'missing', 'missing']);
+    return out;
+  });
+  assert.deepEqual(outcomes.map((o) => isMissing(o)), [true, true, true, true]);
+  assert.match(tableMarkdown(evalResultsTable(outcomes)), /\| OrderHead R=0 \| missing/);
+  assert.equal(tf.memory().numTensors, before, 'a failed setting leaked tensors');
+  world.dispose();
+});
+
+test('case 37: a corrupt planner checkpoint (truncated, garbled, NaN weight, lacking a weight, another kind) names the file; resuming from it trains nothing', async () => {
+  await useWasm();
+  const root = sandbox();
+  const p = plannerRun(root);
+  const bytes = fs.readFileSync(p.best);
+  const cut = path.join(root, 'cut-best.safetensors');
+  fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 50));
+  const { tensors, metadata } = readSafetensors(p.best);
+  const nan = path.join(root, 'nan-best.safetensors');
+  const poisoned = { ...tensors, 'in.w': { ...tensors['in.w'], data: Float32Array.from(tensors['in.w'].data as Float32Array, (v, i) => (i === 5 ? NaN : v)) } };
+  fs.writeFileSync(nan, encodeSafetensors(poisoned, metadata));
+  const lacking = path.join(root, 'lacking-best.safetensors');
+  const { 'head.w': _drop, ...rest } = tensors;
+  fs.writeFileSync(lacking, encodeSafetensors(rest, metadata));
+  const s1 = stage1Checkpoint(path.join(root, 'stage1'));
+  // The newest planner-step checkpoint of the run garbled (a bad copy): the resume must stop on it.
+  const g = Buffer.from(fs.readFileSync(p.last));
+  g.fill(0x7b, 8, 40);
+  fs.writeFileSync(p.last, g);
+  const before = tf.memory().numTensors;
+  await untouched(root, () => {
+    expectOH(() => loadPlanner(cut), cut, 'truncated');
+    expectOH(() => loadPlanner(nan), nan, "weight 'in.w'", 'non-finite', 'earlier checkpoint');
+    expectOH(() => loadPlanner(lacking), lacking, 'weight head.w is missing', 'use another checkpoint');
+    expectOH(() => loadPlanner(s1.file), s1.file, "is a 'stage1' checkpoint, not a planner", 'best-step*.safetensors');
+    expectOH(() => trainPlanner(root, 'stage3-u_extrap-hard', p.cfg, p.data, p.grid), p.last, 'not valid JSON');
+  }, ['stage3-u_extrap-hard/manifest.json']);
+  assert.equal(tf.memory().numTensors, before, 'a refused load or resume leaked the planner or its optimizer state');
+});
+
+test('case 38: an evaluation cacheDir that is a file, or an invalid eval config with a cacheDir, is refused before anything is written', async () => {
+  await useWasm();
+  const root = sandbox();
+  const file = path.join(root, 'eval-cache');
+  fs.writeFileSync(file, 'a file, not a folder');
+  const world = evalWorld();
+  await untouched(root, async () => {
+    await rejectsOH(() => evaluateSettings(world.settings(), world.ctx, world.cfg, undefined, { cacheDir: file }), `${file} (cacheDir)`,
+      'cannot create the evaluation cache folder', 'writable folder');
+    await rejectsOH(() => evaluateSettings(world.settings(), world.ctx, { ...world.cfg, seeds: [0] }, undefined, { cacheDir: path.join(root, 'cache') }),
+      'eval.seeds', 'at least 2 distinct');
+  });
+  world.dispose();
 });

@@ -12,6 +12,12 @@
  * ORDERHEAD_KILL_SEED to replay a failing sequence. The default run kills each
  * job 3 times; ORDERHEAD_HEAVY_TESTS=1 kills 10 times.
  *
+ * The same for the planner (Stage 3, trainPlanner: the best planner's weights
+ * byte-equal to an uninterrupted run's), the router (Stage 6, trainRouter) and
+ * the evaluation (evaluateSettings with a cacheDir: after the kills, every
+ * cache file parses, and the resumed outcomes equal an uninterrupted
+ * evaluation's, timings aside).
+ *
  * The oracle dataset CLI has its own kill test (tests/oracle-dataset.test.ts).
  */
 import { after, test, TestContext } from 'node:test';
@@ -30,7 +36,11 @@ import { rng, seedFrom } from '../lib/runtime/seed';
 import { disposeGPT } from '../lib/backbone/gpt';
 import { trainStage1 } from '../lib/backbone/stage1';
 import { loadTokenizer, trainTokenizer } from '../lib/tokenizer';
-import { stage1Job, tokenizerJob } from './fixtures/train-child';
+import { PLANNER_KILL_STEPS, ROUTER_KILL_STEPS, stage1Job, tokenizerJob } from './fixtures/train-child';
+import { evalWorld, PJ_SHAPE, plannerJob, routerJob, withoutTimings } from './fixtures/planner-jobs';
+import { bestPlannerCheckpoint, disposePlanner, disposeRouter, loadPlanner, loadRouter, trainPlanner, trainRouter } from '../lib/planner';
+import { EVAL_CACHE_FORMAT } from '../lib/eval/cache';
+import { evaluateSettings, EvalSettingEvent } from '../lib/eval/settings';
 
 const CHILD = path.join(__dirname, 'fixtures', 'train-child.js');
 const HEAVY = process.env.ORDERHEAD_HEAVY_TESTS === '1';
@@ -136,13 +146,21 @@ function checkMetrics(rows: Record<string, unknown>[], reference: Record<string,
   for (let s = 1; s <= steps; s++) assert.ok(seen.has(s), `no metrics row for step ${s}`);
 }
 
-/** Kill the child KILLS times at random moments, checking the folder each time, then let it finish. */
-async function killAndFinish(t: TestContext, label: string, args: string[], runDir: string): Promise<{ rows: Record<string, unknown>[] }> {
+/**
+ * Kill the child KILLS times at random moments, checking the folder each time
+ * (`check`, default checkRunFolder), then let it finish. `plant` is where a
+ * torn temp file of a dead writer is put before the last run (relative to the
+ * folder; default in checkpoints/).
+ */
+async function killAndFinish(t: TestContext, label: string, args: string[], runDir: string,
+  opts: { check?: typeof checkRunFolder; plant?: string } = {}): Promise<{ rows: Record<string, unknown>[] }> {
+  const check = opts.check ?? checkRunFolder;
   const r = rng(seedFrom(SEED, label));
   let interrupted = 0, skippedLines = 0;
   const log: string[] = [];
-  for (let k = 0; k < KILLS; k++) {
-    const early = r.next() < 0.25;
+  // Up to 3 extra kills (after the first step) when none of the KILLS landed during training, e.g. all during start-up.
+  for (let k = 0; k < KILLS || (interrupted === 0 && k < KILLS + 3); k++) {
+    const early = r.next() < 0.25 && k < KILLS;
     const delay = Math.floor(early ? r.next() * 300 : r.next() * 350);
     const res = await runChild(args, delay, early);
     log.push(`${res.killed ? `killed at ${res.killedAt}` : `finished (exit ${res.code})`} (${early ? 'after start' : 'after first step'} + ${delay} ms)`);
@@ -151,17 +169,18 @@ async function killAndFinish(t: TestContext, label: string, args: string[], runD
       break;
     }
     if (res.lastStep > 0) interrupted++;
-    if (fs.existsSync(runDir)) skippedLines = checkRunFolder(runDir, false).skipped;
+    if (fs.existsSync(runDir)) skippedLines = check(runDir, false).skipped;
   }
   t.diagnostic(`${label}: seed ${SEED}; ${log.join('; ')}`);
   assert.ok(interrupted >= 1, `no kill landed during training (${log.join('; ')}): make the job longer`);
   // What a kill in the middle of a checkpoint write leaves (rare by chance, so planted): the resumed run must clear it.
   const deadPid = 2 ** 22 + 4321; // above Linux's default pid_max (2^22): never a live process
-  fs.mkdirSync(path.join(runDir, 'checkpoints'), { recursive: true });
-  fs.writeFileSync(path.join(runDir, 'checkpoints', `x-step000099.safetensors.tmp-${deadPid}-deadbeef`), 'torn');
+  const plant = path.join(runDir, opts.plant ?? 'checkpoints', `x-step000099.safetensors.tmp-${deadPid}-deadbeef`);
+  fs.mkdirSync(path.dirname(plant), { recursive: true });
+  fs.writeFileSync(plant, 'torn');
   const fin = await runChild(args, 1e9, false);
   assert.ok(!fin.killed && fin.code === 0, `the resumed run failed: ${fin.stderr}`);
-  const { rows, skipped } = checkRunFolder(runDir, true);
+  const { rows, skipped } = check(runDir, true);
   assert.ok(skipped <= KILLS && skipped >= skippedLines, `${skipped} unreadable metrics lines`);
   return { rows };
 }
@@ -199,6 +218,82 @@ test(`tokenizer training killed (SIGKILL) ${KILLS} times at random moments resum
   const resumed = loadTokenizer(dir);
   assert.equal(resumed.fingerprint(), refPrint);
   resumed.dispose();
+});
+
+/** The names of a checkpoints folder and the weight bytes of its newest `<prefix>` checkpoint, for two run folders. */
+function sameCheckpoints(a: string, b: string, prefixes: string[]): void {
+  const names = (dir: string) => fs.readdirSync(path.join(dir, 'checkpoints')).sort();
+  assert.deepEqual(names(a), names(b), 'the checkpoints differ from the uninterrupted run\'s');
+  for (const prefix of prefixes) {
+    const x = weightBytes(latestCheckpoint(path.join(a, 'checkpoints'), prefix)!.path);
+    const y = weightBytes(latestCheckpoint(path.join(b, 'checkpoints'), prefix)!.path);
+    assert.deepEqual(Object.keys(x).sort(), Object.keys(y).sort(), `${prefix}: tensor names`);
+    for (const k of Object.keys(y)) assert.ok(x[k].equals(y[k]), `${prefix}: tensor ${k} differs from the uninterrupted run`);
+  }
+}
+
+test(`planner training (Stage 3) killed (SIGKILL) ${KILLS} times at random moments resumes to the uninterrupted best planner, with no torn files`, async (t) => {
+  await useWasm();
+  const root = sandbox();
+  const { cfg, data, grid } = plannerJob(PLANNER_KILL_STEPS);
+  const ref = trainPlanner(root, 'reference', cfg, data, grid);
+  disposePlanner(ref.planner);
+  const dir = path.join(root, 'killed');
+  const { rows } = await killAndFinish(t, 'planner', ['planner', root, 'killed'], dir);
+  checkMetrics(rows, ref.run.readMetrics(), cfg.steps, ['loss', 'lr', 'valLoss', 'valTop1']);
+  // best-step<N> (what later stages load) and the last planner-step checkpoint (weights, AdamW state): bytes equal.
+  sameCheckpoints(dir, ref.run.dir, ['best', 'planner']);
+  const best = bestPlannerCheckpoint(dir, 'the kill test');
+  assert.equal(path.basename(best), path.basename(ref.bestPath));
+  const loaded = loadPlanner(best, { shape: PJ_SHAPE, backboneFingerprint: data.backboneFingerprint });
+  assert.equal(loaded.step, ref.bestStep);
+  disposePlanner(loaded.planner);
+});
+
+test(`router training (Stage 6) killed (SIGKILL) ${KILLS} times at random moments resumes to the uninterrupted best router, with no torn files`, async (t) => {
+  await useWasm();
+  const root = sandbox();
+  const { cfg, data, planner } = routerJob(ROUTER_KILL_STEPS);
+  const ref = trainRouter(root, 'reference', cfg, data, planner);
+  disposeRouter(ref.router);
+  disposePlanner(planner);
+  const dir = path.join(root, 'killed');
+  const { rows } = await killAndFinish(t, 'router', ['router', root, 'killed'], dir);
+  checkMetrics(rows, ref.run.readMetrics(), cfg.steps, ['loss', 'lr', 'valLoss', 'valAcc']);
+  sameCheckpoints(dir, ref.run.dir, ['best', 'router']);
+  disposeRouter(loadRouter(latestCheckpoint(path.join(dir, 'checkpoints'), 'best')!.path, { shape: { numBlocks: 4 } }));
+});
+
+/** Every file of an evaluation cache folder parses as a cache file; temp files of a killed writer only before the end. */
+function checkCacheFolder(dir: string, final: boolean): { rows: Record<string, unknown>[]; skipped: number } {
+  for (const rel of files(dir)) {
+    if (ATOMIC_TEMP_RE.test(path.basename(rel))) {
+      assert.ok(!final, `a temp file was left behind: ${rel}`);
+      continue;
+    }
+    assert.ok(rel.endsWith('.json') && !rel.includes(path.sep), `unexpected file in the cache folder: ${rel}`);
+    const doc = JSON.parse(fs.readFileSync(path.join(dir, rel), 'utf8')) as { format: string; outcome: { name: string } };
+    assert.equal(doc.format, EVAL_CACHE_FORMAT, rel);
+  }
+  return { rows: [], skipped: 0 };
+}
+
+test(`evaluation killed (SIGKILL) ${KILLS} times at random moments resumes from its cache to the uninterrupted outcomes, with no torn files`, async (t) => {
+  await useWasm();
+  const world = evalWorld();
+  try {
+    const ref = await evaluateSettings(world.settings(), world.ctx, world.cfg);
+    const dir = path.join(sandbox(), 'eval-cache');
+    await killAndFinish(t, 'eval', ['eval', dir], dir, { check: checkCacheFolder, plant: '.' });
+    assert.equal(files(dir).length, 4, `one file per evaluated setting: ${files(dir)}`);
+    // The finished cache answers every setting; the outcomes are the uninterrupted ones.
+    const events: EvalSettingEvent[] = [];
+    const resumed = await evaluateSettings(world.settings(), world.ctx, world.cfg, undefined, { cacheDir: dir, onSetting: (e) => events.push(e) });
+    assert.deepEqual(events.map((e) => e.source), ['cached', 'cached', 'cached', 'missing', 'cached']);
+    assert.deepStrictEqual(resumed.map(withoutTimings), ref.map(withoutTimings));
+  } finally {
+    world.dispose();
+  }
 });
 
 test('a run folder left by a kill during its creation (empty subfolders, a temp config) is taken over, not refused', () => {

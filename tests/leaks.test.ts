@@ -12,6 +12,19 @@
  * the reference oracle scorer (tests/oracle.test.ts 'scoring leaks no
  * tensors'), refused checkpoint loads (tests/runtime.test.ts), and the
  * KV-cache size during decoding (tests/backbone.test.ts).
+ *
+ * Planner and evaluation, step by step through the loops' own hooks (not
+ * repeated here): a Stage 3 planner training step, validation and checkpoint
+ * steps included (tests/planner.test.ts 'Stage 3 training: leak-free steps'),
+ * a Stage 6 router step (tests/budget.test.ts 'router training: leak-free
+ * steps'), a Stage 5 joint-tuning step with its drift-guard evaluations
+ * (tests/joint.test.ts 'freezing: ... steps leak no tensors'), the budget
+ * policies inside nllUnderPolicy and sampleImages (tests/budget.test.ts),
+ * whole evaluateSetting calls and trajectory metrics (tests/eval-settings.test.ts),
+ * refused planner loads and resumes (tests/bad-input.test.ts cases 31-37) and
+ * a crashed evaluation (tests/eval-cache.test.ts). Below: the plain planner
+ * policy block by block, whole Stage 3-6 runs, and an OrderHead evaluation
+ * batch by batch.
  */
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -34,6 +47,15 @@ import { tokenizerConfig, trainTokenizer } from '../lib/tokenizer';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { OracleItem, READINGS, scoreStates } from '../lib/oracle';
 import { buildOracleDataset, oracleDatasetConfig } from '../lib/oracle/dataset';
+import {
+  createPlanner, createRouter, disposePlanner, disposeRouter, jointTuningConfig, loadPlanner, plannerPolicy, trainJointTuning, trainLatentCurriculum,
+  trainPlanner, trainRouter,
+} from '../lib/planner';
+import { evaluateSetting, orderHeadSetting } from '../lib/eval/settings';
+import { Progress } from '../lib/runtime/progress';
+import { nllUnderPolicy } from '../lib/backbone/nll';
+import { OrderPolicy } from '../lib/order';
+import { evalWorld, PJ_GEO, PJ_PLANNER, PJ_SHAPE, plannerJob, routerJob, tinyBackbone, tinyJointData } from './fixtures/planner-jobs';
 
 const made: string[] = [];
 after(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
@@ -167,6 +189,79 @@ test('exact NLL: numTensors after 4 batches equals that after 1, and after 3 cal
     perCall.note(k);
   }
   assertFlat(perCall.at, 3, 'exactNll calls');
+});
+
+test('planner policy (R = 1): numTensors flat at every block of sampleImages and every planner call of nllUnderPolicy, and across calls', async () => {
+  await useWasm();
+  const m = tinyBackbone();
+  const pl = createPlanner({ ...PJ_PLANNER, latentSteps: 1 }, PJ_SHAPE);
+  const N = 5, r = rng(21);
+  const grids = Int32Array.from({ length: N * 16 }, () => r.int(16)), classes = Int32Array.from({ length: N }, (_, i) => i % 3);
+  const perCall = recorder();
+  for (let k = 1; k <= 3; k++) {
+    const inSample = recorder();
+    await sampleImages(m, { classes, policy: plannerPolicy(pl, m, PJ_GEO), geometry: PJ_GEO, seed: k, cfgScale: k === 3 ? 1.5 : 1, onBlock: (done) => inSample.note(done) });
+    assertFlat(inSample.at, PJ_GEO.numBlocks, `sampleImages with the planner, call ${k}, block by block`);
+    const inner = plannerPolicy(pl, m, PJ_GEO);
+    const inNll = recorder();
+    let calls = 0;
+    const watched: OrderPolicy = { name: inner.name, nextBlocks: (states) => { const out = inner.nextBlocks(states); inNll.note(++calls); return out; } };
+    await nllUnderPolicy(m, grids, classes, watched, PJ_GEO, 2);
+    assertFlat(inNll.at, PJ_GEO.numBlocks, `nllUnderPolicy with the planner, call ${k}, planner call by planner call`);
+    perCall.note(k);
+  }
+  assertFlat(perCall.at, 3, 'planner policy calls');
+  disposePlanner(pl);
+  disposeGPT(m);
+});
+
+test('Stage 3-6 runs and planner objects: numTensors after each whole run (results disposed) equals that before', async () => {
+  await useWasm();
+  const root = sandbox();
+  const count = () => tf.memory().numTensors;
+  let before = count();
+  disposePlanner(createPlanner(PJ_PLANNER, PJ_SHAPE));
+  disposeRouter(createRouter({ budgets: [1, 2, 4], hidden: 8, seed: 0 }, { plannerWidth: PJ_PLANNER.width, numBlocks: 4 }));
+  assert.equal(count(), before, 'creating and disposing a planner and a router left tensors');
+  const { cfg, data, grid } = plannerJob(6);
+  before = count();
+  const s3 = trainPlanner(root, 'stage3', cfg, data, grid);
+  const again = loadPlanner(s3.bestPath);
+  disposePlanner(again.planner);
+  const s4 = trainLatentCurriculum(root, 'stage4', { ...cfg, steps: 3 }, data, grid, s3.planner, [1, 2]);
+  s4.forEach((x) => disposePlanner(x.result.planner));
+  disposePlanner(s3.planner);
+  assert.equal(count(), before, 'Stage 3 / Stage 4 runs left tensors');
+  const rj = routerJob(6);
+  before = count();
+  disposeRouter(trainRouter(root, 'stage6', rj.cfg, rj.data, rj.planner).router);
+  assert.equal(count(), before, 'a Stage 6 run left tensors');
+  disposePlanner(rj.planner);
+  const m = tinyBackbone(), pl = createPlanner(PJ_PLANNER, PJ_SHAPE);
+  before = count();
+  const s5 = trainJointTuning(root, 'stage5', jointTuningConfig('smoke', { topBlocks: 1, steps: 2, evalEvery: 1, heldOutEvery: 4, driftImages: 4, valStates: 8, maxNllIncrease: 10 }),
+    tinyJointData(), m, pl);
+  disposePlanner(s5.planner);
+  disposeGPT(s5.backbone);
+  assert.equal(count(), before, 'a Stage 5 run left tensors');
+  disposePlanner(pl);
+  disposeGPT(m);
+});
+
+test('evaluation of an OrderHead setting: numTensors flat at every progress tick (sampling batches, features, recognizability, NLL, trajectory) and across calls', async () => {
+  await useWasm();
+  const w = evalWorld();
+  const perCall = recorder();
+  for (let k = 1; k <= 2; k++) {
+    const inCall = recorder();
+    let ticks = 0;
+    const bar = (): Progress => ({ tick: () => inCall.note(++ticks), done: () => {}, count: 0 });
+    await evaluateSetting(orderHeadSetting(w.backbone, w.planner, PJ_GEO, k === 1 ? 0 : 1), w.ctx, w.cfg, bar);
+    assertFlat(inCall.at, 2 * (2 + 3) + 1, `evaluateSetting call ${k}, tick by tick`);
+    perCall.note(k);
+  }
+  assertFlat(perCall.at, 2, 'evaluateSetting calls');
+  w.dispose();
 });
 
 test('teardown', () => { if (model) disposeGPT(model); model = null; });

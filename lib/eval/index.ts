@@ -12,5 +12,6 @@ export * from './recognizability';
 export * from './summary';
 export * from './trajectory';
 export * from './settings';
+export * from './cache';
 export * from './tables';
 export * from './findings';

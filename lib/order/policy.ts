@@ -29,6 +29,12 @@ export interface PolicyState extends OrderState {
 export interface OrderPolicy {
   /** Short name used in errors, tables and figure legends. */
   readonly name: string;
+  /**
+   * Optional: what else fixes the policy's choices besides its name (a seed,
+   * hashes of planner or router weights), as a short string. Resumable
+   * evaluation (evaluateSettings with a cacheDir) keys its cache on it.
+   */
+  readonly fingerprint?: string;
   /** The next block for each state, in the same order as `states`; never a visible block. */
   nextBlocks(states: readonly PolicyState[]): number[] | Promise<number[]>;
 }
@@ -118,6 +124,7 @@ export function randomPolicy(geo: BlockGeometry, seed: number | string): OrderPo
   const perms = new Map<number, number[]>();
   return {
     name,
+    fingerprint: `random seed ${typeof seed}:${seed}`,
     nextBlocks(states) {
       checkStates(geo, states, name);
       return states.map((s) => {

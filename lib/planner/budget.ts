@@ -44,7 +44,6 @@
  * the replanning steps costs little — not the exact value of a k-block reveal.
  */
 import * as tf from '@tensorflow/tfjs';
-import * as fs from 'node:fs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, warmupCosine } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
@@ -55,7 +54,7 @@ import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../o
 import { GPT } from '../backbone/gpt';
 import { FeatureItem, PlannerFeatures, plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, PlannerOutput } from './orderhead';
-import { PlannerData, plannerInputs, splitByImage } from './train';
+import { PlannerData, plannerInputs, removeOtherCheckpoints, splitByImage } from './train';
 import { featureItems } from './policy';
 import { weightsFingerprint } from './joint';
 
@@ -442,20 +441,22 @@ export function trainRouter(root: string, name: string, cfg: RouterTrainConfig, 
       try { opt.apply(named, lr); } finally { tf.dispose(Object.values(grads)); }
       step++;
       const metrics: { loss: number; lr: number; valLoss?: number; valAcc?: number } = { loss, lr };
-      if (step % cfg.evalEvery === 0 || step === cfg.steps) {
+      const evalStep = step % cfg.evalEvery === 0 || step === cfg.steps;
+      if (evalStep) {
         Object.assign(metrics, validate());
         if (metrics.valLoss! < bestValLoss) {
           bestValLoss = metrics.valLoss!; bestStep = step;
-          const prev = latestCheckpoint(ckptDir, 'best');
           const file = saveCheckpoint(ckptDir, checkpointName('best', step), { weights: weightsOf(), config: ckCfg, step, kind: 'router', extra: { valLoss: bestValLoss, valAcc: metrics.valAcc } });
-          if (prev && prev.path !== file) fs.rmSync(prev.path, { force: true });
+          removeOtherCheckpoints(ckptDir, 'best', file);
         }
+      }
+      run.logMetrics(step, metrics); // before the checkpoint: see trainPlanner
+      if (evalStep) {
         saveCheckpoint(ckptDir, checkpointName('router', step), {
           weights: { ...weightsOf(), ...opt.state() }, config: ckCfg, step, kind: 'router',
           extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep },
         });
       }
-      run.logMetrics(step, metrics);
       opts.onStep?.(step, metrics);
     }
   } finally {
@@ -516,7 +517,7 @@ export interface BudgetPolicy extends OrderPolicy {
  * the planner ran, so the order is a valid AR factorization.
  */
 function queuedPolicy(name: string, pl: Planner, backbone: GPT, geo: BlockGeometry, R: LatentSteps,
-  chooseK: (out: PlannerOutput, visible: tf.Tensor2D, remaining: Int32Array) => number[]): BudgetPolicy {
+  chooseK: (out: PlannerOutput, visible: tf.Tensor2D, remaining: Int32Array) => number[], chooser: () => string): BudgetPolicy {
   checkLatentSteps(R, `policy '${name}' (R)`);
   ensure(geo.numBlocks === pl.shape.numBlocks && geo.blocksY === pl.shape.blocksY && backbone.cfg.dModel === pl.shape.backboneDim,
     `the planner was trained for ${pl.shape.blocksY}x${pl.shape.blocksX} blocks of a ${pl.shape.backboneDim}-wide backbone, ` +
@@ -530,6 +531,8 @@ function queuedPolicy(name: string, pl: Planner, backbone: GPT, geo: BlockGeomet
   };
   return {
     name,
+    /** Planner weights, R and how k is chosen (router weights or the fixed k), read when asked (an evaluation cache key). */
+    get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R} ${chooser()}`; },
     nextBlocks(states) {
       const seen = new Set<number>();
       for (const s of states) {
@@ -590,12 +593,12 @@ export function budgetPolicy(pl: Planner, router: Router, backbone: GPT, geo: Bl
   return queuedPolicy(name, pl, backbone, geo, R, (out, visible, remaining) => {
     const logits = tf.tidy(() => routerForward(router, routerInputs(out, visible), remaining));
     try { return chooseBudgets(router, logits); } finally { logits.dispose(); }
-  });
+  }, () => `router {${router.cfg.budgets.join(',')}} ${weightsFingerprint({ ...router.params, 'stats.mean': router.stats.mean, 'stats.std': router.stats.std })}`);
 }
 
 /** The same with a fixed budget k (k = 1: the plain planner policy; capped at |R| near the end), for comparison. */
 export function fixedBudgetPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, k: number, R: LatentSteps = pl.cfg.latentSteps,
   name = `orderhead R=${R} top-${k}`): BudgetPolicy {
   ensure(Number.isInteger(k) && k >= 1 && k <= geo.numBlocks, `k = ${k}`, `policy '${name}'`, `use a budget between 1 and ${geo.numBlocks}`);
-  return queuedPolicy(name, pl, backbone, geo, R, (_out, _v, remaining) => Array.from(remaining, (rem) => Math.min(k, rem)));
+  return queuedPolicy(name, pl, backbone, geo, R, (_out, _v, remaining) => Array.from(remaining, (rem) => Math.min(k, rem)), () => `top-${k}`);
 }

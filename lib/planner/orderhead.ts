@@ -143,7 +143,9 @@ export function createPlanner(cfg: PlannerConfig, shape: PlannerShape): Planner 
       const std = name.endsWith('wo') || name.endsWith('w2') ? 0.02 / Math.sqrt(2 * depth) : 0.02;
       for (let i = 0; i < size; i++) v[i] = r.normal() * std;
     }
-    params[name] = tf.variable(tf.tensor(v, s), true); // auto-named: several planners may coexist
+    const init = tf.tensor(v, s);
+    params[name] = tf.variable(init, true); // auto-named: several planners may coexist
+    init.dispose(); // the variable holds its own reference to the data
   }
   return { cfg, shape, params };
 }

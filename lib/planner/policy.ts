@@ -10,8 +10,9 @@ import { ensure } from '../runtime/errors';
 import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../order';
 import { GPT } from '../backbone/gpt';
 import { FeatureItem, plannerFeatures } from './features';
-import { LatentSteps, Planner } from './orderhead';
+import { checkLatentSteps, LatentSteps, Planner } from './orderhead';
 import { plannerProbs } from './train';
+import { weightsFingerprint } from './joint';
 
 /** Feature inputs of policy states (tokens decoded so far, class, visible blocks in reveal order). */
 export function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
@@ -33,12 +34,15 @@ function argmaxUnseen(states: readonly PolicyState[], scores: Float32Array, nb: 
 
 /** OrderHead with R latent steps (default: its own) as an order policy on `backbone`. */
 export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R: LatentSteps = pl.cfg.latentSteps, name = `orderhead R=${R}`): OrderPolicy {
+  checkLatentSteps(R, `policy '${name}' (R)`); // before any sampling, not at the first planning step
   ensure(geo.numBlocks === pl.shape.numBlocks && geo.blocksY === pl.shape.blocksY && backbone.cfg.dModel === pl.shape.backboneDim,
     `the planner was trained for ${pl.shape.blocksY}x${pl.shape.blocksX} blocks of a ${pl.shape.backboneDim}-wide backbone, ` +
     `here: ${geo.blocksY}x${geo.blocksX} blocks, width ${backbone.cfg.dModel}`,
     `policy '${name}'`, 'use the backbone and block grid the planner was trained with (loadPlanner checks the backbone fingerprint)');
   return {
     name,
+    /** The planner's weights and R, read when asked (an evaluation cache key). */
+    get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R}`; },
     nextBlocks(states) {
       const f = plannerFeatures(backbone, geo, featureItems(states, name));
       const probs = plannerProbs(pl, f, undefined, R);

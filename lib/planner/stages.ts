@@ -17,7 +17,7 @@ import { GPT } from '../backbone/gpt';
 import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { PlannerFeatures, plannerFeatures } from './features';
-import { LatentSteps, Planner, disposePlanner } from './orderhead';
+import { checkLatentSteps, LatentSteps, Planner, disposePlanner } from './orderhead';
 import {
   bestPlannerCheckpoint, LabelName, loadPlanner, PlannerData, plannerData, PlannerTrainConfig, plannerProbs, plannerTrainConfig, trainPlanner,
   TrainPlannerResult, StateSplit, TargetName,
@@ -170,8 +170,12 @@ export function trainLatentCurriculum(root: string, prefix: string, cfg: Planner
   onStep?: (R: LatentSteps, step: number, m: { loss: number; valLoss?: number; valTop1?: number }) => void): { R: LatentSteps; result: TrainPlannerResult }[] {
   const out: { R: LatentSteps; result: TrainPlannerResult }[] = [];
   let prev = init;
+  // Every R is checked before the first stage trains: a bad value late in the list would otherwise surface after hours.
   for (const R of steps) {
+    checkLatentSteps(R, 'trainLatentCurriculum(steps)');
     ensure(R > 0, `the curriculum steps must be R > 0 (got ${R}); R = 0 is Stage 3`, 'trainLatentCurriculum(steps)', 'pass e.g. [1, 2, 4]');
+  }
+  for (const R of steps) {
     const result = trainPlanner(root, `${prefix}-R${R}`, { ...cfg, planner: { ...cfg.planner, latentSteps: R } }, data, grid,
       { init: prev, onStep: onStep ? (s, m) => onStep(R, s, m) : undefined });
     out.push({ R, result });

@@ -235,84 +235,105 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   const run = openRun({ root, stage: 'planner', name, config: ckCfg, resume: true, backend: tf.getBackend() });
   const split = splitByImage(data.image, cfg.heldOutEvery);
   const pl = createPlanner(cfg.planner, shape);
-  if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
   const opt = new AdamW(pl.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
   let step = 0, bestValLoss = Infinity, bestStep = 0;
   let r = rng(seedFrom(cfg.seed, 'planner-batches')); // not the run name: a renamed run draws the same batches
-  const last = run.latestCheckpoint('planner');
-  if (last) {
-    const ck = loadCheckpoint(last.path, { expectConfig: ckCfg });
-    for (const [k, v] of Object.entries(ck.weights)) {
-      const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : pl.params[k];
-      if (t) t.assign(v);
-    }
-    tf.dispose(Object.values(ck.weights));
-    step = ck.step; opt.step = Number(ck.extra.optStep ?? step); r = rngFromState(Number(ck.extra.rngState));
-    bestValLoss = Number(ck.extra.bestValLoss ?? Infinity); bestStep = Number(ck.extra.bestStep ?? 0);
-  }
-  const nb = shape.numBlocks;
-  const valTargets = plannerTargets(data, split.val, cfg.target, cfg.softTemperature);
-  const validate = () => {
-    const probs = plannerProbs(pl, data.features, split.val);
-    let ce = 0, top1 = 0;
-    split.val.forEach((row, i) => {
-      let best = -1, bp = -1;
-      for (let b = 0; b < nb; b++) {
-        const t = valTargets[i * nb + b];
-        if (t > 0) ce -= t * Math.log(Math.max(probs[i * nb + b], 1e-12));
-        if (probs[i * nb + b] > bp) { bp = probs[i * nb + b]; best = b; }
-      }
-      if (best === data.aStar[row]) top1++;
-    });
-    return { valLoss: ce / split.val.length, valTop1: top1 / split.val.length };
-  };
   const bestDir = run.checkpointDir;
-  const saveBest = () => {
-    const prev = latestCheckpoint(bestDir, 'best');
-    const file = saveCheckpoint(bestDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: bestValLoss } });
-    if (prev && prev.path !== file) fs.rmSync(prev.path, { force: true });
-    return file;
-  };
-  const end = Math.min(cfg.steps, opts.maxSteps !== undefined ? step + opts.maxSteps : cfg.steps);
-  while (step < end) {
-    const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
-    const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
-    const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, 0.1);
-    const vars = Object.values(pl.params);
-    const { value, grads } = tf.variableGrads(() => {
-      const out = plannerForward(pl, plannerInputs(data.features, rows));
-      return plannerLoss(out.logits, tf.tensor2d(targets, [rows.length, nb]));
-    }, vars);
-    const loss = value.dataSync()[0];
-    value.dispose();
-    const named: Record<string, tf.Tensor> = {};
-    // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
-    for (const [k, v] of Object.entries(pl.params)) if (grads[v.name]) named[k] = grads[v.name];
-    if (!Number.isFinite(loss)) {
-      tf.dispose(Object.values(grads).filter((g) => g));
-      throw new OrderHeadError(`planner loss is ${loss} at step ${step}`, `run ${run.dir}`,
-        `lower planner.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('planner')?.path ?? 'none yet'}) is untouched`);
+  // From here on, a refused resume or a diverged step disposes the working planner and the optimizer state (no leak).
+  try {
+    if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
+    const last = run.latestCheckpoint('planner');
+    if (last) {
+      const ck = loadCheckpoint(last.path, { expectConfig: ckCfg });
+      for (const [k, v] of Object.entries(ck.weights)) {
+        const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : pl.params[k];
+        if (t) t.assign(v);
+      }
+      tf.dispose(Object.values(ck.weights));
+      step = ck.step; opt.step = Number(ck.extra.optStep ?? step); r = rngFromState(Number(ck.extra.rngState));
+      bestValLoss = Number(ck.extra.bestValLoss ?? Infinity); bestStep = Number(ck.extra.bestStep ?? 0);
     }
-    try { opt.apply(named, lr); } finally { tf.dispose(Object.values(grads).filter((g) => g)); }
-    step++;
-    const metrics: { loss: number; lr: number; valLoss?: number; valTop1?: number } = { loss, lr };
-    if (step % cfg.evalEvery === 0 || step === cfg.steps) {
-      Object.assign(metrics, validate());
-      if (metrics.valLoss! < bestValLoss) { bestValLoss = metrics.valLoss!; bestStep = step; saveBest(); }
-      saveCheckpoint(run.checkpointDir, checkpointName('planner', step), {
-        weights: { ...pl.params, ...opt.state() }, config: ckCfg, step, kind: 'planner',
-        extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep },
+    const nb = shape.numBlocks;
+    const valTargets = plannerTargets(data, split.val, cfg.target, cfg.softTemperature);
+    const validate = () => {
+      const probs = plannerProbs(pl, data.features, split.val);
+      let ce = 0, top1 = 0;
+      split.val.forEach((row, i) => {
+        let best = -1, bp = -1;
+        for (let b = 0; b < nb; b++) {
+          const t = valTargets[i * nb + b];
+          if (t > 0) ce -= t * Math.log(Math.max(probs[i * nb + b], 1e-12));
+          if (probs[i * nb + b] > bp) { bp = probs[i * nb + b]; best = b; }
+        }
+        if (best === data.aStar[row]) top1++;
       });
+      return { valLoss: ce / split.val.length, valTop1: top1 / split.val.length };
+    };
+    const saveBest = () => {
+      const file = saveCheckpoint(bestDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: bestValLoss } });
+      removeOtherCheckpoints(bestDir, 'best', file);
+      return file;
+    };
+    const end = Math.min(cfg.steps, opts.maxSteps !== undefined ? step + opts.maxSteps : cfg.steps);
+    while (step < end) {
+      const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
+      const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
+      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, 0.1);
+      const vars = Object.values(pl.params);
+      const { value, grads } = tf.variableGrads(() => {
+        const out = plannerForward(pl, plannerInputs(data.features, rows));
+        return plannerLoss(out.logits, tf.tensor2d(targets, [rows.length, nb]));
+      }, vars);
+      const loss = value.dataSync()[0];
+      value.dispose();
+      const named: Record<string, tf.Tensor> = {};
+      // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
+      for (const [k, v] of Object.entries(pl.params)) if (grads[v.name]) named[k] = grads[v.name];
+      if (!Number.isFinite(loss)) {
+        tf.dispose(Object.values(grads).filter((g) => g));
+        throw new OrderHeadError(`planner loss is ${loss} at step ${step}`, `run ${run.dir}`,
+          `lower planner.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('planner')?.path ?? 'none yet'}) is untouched`);
+      }
+      try { opt.apply(named, lr); } finally { tf.dispose(Object.values(grads).filter((g) => g)); }
+      step++;
+      const metrics: { loss: number; lr: number; valLoss?: number; valTop1?: number } = { loss, lr };
+      const evalStep = step % cfg.evalEvery === 0 || step === cfg.steps;
+      if (evalStep) {
+        Object.assign(metrics, validate());
+        if (metrics.valLoss! < bestValLoss) { bestValLoss = metrics.valLoss!; bestStep = step; saveBest(); }
+      }
+      // The row before the checkpoint (as Stage 1): a kill between them re-runs the step and logs the same row again,
+      // whereas a checkpoint without its row would leave the step unlogged for good.
+      run.logMetrics(step, metrics);
+      if (evalStep) {
+        saveCheckpoint(run.checkpointDir, checkpointName('planner', step), {
+          weights: { ...pl.params, ...opt.state() }, config: ckCfg, step, kind: 'planner',
+          extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep },
+        });
+      }
+      opts.onStep?.(step, metrics);
     }
-    run.logMetrics(step, metrics);
-    opts.onStep?.(step, metrics);
+  } finally {
+    opt.dispose();
+    disposePlanner(pl);
   }
-  opt.dispose();
-  disposePlanner(pl);
   const best = latestCheckpoint(bestDir, 'best');
   ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
   const loaded = loadPlanner(best.path, { shape, backboneFingerprint: data.backboneFingerprint });
   return { run, planner: loaded.planner, steps: step, bestStep, bestValLoss, bestPath: best.path };
+}
+
+/**
+ * Remove every `<prefix>-step*.safetensors` of `dir` except `keep`. Run after
+ * writing a new best checkpoint: a run killed between that write and the
+ * removal of the previous best leaves two, and the resumed run (which rewrites
+ * the same newest file) clears the older one here.
+ */
+export function removeOtherCheckpoints(dir: string, prefix: string, keep: string): void {
+  const re = new RegExp(`^${prefix}-step\\d+(?:-[A-Za-z0-9._-]*)?\\.safetensors$`); // prefixes are plain words ('best')
+  for (const f of fs.readdirSync(dir)) {
+    if (re.test(f) && path.join(dir, f) !== keep) fs.rmSync(path.join(dir, f), { force: true });
+  }
 }
 
 /** Copy weights between planners of the same shape and width (the R curriculum: R changes, weights carry over). */
@@ -354,11 +375,16 @@ export function loadPlanner(file: string, expect: { shape?: Partial<PlannerShape
     const pcfg = { ...c.train.planner, latentSteps: checkLatentSteps(expect.latentSteps ?? c.train.planner.latentSteps, `${file} (latentSteps)`) };
     const names = plannerParamShapes(pcfg, c.shape);
     const params: Record<string, tf.Variable> = {};
-    for (const [k, s] of names) {
-      const w = ck.weights[k];
-      ensure(w && w.shape.join('x') === s.join('x'), `weight ${k} is missing or shaped ${w?.shape.join('x')} (expected ${s.join('x')})`, file,
-        'the file does not match its own config: use another checkpoint');
-      params[k] = tf.variable(w, true);
+    try {
+      for (const [k, s] of names) {
+        const w = ck.weights[k];
+        ensure(w && w.shape.join('x') === s.join('x'), `weight ${k} is missing or shaped ${w?.shape.join('x')} (expected ${s.join('x')})`, file,
+          'the file does not match its own config: use another checkpoint');
+        params[k] = tf.variable(w, true);
+      }
+    } catch (err) {
+      tf.dispose(Object.values(params)); // the weights made before the bad one
+      throw err;
     }
     return { planner: { cfg: pcfg, shape: c.shape, params }, config: c, step: ck.step, path: file };
   } finally {
