@@ -67,7 +67,7 @@ import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { FeatureItem, featureTensors, plannerFeatures } from './features';
 import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, PlannerShape } from './orderhead';
-import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, plannerProbs, splitByImage } from './train';
+import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, plannerProbs, removeOtherCheckpoints, splitByImage } from './train';
 
 export interface JointTuningConfig {
   /** k: the number of top GPT blocks that train (h{L-k} .. h{L-1}). Default 2; must be 1 .. nLayer. */
@@ -396,7 +396,6 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     return { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, valLoss: ce / valRows.length, valTop1: top1 / valRows.length };
   };
   const saveBest = () => {
-    const prevB = latestCheckpoint(ckpt, 'backbone'), prevP = latestCheckpoint(ckpt, 'best');
     const bFile = saveCheckpoint(ckpt, checkpointName('backbone', step, ['r1.00']), {
       weights: m.params, config: mcfg, step, kind: 'stage1',
       extra: { orderMode: 'block-rar', r: 1, joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
@@ -405,8 +404,9 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
       train: { planner: pl.cfg }, shape: pl.shape, backboneFingerprint: fileFingerprint(bFile), label: data.label, reading: data.reading, weight: data.weight, joint: cfg,
     };
     const pFile = saveCheckpoint(ckpt, checkpointName('best', step), { weights: pl.params, config: pCfg, step, kind: 'planner', extra: { valLoss: bestValLoss, backbone: bFile } });
-    if (prevB && prevB.path !== bFile) fs.rmSync(prevB.path, { force: true });
-    if (prevP && prevP.path !== pFile) fs.rmSync(prevP.path, { force: true });
+    // Every other best pair goes, also ones left by a kill between an earlier write and its clean-up.
+    removeOtherCheckpoints(ckpt, 'backbone', bFile);
+    removeOtherCheckpoints(ckpt, 'best', pFile);
   };
   const saveState = () => {
     const w: Record<string, tf.Tensor> = {};
@@ -432,7 +432,6 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
         `raster ${before.raster.toFixed(4)} -> ${e.rasterBits.toFixed(4)} (${dRaster >= 0 ? '+' : ''}${dRaster.toFixed(4)}), ` +
         `random blocks ${before.random.toFixed(4)} -> ${e.randomBits.toFixed(4)} (${dRandom >= 0 ? '+' : ''}${dRandom.toFixed(4)})`;
     }
-    saveState();
     return { ...e, withinDrift };
   };
 
@@ -453,6 +452,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     } else {
       const metrics = checkpointStep(); // step 0: the untuned pair, the drift reference and the first "best"
       run.logMetrics(0, metrics as Record<string, number | boolean>);
+      saveState();
     }
     const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
     const nMicro = Math.ceil(cfg.batchImages / cfg.microBatch);
@@ -491,8 +491,11 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
       try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(owned); }
       step++;
       let metrics: JointStepMetrics = { lAR: ar.loss, lOH, loss, lr, gradNorm, ms: performance.now() - t0 };
-      if (step % cfg.evalEvery === 0 || step === cfg.steps) metrics = { ...metrics, ...checkpointStep() };
+      const evalStep = step % cfg.evalEvery === 0 || step === cfg.steps;
+      if (evalStep) metrics = { ...metrics, ...checkpointStep() };
+      // The metrics row before the resume state: a kill in between redoes this step, which logs it again (never a step without a row).
       run.logMetrics(step, metrics as unknown as Record<string, number | boolean>);
+      if (evalStep) saveState();
       hooks.onStep?.(step, metrics, { backbone: m, planner: pl });
     }
   } finally {
