@@ -17,6 +17,7 @@ import {
   Planner, PLANNER_DEFAULTS, PlannerConfig, PlannerData, plannerFeatures, plannerProbs, PlannerShape, Router, routerForward, routerTarget,
   routerTrainConfig, trainRouter,
 } from '../lib/planner';
+import { syntheticPlannerData } from './fixtures/planner-jobs';
 
 const CFG = gptConfig('tiny', { initStd: 0.5 });
 const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks
@@ -179,30 +180,11 @@ function item(size: number, seed: number) {
   return { tokens: Int32Array.from({ length: 16 }, () => r.int(CFG.vocabSize)), classId: r.int(CFG.numClasses), visible: r.shuffle([0, 1, 2, 3]).slice(0, size) };
 }
 
-/** Synthetic oracle (as tests/planner.test.ts): utility = block entropy x (b + 1) on unseen blocks. */
-function syntheticData(m: GPT, n: number): PlannerData {
-  const items = Array.from({ length: n }, (_, i) => item(i % 4, 1000 + i));
-  const f = plannerFeatures(m, GEO, items);
-  const utility = new Float32Array(n * 4).fill(NaN), aStar = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = -1;
-    for (let b = 0; b < 4; b++) {
-      if (f.visible[i * 4 + b]) continue;
-      utility[i * 4 + b] = f.blockEntropy[i * 4 + b] * (b + 1);
-      if (best < 0 || utility[i * 4 + b] > utility[i * 4 + best]) best = b;
-    }
-    aStar[i] = best;
-  }
-  return {
-    features: f, utility, aStar, size: Int32Array.from(items, (it) => it.visible.length), image: Int32Array.from(items, (_, i) => Math.floor(i / 4)),
-    label: 'u', reading: 'synthetic', weight: 'uniform', backboneFingerprint: 'test-backbone',
-  };
-}
 
 test('router training: leak-free steps, targets counted, resume equals an uninterrupted run, best reloads', async () => {
   const m = await backbone();
   const pl = createPlanner(SMALL, SHAPE);
-  const data = syntheticData(m, 96);
+  const data = syntheticPlannerData(m, 96);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'oh-router-'));
   try {
     const cfg = routerTrainConfig('smoke', { steps: 12, batch: 16, evalEvery: 4, heldOutEvery: 4, router: { budgets: [1, 2, 4], hidden: 16, seed: 0 } });

@@ -15,6 +15,7 @@ import {
   checkLatentSteps, createPlanner, disposePlanner, FeatureItem, loadPlanner, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerFeatures,
   plannerForward, plannerInputs, plannerLoss, plannerPolicy, PlannerData, PlannerShape, plannerTrainConfig, trainPlanner, featureTensors,
 } from '../lib/planner';
+import { syntheticPlannerData } from './fixtures/planner-jobs';
 
 const CFG = gptConfig('tiny', { initStd: 0.5 }); // 4x4 tokens, vocab 16, d 16
 const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks of 4 tokens
@@ -144,29 +145,10 @@ test('latent steps: R = 0 and R > 0 differ; the loss reaches every latent step a
   throwsOH(() => checkLatentSteps(3), 'R = 3', '0, 1, 2, 4');
 });
 
-/** A tiny synthetic oracle: a* = the unseen block with the highest block entropy (learnable from the features). */
-function syntheticData(m: GPT, n: number): PlannerData {
-  const items = Array.from({ length: n }, (_, i) => item(i % 4, 1000 + i));
-  const f = plannerFeatures(m, GEO, items);
-  const utility = new Float32Array(n * 4).fill(NaN), aStar = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = -1;
-    for (let b = 0; b < 4; b++) {
-      if (f.visible[i * 4 + b]) continue;
-      utility[i * 4 + b] = f.blockEntropy[i * 4 + b] * (b + 1); // prefers later blocks when uncertain
-      if (best < 0 || utility[i * 4 + b] > utility[i * 4 + best]) best = b;
-    }
-    aStar[i] = best;
-  }
-  return {
-    features: f, utility, aStar, size: Int32Array.from(items, (it) => it.visible.length), image: Int32Array.from(items, (_, i) => Math.floor(i / 4)),
-    label: 'u', reading: 'synthetic', weight: 'uniform', backboneFingerprint: 'test-backbone',
-  };
-}
 
 test('Stage 3 training: leak-free steps, loss falls, resume equals an uninterrupted run, best checkpoint reloads', async () => {
   const m = await backbone();
-  const data = syntheticData(m, 96);
+  const data = syntheticPlannerData(m, 96);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'oh-planner-'));
   try {
     const cfg = plannerTrainConfig('smoke', { steps: 16, batch: 16, evalEvery: 4, heldOutEvery: 4, planner: SMALL });
