@@ -274,13 +274,17 @@ function torchStatus(): { ok: boolean; note: string; version?: string; blas?: st
 }
 
 function machine() {
-  const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const info = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const cpu = /model name\s*:\s*(.*)/.exec(info)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(info)?.[1] ?? '').split(' '));
+  const simd = ['sse4_2', 'avx2', 'fma', 'avx512f'].filter((f) => flags.has(f));
+  const mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(info)?.[1] ?? NaN);
   let commit = 'unknown', dirty = false;
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
     dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim().length > 0;
   } catch { /* not a git checkout */ }
-  return { nproc: os.cpus().length, cpu, memGB: Math.round(os.totalmem() / 2 ** 30), node: process.version, tfjs: tf.version.tfjs, commit, dirty };
+  return { nproc: os.cpus().length, cpu, cpuMHz: mhz, cpuSimd: simd, memGB: Math.round(os.totalmem() / 2 ** 30), node: process.version, tfjs: tf.version.tfjs, commit, dirty };
 }
 
 const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
