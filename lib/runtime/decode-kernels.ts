@@ -1,6 +1,6 @@
 /**
- * Kernels for one-token KV-cache decoding (lib/backbone/gpt.ts `extend` with
- * L = 1), on the backends whose memory is local (wasm, cpu):
+ * Kernels for KV-cache decoding (lib/backbone/gpt.ts `extend`), on the
+ * backends whose memory is local (wasm, cpu):
  *
  * - `OrderHeadDecodeAttention`: softmax(q·Kᵀ·scale)·V for one query per
  *   (sample, head) over the first `n` slots of a cache, in one kernel. The
@@ -8,16 +8,19 @@
  *   softmax, product), and the two products are batches of B·H tiny slices,
  *   each a separate XNNPACK call on wasm. Reading only the first n slots lets
  *   the cache be a preallocated buffer (below) with no copy of its prefix.
+ *   On wasm its two inner loops are WebAssembly SIMD (wasm-simd.ts).
+ * - `OrderHeadRMSNorm`, `OrderHeadRope`: RMSNorm and 2D rotary of small row
+ *   blocks as one kernel each instead of 6 and ~8 tfjs kernels: decoding one
+ *   token is dominated by per-kernel dispatch at small batch.
  * - `writeSlotsInPlace`: copy new keys/values into a preallocated cache
  *   buffer [B, H, capacity, hd] at slot `at`, in place. A growing cache is a
  *   concat per layer per token, which copies the whole cache every token
  *   (quadratic in the image length; ~1 ms per concat at batch 64 late in a
  *   64-token image on wasm).
  *
- * Both are forward-only (decoding is never differentiated); callers use them
- * only outside gradient tapes and fall back to plain ops elsewhere
- * (`decodeKernelsAvailable`). Checked against the plain-op path in
- * tests/decode.test.ts.
+ * All are forward-only (decoding is never differentiated): `extend` uses them
+ * only outside gradient tapes (`decodeKernelsAvailable`) and the plain ops
+ * elsewhere. Checked against the plain ops in tests/decode.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { CpuBackend, cpuF32, hasLocalMemory, heapF32, localF32, WasmBackend } from './backend-memory';
