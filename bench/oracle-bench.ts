@@ -15,6 +15,8 @@
  *
  * Prints a table (states/s per path and ratio, also by |S| range) and writes
  * bench/results/oracle.json. Also checks that the paths agree (max |Δu|).
+ * `npm run bench` runs the same functions, fast and reference each in its own
+ * child process (peak RSS per path), next to its other measurements.
  *
  * Env: ORACLE_BENCH_PER_SIZE (fast-path states per size, default 4),
  * ORACLE_BENCH_REF_PER_SIZE (reference states per size, default 1),
@@ -35,9 +37,9 @@ import {
   DEFAULT_ORACLE_BATCH, OracleItem, Reading, READINGS, scoreStates, scoreStatesReference, StateScore,
 } from '../lib/oracle';
 
-const perSize = Number(process.env.ORACLE_BENCH_PER_SIZE ?? 4);
-const refPerSize = Number(process.env.ORACLE_BENCH_REF_PER_SIZE ?? 1);
-const batch = Number(process.env.ORACLE_BENCH_BATCH ?? DEFAULT_ORACLE_BATCH);
+export const perSize = Number(process.env.ORACLE_BENCH_PER_SIZE ?? 4);
+export const refPerSize = Number(process.env.ORACLE_BENCH_REF_PER_SIZE ?? 1);
+export const batch = Number(process.env.ORACLE_BENCH_BATCH ?? DEFAULT_ORACLE_BATCH);
 const readings = (process.env.ORACLE_BENCH_READINGS?.split(',') ?? READINGS) as Reading[];
 
 function items(geo: BlockGeometry, sizes: number[], n: number, seed: number): OracleItem[] {
@@ -110,75 +112,139 @@ function timed<T>(f: () => T): { out: T; s: number } {
   return { out, s: (performance.now() - t0) / 1000 };
 }
 
-const RANGES: [number, number][] = [[0, 3], [4, 7], [8, 11], [12, 15]];
+export const RANGES: [number, number][] = [[0, 3], [4, 7], [8, 11], [12, 15]];
+
+/** What both the fast and the reference runs measure on: the `small` backbone on 8 x 8 tokens, 16 blocks of 2 x 2. */
+export interface OracleBenchSetup { m: GPT; geo: BlockGeometry; sizes: number[] }
+
+export function oracleBenchSetup(): OracleBenchSetup {
+  const cfg = gptConfig('small', { gridH: 8, gridW: 8, vocabSize: 512, numClasses: 10 });
+  const geo = blockGeometry({ gridH: 8, gridW: 8, blockH: 2, blockW: 2 });
+  const sizes = process.env.ORACLE_BENCH_SIZES?.split(',').map(Number) ?? Array.from({ length: geo.numBlocks }, (_, i) => i);
+  return { m: createGPT(cfg, 0), geo, sizes };
+}
+
+/** The states each path scores (seeded: the same in every process). */
+export const fastItems = (st: OracleBenchSetup) => items(st.geo, st.sizes, perSize, 2);
+export const refItems = (st: OracleBenchSetup) => items(st.geo, st.sizes, refPerSize, 3);
+
+export interface FastRun {
+  reading: Reading; fastStates: number; fastSeconds: number; fastPerS: number; leaked: number;
+  /** Fast states/s per |S| range (a separate timed run per range). */
+  byRange: { range: string; fastPerS: number }[];
+  /** u of the reference path's states, by the fast path (untimed): for the agreement check. */
+  uOnRef: Float32Array[];
+}
+
+/** The fast path (`scoreStates`) on both readings. */
+export function runOracleFast(st: OracleBenchSetup): FastRun[] {
+  const { m, geo } = st;
+  return readings.map((reading) => {
+    const oc = { reading, weight: 'uniform' as const, batch };
+    scoreStates(m, geo, items(geo, [0, 8, 15], 1, 1), oc); // warm-up (kernel setup)
+    const before = tf.memory().numTensors;
+    const fi = fastItems(st);
+    const fast = timed(() => scoreStates(m, geo, fi, oc));
+    const leaked = tf.memory().numTensors - before;
+    const byRange = RANGES.map(([lo, hi]) => {
+      const sub = fi.filter((it) => it.visible.length >= lo && it.visible.length <= hi);
+      const ft = sub.length ? timed(() => scoreStates(m, geo, sub, oc)).s : NaN;
+      return { range: `${lo}-${hi}`, fastPerS: sub.length / ft };
+    });
+    const uOnRef = scoreStates(m, geo, refItems(st), oc).map((s) => s.u);
+    return { reading, fastStates: fi.length, fastSeconds: fast.s, fastPerS: fi.length / fast.s, leaked, byRange, uOnRef };
+  });
+}
+
+export interface ReferenceRun {
+  reading: Reading; refStates: number; refSeconds: number; refPerS: number; leaked: number;
+  byRange: { range: string; refPerS: number }[];
+  u: Float32Array[];
+  /** One-step only: one masked pass per candidate (see the file comment). */
+  perCandidatePerS?: number; perCandidateSeconds?: number; uPerCandidate?: Float32Array[];
+}
+
+/** The plain reference path (`scoreStatesReference`), and for one-step the per-candidate pass. */
+export function runOracleReference(st: OracleBenchSetup): ReferenceRun[] {
+  const { m, geo } = st;
+  return readings.map((reading) => {
+    const oc = { reading, weight: 'uniform' as const, batch };
+    scoreStatesReference(m, geo, items(geo, [15], 1, 1), oc); // warm-up
+    const before = tf.memory().numTensors;
+    const ri = refItems(st);
+    const ref = timed(() => ri.map((it) => timed(() => scoreStatesReference(m, geo, [it], oc)[0])));
+    const leaked = tf.memory().numTensors - before;
+    const byRange = RANGES.map(([lo, hi]) => {
+      const rs = ref.out.filter((_, i) => ri[i].visible.length >= lo && ri[i].visible.length <= hi);
+      return { range: `${lo}-${hi}`, refPerS: rs.length ? rs.length / rs.reduce((a, r) => a + r.s, 0) : NaN };
+    });
+    const run: ReferenceRun = { reading, refStates: ri.length, refSeconds: ref.s, refPerS: ri.length / ref.s, leaked, byRange, u: ref.out.map((r) => r.out.u) };
+    if (reading === 'one-step') {
+      const pc = timed(() => perCandidateOneStep(m, geo, ri));
+      run.perCandidatePerS = ri.length / pc.s;
+      run.perCandidateSeconds = pc.s;
+      run.uPerCandidate = pc.out;
+    }
+    return run;
+  });
+}
+
+/** Rows of the oracle table (both paths of one reading side by side). */
+export function oracleRows(fast: FastRun[], ref: ReferenceRun[]): Record<string, unknown>[] {
+  return fast.map((f) => {
+    const r = ref.find((x) => x.reading === f.reading)!;
+    const row: Record<string, unknown> = {
+      reading: f.reading, fastStates: f.fastStates, fastSeconds: f.fastSeconds, fastPerS: f.fastPerS,
+      refStates: r.refStates, refSeconds: r.refSeconds, refPerS: r.refPerS, ratio: f.fastPerS / r.refPerS,
+      maxAbsDiffU: maxAbsDiff(f.uOnRef, r.u), leaked: f.leaked + r.leaked,
+      byRange: f.byRange.map((b, i) => ({ range: b.range, fastPerS: b.fastPerS, refPerS: r.byRange[i].refPerS })),
+    };
+    if (r.perCandidatePerS !== undefined) {
+      row.perCandidatePerS = r.perCandidatePerS;
+      row.perCandidateSeconds = r.perCandidateSeconds;
+      row.ratioVsPerCandidate = f.fastPerS / r.perCandidatePerS;
+      row.maxAbsDiffUPerCandidate = maxAbsDiff(r.uPerCandidate!, f.uOnRef);
+    }
+    return row;
+  });
+}
+
+/** The two oracle tables (markdown lines). */
+export function oracleTables(rows: Record<string, unknown>[]): string[] {
+  const f = (v: unknown, d = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '-');
+  const out = ['| reading | fast (states/s) | reference (states/s) | fast / reference | per-candidate pass (states/s) | fast / per-candidate | max abs diff u |',
+    '|---|---:|---:|---:|---:|---:|---:|'];
+  for (const r of rows) {
+    out.push(`| ${r.reading} | ${f(r.fastPerS)} | ${f(r.refPerS, 2)} | ${f(r.ratio)}x | ${f(r.perCandidatePerS, 2)} | ${r.ratioVsPerCandidate ? f(r.ratioVsPerCandidate) + 'x' : '-'} | ${(r.maxAbsDiffU as number).toExponential(1)} |`);
+  }
+  out.push('', 'by |S| (fast / reference states per second):', '| reading | ' + RANGES.map(([lo, hi]) => `|S| ${lo}-${hi}`).join(' | ') + ' |',
+    '|---|' + RANGES.map(() => '---:').join('|') + '|');
+  for (const r of rows) {
+    const br = r.byRange as { fastPerS: number; refPerS: number }[];
+    out.push(`| ${r.reading} | ` + br.map((b) => `${f(b.fastPerS)} / ${f(b.refPerS, 2)} (${f(b.fastPerS / b.refPerS)}x)`).join(' | ') + ' |');
+  }
+  return out;
+}
 
 async function main() {
   const backend = await initBackend();
-  const cfg = gptConfig('small', { gridH: 8, gridW: 8, vocabSize: 512, numClasses: 10 });
-  const geo = blockGeometry({ gridH: 8, gridW: 8, blockH: 2, blockW: 2 });
-  const m = createGPT(cfg, 0);
-  const sizes = process.env.ORACLE_BENCH_SIZES?.split(',').map(Number) ?? Array.from({ length: geo.numBlocks }, (_, i) => i);
-  console.log(`backend ${backend.kind}; backbone small ${(numParams(m.params) / 1e6).toFixed(2)}M params, 8x8 grid, ` +
-    `${geo.numBlocks} blocks of 2x2; fast batch ${batch}; states: ${perSize}/size (fast), ${refPerSize}/size (reference), |S| = ${sizes.join(',')}`);
-  const rows: Record<string, unknown>[] = [];
-  for (const reading of readings) {
-    const oc = { reading, weight: 'uniform' as const, batch };
-    scoreStates(m, geo, items(geo, [0, 8, 15], 1, 1), oc); // warm-up (kernel setup)
-    scoreStatesReference(m, geo, items(geo, [15], 1, 1), oc);
-    const before = tf.memory().numTensors;
-    const fastItems = items(geo, sizes, perSize, 2);
-    const fast = timed(() => scoreStates(m, geo, fastItems, oc));
-    const refItems = items(geo, sizes, refPerSize, 3);
-    const ref = timed(() => refItems.map((it) => timed(() => scoreStatesReference(m, geo, [it], oc)[0])));
-    const leaked = tf.memory().numTensors - before;
-    // Agreement on the reference's states (fast path re-run on them, untimed).
-    const fastOnRef = scoreStates(m, geo, refItems, oc);
-    const diff = maxAbsDiff(fastOnRef.map((s) => s.u), ref.out.map((r) => r.out.u));
-    // Per-|S| range: fast states/s from a separate timed run per range (packs stay within a range).
-    const byRange = RANGES.map(([lo, hi]) => {
-      const fi = fastItems.filter((it) => it.visible.length >= lo && it.visible.length <= hi);
-      const ft = fi.length ? timed(() => scoreStates(m, geo, fi, oc)).s : NaN;
-      const rs = ref.out.filter((_, i) => refItems[i].visible.length >= lo && refItems[i].visible.length <= hi);
-      const rt = rs.reduce((a, r) => a + r.s, 0);
-      return { range: `${lo}-${hi}`, fastPerS: fi.length / ft, refPerS: rs.length ? rs.length / rt : NaN };
-    });
-    const fastPerS = fastItems.length / fast.s, refPerS = refItems.length / ref.s;
-    const row: Record<string, unknown> = {
-      reading, fastStates: fastItems.length, fastSeconds: fast.s, fastPerS,
-      refStates: refItems.length, refSeconds: ref.s, refPerS, ratio: fastPerS / refPerS, maxAbsDiffU: diff, leaked, byRange,
-    };
-    if (reading === 'one-step') {
-      const pc = timed(() => perCandidateOneStep(m, geo, refItems));
-      row.perCandidatePerS = refItems.length / pc.s;
-      row.perCandidateSeconds = pc.s;
-      row.ratioVsPerCandidate = fastPerS / (refItems.length / pc.s);
-      row.maxAbsDiffUPerCandidate = maxAbsDiff(pc.out, fastOnRef.map((s: StateScore) => s.u));
-    }
-    rows.push(row);
-    console.log(`${reading}: done (fast ${fast.s.toFixed(1)} s, reference ${ref.s.toFixed(1)} s)`);
-  }
-  const f = (v: unknown, d = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '-');
-  console.log('\n| reading | fast (states/s) | reference (states/s) | fast / reference | per-candidate pass (states/s) | fast / per-candidate | max abs diff u |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
-  for (const r of rows) {
-    console.log(`| ${r.reading} | ${f(r.fastPerS)} | ${f(r.refPerS, 2)} | ${f(r.ratio)}x | ${f(r.perCandidatePerS, 2)} | ${r.ratioVsPerCandidate ? f(r.ratioVsPerCandidate) + 'x' : '-'} | ${(r.maxAbsDiffU as number).toExponential(1)} |`);
-  }
-  console.log('\nby |S| (fast / reference states per second):');
-  console.log('| reading | ' + RANGES.map(([lo, hi]) => `|S| ${lo}-${hi}`).join(' | ') + ' |');
-  console.log('|---|' + RANGES.map(() => '---:').join('|') + '|');
-  for (const r of rows) {
-    const br = r.byRange as { fastPerS: number; refPerS: number }[];
-    console.log(`| ${r.reading} | ` + br.map((b) => `${f(b.fastPerS)} / ${f(b.refPerS, 2)} (${f(b.fastPerS / b.refPerS)}x)`).join(' | ') + ' |');
-  }
-  const leaks = rows.map((r) => r.leaked as number);
-  console.log(`\ntensors leaked: ${leaks.join(', ')}`);
+  const st = oracleBenchSetup();
+  console.log(`backend ${backend.kind}; backbone small ${(numParams(st.m.params) / 1e6).toFixed(2)}M params, 8x8 grid, ` +
+    `${st.geo.numBlocks} blocks of 2x2; fast batch ${batch}; states: ${perSize}/size (fast), ${refPerSize}/size (reference), |S| = ${st.sizes.join(',')}`);
+  const fast = runOracleFast(st);
+  console.log(`fast path done (${fast.map((r) => `${r.reading} ${r.fastSeconds.toFixed(1)} s`).join(', ')})`);
+  const ref = runOracleReference(st);
+  console.log(`reference path done (${ref.map((r) => `${r.reading} ${r.refSeconds.toFixed(1)} s`).join(', ')})`);
+  const rows = oracleRows(fast, ref);
+  console.log('\n' + oracleTables(rows).join('\n'));
+  console.log(`\ntensors leaked: ${rows.map((r) => r.leaked).join(', ')}`);
   const result = {
     date: new Date().toISOString(), backend: backend.kind, model: 'small', grid: '8x8', blocks: '16 of 2x2', vocabSize: 512,
-    weight: 'uniform', batch, perSize, refPerSize, sizes, rows,
+    weight: 'uniform', batch, perSize, refPerSize, sizes: st.sizes, rows,
   };
   const dir = path.join(__dirname, '../../bench/results');
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'oracle.json'), JSON.stringify(result, null, 2) + '\n');
 }
 
-main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });
+if (require.main === module) main().catch((e) => { console.error(e instanceof Error ? e.message : e); process.exit(1); });

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { onBackend, randArray, relError } from './helpers';
+import { onBackend, randArray, relError, useWasm } from './helpers';
 import { registerTrainingGradients } from '../lib/runtime/gradients';
 
 registerTrainingGradients();
@@ -72,6 +72,25 @@ test('gather gradient (embedding table) trains on wasm and matches cpu', async (
     const g = tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.gather(t, ids))))(table);
     return [tf.gather(table, ids), g];
   });
+});
+
+test('gather along axis 0 (row copies): float32 and int32 tables, 1-D tables, rank-2 ids; other axes; out-of-range ids', async () => {
+  const tv = randArray(10 * 8, 'gather');
+  await compare('gather rows', () => {
+    const table = tf.tensor(tv, [10, 8]);
+    const ids = tf.tensor2d([[1, 3, 3], [9, 0, 1]], [2, 3], 'int32');
+    return [
+      tf.gather(table, ids),
+      tf.gather(tf.tensor1d(tv.slice(0, 10)), ids),
+      tf.cast(tf.gather(tf.tensor2d(Int32Array.from({ length: 20 }, (_, i) => i * 3 - 7), [10, 2], 'int32'), ids), 'float32'),
+      tf.gather(tf.reshape(table, [10, 2, 4]), tf.tensor1d([3, 0, 3], 'int32'), 0),
+      tf.gather(table, tf.tensor1d([7, 2], 'int32'), 1), // axis 1: tfjs's own kernel
+    ];
+  });
+  await useWasm();
+  const before = tf.memory().numTensors;
+  assert.throws(() => tf.tidy(() => tf.gather(tf.zeros([4, 2]), tf.tensor1d([1, 4], 'int32'))), /index value 4 is not in \[0, 3\]/);
+  assert.equal(tf.memory().numTensors, before);
 });
 
 for (const [stride, pad, k] of [[1, 'same', 3], [2, 'same', 3], [1, 'valid', 3], [2, 'valid', 4], [4, 'valid', 4]] as [number, 'same' | 'valid', number][]) {

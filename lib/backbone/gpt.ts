@@ -29,6 +29,8 @@ import * as tf from '@tensorflow/tfjs';
 import { GPTConfig, seqLen, validateGPTConfig } from './config';
 import { rng } from '../runtime/seed';
 import { OrderHeadError } from '../runtime/errors';
+import { hasLocalMemory } from '../runtime/backend-memory';
+import { decodeAttention, decodeKernelsAvailable, fusedRmsNorm, fusedRope, writeSlotsInPlace } from '../runtime/decode-kernels';
 
 export type Params = Record<string, tf.Variable>;
 
@@ -239,9 +241,9 @@ export function forward(m: GPT, order: DecodeOrder, tokensIn: tf.Tensor2D, class
   return { logits: tf.matMul(hidden, p.head), hidden };
 }
 
-function mlp(m: GPT, x: tf.Tensor2D, pre: string): tf.Tensor2D {
+function mlp(m: GPT, x: tf.Tensor2D, pre: string, norm = rmsNorm): tf.Tensor2D {
   const p = m.params;
-  const mN = rmsNorm(x, p[pre + 'mlp_norm'], m.cfg.normEps);
+  const mN = norm(x, p[pre + 'mlp_norm'], m.cfg.normEps);
   const g = tf.matMul(mN, p[pre + 'w1']); // [N, f]
   return tf.matMul(tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(mN, p[pre + 'w3'])), p[pre + 'w2']);
 }
@@ -267,15 +269,37 @@ export const numParams = (p: Params): number => Object.values(p).reduce((a, v) =
 // prefix as it grows.
 
 export interface KVCache {
-  /** Per layer: keys and values of the slots seen so far, [B, H, t, hd]. */
+  /**
+   * Per layer: keys and values of the slots seen so far, [B, H, length, hd];
+   * or, in a preallocated cache (`capacity` > 0), [B, H, capacity, hd]
+   * buffers of which the first `length` slots are filled.
+   */
   k: tf.Tensor4D[];
   v: tf.Tensor4D[];
   /** Slots in the cache. */
   length: number;
+  /**
+   * 0 or absent: k/v hold exactly `length` slots and grow by concat (a new
+   * tensor per layer per extend). > 0: preallocated for this many slots; on
+   * backends with local memory (wasm, cpu) `extend(…, keep)` writes new slots
+   * into the buffers in place (the sampler's mode: no copy of the cache per
+   * token). Elsewhere, or past capacity, it falls back to the growing mode
+   * (and sets capacity to 0).
+   */
+  capacity?: number;
 }
 
-export function emptyCache(m: GPT): KVCache {
-  return { k: new Array(m.cfg.nLayer).fill(null), v: new Array(m.cfg.nLayer).fill(null), length: 0 };
+/**
+ * An empty cache. `capacity`: preallocate that many slots (seqLen(cfg) holds
+ * a whole image: the class slot and T-1 tokens); the buffers are allocated
+ * by the first extend, with its batch.
+ */
+export function emptyCache(m: GPT, opts: { capacity?: number } = {}): KVCache {
+  const capacity = opts.capacity ?? 0;
+  if (!(Number.isInteger(capacity) && capacity >= 0)) {
+    throw new OrderHeadError(`capacity ${capacity} is not a whole number >= 0`, 'emptyCache(capacity)', 'pass a number of slots, e.g. seqLen(cfg), or 0 for a growing cache');
+  }
+  return { k: new Array(m.cfg.nLayer).fill(null), v: new Array(m.cfg.nLayer).fill(null), length: 0, capacity };
 }
 
 export function disposeCache(c: KVCache): void {
@@ -304,6 +328,9 @@ export interface Extension {
   mask?: Float32Array;
 }
 
+/** Largest B·L·d for which `extend` uses the fused RMSNorm / rotary kernels (runtime/decode-kernels.ts). */
+export const FUSED_OPS_MAX = 1 << 16;
+
 /**
  * Append L slots per sequence to a KV cache and return their outputs: logits
  * [B*L, V] and hidden [B*L, d] (caller disposes). A cache holding one sequence
@@ -311,15 +338,30 @@ export interface Extension {
  * read by every continuation — the oracle scores all candidate blocks of a
  * state this way. With `keep`, the cache grows by the new slots (then its
  * batch must be 1 or B); otherwise the cache is left as it was.
+ *
+ * Fast paths (same numbers up to float rounding; tests/decode.test.ts): one
+ * new slot without a mask (L = 1, decoding) runs attention as one fused
+ * kernel over the cached slots (runtime/decode-kernels.ts); a preallocated
+ * cache (`emptyCache(m, { capacity })`) is written in place.
  */
 export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): ForwardOut {
   const { cfg, params: p } = m;
   const { B, L } = ext, d = cfg.dModel, H = cfg.nHead, hd = d / H;
   const isClass = cache.length === 0;
-  const prefixB = cache.length ? cache.k[0].shape[0] : B;
-  if (cache.length && prefixB !== B && prefixB !== 1) {
+  const P = cache.length;
+  const prefixB = P ? cache.k[0].shape[0] : B;
+  if (P && prefixB !== B && prefixB !== 1) {
     throw new OrderHeadError(`cache holds ${prefixB} sequences, the extension ${B}`, 'extend(cache, ext)', 'extend with the same batch or share a batch-1 prefix');
   }
+  const cap = cache.capacity ?? 0;
+  const inPlace = keep && cap > 0 && P + L <= cap && prefixB === B && hasLocalMemory();
+  const local = decodeKernelsAvailable();
+  const fused = L === 1 && !ext.mask && local;
+  // RMSNorm and rotary as one JS kernel each instead of 6 and ~8 tfjs kernels: per-kernel overhead
+  // dominates small inputs (decoding); large ones (the oracle's long continuations) keep the ops.
+  const fusedOps = local && B * L * d <= FUSED_OPS_MAX;
+  const norm = fusedOps ? fusedRmsNorm : rmsNorm;
+  const rot = (t: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor) => (fusedOps ? fusedRope(t, cos, sin) : rope(m, t, cos, sin));
   const out = tf.tidy(() => {
     const ids = tf.tensor2d(ext.inputs, [B, L], 'int32');
     const inCells = ext.inCells.slice();
@@ -329,38 +371,64 @@ export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): For
     const { x: x0, cos, sin } = embedSlots(m, isClass, tokens, classes, tf.tensor2d(inCells, [B, L], 'int32'),
       tf.tensor2d(ext.tgtCells, [B, L], 'int32'));
     let x = x0; // [B*L, d]
-    const P = cache.length;
-    // Additive mask [B or 1, 1, L, P+L]: prefix always visible, new slots causal or as given.
-    let newMask: tf.Tensor;
-    if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
-    else newMask = tf.reshape(L <= m.consts.mask.shape[0] ? tf.slice(m.consts.mask, [0, 0], [L, L])
-      : tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9), [1, 1, L, L]);
-    const mask = P ? tf.concat([tf.zeros([newMask.shape[0], 1, L, P]), newMask], 3) : newMask;
+    // Additive mask [B or 1, 1, L, P+L]: prefix always visible, new slots causal or as given (op path only).
+    let mask: tf.Tensor | null = null;
+    const attnMask = () => {
+      if (mask) return mask;
+      let newMask: tf.Tensor;
+      if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
+      else newMask = tf.reshape(L <= m.consts.mask.shape[0] ? tf.slice(m.consts.mask, [0, 0], [L, L])
+        : tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9), [1, 1, L, L]);
+      mask = P ? tf.concat([tf.zeros([newMask.shape[0], 1, L, P]), newMask], 3) : newMask;
+      return mask;
+    };
     const scale = 1 / Math.sqrt(hd);
-    const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, L, H, hd]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, H, L, hd]
+    // [B*L, H, hd] rows -> [B, H, L, hd]; with L = 1 the same memory (no transpose).
+    const heads = (t: tf.Tensor) => (L === 1 ? tf.reshape(t, [B, H, 1, hd]) : tf.transpose(tf.reshape(t, [B, L, H, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
+    const attend = (q: tf.Tensor, K: tf.Tensor4D, V: tf.Tensor4D, n: number): tf.Tensor2D => {
+      if (fused) return tf.reshape(decodeAttention(q, K, V, n, scale), [B, d]) as tf.Tensor2D;
+      const att = tf.softmax(tf.add(tf.mul(tf.matMul(heads(q), K, false, true), scale), attnMask())); // [B, H, L, n]
+      const y = tf.matMul(att, V); // [B, H, L, hd]
+      return tf.reshape(L === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * L, d]) as tf.Tensor2D;
+    };
+    // Share a batch-1 prefix: concat of B references (tf.tile is ~70x slower on wasm).
+    const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.concat(new Array<tf.Tensor4D>(B).fill(t), 0) as tf.Tensor4D);
+    // The filled slots of a cached layer (a preallocated buffer holds more).
+    const filled = (t: tf.Tensor4D, n: number) => (t.shape[2] === n ? t : tf.slice(t, [0, 0, 0, 0], [t.shape[0], H, n, hd]) as tf.Tensor4D);
     const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
     for (let l = 0; l < cfg.nLayer; l++) {
       const pre = `h${l}.`;
-      const hN = rmsNorm(x, p[pre + 'attn_norm'], cfg.normEps);
-      const q = heads(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin));
-      const k1 = heads(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin));
-      const v1 = heads(tf.matMul(hN, p[pre + 'wv']));
-      // Share a batch-1 prefix: concat of B references (tf.tile is ~70x slower on wasm).
-      const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.concat(new Array<tf.Tensor4D>(B).fill(t), 0) as tf.Tensor4D);
-      const K = P ? tf.concat([tile(cache.k[l]), k1], 2) as tf.Tensor4D : k1; // [B, H, P+L, hd]
-      const V = P ? tf.concat([tile(cache.v[l]), v1], 2) as tf.Tensor4D : v1;
-      newK.push(K); newV.push(V);
-      const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, K, false, true), scale), mask)); // [B, H, L, P+L]
-      const y = tf.reshape(tf.transpose(tf.matMul(att, V), [0, 2, 1, 3]), [B * L, d]);
+      const hN = norm(x, p[pre + 'attn_norm'], cfg.normEps);
+      const q = rot(tf.matMul(hN, p[pre + 'wq']), cos, sin); // [B*L, H, hd]
+      const k1 = rot(tf.matMul(hN, p[pre + 'wk']), cos, sin);
+      const v1 = tf.matMul(hN, p[pre + 'wv']);
+      let y: tf.Tensor2D;
+      if (inPlace) {
+        const bufK = P ? cache.k[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
+        const bufV = P ? cache.v[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
+        if (!P) { newK.push(bufK); newV.push(bufV); }
+        writeSlotsInPlace(bufK, k1, P);
+        writeSlotsInPlace(bufV, v1, P);
+        y = fused ? attend(q, bufK, bufV, P + L) : attend(q, filled(bufK, P + L), filled(bufV, P + L), P + L);
+      } else {
+        const K = P ? tf.concat([tile(filled(cache.k[l], P)), heads(k1)], 2) as tf.Tensor4D : heads(k1); // [B, H, P+L, hd]
+        const V = P ? tf.concat([tile(filled(cache.v[l], P)), heads(v1)], 2) as tf.Tensor4D : heads(v1);
+        newK.push(K); newV.push(V);
+        y = attend(q, K, V, P + L);
+      }
       x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
-      x = tf.add(x, mlp(m, x, pre));
+      x = tf.add(x, mlp(m, x, pre, norm));
     }
-    const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
+    const hidden = norm(x, p.norm_f, cfg.normEps);
     return { logits: tf.matMul(hidden, p.head) as tf.Tensor2D, hidden, newK, newV };
   });
-  if (keep) {
+  if (inPlace) {
+    if (!P) { cache.k = out.newK; cache.v = out.newV; }
+    cache.length += L;
+  } else if (keep) {
     tf.dispose([...cache.k, ...cache.v].filter((t) => t));
     cache.k = out.newK; cache.v = out.newV; cache.length += L;
+    if (cap) cache.capacity = 0; // now a growing cache
   } else tf.dispose([...out.newK, ...out.newV]);
   return { logits: out.logits, hidden: out.hidden };
 }

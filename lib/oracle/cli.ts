@@ -6,6 +6,7 @@
  *   node dist/lib/oracle/cli.js build --run DIR --backbone CKPT --tokens TOKDIR [--profile P] [--shard i/N] [--set field=value ...]
  *   node dist/lib/oracle/cli.js build --run DIR --config CONFIG.json [--shard i/N]
  *   node dist/lib/oracle/cli.js build --run DIR [--shard i/N]          continue a dataset with the config in its manifest
+ *   node dist/lib/oracle/cli.js build --run DIR ... --workers N        N worker threads in this process (shards 0/N .. N-1/N), one core each
  *   node dist/lib/oracle/cli.js merge --run DIR                        concatenate the parts into DIR/oracle.safetensors
  *   node dist/lib/oracle/cli.js status --run DIR                       parts done / missing
  *
@@ -23,9 +24,10 @@ import {
   buildOracleDataset, mergeOracleDataset, oracleDatasetConfig, OracleDatasetConfig, partCount, partFileName, readOracleManifest,
   ORACLE_DATASET_DEFAULTS, parseShard, validateOracleDatasetConfig,
 } from './dataset';
+import { buildOracleDatasetParallel } from './parallel';
 
 const USAGE = `usage:
-  oracle build --run DIR (--config FILE.json | --backbone CKPT --tokens TOKDIR [--profile smoke|default|full] [--set field=value ...]) [--shard i/N] [--pause-ms MS]
+  oracle build --run DIR (--config FILE.json | --backbone CKPT --tokens TOKDIR [--profile smoke|default|full] [--set field=value ...]) [--shard i/N | --workers N] [--pause-ms MS]
   oracle build --run DIR [--shard i/N]      (continue: the config comes from DIR/manifest.json)
   oracle merge --run DIR
   oracle status --run DIR`;
@@ -37,7 +39,7 @@ function parseArgs(argv: string[]): Args {
   if (!command || command === '--help' || command === '-h') throw new OrderHeadError('no command given', 'oracle cli', USAGE);
   const flags: Record<string, string> = {};
   const sets: string[] = [];
-  const known = ['--run', '--config', '--backbone', '--tokens', '--profile', '--shard', '--set', '--pause-ms'];
+  const known = ['--run', '--config', '--backbone', '--tokens', '--profile', '--shard', '--workers', '--set', '--pause-ms'];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (!known.includes(a)) throw new OrderHeadError(`unknown option '${a}'`, 'oracle cli', USAGE);
@@ -108,6 +110,18 @@ async function main(argv: string[]): Promise<void> {
       const pauseMs = args.flags['pause-ms'] !== undefined ? Number(args.flags['pause-ms']) : undefined;
       if (pauseMs !== undefined && !(Number.isFinite(pauseMs) && pauseMs >= 0)) throw new OrderHeadError(`--pause-ms '${args.flags['pause-ms']}' is not a number of milliseconds`, 'oracle cli', USAGE);
       const backend = await initBackend({ quiet: true });
+      if (args.flags.workers !== undefined) {
+        const workers = Number(args.flags.workers);
+        if (!(Number.isInteger(workers) && workers >= 1)) throw new OrderHeadError(`--workers '${args.flags.workers}' is not a whole number >= 1`, 'oracle cli', USAGE);
+        if (args.flags.shard !== undefined) throw new OrderHeadError('--workers and --shard go separately: --workers N runs shards 0/N .. N-1/N itself', 'oracle cli', USAGE);
+        console.error(`oracle build: ${dir}, backend ${backend.kind}, ${workers} worker thread(s)`);
+        const res = await buildOracleDatasetParallel(dir, cfg, { workers, pauseMs, merge: false, progress: (o) => progress({ ...o, stream: process.stderr }) });
+        console.log(JSON.stringify({
+          dir, workers: res.workers, shards: res.shards.map((s) => ({ shard: s.shard, written: s.written, skipped: s.skipped, states: s.states })),
+          states: res.states, seconds: Number(res.seconds.toFixed(2)), statesPerSecond: Number(res.statesPerSecond.toFixed(2)),
+        }));
+        return;
+      }
       console.error(`oracle build: ${dir}, backend ${backend.kind}, shard ${shard.index}/${shard.count}`);
       const res = await buildOracleDataset(dir, cfg, {
         shard,
