@@ -8,3 +8,4 @@ export * from './utility';
 
 export * from './dataset';
 export * from './analysis';
+export * from './parallel';

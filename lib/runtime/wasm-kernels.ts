@@ -290,7 +290,8 @@ export function registerWasmTrainingKernels(): void {
   const gather = tf.getKernel('GatherV2', 'wasm');
   if (gather) {
     tf.unregisterKernel('GatherV2', 'wasm');
-    tf.registerKernel({ kernelName: 'GatherV2', backendName: 'wasm', kernelFunc: makeGatherV2(gather.kernelFunc) as unknown as tf.KernelFunc });
+    // Keep the original's setupFunc: it binds the wasm function the fallback (other axes) calls.
+    tf.registerKernel({ kernelName: 'GatherV2', backendName: 'wasm', setupFunc: gather.setupFunc, kernelFunc: makeGatherV2(gather.kernelFunc) as unknown as tf.KernelFunc });
   }
   if (!tf.getKernel('UnsortedSegmentSum', 'wasm')) {
     tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc });
