@@ -1,6 +1,8 @@
 /**
  * OrderHead's public API: the one module notebooks and scripts import.
- * Layers, bottom to top: runtime -> data -> backbone -> report -> session.
+ * Layers, bottom to top: runtime -> data -> order -> tokenizer -> backbone -> oracle
+ * -> planner -> eval -> report -> session; a lower layer never imports a higher one
+ * (the planner reaches the sampler only through the order-policy interface).
  */
 export * from './runtime/errors';
 export * from './runtime/backend';

@@ -40,7 +40,7 @@ import { createHash } from 'node:crypto';
 import { OrderHeadError } from '../runtime/errors';
 import { writeFileAtomic } from '../runtime/atomic';
 import { canonicalJson } from '../runtime/checkpoint';
-import { weightsFingerprint } from '../planner/joint';
+import { weightsFingerprint } from '../runtime/checkpoint';
 import { BlockGeometry } from '../order';
 import type { EvalConfig, EvalContext, EvalSetting, SettingResult } from './settings';
 

@@ -56,7 +56,7 @@ import { FeatureItem, PlannerFeatures, plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, PlannerOutput } from './orderhead';
 import { PlannerData, plannerInputs, removeOtherCheckpoints, splitByImage } from './train';
 import { featureItems } from './policy';
-import { weightsFingerprint } from './joint';
+import { weightsFingerprint } from '../runtime/checkpoint';
 
 /** The default budget set of Algorithm 4. */
 export const BUDGETS: readonly number[] = [1, 2, 4];

@@ -49,14 +49,13 @@
  * (kind 'planner', whose backboneFingerprint is that backbone file's, so
  * `loadPlanner(..., { backboneFingerprint })` and `bestPlannerCheckpoint` work).
  */
-import * as fs from 'node:fs';
-import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { checkpointName, fileFingerprint, latestCheckpoint, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
+export { fileFingerprint, weightsFingerprint };
 import { ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';
 import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
@@ -163,23 +162,6 @@ export function tunedParamNames(model: GPTConfig, topBlocks: number, tuneOutput 
     if (m) return Number(m[1]) >= first;
     return tuneOutput && (n === 'norm_f' || n === 'head');
   });
-}
-
-/** Short hash of parameter values (name, shape and bytes, by sorted name): which weights a run started from. */
-export function weightsFingerprint(params: Record<string, tf.Tensor>): string {
-  const h = createHash('sha256');
-  for (const k of Object.keys(params).sort()) {
-    const t = params[k];
-    h.update(`${k}:${t.shape.join('x')}|`);
-    const d = t.dataSync() as Float32Array;
-    h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return h.digest('hex').slice(0, 16);
-}
-
-/** sha256 (16 hex) of a file: the same fingerprint the oracle manifest records for a backbone checkpoint. */
-export function fileFingerprint(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
 }
 
 /** What Stage 5 trains on. */

@@ -12,7 +12,7 @@ import { GPT } from '../backbone/gpt';
 import { FeatureItem, plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner } from './orderhead';
 import { plannerProbs } from './train';
-import { weightsFingerprint } from './joint';
+import { weightsFingerprint } from '../runtime/checkpoint';
 
 /** Feature inputs of policy states (tokens decoded so far, class, visible blocks in reveal order). */
 export function featureItems(states: readonly PolicyState[], name: string): FeatureItem[] {
@@ -35,7 +35,7 @@ function argmaxUnseen(states: readonly PolicyState[], scores: Float32Array, nb: 
 /** OrderHead with R latent steps (default: its own) as an order policy on `backbone`. */
 export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R: LatentSteps = pl.cfg.latentSteps, name = `orderhead R=${R}`): OrderPolicy {
   checkLatentSteps(R, `policy '${name}' (R)`); // before any sampling, not at the first planning step
-  ensure(geo.numBlocks === pl.shape.numBlocks && geo.blocksY === pl.shape.blocksY && backbone.cfg.dModel === pl.shape.backboneDim,
+  ensure(geo.numBlocks === pl.shape.numBlocks && geo.blocksY === pl.shape.blocksY && geo.blocksX === pl.shape.blocksX && backbone.cfg.dModel === pl.shape.backboneDim,
     `the planner was trained for ${pl.shape.blocksY}x${pl.shape.blocksX} blocks of a ${pl.shape.backboneDim}-wide backbone, ` +
     `here: ${geo.blocksY}x${geo.blocksX} blocks, width ${backbone.cfg.dModel}`,
     `policy '${name}'`, 'use the backbone and block grid the planner was trained with (loadPlanner checks the backbone fingerprint)');

@@ -25,7 +25,7 @@ import {
 import { ProfileName } from '../runtime/profile';
 import { BaselineName, baselineProbs, baselineScores, plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } from './metrics';
 
-import { weightsFingerprint } from './joint';
+import { weightsFingerprint } from '../runtime/checkpoint';
 
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
 export const plannerRoot = (runRoot: string, profile: string): string => path.join(runRoot, `planner-${profile}`);

@@ -216,9 +216,6 @@ export interface TrainPlannerResult {
   bestPath: string;
 }
 
-const shapeOf = (f: PlannerFeatures, numClasses: number): PlannerShape => ({
-  numBlocks: f.numBlocks, blocksY: 0, blocksX: 0, backboneDim: f.dim, numClasses,
-});
 
 /**
  * Train (or resume) a planner in `<root>/<name>` on `data`. Returns the best
@@ -228,7 +225,8 @@ const shapeOf = (f: PlannerFeatures, numClasses: number): PlannerShape => ({
 export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig, data: PlannerData, grid: { blocksY: number; blocksX: number; numClasses: number },
   opts: TrainPlannerOptions = {}): TrainPlannerResult {
   validatePlannerTrainConfig(cfg);
-  const shape: PlannerShape = { ...shapeOf(data.features, grid.numClasses), blocksY: grid.blocksY, blocksX: grid.blocksX };
+  const f = data.features;
+  const shape: PlannerShape = { numBlocks: f.numBlocks, blocksY: grid.blocksY, blocksX: grid.blocksX, backboneDim: f.dim, numClasses: grid.numClasses };
   ensure(shape.blocksY * shape.blocksX === shape.numBlocks, `grid ${grid.blocksY}x${grid.blocksX} does not hold ${shape.numBlocks} blocks`,
     'trainPlanner(grid)', 'pass the block grid of the oracle dataset (ds.geo)');
   const ckCfg: PlannerCheckpointConfig = { train: cfg, shape, backboneFingerprint: data.backboneFingerprint, label: data.label, reading: data.reading, weight: data.weight };

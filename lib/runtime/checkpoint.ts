@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { createHash } from 'node:crypto';
 import { OrderHeadError, ensure } from './errors';
 import { writeFileAtomic, WriteAtomicOptions } from './atomic';
 import { encodeSafetensors, readSafetensors, SafeTensor } from './safetensors';
@@ -363,4 +364,21 @@ export function latestCheckpoint(dir: string, prefix: string): CheckpointRef | u
     }
   }
   return best && { path: best.path, name: best.name, step: best.step };
+}
+
+/** Short hash of parameter values (name, shape and bytes, by sorted name): which weights a run started from. */
+export function weightsFingerprint(params: Record<string, tf.Tensor>): string {
+  const h = createHash('sha256');
+  for (const k of Object.keys(params).sort()) {
+    const t = params[k];
+    h.update(`${k}:${t.shape.join('x')}|`);
+    const d = t.dataSync() as Float32Array;
+    h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** sha256 (16 hex) of a file: the same fingerprint the oracle manifest records for a backbone checkpoint. */
+export function fileFingerprint(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
 }
