@@ -6,14 +6,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { useWasm } from './helpers';
-import { gptConfig, GPTConfig } from '../lib/backbone/config';
-import { createGPT, disposeGPT } from '../lib/backbone/gpt';
-import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
-import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
+import { oracleWorld, OracleWorld, tinyOracleConfig } from './fixtures/oracle-world';
+import { readSafetensors } from '../lib/runtime/safetensors';
 import { OrderHeadError } from '../lib/runtime/errors';
-import { rng } from '../lib/runtime/seed';
 import { blockGeometry } from '../lib/order';
-import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import {
   buildOracleDataset, loadOracleDataset, mergeOracleDataset, OracleDatasetConfig, oracleDatasetConfig, parseShard, partCount, randomPhaseCheckpoint,
   shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence,
@@ -43,55 +39,11 @@ async function rejectsOH(p: Promise<unknown>, ...parts: string[]): Promise<void>
   });
 }
 
-interface Fixture { root: string; tokens: string; backbone: string; model: GPTConfig }
+type Fixture = OracleWorld;
 
-/**
- * A tiny world: a 4x4 token grid with 16 codes (2x2 blocks -> 4 blocks), a
- * token cache of 12 random train images, and a Stage 1 run folder with one
- * random-phase checkpoint of the tiny GPT.
- */
-function fixture(opts: { grid?: number; blockH?: number; tokenizer?: string } = {}): Fixture {
-  const root = tmp();
-  const g = opts.grid ?? 4;
-  const model = gptConfig('tiny', { gridH: g, gridW: g });
-  const T = g * g, N = 12;
-  const r = rng(3);
-  const tokens = Int32Array.from({ length: N * T }, () => r.int(model.vocabSize));
-  const labels = Int32Array.from({ length: N }, (_, i) => i % model.numClasses);
-  const tokDir = path.join(root, 'tokenizer-smoke');
-  fs.mkdirSync(tokDir, { recursive: true });
-  fs.writeFileSync(path.join(tokDir, 'tokens.safetensors'), encodeSafetensors({
-    'train.tokens': { dtype: 'I32', shape: [N, T], data: tokens },
-    'train.labels': { dtype: 'I32', shape: [N], data: labels },
-    'test.tokens': { dtype: 'I32', shape: [2, T], data: tokens.slice(0, 2 * T) },
-    'test.labels': { dtype: 'I32', shape: [2], data: labels.slice(0, 2) },
-  }, {
-    format: TOKEN_CACHE_FORMAT, grid: JSON.stringify({ h: g, w: g }), codebook_size: String(model.vocabSize), tokenizer_fingerprint: 'tok0',
-    tokenizer_step: '1', tokenizer_config: '{}', train_source: 'test', test_source: 'test',
-  }));
-  const runDir = path.join(root, 'stage1', 'block-rar');
-  fs.mkdirSync(path.join(runDir, 'checkpoints'), { recursive: true });
-  fs.writeFileSync(path.join(runDir, 'config.json'), JSON.stringify({
-    stage1: { blockH: opts.blockH ?? 2, blockW: 2 }, model, data: { n: N, tokenizer: opts.tokenizer ?? 'tok0' },
-  }));
-  const m = createGPT(model, 7);
-  let backbone = '';
-  for (const [step, rTag] of [[2, 'r1.00'], [4, 'r1.00'], [6, 'r0.50']] as const) {
-    const file = saveCheckpoint(path.join(runDir, 'checkpoints'), checkpointName('stage1', step, [rTag]), {
-      weights: m.params, config: model, step, kind: 'stage1', extra: { r: rTag === 'r1.00' ? 1 : 0.5 },
-    });
-    if (step === 4) backbone = file;
-  }
-  disposeGPT(m);
-  return { root, tokens: tokDir, backbone, model };
-}
-
-function tinyConfig(f: Fixture, over: Partial<OracleDatasetConfig> = {}): OracleDatasetConfig {
-  return oracleDatasetConfig('smoke', { backbone: f.backbone, tokens: f.tokens }, {
-    images: 6, statesPerImage: 4, imagesPerPart: 1, statesPerCall: 3, compareEvery: 2,
-    compare: [{ reading: 'one-step', weight: 'no-neighbours' }, { reading: 'teacher-forced', weight: 'distance' }], ...over,
-  });
-}
+/** The tiny world of tests/fixtures/oracle-world.ts in a fresh temp folder. */
+const fixture = (opts: { grid?: number; blockH?: number; tokenizer?: string } = {}): Fixture => oracleWorld(tmp(), opts);
+const tinyConfig = tinyOracleConfig;
 
 /** All tensors of a merged dataset, as bytes, for byte-equality. */
 function mergedBytes(dir: string): Record<string, Buffer> {

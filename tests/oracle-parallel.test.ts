@@ -6,54 +6,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { useWasm } from './helpers';
-import { gptConfig } from '../lib/backbone/config';
-import { createGPT, disposeGPT } from '../lib/backbone/gpt';
-import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
-import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
+import { oracleWorld, tinyOracleConfig } from './fixtures/oracle-world';
+import { readSafetensors } from '../lib/runtime/safetensors';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { Progress } from '../lib/runtime/progress';
-import { rng } from '../lib/runtime/seed';
-import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
-import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, oracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../lib/oracle/dataset';
+import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../lib/oracle/dataset';
 import { buildOracleDatasetParallel } from '../lib/oracle/parallel';
 
 const CLI = path.join(__dirname, '..', 'lib', 'oracle', 'cli.js');
 const made: string[] = [];
 after(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
 
-/** As tests/oracle-dataset.test.ts: a 4x4 grid, 16 codes, 12 random train images, one tiny random-phase backbone. */
+/** The tiny world of tests/fixtures/oracle-world.ts; 7 images, so 2 workers get unequal shards. */
 function fixture(): { root: string; cfg: OracleDatasetConfig } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'oh-oracle-par-'));
   made.push(root);
-  const model = gptConfig('tiny');
-  const T = 16, N = 12;
-  const r = rng(3);
-  const tokens = Int32Array.from({ length: N * T }, () => r.int(model.vocabSize));
-  const labels = Int32Array.from({ length: N }, (_, i) => i % model.numClasses);
-  const tokDir = path.join(root, 'tokenizer-smoke');
-  fs.mkdirSync(tokDir, { recursive: true });
-  fs.writeFileSync(path.join(tokDir, 'tokens.safetensors'), encodeSafetensors({
-    'train.tokens': { dtype: 'I32', shape: [N, T], data: tokens },
-    'train.labels': { dtype: 'I32', shape: [N], data: labels },
-    'test.tokens': { dtype: 'I32', shape: [2, T], data: tokens.slice(0, 2 * T) },
-    'test.labels': { dtype: 'I32', shape: [2], data: labels.slice(0, 2) },
-  }, {
-    format: TOKEN_CACHE_FORMAT, grid: JSON.stringify({ h: 4, w: 4 }), codebook_size: String(model.vocabSize), tokenizer_fingerprint: 'tok0',
-    tokenizer_step: '1', tokenizer_config: '{}', train_source: 'test', test_source: 'test',
-  }));
-  const runDir = path.join(root, 'stage1', 'block-rar');
-  fs.mkdirSync(path.join(runDir, 'checkpoints'), { recursive: true });
-  fs.writeFileSync(path.join(runDir, 'config.json'), JSON.stringify({ stage1: { blockH: 2, blockW: 2 }, model, data: { n: N, tokenizer: 'tok0' } }));
-  const m = createGPT(model, 7);
-  const backbone = saveCheckpoint(path.join(runDir, 'checkpoints'), checkpointName('stage1', 4, ['r1.00']), {
-    weights: m.params, config: model, step: 4, kind: 'stage1', extra: { r: 1 },
-  });
-  disposeGPT(m);
-  const cfg = oracleDatasetConfig('smoke', { backbone, tokens: tokDir }, {
-    images: 7, statesPerImage: 4, imagesPerPart: 1, statesPerCall: 3, compareEvery: 2,
-    compare: [{ reading: 'one-step', weight: 'no-neighbours' }, { reading: 'teacher-forced', weight: 'distance' }],
-  });
-  return { root, cfg };
+  return { root, cfg: tinyOracleConfig(oracleWorld(root), { images: 7 }) };
 }
 
 function mergedBytes(dir: string): Record<string, Buffer> {
