@@ -17,17 +17,15 @@ import {
   Planner, PLANNER_DEFAULTS, PlannerConfig, PlannerData, plannerFeatures, plannerProbs, PlannerShape, Router, routerForward, routerTarget,
   routerTrainConfig, trainRouter,
 } from '../lib/planner';
-import { syntheticPlannerData } from './fixtures/planner-jobs';
+import { syntheticPlannerData, PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
 
-const CFG = gptConfig('tiny', { initStd: 0.5 });
-const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks
-const SHAPE: PlannerShape = { numBlocks: 4, blocksY: 2, blocksX: 2, backboneDim: CFG.dModel, numClasses: CFG.numClasses };
-const SMALL: PlannerConfig = { ...PLANNER_DEFAULTS, width: 16, heads: 2, ff: 32 };
+// The tiny world shared with the other planner tests (tests/fixtures/planner-jobs.ts): 4x4 tokens, vocab 16, 4 blocks.
+const CFG = PJ_MODEL, GEO = PJ_GEO, SHAPE = PJ_SHAPE, SMALL = PJ_PLANNER;
 
 let model: GPT | null = null;
 async function backbone(): Promise<GPT> {
   await useWasm();
-  if (!model) model = createGPT(CFG, 5);
+  if (!model) model = tinyBackbone(5);
   return model;
 }
 

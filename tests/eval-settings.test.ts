@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm, randArray } from './helpers';
+import { fakeDecode, tinyFeatureNet } from './fixtures/planner-jobs';
 import { gptConfig } from '../lib/backbone/config';
 import { createGPT, GPT } from '../lib/backbone/gpt';
 import { blockGeometry, rasterPolicy, randomPolicy } from '../lib/order';
@@ -28,27 +29,13 @@ const CFG = gptConfig('tiny', { initStd: 0.5 }); // 4x4 tokens, vocab 16, 3 clas
 const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks
 const SIDE = 16; // 4x4 pixels per token
 
-/** Fake decoder: each token paints its 4x4 patch with a level and a token-dependent stripe. */
-function fakeDecode(tokens: Int32Array): Float32Array {
-  const n = tokens.length / 16, out = new Float32Array(n * SIDE * SIDE);
-  for (let i = 0; i < n; i++) {
-    for (let y = 0; y < SIDE; y++) for (let x = 0; x < SIDE; x++) {
-      const tok = tokens[i * 16 + Math.floor(y / 4) * 4 + Math.floor(x / 4)];
-      out[i * SIDE * SIDE + y * SIDE + x] = (tok / 15) * 1.6 - 0.8 + ((x + tok) % 3 === 0 ? 0.2 : 0);
-    }
-  }
-  return out;
-}
 
 let fixture: { model: GPT; ctx: EvalContext; cfg: EvalConfig } | undefined;
 async function setup() {
   await useWasm();
   if (fixture) return fixture;
   const model = createGPT(CFG, 3);
-  const net = FeatureNet.init(featureNetConfig('smoke', {
-    imageSize: SIDE, classes: 3, channels: [4, 8], hidden: 8, spatialChannels: 2,
-    data: { train: { name: 'subset', split: 'train', pad: SIDE }, test: { name: 'subset', split: 'test', pad: SIDE } },
-  }));
+  const net = tinyFeatureNet();
   const r = rng('eval-settings-test');
   const nTest = 48;
   const testTokens = Int32Array.from({ length: nTest * 16 }, () => r.int(16));

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
+import { PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
 import { gptConfig } from '../lib/backbone/config';
 import { createGPT, GPT } from '../lib/backbone/gpt';
 import { loadBackbone } from '../lib/backbone/stage1';
@@ -17,15 +18,13 @@ import {
   plannerLossThroughBackbone, PlannerShape, trainJointTuning, tunedParamNames, bestPlannerCheckpoint,
 } from '../lib/planner';
 
-const CFG = gptConfig('tiny', { initStd: 0.5 }); // 2 layers, 4x4 tokens, vocab 16, d 16
-const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks
-const SHAPE: PlannerShape = { numBlocks: 4, blocksY: 2, blocksX: 2, backboneDim: CFG.dModel, numClasses: CFG.numClasses };
-const SMALL: PlannerConfig = { ...PLANNER_DEFAULTS, width: 16, heads: 2, ff: 32 };
+// The tiny world shared with the other planner tests (tests/fixtures/planner-jobs.ts): 4x4 tokens, vocab 16, 4 blocks.
+const CFG = PJ_MODEL, GEO = PJ_GEO, SHAPE = PJ_SHAPE, SMALL = PJ_PLANNER;
 
 let model: GPT | null = null;
 async function backbone(): Promise<GPT> {
   await useWasm();
-  if (!model) model = createGPT(CFG, 5);
+  if (!model) model = tinyBackbone(5);
   return model;
 }
 

@@ -7,22 +7,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend, BackendChoice } from '../runtime/backend';
 import { OrderHeadError } from '../runtime/errors';
 import { Progress } from '../runtime/progress';
-import { buildOracleDataset, OracleDatasetConfig, OraclePartInfo, ShardSpec } from './dataset';
+import { buildOracleDataset, BuildOracleResult, OracleDatasetConfig, OraclePartInfo, ShardSpec } from './dataset';
 
 export interface OracleWorkerJob { dir: string; cfg: OracleDatasetConfig; shard: ShardSpec; backend: BackendChoice; pauseMs?: number }
 
-/** What a worker reports when its shard is done. */
-export interface OracleShardSummary {
-  shard: string;
-  written: number;
-  skipped: number;
-  shardParts: number;
-  states: number;
-  compareStates: number;
-  seconds: number;
-  statesPerSecond: number;
-  removedTempFiles: string[];
-}
+/** What a worker reports when its shard is done: its build result without the manifest, the shard as "i/N". */
+export type OracleShardSummary = Omit<BuildOracleResult, 'dir' | 'shard' | 'manifest'> & { shard: string };
 
 export type OracleWorkerMessage =
   | { type: 'tick'; n: number }
@@ -46,13 +36,8 @@ async function main(): Promise<void> {
     const res = await buildOracleDataset(job.dir, job.cfg, {
       shard: job.shard, progress: bar, onPart: (info) => post({ type: 'part', info }), pauseMs: job.pauseMs,
     });
-    post({
-      type: 'done',
-      summary: {
-        shard: `${res.shard.index}/${res.shard.count}`, written: res.written, skipped: res.skipped, shardParts: res.shardParts, states: res.states,
-        compareStates: res.compareStates, seconds: res.seconds, statesPerSecond: res.statesPerSecond, removedTempFiles: res.removedTempFiles,
-      },
-    });
+    const { dir: _dir, shard, manifest: _manifest, ...counts } = res;
+    post({ type: 'done', summary: { ...counts, shard: `${shard.index}/${shard.count}` } });
   } catch (e) {
     if (e instanceof OrderHeadError) post({ type: 'error', problem: e.problem, where: e.where, fix: e.fix });
     else post({ type: 'error', problem: e instanceof Error ? e.message : String(e) });
