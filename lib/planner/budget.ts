@@ -48,13 +48,14 @@ import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, warmupCosine } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { checkpointName, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from '../runtime/checkpoint';
 import { ProfileName } from '../runtime/profile';
 import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../order';
 import { GPT } from '../backbone/gpt';
 import { FeatureItem, PlannerFeatures, plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, PlannerOutput } from './orderhead';
-import { PlannerData, plannerInputs, removeOtherCheckpoints, splitByImage } from './train';
+import { plannerInputs } from './orderhead';
+import { PlannerData, splitByImage } from './train';
 import { featureItems } from './policy';
 import { weightsFingerprint } from '../runtime/checkpoint';
 

@@ -54,7 +54,7 @@ import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, fileFingerprint, latestCheckpoint, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
+import { checkpointName, fileFingerprint, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
 export { fileFingerprint, weightsFingerprint };
 import { ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';
@@ -65,8 +65,8 @@ import { nllByOrderType } from '../backbone/order-nll';
 import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { FeatureItem, featureTensors, plannerFeatures } from './features';
-import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, PlannerShape } from './orderhead';
-import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, plannerProbs, removeOtherCheckpoints, splitByImage } from './train';
+import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, plannerProbs, PlannerShape } from './orderhead';
+import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, splitByImage } from './train';
 
 export interface JointTuningConfig {
   /** k: the number of top GPT blocks that train (h{L-k} .. h{L-1}). Default 2; must be 1 .. nLayer. */

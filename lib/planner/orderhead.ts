@@ -29,6 +29,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
+import { PlannerFeatures, selectFeatures } from './features';
 
 /** The latent step counts the curriculum supports (METHOD.md §6.4). */
 export const LATENT_STEPS = [0, 1, 2, 4] as const;
@@ -213,6 +214,33 @@ export function plannerForward(pl: Planner, x: PlannerInputs, R: LatentSteps = p
     tf.reshape(tf.matMul(rms(tf.reshape(z, [B * nb, w]), p['head.norm']) as tf.Tensor2D, p['head.w']), [B, nb]),
     tf.reshape(tf.matMul(tf.reshape(entropies, [B * nb, 2]), p['head.entropy']), [B, nb])); // direct path from the backbone's uncertainty
   return { logits: tf.add(logits, tf.mul(x.visible, -1e9)) as tf.Tensor2D, latents };
+}
+
+// ---------------------------------------------------------------- inference on cached features
+
+/** Planner input tensors for feature rows (caller disposes, or call inside tidy). */
+export function plannerInputs(f: PlannerFeatures, rows?: readonly number[]) {
+  const g = rows ? selectFeatures(f, rows) : f;
+  return {
+    hidden: tf.tensor3d(g.hidden, [g.n, g.numBlocks, g.dim]),
+    entropy: tf.tensor2d(g.entropy, [g.n, g.numBlocks]),
+    blockEntropy: tf.tensor2d(g.blockEntropy, [g.n, g.numBlocks]),
+    visible: tf.tensor2d(Float32Array.from(g.visible), [g.n, g.numBlocks]),
+    classId: tf.tensor1d(g.classId, 'int32'),
+  };
+}
+
+/** Next-block probabilities [n, nb] of the planner on feature rows (no gradients; batched). */
+export function plannerProbs(pl: Planner, f: PlannerFeatures, rows?: readonly number[], R?: LatentSteps, batch = 256): Float32Array {
+  const all = rows ?? Array.from({ length: f.n }, (_, i) => i);
+  const nb = f.numBlocks, out = new Float32Array(all.length * nb);
+  for (let s = 0; s < all.length; s += batch) {
+    const chunk = all.slice(s, s + batch);
+    const p = tf.tidy(() => tf.softmax(plannerForward(pl, plannerInputs(f, chunk), R).logits));
+    out.set(p.dataSync(), s * nb);
+    p.dispose();
+  }
+  return out;
 }
 
 /**

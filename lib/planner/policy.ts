@@ -10,8 +10,7 @@ import { ensure } from '../runtime/errors';
 import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../order';
 import { GPT } from '../backbone/gpt';
 import { FeatureItem, plannerFeatures } from './features';
-import { checkLatentSteps, LatentSteps, Planner } from './orderhead';
-import { plannerProbs } from './train';
+import { checkLatentSteps, LatentSteps, Planner, plannerProbs } from './orderhead';
 import { weightsFingerprint } from '../runtime/checkpoint';
 
 /** Feature inputs of policy states (tokens decoded so far, class, visible blocks in reveal order). */

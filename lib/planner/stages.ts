@@ -17,9 +17,9 @@ import { GPT } from '../backbone/gpt';
 import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { PlannerFeatures, plannerFeatures } from './features';
-import { checkLatentSteps, LatentSteps, Planner, disposePlanner } from './orderhead';
+import { checkLatentSteps, LatentSteps, Planner, disposePlanner, plannerProbs } from './orderhead';
 import {
-  bestPlannerCheckpoint, LabelName, loadPlanner, PlannerData, plannerData, PlannerTrainConfig, plannerProbs, plannerTrainConfig, trainPlanner,
+  bestPlannerCheckpoint, LabelName, loadPlanner, PlannerData, plannerData, PlannerTrainConfig, plannerTrainConfig, trainPlanner,
   TrainPlannerResult, StateSplit, TargetName,
 } from './train';
 import { ProfileName } from '../runtime/profile';

@@ -24,13 +24,13 @@ import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, warmupCosine } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { checkpointName, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from '../runtime/checkpoint';
 import { ProfileName } from '../runtime/profile';
 import { OracleDataset } from '../oracle/dataset';
-import { PlannerFeatures, selectFeatures } from './features';
+import { PlannerFeatures } from './features';
 import {
   checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerForward,
-  plannerLoss, PlannerShape, plannerParamShapes, validatePlannerConfig,
+  plannerInputs, plannerLoss, plannerProbs, PlannerShape, plannerParamShapes, validatePlannerConfig,
 } from './orderhead';
 
 export const LABELS = ['u', 'u_extrap'] as const;
@@ -160,31 +160,6 @@ export function plannerTargets(data: PlannerData, rows: readonly number[], targe
     }
     for (let b = 0; b < nb; b++) out[i * nb + b] /= s;
   });
-  return out;
-}
-
-/** Planner input tensors for feature rows (caller disposes, or call inside tidy). */
-export function plannerInputs(f: PlannerFeatures, rows?: readonly number[]) {
-  const g = rows ? selectFeatures(f, rows) : f;
-  return {
-    hidden: tf.tensor3d(g.hidden, [g.n, g.numBlocks, g.dim]),
-    entropy: tf.tensor2d(g.entropy, [g.n, g.numBlocks]),
-    blockEntropy: tf.tensor2d(g.blockEntropy, [g.n, g.numBlocks]),
-    visible: tf.tensor2d(Float32Array.from(g.visible), [g.n, g.numBlocks]),
-    classId: tf.tensor1d(g.classId, 'int32'),
-  };
-}
-
-/** Next-block probabilities [n, nb] of the planner on feature rows (no gradients; batched). */
-export function plannerProbs(pl: Planner, f: PlannerFeatures, rows?: readonly number[], R?: LatentSteps, batch = 256): Float32Array {
-  const all = rows ?? Array.from({ length: f.n }, (_, i) => i);
-  const nb = f.numBlocks, out = new Float32Array(all.length * nb);
-  for (let s = 0; s < all.length; s += batch) {
-    const chunk = all.slice(s, s + batch);
-    const p = tf.tidy(() => tf.softmax(plannerForward(pl, plannerInputs(f, chunk), R).logits));
-    out.set(p.dataSync(), s * nb);
-    p.dispose();
-  }
   return out;
 }
 
@@ -319,19 +294,6 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
   const loaded = loadPlanner(best.path, { shape, backboneFingerprint: data.backboneFingerprint });
   return { run, planner: loaded.planner, steps: step, bestStep, bestValLoss, bestPath: best.path };
-}
-
-/**
- * Remove every `<prefix>-step*.safetensors` of `dir` except `keep`. Run after
- * writing a new best checkpoint: a run killed between that write and the
- * removal of the previous best leaves two, and the resumed run (which rewrites
- * the same newest file) clears the older one here.
- */
-export function removeOtherCheckpoints(dir: string, prefix: string, keep: string): void {
-  const re = new RegExp(`^${prefix}-step\\d+(?:-[A-Za-z0-9._-]*)?\\.safetensors$`); // prefixes are plain words ('best')
-  for (const f of fs.readdirSync(dir)) {
-    if (re.test(f) && path.join(dir, f) !== keep) fs.rmSync(path.join(dir, f), { force: true });
-  }
 }
 
 /** Copy weights between planners of the same shape and width (the R curriculum: R changes, weights carry over). */

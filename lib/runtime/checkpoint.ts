@@ -382,3 +382,16 @@ export function weightsFingerprint(params: Record<string, tf.Tensor>): string {
 export function fileFingerprint(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
 }
+
+/**
+ * Remove every `<prefix>-step*.safetensors` of `dir` except `keep`. Run after
+ * writing a new best checkpoint: a run killed between that write and the
+ * removal of the previous best leaves two, and the resumed run (which rewrites
+ * the same newest file) clears the older one here.
+ */
+export function removeOtherCheckpoints(dir: string, prefix: string, keep: string): void {
+  const re = new RegExp(`^${prefix}-step\\d+(?:-[A-Za-z0-9._-]*)?\\.safetensors$`); // prefixes are plain words ('best')
+  for (const f of fs.readdirSync(dir)) {
+    if (re.test(f) && path.join(dir, f) !== keep) fs.rmSync(path.join(dir, f), { force: true });
+  }
+}
