@@ -17,6 +17,7 @@ export * from './runtime/checkpoint';
 export * from './runtime/run';
 export * from './runtime/progress';
 export * from './runtime/optim';
+export * from './runtime/train-loop';
 export * from './data/idx';
 export * from './data/dataset';
 export * from './backbone/config';

@@ -301,7 +301,7 @@ test('case 7: a tokenizer patch size that does not tile the image names tokenize
   const root = sandbox();
   await untouched(root, () => {
     expectOH(() => tinyTokenizer({ patchSize: 5 }), 'tokenizer.patchSize', 'not a multiple of patchSize 5', 'divides the image size');
-    expectOH(() => tinyTokenizer({ batch: 10, microBatches: 3 }), 'tokenizer.microBatches');
+    expectOH(() => tinyTokenizer({ batch: 10, microBatch: 3 }), 'tokenizer.microBatch');
   });
 });
 

@@ -314,7 +314,7 @@ test('the feature net learns, leaks no tensors per step, round-trips through sav
   const { train, test: testSet } = smallData();
   const dir = path.join(tmp(), 'featurenet');
   const losses: number[] = [], tensors: number[] = [];
-  const res = await trainFeatureNet(cfg, train, testSet, {
+  const res = await trainFeatureNet({ config: cfg, train, test: testSet,
     runDir: dir,
     onLog: (row) => { if (row.loss !== undefined) { losses.push(row.loss); tensors.push(tf.memory().numTensors); } },
   });
@@ -355,14 +355,14 @@ test('the feature net learns, leaks no tensors per step, round-trips through sav
   loaded.dispose();
 
   // Reopening the finished run trains nothing and reports the same accuracy.
-  const resumed = await trainFeatureNet(cfg, train, testSet, { runDir: dir });
+  const resumed = await trainFeatureNet({ config: cfg, train, test: testSet, runDir: dir });
   assert.equal(resumed.startStep, 16);
   assert.equal(resumed.testAccuracy, res.testAccuracy);
   assert.deepEqual(featureNetOutputs(resumed.net, images).probs, out.probs);
   resumed.net.dispose();
 
   // A different config in the same folder is refused, naming the field.
-  await assert.rejects(trainFeatureNet(tinyConfig({ hidden: 24 }), train, testSet, { runDir: dir }), (err: Error) => {
+  await assert.rejects(trainFeatureNet({ config: tinyConfig({ hidden: 24 }), train, test: testSet, runDir: dir }), (err: Error) => {
     assert.equal(err.name, 'OrderHeadError');
     assert.match(err.message, /hidden: run 64, current 24/);
     return true;
@@ -370,13 +370,13 @@ test('the feature net learns, leaks no tensors per step, round-trips through sav
 
   // Training in two slices ends exactly where the uninterrupted run did.
   const dir2 = path.join(tmp(), 'featurenet-sliced');
-  const half = await trainFeatureNet(cfg, train, testSet, { runDir: dir2, untilStep: 8 });
+  const half = await trainFeatureNet({ config: cfg, train, test: testSet, runDir: dir2, untilStep: 8 });
   assert.equal(half.step, 8);
   assert.ok(!half.complete);
   half.net.dispose();
   throwsOH(() => loadFeatureNet(dir2), 'stopped at step 8 of 16', 'allowIncomplete');
   loadFeatureNet(dir2, { allowIncomplete: true }).dispose();
-  const rest = await trainFeatureNet(cfg, train, testSet, { runDir: dir2 });
+  const rest = await trainFeatureNet({ config: cfg, train, test: testSet, runDir: dir2 });
   assert.equal(rest.startStep, 8);
   assert.deepEqual(featureNetOutputs(rest.net, images).probs, out.probs, 'resumed training diverged from the uninterrupted run');
   rest.net.dispose();
@@ -388,7 +388,7 @@ test('loading a missing, truncated or corrupt feature net is an OrderHeadError n
   const cfg = tinyConfig({ steps: 2, checkpointEvery: 2 });
   const { train, test: testSet } = smallData();
   const dir = path.join(tmp(), 'featurenet');
-  const res = await trainFeatureNet(cfg, train, testSet, { runDir: dir });
+  const res = await trainFeatureNet({ config: cfg, train, test: testSet, runDir: dir });
   res.net.dispose();
   const file = res.checkpoint;
   assert.ok(fs.existsSync(file) && file.endsWith('featurenet-step000002.safetensors'));

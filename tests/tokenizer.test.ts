@@ -288,6 +288,6 @@ test('the token cache round-trips, is reused when current and rebuilt when the t
 
 test('config errors name the field', () => {
   assert.throws(() => tokenizerConfig('smoke', { patchSize: 5 }), /tokenizer\.patchSize/);
-  assert.throws(() => tokenizerConfig('smoke', { batch: 10, microBatches: 3 }), /tokenizer\.microBatches/);
+  assert.throws(() => tokenizerConfig('smoke', { batch: 10, microBatch: 3 }), /tokenizer\.microBatch/);
   assert.deepEqual(tokenizerConfig('default').data.train, { name: 'fashion-mnist', split: 'train', pad: 32 });
 });

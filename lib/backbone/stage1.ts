@@ -20,15 +20,17 @@ import { backendReport } from '../runtime/backend';
 import { checkTokenIds, GPTConfig, GPTSize, gptConfig, seqLen } from './config';
 import { createGPT, disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params, DecodeOrder, tokensInOrder } from './gpt';
 import { blockGeometry, BlockGeometry, cellsOfBlockOrder, randomBlockOrder } from '../order';
-import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
+import { accumulateGrads, OptimConfig, validateOptimConfig } from '../runtime/optim';
+import { runTraining } from '../runtime/train-loop';
+import { profileConfig, ProfileName } from '../runtime/profile';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { loadCheckpoint } from '../runtime/checkpoint';
 import { OrderHeadError } from '../runtime/errors';
 import { rngFromState, rng, Rng, seedFrom } from '../runtime/seed';
 
 export type OrderMode = 'block-rar' | 'raster';
 
-export interface Stage1Config {
+export interface Stage1Config extends OptimConfig {
   /** `block-rar` (annealed random block orders) or `raster` (the native baseline). */
   orderMode: OrderMode;
   /** Model size from the registry (lib/backbone/config.ts). */
@@ -36,30 +38,24 @@ export interface Stage1Config {
   /** Block size in tokens (default 2x2: 16 blocks on an 8x8 grid). */
   blockH: number;
   blockW: number;
-  /** Optimizer steps. */
-  steps: number;
-  /** Images per step, run as micro-batches of `microBatch` (wasm heap limit). */
-  batch: number;
+  /** Images per step run as passes of at most this many (wasm heap limit), gradients summed. */
   microBatch: number;
-  /** Peak learning rate, warmup steps, final lr as a fraction of peak. */
-  lr: number;
-  warmup: number;
-  minLrRatio: number;
-  weightDecay: number;
-  clipNorm: number;
   /** Fractions of `steps` where r starts falling from 1 and reaches 0 (block-rar only). */
   annealStart: number;
   annealEnd: number;
   /** Probability of replacing the class by the null class (for CFG). */
   classDropout: number;
-  /** Save a checkpoint every this many steps (and at the end). */
+  /**
+   * Save a checkpoint every this many steps (and at the end). Stage 1 has no
+   * evaluation inside the loop (evalEvery 0): notebook 02 scores every
+   * checkpoint's exact NLL afterwards.
+   */
   checkpointEvery: number;
-  seed: number;
 }
 
 export const STAGE1_DEFAULTS: Omit<Stage1Config, 'orderMode'> = {
   size: 'small', blockH: 2, blockW: 2, steps: 1500, batch: 64, microBatch: 32,
-  lr: 1e-3, warmup: 100, minLrRatio: 0.1, weightDecay: 0.05, clipNorm: 1.0,
+  lr: 1e-3, warmup: 100, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1.0, evalEvery: 0,
   annealStart: 0.5, annealEnd: 0.9, classDropout: 0.1, checkpointEvery: 250, seed: 0,
 };
 
@@ -103,6 +99,7 @@ const paramNames = (m: GPTConfig) => paramShapes(m).map(([n]) => n);
  */
 export function trainStage1(root: string, name: string, cfg: Stage1Config, data: TokenData, model: GPTConfig, hooks: Stage1Hooks = {}): Stage1Result {
   const T = seqLen(model);
+  validateOptimConfig(cfg, 'stage1');
   // Every check on the data comes before openRun, so bad input leaves no run folder behind.
   if (!(Number.isInteger(data.n) && data.n >= 1)) {
     throw new OrderHeadError(`token data holds no images (n = ${data.n})`, 'stage1 token data',
@@ -120,70 +117,42 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   const geo = stage1Geometry(cfg, model);
   const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown' } }, resume: true, backend: tf.getBackend() });
   const m = createGPT(model, cfg.seed);
-  const opt = new AdamW(m.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
-  let step = 0;
   let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
-  const checkpoints: string[] = [];
-  // A failure (bad checkpoint, NaN loss, full disk) must not leak the model and optimizer tensors.
+  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
+  let share = 0, randomCount = 0;
   try {
-    const last = run.latestCheckpoint('stage1');
-    if (last) {
-      const ck = loadCheckpoint(last.path, { expectConfig: model as unknown as Record<string, unknown> });
-      for (const [k, v] of Object.entries(ck.weights)) {
-        const target = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : m.params[k];
-        if (target) target.assign(v);
-      }
-      tf.dispose(Object.values(ck.weights));
-      step = ck.step;
-      opt.step = Number(ck.extra.optStep ?? step);
-      r = rngFromState(Number(ck.extra.rngState));
-    }
-    const save = () => {
-      const tag = `r${randomShare(cfg, step).toFixed(2)}`;
-      const path = saveCheckpoint(run.checkpointDir, checkpointName('stage1', step, [tag]), {
-        weights: { ...m.params, ...opt.state() }, config: model, step, kind: 'stage1',
-        extra: { orderMode: cfg.orderMode, r: randomShare(cfg, step), optStep: opt.step, rngState: r.state() },
-      });
-      checkpoints.push(path);
-    };
-    const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
-    const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
-    while (step < end) {
-      const t0 = performance.now();
-      const share = randomShare(cfg, step);
-      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
-      // Draw the whole batch on the host: images, orders, class dropout.
-      const micro: OrderBatch[] = [];
-      let randomCount = 0;
-      for (let i = 0; i < nMicro; i++) {
-        const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses);
-        micro.push(mb);
-        randomCount += mb.randomCount;
-      }
-      const { grads, loss } = accumulateGrads(m.params, nMicro, (i) => {
-        const { order, toks, classes } = micro[i];
-        return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
-      });
-      if (!Number.isFinite(loss)) {
-        tf.dispose(Object.values(grads));
-        throw new OrderHeadError(`training loss is ${loss} at step ${step}`, `run ${run.dir}`,
-          `lower stage1.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('stage1')?.path ?? 'none yet'}) is untouched`);
-      }
-      let gradNorm: number;
-      try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(Object.values(grads)); }
-      step++;
-      const metrics = { loss, lr, r: share, randomShare: randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
-      run.logMetrics(step, metrics);
-      hooks.onStep?.(step, metrics);
-      if (step % cfg.checkpointEvery === 0 || step === cfg.steps) save();
-    }
+    const outcome = runTraining({
+      run, stage: 'stage1', configName: 'stage1', optim: cfg, params: m.params, checkpointConfig: model,
+      checkpointEvery: cfg.checkpointEvery, maxSteps: hooks.maxSteps,
+      tags: (step) => [`r${randomShare(cfg, step).toFixed(2)}`],
+      state: {
+        save: (step) => ({ orderMode: cfg.orderMode, r: randomShare(cfg, step), rngState: r.state() }),
+        restore: (extra) => { r = rngFromState(Number(extra.rngState)); },
+      },
+      step: (step) => {
+        share = randomShare(cfg, step);
+        // Draw the whole batch on the host: images, orders, class dropout.
+        const micro: OrderBatch[] = [];
+        randomCount = 0;
+        for (let i = 0; i < nMicro; i++) {
+          const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses);
+          micro.push(mb);
+          randomCount += mb.randomCount;
+        }
+        return accumulateGrads(m.params, nMicro, (i) => {
+          const { order, toks, classes } = micro[i];
+          return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
+        });
+      },
+      row: (_step, s) => ({ loss: s.loss, lr: s.lr, r: share, randomShare: randomCount / cfg.batch, gradNorm: s.gradNorm, ms: s.ms }),
+      onStep: (step, row) => hooks.onStep?.(step, row as Record<string, number>),
+    });
+    return { run, model: m, steps: outcome.step, checkpoints: outcome.checkpoints };
   } catch (err) {
-    opt.dispose();
+    // A failure (bad checkpoint, NaN loss, full disk) must not leak the model tensors.
     disposeGPT(m);
     throw err;
   }
-  opt.dispose();
-  return { run, model: m, steps: step, checkpoints };
 }
 
 /** One micro-batch of block-RAR training samples, drawn on the host. */
@@ -283,11 +252,10 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
  * The Stage 1 config of each profile. `default` is sized so that both models
  * train side by side (one per core) in about 10 minutes on our 2-core machine.
  */
-export function stage1Config(profile: 'smoke' | 'default' | 'full', orderMode: OrderMode): Stage1Config {
-  const base = { ...STAGE1_DEFAULTS, orderMode };
-  switch (profile) {
-    case 'smoke': return { ...base, size: 'tiny', steps: 6, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 };
-    case 'default': return { ...base, steps: 600, warmup: 50, checkpointEvery: 100 };
-    case 'full': return { ...base, steps: 3000, warmup: 200, checkpointEvery: 250 };
-  }
+export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
+  return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {
+    smoke: { size: 'tiny', steps: 6, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 },
+    default: { steps: 600, warmup: 50, checkpointEvery: 100 },
+    full: { steps: 3000, warmup: 200, checkpointEvery: 250 },
+  }, profile, overrides, (c) => validateOptimConfig(c, 'stage1'));
 }

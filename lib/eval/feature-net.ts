@@ -37,15 +37,15 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { activeProfile, pick, ProfileName } from '../runtime/profile';
+import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { rng, seedFrom } from '../runtime/seed';
-import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
+import { accumulateGrads, OPTIM_CONFIG_DOCS, OptimConfig, validateOptimConfig } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
-import { Progress, ProgressInfo } from '../runtime/progress';
+import { Progress } from '../runtime/progress';
 import { DatasetOptions, loadDataset } from '../data/dataset';
 import { denseLayer } from '../tokenizer/vq';
-import { yieldToEventLoop } from '../tokenizer/train';
+import { runTrainingAsync, TrainingOutcome } from '../runtime/train-loop';
 import type { LabelledImages } from '../tokenizer/cache';
 
 /** Checkpoint prefix and run stage of feature-network runs. */
@@ -57,7 +57,7 @@ export interface FeatureNetDataConfig {
   test: DatasetOptions;
 }
 
-export interface FeatureNetConfig {
+export interface FeatureNetConfig extends OptimConfig {
   /** Side of the square single-channel input images. Default 32 (Fashion-MNIST padded, as the tokenizer sees it). */
   imageSize: number;
   /** Number of classes. Default 10 (Fashion-MNIST). */
@@ -82,28 +82,12 @@ export interface FeatureNetConfig {
    * about 0.5 s per 1,000 images (measured in JS).
    */
   spatialChannels: number;
-  /** Peak AdamW learning rate (linear warmup, cosine to `minLrRatio` of it). Default 3e-3. */
-  lr: number;
-  /** Warmup steps. Default 30. */
-  warmup: number;
-  /** Final learning rate as a share of `lr`. Default 0.02. */
-  minLrRatio: number;
-  /** AdamW decoupled weight decay (matrices and kernels only). Default 1e-4. */
-  weightDecay: number;
-  /** Global gradient-norm clip (0 = off). Default 0: the default run was measured without clipping. */
-  clipNorm: number;
-  /** Optimizer steps of the run. */
-  steps: number;
-  /** Images per step. */
-  batch: number;
   /** Append a training metrics row every this many steps. */
   logEvery: number;
   /** Save a checkpoint every this many steps (and always at the last step of a call). */
   checkpointEvery: number;
   /** Images per forward pass when evaluating the test set. Default 500. */
   evalBatch: number;
-  /** Seed of the initial weights and of the data order. */
-  seed: number;
   /** The data the run uses (the profile's dataset). */
   data: FeatureNetDataConfig;
 }
@@ -121,17 +105,12 @@ export const FEATURE_NET_CONFIG_DOCS: Record<keyof FeatureNetConfig, string> = {
   spatialStage: 'stage whose output gives the sFID features',
   spatialPool: 'extra average pooling of that map',
   spatialChannels: 'channels of that map kept for sFID',
-  lr: 'peak AdamW learning rate (warmup, cosine)',
-  warmup: 'warmup steps',
-  minLrRatio: 'final learning rate / peak',
-  weightDecay: 'AdamW weight decay (kernels and matrices)',
-  clipNorm: 'gradient-norm clip (0 = off)',
-  steps: 'optimizer steps',
+  ...OPTIM_CONFIG_DOCS,
   batch: 'images per step',
+  evalEvery: 'test evaluation every N steps (0 = at the end of each call)',
   logEvery: 'metrics row every N steps',
   checkpointEvery: 'checkpoint every N steps',
   evalBatch: 'images per forward pass in evaluation',
-  seed: 'seed of initialisation and data order',
   data: 'train and test datasets (profile)',
 };
 
@@ -152,44 +131,22 @@ export const FEATURE_NET_CONFIG_DOCS: Record<keyof FeatureNetConfig, string> = {
  *   about 91%).
  */
 export function featureNetConfig(profile: ProfileName = activeProfile(), overrides: Partial<FeatureNetConfig> = {}): FeatureNetConfig {
-  const schedule = pick(
-    {
-      smoke: { steps: 30, batch: 32, warmup: 5, logEvery: 5, checkpointEvery: 15 },
-      default: { steps: 780, batch: 128, warmup: 30, logEvery: 20, checkpointEvery: 200 },
-      full: { steps: 3120, batch: 128, warmup: 100, logEvery: 50, checkpointEvery: 500 },
-    },
-    profile,
-  );
-  const data = pick<FeatureNetDataConfig>(
-    {
-      smoke: { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } },
-      default: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
-      full: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
-    },
-    profile,
-  );
-  const cfg: FeatureNetConfig = {
-    imageSize: 32,
-    classes: 10,
-    channels: [16, 32],
-    kernelSize: 3,
-    hidden: 128,
-    spatialStage: 0,
-    spatialPool: 2,
-    spatialChannels: 8,
-    lr: 3e-3,
-    minLrRatio: 0.02,
-    weightDecay: 1e-4,
-    clipNorm: 0,
-    evalBatch: 500,
-    seed: 0,
-    ...schedule,
-    data,
-    ...overrides,
-  };
-  validateFeatureNetConfig(cfg);
-  return cfg;
+  const fashion = { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } } as const;
+  return profileConfig<FeatureNetConfig>(FEATURE_NET_DEFAULTS, {
+    smoke: { steps: 30, batch: 32, warmup: 5, logEvery: 5, checkpointEvery: 15,
+      data: { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } } },
+    default: {},
+    full: { steps: 3120, warmup: 100, logEvery: 50, checkpointEvery: 500, data: fashion },
+  }, profile, overrides, validateFeatureNetConfig);
 }
+
+/** The default profile's feature network (see featureNetConfig for how it was sized). β2 = 0.999: the measured runs used it. */
+export const FEATURE_NET_DEFAULTS: FeatureNetConfig = {
+  imageSize: 32, classes: 10, channels: [16, 32], kernelSize: 3, hidden: 128, spatialStage: 0, spatialPool: 2, spatialChannels: 8,
+  steps: 780, batch: 128, lr: 3e-3, warmup: 30, minLrRatio: 0.02, weightDecay: 1e-4, betas: [0.9, 0.999], clipNorm: 0, seed: 0, evalEvery: 0,
+  logEvery: 20, checkpointEvery: 200, evalBatch: 500,
+  data: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
+};
 
 /** Side of stage `s`'s pooled output. */
 function stageSide(cfg: Pick<FeatureNetConfig, 'imageSize'>, s: number): number {
@@ -244,18 +201,10 @@ export function validateFeatureNetConfig(cfg: FeatureNetConfig): void {
   );
   const ds = featureNetDims(cfg).spatialDim;
   ensure(ds <= 4096, `the spatial features would have ${ds} values per image; the Fréchet distance costs O(dim^3) (minutes beyond 1,000)`, where('spatialChannels'), 'keep spatialDim near 512: fewer channels or more spatialPool');
-  num('lr', false);
-  int('warmup', 0);
-  num('minLrRatio', true);
-  ensure(cfg.minLrRatio <= 1, `must be at most 1, got ${cfg.minLrRatio}`, where('minLrRatio'), 'use e.g. 0.02');
-  num('weightDecay', true);
-  num('clipNorm', true);
-  int('steps', 1);
-  int('batch', 1);
+  validateOptimConfig(cfg, 'featureNet');
   int('logEvery', 1);
   int('checkpointEvery', 1);
   int('evalBatch', 1);
-  ensure(Number.isInteger(cfg.seed), `must be a whole number, got ${cfg.seed}`, where('seed'), 'pass an integer seed such as 0');
   ensure(
     typeof cfg.data === 'object' && cfg.data !== null && typeof cfg.data.train === 'object' && typeof cfg.data.test === 'object',
     'must give the train and test dataset options',
@@ -601,8 +550,13 @@ function checkLabelled(cfg: FeatureNetConfig, data: LabelledImages, where: strin
 // ---------------------------------------------------------------- training
 
 export interface TrainFeatureNetOptions {
+  config: FeatureNetConfig;
   /** The run folder, e.g. featureNetRunDir(session.runRoot, session.profile). */
   runDir: string;
+  /** Training images; default: loadDataset(config.data.train). */
+  train?: LabelledImages;
+  /** Test images (evaluated at the end of the call); default: loadDataset(config.data.test). */
+  test?: LabelledImages;
   /** Progress bar factory (the notebook passes session.progress). */
   progress?: (opts: { total: number; label: string }) => Progress;
   /** Stop after this step (and save), to train in slices; default config.steps. */
@@ -637,14 +591,26 @@ export interface TrainFeatureNetResult {
   testImages: number;
 }
 
-/** Training state kept beside the weights in each checkpoint's `extra`. */
-interface TrainState {
-  optStep: number;
-  epoch: number;
-  cursor: number;
+/** What the last checkpoint's `extra` records about the test set. */
+interface TestRecord {
   testAccuracy?: number;
   testLoss?: number;
   testImages?: number;
+}
+
+/** Copy a checkpoint's weights into the net's variables, refusing a missing or misshapen one. */
+function assignWeights(net: FeatureNet, weights: Record<string, tf.Tensor>, file: string): void {
+  for (const [name, v] of Object.entries(net.params)) {
+    const w = weights[name];
+    if (!w || !tf.util.arraysEqual(w.shape, v.shape)) {
+      throw new OrderHeadError(
+        `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the config needs [${v.shape}]`,
+        file,
+        'the file is damaged or belongs to another config: retrain the feature network (delete the run folder or use another one)',
+      );
+    }
+    v.assign(w);
+  }
 }
 
 function epochOrder(seed: number, epoch: number, n: number): Int32Array {
@@ -658,204 +624,115 @@ function loadSplit(given: LabelledImages | undefined, cfg: FeatureNetConfig, spl
   return loadDataset({ ...cfg.data[split], pad: cfg.imageSize });
 }
 
-/** Copy checkpoint tensors into the net's variables (and the optimizer's moments when present). */
-function assignWeights(net: FeatureNet, weights: Record<string, tf.Tensor>, file: string, opt?: AdamW): void {
-  for (const [name, v] of Object.entries(net.params)) {
-    const w = weights[name];
-    if (!w || !tf.util.arraysEqual(w.shape, v.shape)) {
-      throw new OrderHeadError(
-        `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the config needs [${v.shape}]`,
-        file,
-        'the file is damaged or belongs to another config: retrain the feature network (delete the run folder or use another one)',
-      );
-    }
-    v.assign(w);
-    const m = weights[`adam.m.${name}`], s = weights[`adam.v.${name}`];
-    if (opt && m && s) {
-      opt.m[name].assign(m);
-      opt.v[name].assign(s);
-    }
-  }
-}
-
 /**
- * Train the feature network of `config` in `options.runDir` (await it),
- * resuming from the newest checkpoint there; `train` and `test` default to
- * the config's datasets. A run folder made with another config is refused,
+ * Train the feature network of `options.config` in `options.runDir` (await
+ * it), resuming from the newest checkpoint there; `train` and `test` default
+ * to the config's datasets. A run folder made with another config is refused,
  * naming each differing field (openRun). At the end of the call the test set
  * is evaluated and the accuracy logged, stored in the last checkpoint and
  * returned. The returned net belongs to the caller (dispose it).
  */
-export async function trainFeatureNet(
-  config: FeatureNetConfig, train: LabelledImages | undefined, test: LabelledImages | undefined, options: TrainFeatureNetOptions,
-): Promise<TrainFeatureNetResult> {
-  validateFeatureNetConfig(config);
-  ensure(typeof options?.runDir === 'string' && options.runDir.length > 0, 'no run folder given', 'trainFeatureNet(options.runDir)', 'pass runDir: featureNetRunDir(session.runRoot, session.profile)');
+export async function trainFeatureNet(options: TrainFeatureNetOptions): Promise<TrainFeatureNetResult> {
+  const cfg = options?.config;
+  ensure(cfg !== undefined, 'no config given', 'trainFeatureNet(options.config)', 'pass config: featureNetConfig(session.profile)');
+  validateFeatureNetConfig(cfg);
+  ensure(typeof options.runDir === 'string' && options.runDir.length > 0, 'no run folder given', 'trainFeatureNet(options.runDir)', 'pass runDir: featureNetRunDir(session.runRoot, session.profile)');
   const runDir = path.resolve(options.runDir);
-  const run = openRun<FeatureNetConfig>({ root: path.dirname(runDir), name: path.basename(runDir), stage: FEATURE_NET_STAGE, config, resume: true, backend: options.backend });
-  const net = FeatureNet.init(config);
-  const opt = new AdamW(net.params, { lr: config.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: config.weightDecay, clipNorm: config.clipNorm });
+  const run = openRun<FeatureNetConfig>({ root: path.dirname(runDir), name: path.basename(runDir), stage: FEATURE_NET_STAGE, config: cfg, resume: true, backend: options.backend });
+  const net = FeatureNet.init(cfg);
   try {
-    return await trainLoop(config, train, test, options, run, net, opt);
+    return await train(options, run, net);
   } catch (err) {
     net.dispose();
     throw err;
-  } finally {
-    opt.dispose();
   }
 }
 
-async function trainLoop(
-  cfg: FeatureNetConfig, trainGiven: LabelledImages | undefined, testGiven: LabelledImages | undefined, options: TrainFeatureNetOptions,
-  run: Run<FeatureNetConfig>, net: FeatureNet, opt: AdamW,
-): Promise<TrainFeatureNetResult> {
+async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>, net: FeatureNet): Promise<TrainFeatureNetResult> {
+  const cfg = options.config;
   const until = Math.min(cfg.steps, options.untilStep ?? cfg.steps);
-  let state: TrainState = { optStep: 0, epoch: 0, cursor: 0 };
-  let startStep = 0;
-  let resumedFrom: string | undefined;
-  let checkpoint: string | undefined;
-
-  const latest = run.latestCheckpoint(FEATURE_NET_STAGE);
-  if (latest) {
-    const ck = loadCheckpoint<FeatureNetConfig>(latest.path, { expectConfig: cfg });
-    try {
-      assignWeights(net, ck.weights, latest.path, opt);
-    } finally {
-      tf.dispose(Object.values(ck.weights));
-    }
-    state = { ...state, ...(ck.extra as Partial<TrainState>) };
-    opt.step = state.optStep;
-    startStep = ck.step;
-    resumedFrom = latest.path;
-    checkpoint = latest.path;
-  }
-  net.source = { checkpoint, step: startStep, testAccuracy: state.testAccuracy };
-
-  const test = loadSplit(testGiven, cfg, 'test');
+  const test = loadSplit(options.test, cfg, 'test');
   checkLabelled(cfg, test, 'trainFeatureNet(test)');
-  const save = (step: number): string => {
-    const file = saveCheckpoint(run.checkpointDir, checkpointName(FEATURE_NET_STAGE, step), {
-      weights: { ...net.params, ...opt.state() }, config: cfg, step, kind: FEATURE_NET_STAGE, extra: { ...state, optStep: opt.step },
-    });
-    checkpoint = file;
-    net.source = { checkpoint: file, step, testAccuracy: state.testAccuracy };
-    return file;
-  };
-  const finish = (step: number, seconds: number): TrainFeatureNetResult => {
-    const ev = evaluateFeatureNet(net, test, cfg.evalBatch);
-    state = { ...state, testAccuracy: ev.accuracy, testLoss: ev.loss, testImages: ev.n };
-    return {
-      net, run, startStep, step, complete: step >= cfg.steps, resumedFrom, checkpoint: checkpoint!, seconds,
-      secondsPerStep: step > startStep ? seconds / (step - startStep) : NaN, testAccuracy: ev.accuracy, testLoss: ev.loss, testImages: ev.n,
-    };
-  };
-
-  if (startStep >= until) {
-    const result = finish(startStep, 0);
-    net.source = { ...net.source, testAccuracy: result.testAccuracy };
-    return result;
-  }
-
-  const train = loadSplit(trainGiven, cfg, 'train');
-  checkLabelled(cfg, train, 'trainFeatureNet(train)');
   const S = cfg.imageSize, px = S * S, B = cfg.batch;
-  let order = epochOrder(cfg.seed, state.epoch, train.n);
-  const batchImages = new Float32Array(B * px);
-  const batchLabels = new Int32Array(B);
+  const data = { epoch: 0, cursor: 0 };
+  let record: TestRecord = {};
+  let trainSet: LabelledImages | undefined, order: Int32Array | undefined;
+  const batchImages = new Float32Array(B * px), batchLabels = new Int32Array(B);
   const nextBatch = (): void => {
+    if (!trainSet) {
+      trainSet = loadSplit(options.train, cfg, 'train');
+      checkLabelled(cfg, trainSet, 'trainFeatureNet(train)');
+      order = epochOrder(cfg.seed, data.epoch, trainSet.n);
+    }
     for (let b = 0; b < B; b++) {
-      if (state.cursor >= train.n) {
-        state.epoch++;
-        state.cursor = 0;
-        order = epochOrder(cfg.seed, state.epoch, train.n);
-      }
-      const i = order[state.cursor++];
-      batchImages.set(train.images.subarray(i * px, (i + 1) * px), b * px);
-      batchLabels[b] = train.labels[i];
+      if (data.cursor >= trainSet.n) { data.epoch++; data.cursor = 0; order = epochOrder(cfg.seed, data.epoch, trainSet.n); }
+      const i = order![data.cursor++];
+      batchImages.set(trainSet.images.subarray(i * px, (i + 1) * px), b * px);
+      batchLabels[b] = trainSet.labels[i];
     }
   };
-
-  const bar = options.progress?.({ total: until - startStep, label: 'feature net train' });
-  const lastGood = () => (checkpoint ? `the last good checkpoint ${checkpoint} is unchanged` : 'no checkpoint had been saved yet');
-  let winLoss = 0, winCorrect = 0, winNorm = 0, winSteps = 0;
-  const t0 = Date.now();
-  let winStart = t0;
-  let step = startStep;
+  const evaluate = () => {
+    const ev = evaluateFeatureNet(net, test, cfg.evalBatch);
+    record = { testAccuracy: ev.accuracy, testLoss: ev.loss, testImages: ev.n };
+    return { test_accuracy: ev.accuracy, test_loss: ev.loss, test_images: ev.n };
+  };
+  let bar: Progress | undefined, correct = 0;
+  let win = { loss: 0, correct: 0, norm: 0, steps: 0, start: Date.now() };
+  let outcome: TrainingOutcome;
   try {
-    while (step < until) {
-      const s = step + 1;
-      nextBatch();
-      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
-      let correctT: tf.Tensor | undefined;
-      const { grads, loss } = accumulateGrads(net.params, 1, () => {
-        const x = tf.tensor4d(batchImages, [B, S, S, 1]);
-        const labels = tf.tensor1d(batchLabels, 'int32');
-        const { logits } = featureNetForward(cfg, net.params, x);
-        correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
-        return crossEntropy(logits, labels, cfg.classes);
-      });
-      const correct = correctT!.dataSync()[0];
-      correctT!.dispose();
-      let norm: number;
-      try {
-        if (!Number.isFinite(loss)) {
-          throw new OrderHeadError(
-            `the training loss is ${loss} at step ${s}; training stopped before updating, ${lastGood()}`,
-            run.dir,
-            'check the images for NaN/Inf, then lower featureNet.lr (or set clipNorm) and resume',
-          );
-        }
-        try {
-          norm = opt.apply(grads, lr);
-        } catch (err) {
-          if (err instanceof OrderHeadError) {
-            throw new OrderHeadError(`${err.problem} (feature net step ${s}); ${lastGood()}`, run.dir, 'lower featureNet.lr or set featureNet.clipNorm and resume');
-          }
-          throw err;
-        }
-      } finally {
-        tf.dispose(Object.values(grads));
-      }
-      step = s;
-      winLoss += loss;
-      winCorrect += correct;
-      winNorm += norm;
-      winSteps++;
-      if (step % cfg.logEvery === 0 || step === until) {
-        const now = Date.now();
-        const row: Record<string, number> = {
-          loss: winLoss / winSteps, train_accuracy: winCorrect / (winSteps * B), grad_norm: winNorm / winSteps, lr,
-          sec_per_step: (now - winStart) / 1000 / winSteps, epoch: state.epoch + state.cursor / train.n,
-        };
-        run.logMetrics(step, row);
-        options.onLog?.({ step, ...row });
-        winLoss = winCorrect = winNorm = 0;
-        winSteps = 0;
-        winStart = now;
-      }
-      const info: ProgressInfo = { loss: Number(loss.toFixed(4)), acc: Number((correct / B).toFixed(3)) };
-      if (step === until) {
-        // Evaluate before the last save, so the checkpoint records the test accuracy.
-        const seconds = (Date.now() - t0) / 1000;
-        const result = finish(step, seconds);
-        run.logMetrics(step, { test_accuracy: result.testAccuracy, test_loss: result.testLoss, test_images: result.testImages });
-        options.onLog?.({ step, test_accuracy: result.testAccuracy, test_loss: result.testLoss });
-        save(step);
-        result.checkpoint = checkpoint!;
-        bar?.tick(1, { ...info, test_acc: Number(result.testAccuracy.toFixed(4)) });
-        bar?.done();
-        return result;
-      }
-      if (step % cfg.checkpointEvery === 0) save(step);
-      bar?.tick(1, info);
-      await yieldToEventLoop();
-    }
+    outcome = await runTrainingAsync({
+      run, stage: FEATURE_NET_STAGE, configName: 'featureNet', optim: cfg, params: net.params, checkpointConfig: cfg,
+      checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evaluateAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
+      state: {
+        save: () => ({ ...data, ...record }),
+        restore: (extra) => {
+          Object.assign(data, { epoch: Number(extra.epoch ?? 0), cursor: Number(extra.cursor ?? 0) });
+          record = { testAccuracy: extra.testAccuracy as number | undefined, testLoss: extra.testLoss as number | undefined, testImages: extra.testImages as number | undefined };
+        },
+      },
+      onStart: ({ startStep }) => { if (startStep < until) bar = options.progress?.({ total: until - startStep, label: 'feature net train' }); },
+      step: () => {
+        nextBatch();
+        let correctT: tf.Tensor | undefined;
+        const { grads, loss } = accumulateGrads(net.params, 1, () => {
+          const x = tf.tensor4d(batchImages, [B, S, S, 1]);
+          const labels = tf.tensor1d(batchLabels, 'int32');
+          const { logits } = featureNetForward(cfg, net.params, x);
+          correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
+          return crossEntropy(logits, labels, cfg.classes);
+        });
+        correct = correctT!.dataSync()[0];
+        correctT!.dispose();
+        return { loss, grads };
+      },
+      row: (step, r) => {
+        win.loss += r.loss; win.correct += correct; win.norm += r.gradNorm; win.steps++;
+        if (step % cfg.logEvery !== 0 && step !== until) return undefined;
+        const now = Date.now(), n = win.steps;
+        const row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr: r.lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.epoch + data.cursor / trainSet!.n };
+        win = { loss: 0, correct: 0, norm: 0, steps: 0, start: now };
+        return row;
+      },
+      evaluate,
+      onStep: (step, row, evaluation) => {
+        if (row) options.onLog?.({ step, ...(row as Record<string, number>) });
+        if (evaluation) options.onLog?.({ step, test_accuracy: Number(evaluation.test_accuracy), test_loss: Number(evaluation.test_loss) });
+        bar?.tick(1, { acc: Number((correct / B).toFixed(3)), ...(evaluation ? { test_acc: Number(Number(evaluation.test_accuracy).toFixed(4)) } : {}) });
+      },
+    });
   } catch (err) {
-    bar?.done({ stopped: `step ${step + 1}` });
+    bar?.done({ stopped: 'error' });
     throw err;
   }
-  // Not reached: the loop returns at step === until.
-  throw new OrderHeadError('training ended without reaching its last step', run.dir, 'report this as a bug');
+  bar?.done();
+  // A call that trained nothing (already finished) still reports the test set.
+  if (outcome.step === outcome.startStep) evaluate();
+  net.source = { checkpoint: outcome.checkpoint, step: outcome.step, testAccuracy: record.testAccuracy };
+  return {
+    net, run, startStep: outcome.startStep, step: outcome.step, complete: outcome.step >= cfg.steps, resumedFrom: outcome.resumedFrom, checkpoint: outcome.checkpoint!,
+    seconds: outcome.seconds, secondsPerStep: outcome.step > outcome.startStep ? outcome.seconds / (outcome.step - outcome.startStep) : NaN,
+    testAccuracy: record.testAccuracy!, testLoss: record.testLoss!, testImages: record.testImages!,
+  };
 }
 
 // ---------------------------------------------------------------- loading
@@ -909,7 +786,7 @@ export function loadFeatureNet(fileOrRunDir: string, opts: LoadFeatureNetOptions
       net.dispose();
       throw err;
     }
-    const extra = ck.extra as Partial<TrainState>;
+    const extra = ck.extra as TestRecord;
     net.source = { checkpoint: file, step: ck.step, testAccuracy: typeof extra.testAccuracy === 'number' ? extra.testAccuracy : undefined };
     return net;
   } finally {

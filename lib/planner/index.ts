@@ -7,4 +7,8 @@ export * from './metrics';
 export * from './stages';
 export * from './figures';
 export * from './joint';
+export * from './budget-set';
+export * from './router';
+export * from './router-target';
+export * from './router-train';
 export * from './budget';

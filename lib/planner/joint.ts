@@ -51,12 +51,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
+import { accumulateGrads, OptimConfig, validateOptimConfig } from '../runtime/optim';
+import { runTraining, TrainingOutcome } from '../runtime/train-loop';
+import { MetricValues } from '../runtime/run';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, fileFingerprint, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
 export { fileFingerprint, weightsFingerprint };
-import { ProfileName } from '../runtime/profile';
+import { profileConfig, ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';
 import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
 import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
@@ -66,37 +68,21 @@ import { OracleDataset, oracleItem } from '../oracle/dataset';
 import { TokenCache } from '../tokenizer/cache';
 import { FeatureItem, featureTensors, plannerFeatures } from './features';
 import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, plannerProbs, PlannerShape } from './orderhead';
-import { LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, splitByImage } from './train';
+import { gradsByName, LABELS, LabelName, loadPlanner, PlannerCheckpointConfig, splitByImage, validationMetrics } from './train';
 
-export interface JointTuningConfig {
+export interface JointTuningConfig extends OptimConfig {
   /** k: the number of top GPT blocks that train (h{L-k} .. h{L-1}). Default 2; must be 1 .. nLayer. */
   topBlocks: number;
   /** Also train the final norm `norm_f` and the output `head` (see the module comment). Default false. */
   tuneOutput: boolean;
   /** λ in L = L_AR + λ·L_OH. Default 1. */
   lambda: number;
-  /** Optimizer steps. */
-  steps: number;
-  /** Oracle states per step for L_OH (features computed through the backbone). */
+  /** Oracle states per step for L_OH (features computed through the backbone); `batch` is the L_AR images per step. */
   batchStates: number;
-  /** Training images per step for L_AR (random block orders, as Stage 1 at r = 1). */
-  batchImages: number;
-  /** L_AR runs as micro-batches of at most this many images (wasm heap). Default 32. */
+  /** L_AR runs as passes of at most this many images (wasm heap). Default 32. */
   microBatch: number;
-  /**
-   * Peak learning rate, shared by the planner and the tuned blocks (warmup,
-   * then cosine to minLrRatio·lr). Default 1e-4: Stage 1 ends at 1e-4 and the
-   * planner is already trained; larger steps mostly buy drift.
-   */
-  lr: number;
-  warmup: number;
-  minLrRatio: number;
-  weightDecay: number;
-  clipNorm: number;
   /** Class dropout of L_AR samples (keeps the null class, i.e. CFG, trained). Default 0.1 as Stage 1. */
   classDropout: number;
-  /** Evaluate (drift guard, validation, checkpoint) every this many steps, and at the end. */
-  evalEvery: number;
   /** Drift guard: largest allowed rise of raster or random-block NLL (bits/token) over the step-0 value. Default 0.05. */
   maxNllIncrease: number;
   /** Held-out images (test split) the drift guard scores. */
@@ -105,12 +91,16 @@ export interface JointTuningConfig {
   valStates: number;
   /** Split of the oracle states by image, as Stage 3 (must match the planner's, so val states stay unseen). Default 8. */
   heldOutEvery: number;
-  seed: number;
 }
 
+/**
+ * Stage 5 defaults. lr 1e-4, shared by the planner and the tuned blocks:
+ * Stage 1 ends at 1e-4 and the planner is already trained; larger steps
+ * mostly buy drift. β2 = 0.95 as Stage 1's (the tuned blocks are the GPT's).
+ */
 export const JOINT_TUNING_DEFAULTS: JointTuningConfig = {
-  topBlocks: 2, tuneOutput: false, lambda: 1, steps: 200, batchStates: 32, batchImages: 32, microBatch: 32,
-  lr: 1e-4, warmup: 20, minLrRatio: 0.1, weightDecay: 0.05, clipNorm: 1, classDropout: 0.1,
+  topBlocks: 2, tuneOutput: false, lambda: 1, steps: 200, batchStates: 32, batch: 32, microBatch: 32,
+  lr: 1e-4, warmup: 20, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1, classDropout: 0.1,
   evalEvery: 25, maxNllIncrease: 0.05, driftImages: 64, valStates: 512, heldOutEvery: 8, seed: 0,
 };
 
@@ -119,25 +109,20 @@ export const JOINT_TUNING_DEFAULTS: JointTuningConfig = {
  * default: a few minutes on the `small` backbone (2 CPU cores); full: longer.
  */
 export function jointTuningConfig(profile: ProfileName, overrides: Partial<JointTuningConfig> = {}): JointTuningConfig {
-  const byProfile: Record<ProfileName, Partial<JointTuningConfig>> = {
-    smoke: { steps: 8, batchStates: 8, batchImages: 8, microBatch: 8, warmup: 2, evalEvery: 4, driftImages: 8, valStates: 32 },
+  return profileConfig(JOINT_TUNING_DEFAULTS, {
+    smoke: { steps: 8, batchStates: 8, batch: 8, microBatch: 8, warmup: 2, evalEvery: 4, driftImages: 8, valStates: 32 },
     default: { steps: 120, evalEvery: 30 }, // about 3 minutes on one core of our 2-core machine
-    full: { steps: 600, batchStates: 64, batchImages: 64, warmup: 50, evalEvery: 50, driftImages: 256, valStates: 2048 },
-  };
-  oneOf(profile, ['smoke', 'default', 'full'] as const, 'jointTuningConfig(profile)');
-  const cfg = { ...JOINT_TUNING_DEFAULTS, ...byProfile[profile], ...overrides };
-  validateJointTuningConfig(cfg);
-  return cfg;
+    full: { steps: 600, batchStates: 64, batch: 64, warmup: 50, evalEvery: 50, driftImages: 256, valStates: 2048 },
+  }, profile, overrides, validateJointTuningConfig);
 }
 
 export function validateJointTuningConfig(cfg: JointTuningConfig): void {
-  for (const k of ['topBlocks', 'steps', 'batchStates', 'batchImages', 'microBatch', 'evalEvery', 'driftImages', 'valStates', 'heldOutEvery'] as const) {
+  validateOptimConfig(cfg, 'joint');
+  for (const k of ['topBlocks', 'batchStates', 'microBatch', 'evalEvery', 'driftImages', 'valStates', 'heldOutEvery'] as const) {
     ensure(Number.isInteger(cfg[k]) && cfg[k] > 0, `${k} = ${cfg[k]} is not a positive integer`, `joint.${k}`,
       k === 'topBlocks' ? 'tune at least one block (k = 0 is Stage 3: trainPlanner)' : 'use a positive integer');
   }
-  ensure(Number.isInteger(cfg.warmup) && cfg.warmup >= 0, `warmup = ${cfg.warmup}`, 'joint.warmup', 'use a non-negative integer');
   ensure(cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'joint.heldOutEvery', 'use the Stage 3 value (default 8)');
-  ensure(Number.isFinite(cfg.lr) && cfg.lr > 0, `lr = ${cfg.lr}`, 'joint.lr', 'use a positive learning rate (default 1e-4)');
   ensure(Number.isFinite(cfg.lambda) && cfg.lambda >= 0, `lambda = ${cfg.lambda}`, 'joint.lambda', 'use λ >= 0 (default 1)');
   ensure(Number.isFinite(cfg.maxNllIncrease) && cfg.maxNllIncrease >= 0, `maxNllIncrease = ${cfg.maxNllIncrease}`, 'joint.maxNllIncrease',
     'use a non-negative number of bits per token (default 0.05)');
@@ -356,28 +341,27 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
   const gptVars: Record<string, tf.Variable> = {}, allVars: Record<string, tf.Variable> = {};
   for (const k of tuned) { gptVars[`gpt.${k}`] = m.params[k]; allVars[`gpt.${k}`] = m.params[k]; }
   for (const [k, v] of Object.entries(pl.params)) allVars[`planner.${k}`] = v;
-  const opt = new AdamW(allVars, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
-
-  let step = 0, bestValLoss = Infinity, bestStep = -1, stopped = false, stopReason: string | undefined;
-  let before = { raster: NaN, random: NaN }, bestNll = { raster: NaN, random: NaN };
+  let bestNll = { raster: NaN, random: NaN }, before = { raster: NaN, random: NaN };
   let r = rng(seedFrom(cfg.seed, 'joint-batches'));
   const ckpt = run.checkpointDir;
+  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
+  let lAR = NaN, lOH = NaN;
 
-  const evaluate = (): Omit<JointEval, 'step' | 'withinDrift'> => {
+  /** Held-out NLL under raster and random block orders (the drift guard), and the planner's validation loss through the current backbone. */
+  const evaluate = (step: number): JointEvalValues => {
     const rows = nllByOrderType(m, geo, data.heldOut, cfg.driftImages, ['raster', 'random-blocks'], cfg.seed);
-    const f = plannerFeatures(m, geo, valRows.map((i) => data.items[i]));
-    const probs = plannerProbs(pl, f);
-    let ce = 0, top1 = 0;
-    valRows.forEach((row, i) => {
-      const a = data.aStar[row];
-      ce -= Math.log(Math.max(probs[i * nb + a], 1e-12));
-      let best = 0;
-      for (let b = 1; b < nb; b++) if (probs[i * nb + b] > probs[i * nb + best]) best = b;
-      if (best === a) top1++;
-    });
-    return { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, valLoss: ce / valRows.length, valTop1: top1 / valRows.length };
+    const probs = plannerProbs(pl, plannerFeatures(m, geo, valRows.map((i) => data.items[i])));
+    const valAStar = valRows.map((row) => data.aStar[row]);
+    const oneHot = new Float32Array(valRows.length * nb);
+    valAStar.forEach((a, i) => { oneHot[i * nb + a] = 1; });
+    const e = { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, ...validationMetrics(probs, oneHot, valAStar, nb) };
+    if (step === 0) before = { raster: e.rasterBits, random: e.randomBits };
+    const withinDrift = e.rasterBits - before.raster <= cfg.maxNllIncrease && e.randomBits - before.random <= cfg.maxNllIncrease;
+    return { ...e, withinDrift };
   };
-  const saveBest = () => {
+  /** The best pair: a Stage-1-compatible backbone and its planner, whose backboneFingerprint is that file's. */
+  const writeBest = (step: number, e: MetricValues) => {
+    bestNll = { raster: Number(e.rasterBits), random: Number(e.randomBits) };
     const bFile = saveCheckpoint(ckpt, checkpointName('backbone', step, ['r1.00']), {
       weights: m.params, config: mcfg, step, kind: 'stage1',
       extra: { orderMode: 'block-rar', r: 1, joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
@@ -385,103 +369,53 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     const pCfg: JointPlannerCheckpointConfig = {
       train: { planner: pl.cfg }, shape: pl.shape, backboneFingerprint: fileFingerprint(bFile), label: data.label, reading: data.reading, weight: data.weight, joint: cfg,
     };
-    const pFile = saveCheckpoint(ckpt, checkpointName('best', step), { weights: pl.params, config: pCfg, step, kind: 'planner', extra: { valLoss: bestValLoss, backbone: bFile } });
+    const pFile = saveCheckpoint(ckpt, checkpointName('best', step), { weights: pl.params, config: pCfg, step, kind: 'planner', extra: { valLoss: e.valLoss, backbone: bFile } });
     // Every other best pair goes, also ones left by a kill between an earlier write and its clean-up.
-    removeOtherCheckpoints(ckpt, 'backbone', bFile);
-    removeOtherCheckpoints(ckpt, 'best', pFile);
-  };
-  const saveState = () => {
-    const w: Record<string, tf.Tensor> = {};
-    for (const [k, v] of Object.entries(allVars)) w[k] = v;
-    saveCheckpoint(ckpt, checkpointName('joint', step), {
-      weights: { ...w, ...opt.state() }, config: runCfg, step, kind: 'joint',
-      extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep, before, bestNll, stopped, stopReason: stopReason ?? null },
-    });
-  };
-  /** Evaluate, apply the drift guard, keep the best; returns the metrics to log. */
-  const checkpointStep = (): Partial<JointStepMetrics> => {
-    const e = evaluate();
-    if (step === 0) before = { raster: e.rasterBits, random: e.randomBits };
-    const dRaster = e.rasterBits - before.raster, dRandom = e.randomBits - before.random;
-    const withinDrift = dRaster <= cfg.maxNllIncrease && dRandom <= cfg.maxNllIncrease;
-    if (withinDrift && e.valLoss < bestValLoss) {
-      bestValLoss = e.valLoss; bestStep = step; bestNll = { raster: e.rasterBits, random: e.randomBits };
-      saveBest();
-    }
-    if (!withinDrift) {
-      stopped = true;
-      stopReason = `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
-        `raster ${before.raster.toFixed(4)} -> ${e.rasterBits.toFixed(4)} (${dRaster >= 0 ? '+' : ''}${dRaster.toFixed(4)}), ` +
-        `random blocks ${before.random.toFixed(4)} -> ${e.randomBits.toFixed(4)} (${dRandom >= 0 ? '+' : ''}${dRandom.toFixed(4)})`;
-    }
-    return { ...e, withinDrift };
+    return [{ prefix: 'backbone', file: bFile }, { prefix: 'best', file: pFile }];
   };
 
+  let outcome: TrainingOutcome;
   try {
-    const last = run.latestCheckpoint('joint');
-    if (last) {
-      const ck = loadCheckpoint(last.path, { expectConfig: runCfg });
-      for (const [k, v] of Object.entries(ck.weights)) {
-        const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : allVars[k];
-        if (t) t.assign(v);
-      }
-      tf.dispose(Object.values(ck.weights));
-      const x = ck.extra as Record<string, unknown>;
-      step = ck.step; opt.step = Number(x.optStep ?? step); r = rngFromState(Number(x.rngState));
-      bestValLoss = Number(x.bestValLoss); bestStep = Number(x.bestStep);
-      before = x.before as typeof before; bestNll = x.bestNll as typeof bestNll;
-      stopped = Boolean(x.stopped); stopReason = (x.stopReason as string | null) ?? undefined;
-    } else {
-      const metrics = checkpointStep(); // step 0: the untuned pair, the drift reference and the first "best"
-      run.logMetrics(0, metrics as Record<string, number | boolean>);
-      saveState();
-    }
-    const end = Math.min(cfg.steps, hooks.maxSteps !== undefined ? step + hooks.maxSteps : cfg.steps);
-    const nMicro = Math.ceil(cfg.batchImages / cfg.microBatch);
-    while (step < end && !stopped) {
-      const t0 = performance.now();
-      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.minLrRatio);
-      // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
-      const micro = Array.from({ length: nMicro }, (_, i) =>
-        drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batchImages - i * cfg.microBatch), 1, cfg.classDropout, mcfg.numClasses));
-      const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
-      // L_AR: gradients for the tuned GPT blocks only.
-      const ar = accumulateGrads(gptVars, nMicro, (i) => {
-        const { order, toks, classes } = micro[i];
-        return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
-      });
-      // λ·L_OH: gradients for the tuned blocks (through featureTensors) and the planner.
-      const names = Object.keys(allVars);
-      const oh = tf.variableGrads(() => tf.mul(plannerLossThroughBackbone(m, pl, geo, data.items, data.aStar, rows), cfg.lambda) as tf.Scalar,
-        names.map((k) => allVars[k]));
-      const lOHw = oh.value.dataSync()[0];
-      oh.value.dispose();
-      const lOH = cfg.lambda > 0 ? lOHw / cfg.lambda : NaN;
-      const grads: Record<string, tf.Tensor> = {};
-      const owned: tf.Tensor[] = [...Object.values(ar.grads), ...Object.values(oh.grads).filter((g) => g)];
-      for (const k of names) {
-        const a = ar.grads[k], b = oh.grads[allVars[k].name];
-        if (a && b) { grads[k] = tf.add(a, b); owned.push(grads[k]); } else if (a || b) grads[k] = (a ?? b)!; // planner core at R = 0: no gradient
-      }
-      const loss = ar.loss + lOHw;
-      if (!Number.isFinite(loss)) {
-        tf.dispose(owned);
-        throw new OrderHeadError(`joint loss is ${loss} at step ${step} (L_AR ${ar.loss}, λ·L_OH ${lOHw})`, `run ${run.dir}`,
-          `lower joint.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('joint')?.path ?? 'none yet'}) is untouched`);
-      }
-      let gradNorm: number;
-      try { gradNorm = opt.apply(grads, lr); } finally { tf.dispose(owned); }
-      step++;
-      let metrics: JointStepMetrics = { lAR: ar.loss, lOH, loss, lr, gradNorm, ms: performance.now() - t0 };
-      const evalStep = step % cfg.evalEvery === 0 || step === cfg.steps;
-      if (evalStep) metrics = { ...metrics, ...checkpointStep() };
-      // The metrics row before the resume state: a kill in between redoes this step, which logs it again (never a step without a row).
-      run.logMetrics(step, metrics as unknown as Record<string, number | boolean>);
-      if (evalStep) saveState();
-      hooks.onStep?.(step, metrics, { backbone: m, planner: pl });
-    }
+    outcome = runTraining({
+      run, stage: 'joint', configName: 'joint', optim: cfg, params: allVars, checkpointConfig: runCfg, maxSteps: hooks.maxSteps, evaluateAtStart: true,
+      state: {
+        save: () => ({ rngState: r.state(), before, bestNll }),
+        restore: (x) => { r = rngFromState(Number(x.rngState)); before = x.before as typeof before; bestNll = x.bestNll as typeof bestNll; },
+      },
+      step: () => {
+        // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
+        const micro = Array.from({ length: nMicro }, (_, i) =>
+          drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), 1, cfg.classDropout, mcfg.numClasses));
+        const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
+        // L_AR: gradients for the tuned GPT blocks only.
+        const ar = accumulateGrads(gptVars, nMicro, (i) => {
+          const { order, toks, classes } = micro[i];
+          return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
+        });
+        // λ·L_OH: gradients for the tuned blocks (through featureTensors) and the planner.
+        const oh = tf.variableGrads(() => tf.mul(plannerLossThroughBackbone(m, pl, geo, data.items, data.aStar, rows), cfg.lambda) as tf.Scalar, Object.values(allVars));
+        const lOHw = oh.value.dataSync()[0];
+        oh.value.dispose();
+        lAR = ar.loss;
+        lOH = cfg.lambda > 0 ? lOHw / cfg.lambda : NaN;
+        const ohGrads = gradsByName(allVars, oh.grads); // the planner core at R = 0 gets none
+        const grads: Record<string, tf.Tensor> = {}, owned: tf.Tensor[] = [...Object.values(ar.grads), ...Object.values(ohGrads)];
+        for (const k of Object.keys(allVars)) {
+          const a = ar.grads[k], b = ohGrads[k];
+          if (a && b) { grads[k] = tf.add(a, b); owned.push(grads[k]); } else if (a || b) grads[k] = (a ?? b)!;
+        }
+        return { loss: ar.loss + lOHw, grads, owned, detail: `L_AR ${ar.loss}, λ·L_OH ${lOHw}` };
+      },
+      row: (_step, s) => ({ lAR, lOH, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, ms: s.ms }),
+      evaluate,
+      best: { metric: 'valLoss', eligible: (e) => e.withinDrift === true, write: writeBest },
+      stopWhen: (e, step) => e.withinDrift ? undefined :
+        `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
+        `raster ${before.raster.toFixed(4)} -> ${Number(e.rasterBits).toFixed(4)} (${signed(Number(e.rasterBits) - before.raster)}), ` +
+        `random blocks ${before.random.toFixed(4)} -> ${Number(e.randomBits).toFixed(4)} (${signed(Number(e.randomBits) - before.random)})`,
+      onStep: (step, row) => hooks.onStep?.(step, row as unknown as JointStepMetrics, { backbone: m, planner: pl }),
+    });
   } finally {
-    opt.dispose();
     disposeGPT(m);
     disposePlanner(pl);
   }
@@ -495,11 +429,16 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     disposeGPT(tunedBackbone);
     throw err;
   }
+  const stopped = outcome.stopReason !== undefined;
   return {
-    run, backbone: tunedBackbone, planner: loaded.planner, steps: step, bestStep, bestValLoss, backbonePath: bFile.path, plannerPath: pFile.path,
-    log: jointLog(run, step, before, bestNll, stopped, stopReason),
+    run, backbone: tunedBackbone, planner: loaded.planner, steps: outcome.step, bestStep: outcome.best?.step ?? -1, bestValLoss: outcome.best?.value ?? Infinity,
+    backbonePath: bFile.path, plannerPath: pFile.path, log: jointLog(run, outcome.step, before, bestNll, stopped, outcome.stopReason),
   };
 }
+
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(4)}`;
+
+type JointEvalValues = Omit<JointEval, 'step'>;
 
 /** The log of a run from its metrics.jsonl (the last row of a step wins: a resumed run may repeat steps past its last checkpoint). */
 function jointLog(run: Run<JointRunConfig>, steps: number, before: { raster: number; random: number }, after: { raster: number; random: number },

@@ -21,11 +21,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { AdamW, warmupCosine } from '../runtime/optim';
+import { OptimConfig, validateOptimConfig } from '../runtime/optim';
+import { runTraining, TrainingOutcome } from '../runtime/train-loop';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from '../runtime/checkpoint';
-import { ProfileName } from '../runtime/profile';
+import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
+import { profileConfig, ProfileName } from '../runtime/profile';
 import { OracleDataset } from '../oracle/dataset';
 import { PlannerFeatures } from './features';
 import {
@@ -39,7 +40,7 @@ export type LabelName = (typeof LABELS)[number];
 export const TARGETS = ['hard', 'soft'] as const;
 export type TargetName = (typeof TARGETS)[number];
 
-export interface PlannerTrainConfig {
+export interface PlannerTrainConfig extends OptimConfig {
   planner: PlannerConfig;
   /** a* = argmax of this utility. Default 'u' (plain CE baseline). */
   label: LabelName;
@@ -47,54 +48,38 @@ export interface PlannerTrainConfig {
   target: TargetName;
   /** Temperature (nats of utility) of soft targets. Default 0.25. */
   softTemperature: number;
-  /** Optimizer steps. */
-  steps: number;
-  /** States per step. Default 128. */
-  batch: number;
-  /**
-   * Peak learning rate (warmup then cosine to 10%). Default 5e-4: on the
-   * default oracle set (~5k training states) the planner overfits within a
-   * few hundred steps at 2e-3; the best-by-validation checkpoint is kept anyway.
-   */
-  lr: number;
-  warmup: number;
-  weightDecay: number;
-  clipNorm: number;
-  /** Validate (and checkpoint) every this many steps. */
-  evalEvery: number;
   /** Held-out split: image % heldOutEvery == heldOutEvery-1 is test, == heldOutEvery-2 is val. Default 8. */
   heldOutEvery: number;
-  seed: number;
 }
 
+/**
+ * Stage 3 defaults: 500 steps of 128 states, validation (and a checkpoint)
+ * every 50. lr 5e-4: on the default oracle set (~5k training states) the
+ * planner overfits within a few hundred steps at 2e-3; the best-by-validation
+ * checkpoint is kept anyway. β2 = 0.99: a small model on cached features,
+ * whose gradient scale settles fast.
+ */
 export const PLANNER_TRAIN_DEFAULTS: PlannerTrainConfig = {
   planner: PLANNER_DEFAULTS, label: 'u', target: 'hard', softTemperature: 0.25, steps: 500, batch: 128, lr: 5e-4,
-  warmup: 30, weightDecay: 0.1, clipNorm: 1, evalEvery: 50, heldOutEvery: 8, seed: 0,
+  warmup: 30, minLrRatio: 0.1, weightDecay: 0.1, betas: [0.9, 0.99], clipNorm: 1, evalEvery: 50, heldOutEvery: 8, seed: 0,
 };
 
 /** Stage 3 config per profile (smoke: seconds in CI). */
 export function plannerTrainConfig(profile: ProfileName, overrides: Partial<PlannerTrainConfig> = {}): PlannerTrainConfig {
-  const base: PlannerTrainConfig = { ...PLANNER_TRAIN_DEFAULTS };
-  const byProfile: Record<ProfileName, Partial<PlannerTrainConfig>> = {
+  return profileConfig(PLANNER_TRAIN_DEFAULTS, {
     smoke: { steps: 24, batch: 32, evalEvery: 8, warmup: 4 },
     default: {},
     full: { steps: 1500, evalEvery: 100 },
-  };
-  const cfg = { ...base, ...byProfile[profile], ...overrides };
-  cfg.planner = { ...PLANNER_DEFAULTS, ...(overrides.planner ?? {}) };
-  validatePlannerTrainConfig(cfg);
-  return cfg;
+  }, profile, overrides, validatePlannerTrainConfig);
 }
 
 export function validatePlannerTrainConfig(cfg: PlannerTrainConfig): void {
+  validateOptimConfig(cfg, 'planner');
   validatePlannerConfig(cfg.planner);
   oneOf(cfg.label, LABELS, 'planner.label');
   oneOf(cfg.target, TARGETS, 'planner.target');
-  for (const k of ['steps', 'batch', 'evalEvery', 'heldOutEvery'] as const) {
-    ensure(Number.isInteger(cfg[k]) && cfg[k] > 0, `${k} = ${cfg[k]} is not a positive integer`, `planner.${k}`, 'use a positive integer');
-  }
-  ensure(cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'planner.heldOutEvery', 'use 3 or more (default 8)');
-  ensure(cfg.lr > 0 && Number.isFinite(cfg.lr), `lr = ${cfg.lr}`, 'planner.lr', 'use a positive learning rate');
+  ensure(cfg.evalEvery > 0, `evalEvery = ${cfg.evalEvery}: the best checkpoint is chosen on validation`, 'planner.evalEvery', 'use a positive integer');
+  ensure(Number.isInteger(cfg.heldOutEvery) && cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'planner.heldOutEvery', 'use 3 or more (default 8)');
   ensure(cfg.softTemperature > 0, `softTemperature = ${cfg.softTemperature}`, 'planner.softTemperature', 'use a positive temperature');
 }
 
@@ -208,92 +193,69 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   const run = openRun({ root, stage: 'planner', name, config: ckCfg, resume: true, backend: tf.getBackend() });
   const split = splitByImage(data.image, cfg.heldOutEvery);
   const pl = createPlanner(cfg.planner, shape);
-  const opt = new AdamW(pl.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
-  let step = 0, bestValLoss = Infinity, bestStep = 0;
+  const nb = shape.numBlocks;
   let r = rng(seedFrom(cfg.seed, 'planner-batches')); // not the run name: a renamed run draws the same batches
-  const bestDir = run.checkpointDir;
-  // From here on, a refused resume or a diverged step disposes the working planner and the optimizer state (no leak).
+  let outcome: TrainingOutcome;
+  // A refused resume or a diverged step disposes the working planner (no leak).
   try {
     if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
-    const last = run.latestCheckpoint('planner');
-    if (last) {
-      const ck = loadCheckpoint(last.path, { expectConfig: ckCfg });
-      for (const [k, v] of Object.entries(ck.weights)) {
-        const t = k.startsWith('adam.m.') ? opt.m[k.slice(7)] : k.startsWith('adam.v.') ? opt.v[k.slice(7)] : pl.params[k];
-        if (t) t.assign(v);
-      }
-      tf.dispose(Object.values(ck.weights));
-      step = ck.step; opt.step = Number(ck.extra.optStep ?? step); r = rngFromState(Number(ck.extra.rngState));
-      bestValLoss = Number(ck.extra.bestValLoss ?? Infinity); bestStep = Number(ck.extra.bestStep ?? 0);
-    }
-    const nb = shape.numBlocks;
     const valTargets = plannerTargets(data, split.val, cfg.target, cfg.softTemperature);
-    const validate = () => {
-      const probs = plannerProbs(pl, data.features, split.val);
-      let ce = 0, top1 = 0;
-      split.val.forEach((row, i) => {
-        let best = -1, bp = -1;
-        for (let b = 0; b < nb; b++) {
-          const t = valTargets[i * nb + b];
-          if (t > 0) ce -= t * Math.log(Math.max(probs[i * nb + b], 1e-12));
-          if (probs[i * nb + b] > bp) { bp = probs[i * nb + b]; best = b; }
-        }
-        if (best === data.aStar[row]) top1++;
-      });
-      return { valLoss: ce / split.val.length, valTop1: top1 / split.val.length };
-    };
-    const saveBest = () => {
-      const file = saveCheckpoint(bestDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: bestValLoss } });
-      removeOtherCheckpoints(bestDir, 'best', file);
-      return file;
-    };
-    const end = Math.min(cfg.steps, opts.maxSteps !== undefined ? step + opts.maxSteps : cfg.steps);
-    while (step < end) {
-      const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
-      const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
-      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr, 0.1);
-      const vars = Object.values(pl.params);
-      const { value, grads } = tf.variableGrads(() => {
-        const out = plannerForward(pl, plannerInputs(data.features, rows));
-        return plannerLoss(out.logits, tf.tensor2d(targets, [rows.length, nb]));
-      }, vars);
-      const loss = value.dataSync()[0];
-      value.dispose();
-      const named: Record<string, tf.Tensor> = {};
-      // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
-      for (const [k, v] of Object.entries(pl.params)) if (grads[v.name]) named[k] = grads[v.name];
-      if (!Number.isFinite(loss)) {
-        tf.dispose(Object.values(grads).filter((g) => g));
-        throw new OrderHeadError(`planner loss is ${loss} at step ${step}`, `run ${run.dir}`,
-          `lower planner.lr (now ${cfg.lr}); the last good checkpoint (${run.latestCheckpoint('planner')?.path ?? 'none yet'}) is untouched`);
-      }
-      try { opt.apply(named, lr); } finally { tf.dispose(Object.values(grads).filter((g) => g)); }
-      step++;
-      const metrics: { loss: number; lr: number; valLoss?: number; valTop1?: number } = { loss, lr };
-      const evalStep = step % cfg.evalEvery === 0 || step === cfg.steps;
-      if (evalStep) {
-        Object.assign(metrics, validate());
-        if (metrics.valLoss! < bestValLoss) { bestValLoss = metrics.valLoss!; bestStep = step; saveBest(); }
-      }
-      // The row before the checkpoint (as Stage 1): a kill between them re-runs the step and logs the same row again,
-      // whereas a checkpoint without its row would leave the step unlogged for good.
-      run.logMetrics(step, metrics);
-      if (evalStep) {
-        saveCheckpoint(run.checkpointDir, checkpointName('planner', step), {
-          weights: { ...pl.params, ...opt.state() }, config: ckCfg, step, kind: 'planner',
-          extra: { optStep: opt.step, rngState: r.state(), bestValLoss, bestStep },
-        });
-      }
-      opts.onStep?.(step, metrics);
-    }
+    outcome = runTraining({
+      run, stage: 'planner', configName: 'planner', optim: cfg, params: pl.params, checkpointConfig: ckCfg, maxSteps: opts.maxSteps,
+      state: { save: () => ({ rngState: r.state() }), restore: (extra) => { r = rngFromState(Number(extra.rngState)); } },
+      step: () => {
+        const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
+        const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
+        const { value, grads } = tf.variableGrads(() => {
+          const out = plannerForward(pl, plannerInputs(data.features, rows));
+          return plannerLoss(out.logits, tf.tensor2d(targets, [rows.length, nb]));
+        }, Object.values(pl.params));
+        const loss = value.dataSync()[0];
+        value.dispose();
+        // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
+        return { loss, grads: gradsByName(pl.params, grads) };
+      },
+      row: (_step, s) => ({ loss: s.loss, lr: s.lr }),
+      evaluate: () => validationMetrics(plannerProbs(pl, data.features, split.val), valTargets, split.val.map((row) => data.aStar[row]), nb),
+      best: {
+        metric: 'valLoss',
+        write: (step, values) => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: values.valLoss } }) }],
+      },
+      onStep: (step, row) => opts.onStep?.(step, row as { loss: number; lr: number; valLoss?: number; valTop1?: number }),
+    });
   } finally {
-    opt.dispose();
     disposePlanner(pl);
   }
-  const best = latestCheckpoint(bestDir, 'best');
+  const best = latestCheckpoint(run.checkpointDir, 'best');
   ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
   const loaded = loadPlanner(best.path, { shape, backboneFingerprint: data.backboneFingerprint });
-  return { run, planner: loaded.planner, steps: step, bestStep, bestValLoss, bestPath: best.path };
+  return { run, planner: loaded.planner, steps: outcome.step, bestStep: outcome.best?.step ?? 0, bestValLoss: outcome.best?.value ?? Infinity, bestPath: best.path };
+}
+
+/**
+ * Validation CE and top-1 of next-block probabilities `probs` [n, nb] against
+ * target distributions `targets` [n, nb] and labels a* [n].
+ */
+export function validationMetrics(probs: Float32Array, targets: Float32Array, aStar: ArrayLike<number>, nb: number): { valLoss: number; valTop1: number } {
+  const n = aStar.length;
+  let ce = 0, top1 = 0;
+  for (let i = 0; i < n; i++) {
+    let best = -1, bp = -1;
+    for (let b = 0; b < nb; b++) {
+      const t = targets[i * nb + b];
+      if (t > 0) ce -= t * Math.log(Math.max(probs[i * nb + b], 1e-12));
+      if (probs[i * nb + b] > bp) { bp = probs[i * nb + b]; best = b; }
+    }
+    if (best === aStar[i]) top1++;
+  }
+  return { valLoss: ce / n, valTop1: top1 / n };
+}
+
+/** tf.variableGrads keys gradients by variable name; the optimizer by parameter name. Parameters without a gradient are left out. */
+export function gradsByName(params: Record<string, tf.Variable>, grads: tf.NamedTensorMap): Record<string, tf.Tensor> {
+  const named: Record<string, tf.Tensor> = {};
+  for (const [k, v] of Object.entries(params)) if (grads[v.name]) named[k] = grads[v.name];
+  return named;
 }
 
 /** Copy weights between planners of the same shape and width (the R curriculum: R changes, weights carry over). */

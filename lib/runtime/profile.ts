@@ -67,3 +67,27 @@ export function pick<T>(byProfile: Record<ProfileName, T>, profile: ProfileName 
   }
   return byProfile[name];
 }
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The one way a stage builds its config: `defaults`, then the profile's
+ * entry of `byProfile`, then `overrides`, each merged field by field (an
+ * object-valued field such as `planner` or `data` is merged one level deep,
+ * so `{ planner: { latentSteps: 2 } }` keeps the other planner fields), then
+ * checked by `validate`.
+ */
+export function profileConfig<C extends object>(defaults: C, byProfile: Record<ProfileName, Partial<C>>, profile: ProfileName,
+  overrides: Partial<C>, validate: (cfg: C) => void): C {
+  const merge = (base: C, top: Partial<C>): C => {
+    const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(top)) {
+      if (v === undefined) continue;
+      out[k] = isPlainObject(v) && isPlainObject(out[k]) ? { ...(out[k] as object), ...v } : v;
+    }
+    return out as C;
+  };
+  const cfg = merge(merge(defaults, pick(byProfile, profile)), overrides);
+  validate(cfg);
+  return cfg;
+}

@@ -24,7 +24,7 @@ import { Progress } from '../runtime/progress';
 import { canonicalJson } from '../runtime/checkpoint';
 import { TokenizerConfig } from './config';
 import { VqTokenizer } from './vq';
-import { yieldToEventLoop } from './train';
+import { yieldToEventLoop } from '../runtime/train-loop';
 
 /** File name of the cache inside the tokenizer run folder. */
 export const TOKEN_CACHE_FILE = 'tokens.safetensors';

@@ -11,7 +11,8 @@
  */
 import * as path from 'node:path';
 import { ensure } from '../runtime/errors';
-import { activeProfile, pick, ProfileName } from '../runtime/profile';
+import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
+import { OPTIM_CONFIG_DOCS, OptimConfig, validateOptimConfig } from '../runtime/optim';
 import { DatasetOptions } from '../data/dataset';
 
 /** Which images a tokenizer run trains and evaluates on (recorded in its config). */
@@ -20,7 +21,7 @@ export interface TokenizerDataConfig {
   test: DatasetOptions;
 }
 
-export interface TokenizerConfig {
+export interface TokenizerConfig extends OptimConfig {
   /** Side of the (padded) square input images in pixels. Default 32 (Fashion-MNIST 28 padded). */
   imageSize: number;
   /** Side of one patch in pixels; one patch = one token. Default 4, so the grid is imageSize/patchSize = 8. */
@@ -47,34 +48,18 @@ export interface TokenizerConfig {
   beta: number;
   /** Weight of the codebook term ||sg(z) - q||^2. Default 1. */
   codebookWeight: number;
-  /** Peak AdamW learning rate (warmup, then cosine to 10%). */
-  lr: number;
-  /** Warmup steps of the learning-rate schedule. */
-  warmup: number;
-  /** AdamW decoupled weight decay (matrices only). */
-  weightDecay: number;
-  /** Global gradient-norm clip (0 = off). */
-  clipNorm: number;
-  /** Optimizer steps of the whole run. */
-  steps: number;
-  /** Images per optimizer step. */
-  batch: number;
-  /** Micro-batches per step (gradient accumulation); `batch` must divide by it. */
-  microBatches: number;
+  /** At most this many images per forward/backward pass (gradient accumulation); `batch` must split into equal passes. */
+  microBatch: number;
   /** A code not chosen for this many steps counts as dead and is restarted. */
   deadAfter: number;
   /** Look for dead codes every this many steps (0 = never restart). */
   restartEvery: number;
   /** Append a training metrics row every this many steps. */
   logEvery: number;
-  /** Evaluate reconstruction on `evalImages` test images every this many steps (0 = only at the end). */
-  evalEvery: number;
   /** Test images used by the periodic evaluation during training. */
   evalImages: number;
   /** Save a checkpoint every this many steps (and always at the last step). */
   checkpointEvery: number;
-  /** Seed of the weights' initialisation and of the data order. */
-  seed: number;
   /** The data the run uses (the profile's dataset). */
   data: TokenizerDataConfig;
 }
@@ -114,45 +99,22 @@ export function patchPixels(cfg: Pick<TokenizerConfig, 'patchSize'>): number {
  * codeDim 8 (LlamaGen's) and 16 were within 0.1 dB; lr 1e-3 was 0.3 dB worse than 2e-3.
  */
 export function tokenizerConfig(profile: ProfileName = activeProfile(), overrides: Partial<TokenizerConfig> = {}): TokenizerConfig {
-  const schedule = pick(
-    {
-      smoke: { steps: 40, batch: 32, warmup: 5, logEvery: 5, evalEvery: 20, evalImages: 128, checkpointEvery: 20, deadAfter: 10, restartEvery: 10 },
-      default: { steps: 1800, batch: 32, warmup: 50, logEvery: 20, evalEvery: 200, evalImages: 1000, checkpointEvery: 300, deadAfter: 50, restartEvery: 25 },
-      full: { steps: 7200, batch: 32, warmup: 100, logEvery: 50, evalEvery: 600, evalImages: 2000, checkpointEvery: 600, deadAfter: 100, restartEvery: 50 },
-    },
-    profile,
-  );
-  const data = pick<TokenizerDataConfig>(
-    {
-      smoke: { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } },
-      default: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
-      full: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
-    },
-    profile,
-  );
-  const cfg: TokenizerConfig = {
-    imageSize: 32,
-    patchSize: 4,
-    codebookSize: 512,
-    codeDim: 16,
-    width: 128,
-    depth: 2,
-    mlpRatio: 1,
-    mixRadius: 1,
-    beta: 0.25,
-    codebookWeight: 1,
-    lr: 2e-3,
-    weightDecay: 1e-4,
-    clipNorm: 1,
-    microBatches: 1,
-    seed: 0,
-    ...schedule,
-    data,
-    ...overrides,
-  };
-  validateTokenizerConfig(cfg);
-  return cfg;
+  const subset = { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } } as const;
+  const fashion = { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } } as const;
+  return profileConfig<TokenizerConfig>(TOKENIZER_DEFAULTS, {
+    smoke: { steps: 40, warmup: 5, logEvery: 5, evalEvery: 20, evalImages: 128, checkpointEvery: 20, deadAfter: 10, restartEvery: 10, data: subset },
+    default: { data: fashion },
+    full: { steps: 7200, warmup: 100, logEvery: 50, evalEvery: 600, evalImages: 2000, checkpointEvery: 600, deadAfter: 100, restartEvery: 50, data: fashion },
+  }, profile, overrides, validateTokenizerConfig);
 }
+
+/** The default profile's tokenizer (see tokenizerConfig for how it was chosen). */
+export const TOKENIZER_DEFAULTS: TokenizerConfig = {
+  imageSize: 32, patchSize: 4, codebookSize: 512, codeDim: 16, width: 128, depth: 2, mlpRatio: 1, mixRadius: 1, beta: 0.25, codebookWeight: 1,
+  steps: 1800, batch: 32, microBatch: 32, lr: 2e-3, warmup: 50, minLrRatio: 0.1, weightDecay: 1e-4, betas: [0.9, 0.95], clipNorm: 1, seed: 0,
+  evalEvery: 200, evalImages: 1000, logEvery: 20, checkpointEvery: 300, deadAfter: 50, restartEvery: 25,
+  data: { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } },
+};
 
 /** Check a config's fields; each problem names the field (`tokenizer.patchSize`) and the fix. */
 export function validateTokenizerConfig(cfg: TokenizerConfig): void {
@@ -180,21 +142,15 @@ export function validateTokenizerConfig(cfg: TokenizerConfig): void {
   int('mixRadius', 0);
   pos('beta', true);
   pos('codebookWeight', true);
-  pos('lr');
-  int('warmup', 0);
-  pos('weightDecay', true);
-  pos('clipNorm', true);
-  int('steps', 1);
-  int('batch', 1);
-  int('microBatches', 1);
-  ensure(cfg.batch % cfg.microBatches === 0, `batch ${cfg.batch} does not divide into ${cfg.microBatches} micro-batches`, 'tokenizer.microBatches', 'choose a micro-batch count that divides the batch');
+  validateOptimConfig(cfg, 'tokenizer');
+  int('microBatch', 1);
+  ensure(cfg.microBatch >= cfg.batch || cfg.batch % cfg.microBatch === 0, `batch ${cfg.batch} does not split into equal micro-batches of ${cfg.microBatch}`,
+    'tokenizer.microBatch', 'choose a micro-batch size that divides the batch (or the batch itself)');
   int('deadAfter', 1);
   int('restartEvery', 0);
   int('logEvery', 1);
-  int('evalEvery', 0);
   int('evalImages', 1);
   int('checkpointEvery', 1);
-  ensure(Number.isInteger(cfg.seed), `must be a whole number, got ${cfg.seed}`, 'tokenizer.seed', 'pass an integer seed such as 0');
   ensure(
     typeof cfg.data === 'object' && cfg.data !== null && typeof cfg.data.train === 'object' && typeof cfg.data.test === 'object',
     'must give the train and test dataset options',
@@ -230,19 +186,13 @@ export const TOKENIZER_CONFIG_DOCS: Record<keyof TokenizerConfig, string> = {
   mixRadius: 'cross-patch mixing reach per block (grid cells)',
   beta: 'commitment weight β',
   codebookWeight: 'weight of the codebook term',
-  lr: 'peak AdamW learning rate (warmup, cosine to 10%)',
-  warmup: 'warmup steps',
-  weightDecay: 'AdamW weight decay (matrices)',
-  clipNorm: 'gradient-norm clip',
-  steps: 'optimizer steps',
+  ...OPTIM_CONFIG_DOCS,
   batch: 'images per step',
-  microBatches: 'micro-batches per step (gradient accumulation)',
+  microBatch: 'images per forward/backward pass (gradient accumulation)',
   deadAfter: 'a code unused this many steps is dead',
   restartEvery: 'look for dead codes every N steps',
   logEvery: 'metrics row every N steps',
-  evalEvery: 'test evaluation every N steps',
   evalImages: 'test images in the periodic evaluation',
   checkpointEvery: 'checkpoint every N steps',
-  seed: 'seed of initialisation and data order',
   data: 'train and test datasets (profile)',
 };

@@ -1,6 +1,6 @@
 /** The VQ tokenizer (curriculum Stage 0): config, model, training, token cache. */
 export {
-  TokenizerConfig, TokenizerDataConfig, TOKENIZER_CONFIG_DOCS, tokenizerConfig, validateTokenizerConfig, tokenizerRunDir, tokenGrid, tokensPerImage, patchPixels,
+  TokenizerConfig, TokenizerDataConfig, TOKENIZER_CONFIG_DOCS, TOKENIZER_DEFAULTS, tokenizerConfig, validateTokenizerConfig, tokenizerRunDir, tokenGrid, tokensPerImage, patchPixels,
 } from './config';
 export {
   VqTokenizer, TokenizerParams, TokenizerMetrics, TokenizerSource, BatchOptions, VqLossParts, TOKENIZER_MODEL_KEYS,
@@ -10,7 +10,7 @@ export {
 } from './vq';
 export {
   TOKENIZER_STAGE, TokenizerImages, TrainTokenizerOptions, TrainTokenizerResult, trainTokenizer, restartDeadCodes, loadTokenizer,
-  tokenizerModelDifferences, yieldToEventLoop as tokenizerYield,
+  tokenizerModelDifferences,
 } from './train';
 export { LayerTiming, benchmarkTokenizerLayers } from './bench';
 export {

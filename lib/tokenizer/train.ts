@@ -15,10 +15,11 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { AdamW, accumulateGrads, warmupCosine } from '../runtime/optim';
+import { AdamW, accumulateGrads } from '../runtime/optim';
+import { runTrainingAsync, TrainingOutcome } from '../runtime/train-loop';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, diffConfig, formatDifferences, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
-import { Progress, ProgressInfo } from '../runtime/progress';
+import { diffConfig, formatDifferences, latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
+import { Progress } from '../runtime/progress';
 import { rng, seedFrom, Rng } from '../runtime/seed';
 import { loadDataset } from '../data/dataset';
 import { TokenizerConfig, patchPixels, tokensPerImage, validateTokenizerConfig } from './config';
@@ -73,19 +74,6 @@ export interface TrainTokenizerResult {
   restarts: number;
   /** Last periodic evaluation in this call, if any. */
   lastEval?: TokenizerMetrics;
-}
-
-/** Training state kept beside the weights in each checkpoint's `extra`. */
-interface TrainState {
-  optStep: number;
-  epoch: number;
-  cursor: number;
-  restarts: number;
-}
-
-/** Resolve after pending I/O: a synchronous loop would hold every display update until it ends. */
-export function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** The data order of an epoch: a seeded permutation. */
@@ -178,181 +166,120 @@ export async function trainTokenizer(options: TrainTokenizerOptions): Promise<Tr
   if (options.test) checkImages(options.test, cfg, 'test');
   const runDir = path.resolve(options.runDir);
   const run = openRun<TokenizerConfig>({ root: path.dirname(runDir), name: path.basename(runDir), stage: TOKENIZER_STAGE, config: cfg, resume: true, backend: options.backend });
-
   const tokenizer = VqTokenizer.init(cfg);
-  const opt = new AdamW(tokenizer.params, { lr: cfg.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm });
   try {
-    return await trainLoop(options, run, tokenizer, opt);
+    return await train(options, run, tokenizer);
   } catch (err) {
     tokenizer.dispose();
     throw err;
-  } finally {
-    opt.dispose();
   }
 }
 
-async function trainLoop(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, tokenizer: VqTokenizer, opt: AdamW): Promise<TrainTokenizerResult> {
+async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, tokenizer: VqTokenizer): Promise<TrainTokenizerResult> {
   const cfg = options.config;
   const until = Math.min(cfg.steps, options.untilStep ?? cfg.steps);
-  const K = cfg.codebookSize;
+  const K = cfg.codebookSize, T = tokensPerImage(cfg), PP = patchPixels(cfg), px = cfg.imageSize * cfg.imageSize;
+  const B = cfg.batch, mb = Math.min(cfg.microBatch, B), micro = B / mb;
+  // The stage's state: data position, code usage (a code's last step of use), restart count.
   let lastUsed = new Int32Array(K);
-  let state: TrainState = { optStep: 0, epoch: 0, cursor: 0, restarts: 0 };
-  let startStep = 0;
-  let resumedFrom: string | undefined;
-  let checkpoint: string | undefined;
-
-  const latest = run.latestCheckpoint(TOKENIZER_STAGE);
-  if (latest) {
-    const ck = loadCheckpoint<TokenizerConfig>(latest.path, { expectConfig: cfg });
-    try {
-      for (const [name, v] of Object.entries(tokenizer.params)) {
-        const w = ck.weights[name];
-        if (!w || !tf.util.arraysEqual(w.shape, v.shape)) {
-          throw new OrderHeadError(`weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the model needs [${v.shape}]`, latest.path, 'the file does not belong to this config: delete the run folder or use another one');
-        }
-        v.assign(w);
-        const m = ck.weights[`adam.m.${name}`], s = ck.weights[`adam.v.${name}`];
-        if (m && s) { opt.m[name].assign(m); opt.v[name].assign(s); }
-      }
-      const lu = ck.weights['usage.lastUsed'];
-      if (lu) lastUsed = Int32Array.from(lu.dataSync() as Int32Array);
-    } finally {
-      tf.dispose(Object.values(ck.weights));
-    }
-    state = { ...state, ...(ck.extra as Partial<TrainState>) };
-    opt.step = state.optStep;
-    startStep = ck.step;
-    resumedFrom = latest.path;
-    checkpoint = latest.path;
-  }
-  tokenizer.source = { checkpoint, step: startStep };
-
-  const save = (step: number): string => {
-    const weights: Record<string, tf.Tensor | Int32Array> = { ...tokenizer.params, ...opt.state(), 'usage.lastUsed': lastUsed };
-    const file = saveCheckpoint(run.checkpointDir, checkpointName(TOKENIZER_STAGE, step), {
-      weights, config: cfg, step, kind: TOKENIZER_STAGE, extra: { ...state, optStep: opt.step },
-    });
-    checkpoint = file;
-    tokenizer.source = { checkpoint: file, step };
-    return file;
+  const data = { epoch: 0, cursor: 0, restarts: 0 };
+  let train: TokenizerImages | undefined, order: Int32Array | undefined, evalImages: Float32Array | undefined, evalN = 0, opt: AdamW | undefined;
+  const batchImages = new Float32Array(B * px), batchPatches = new Float32Array(B * T * PP);
+  const window = new Float64Array(K);
+  let win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: Date.now() };
+  let restartsHere = 0, lastEval: TokenizerMetrics | undefined, stepIndices: Int32Array[] = [], stepRec = 0, stepDist = 0;
+  let bar: Progress | undefined;
+  const load = () => {
+    if (train) return;
+    train = loadImages(options.train, cfg, 'train');
+    const testAll = loadImages(options.test, cfg, 'test');
+    evalN = Math.min(cfg.evalImages, testAll.n);
+    evalImages = testAll.images.subarray(0, evalN * px);
+    order = epochOrder(cfg.seed, data.epoch, train.n);
   };
-
-  if (startStep >= until) {
-    return { tokenizer, run, startStep, step: startStep, resumedFrom, checkpoint: checkpoint!, seconds: 0, secondsPerStep: NaN, restarts: 0 };
-  }
-
-  const train = loadImages(options.train, cfg, 'train');
-  const testAll = loadImages(options.test, cfg, 'test');
-  const px = cfg.imageSize * cfg.imageSize;
-  const evalN = Math.min(cfg.evalImages, testAll.n);
-  const evalImages = testAll.images.subarray(0, evalN * px);
-  const T = tokensPerImage(cfg), PP = patchPixels(cfg);
-  const B = cfg.batch, micro = cfg.microBatches, mb = B / micro;
-
-  let order = epochOrder(cfg.seed, state.epoch, train.n);
-  const batchImages = new Float32Array(B * px);
-  const batchPatches = new Float32Array(B * T * PP);
   const nextBatch = (): void => {
     for (let b = 0; b < B; b++) {
-      if (state.cursor >= train.n) { state.epoch++; state.cursor = 0; order = epochOrder(cfg.seed, state.epoch, train.n); }
-      const i = order[state.cursor++];
-      batchImages.set(train.images.subarray(i * px, (i + 1) * px), b * px);
+      if (data.cursor >= train!.n) { data.epoch++; data.cursor = 0; order = epochOrder(cfg.seed, data.epoch, train!.n); }
+      const i = order![data.cursor++];
+      batchImages.set(train!.images.subarray(i * px, (i + 1) * px), b * px);
     }
     imagesToPatches(batchImages, B, cfg.imageSize, cfg.patchSize, batchPatches);
   };
 
-  const bar = options.progress?.({ total: until - startStep, label: 'tokenizer train' });
-  const window = new Float64Array(K);
-  let winLoss = 0, winRec = 0, winDist = 0, winNorm = 0, winSteps = 0, restartsHere = 0, restartedInWindow = 0;
-  let lastEval: TokenizerMetrics | undefined;
-  const t0 = Date.now();
-  let winStart = t0;
-  let step = startStep;
-  const lastGood = () => checkpoint ? `the last good checkpoint ${checkpoint} is unchanged` : 'no checkpoint had been saved yet';
-
+  let outcome: TrainingOutcome;
   try {
-    while (step < until) {
-      const s = step + 1;
-      nextBatch();
-      const lr = warmupCosine(step, cfg.steps, cfg.warmup, cfg.lr);
-      const indices: Int32Array[] = [];
-      let rec = 0, dist = 0;
-      const { grads, loss } = accumulateGrads(tokenizer.params, micro, (i) => {
-        const x = tf.tensor2d(batchPatches.subarray(i * mb * T * PP, (i + 1) * mb * T * PP), [mb * T, PP]);
-        const parts = vqLoss(cfg, tokenizer.params, x, mb);
-        indices.push(parts.indices);
-        rec += parts.recMse / micro;
-        dist += parts.vqDist / micro;
-        return parts.loss;
-      });
-      let norm: number;
-      try {
-        if (!Number.isFinite(loss) || !Number.isFinite(rec)) {
-          throw new OrderHeadError(
-            `the training loss is ${loss} (reconstruction ${rec}) at step ${s}; training stopped before updating, ${lastGood()}`,
-            run.dir,
-            'check the images for NaN/Inf, then lower tokenizer.lr (or set clipNorm) and resume: the run continues from the last good checkpoint',
-          );
+    outcome = await runTrainingAsync({
+      run, stage: TOKENIZER_STAGE, configName: 'tokenizer', optim: cfg, params: tokenizer.params, checkpointConfig: cfg,
+      checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
+      state: {
+        save: () => ({ ...data }),
+        arrays: () => ({ 'usage.lastUsed': lastUsed }),
+        restore: (extra, weights) => {
+          Object.assign(data, { epoch: Number(extra.epoch ?? 0), cursor: Number(extra.cursor ?? 0), restarts: Number(extra.restarts ?? 0) });
+          const lu = weights['usage.lastUsed'];
+          if (lu) lastUsed = Int32Array.from(lu.dataSync() as Int32Array);
+        },
+      },
+      step: () => {
+        load();
+        nextBatch();
+        stepIndices = []; stepRec = 0; stepDist = 0;
+        const { grads, loss } = accumulateGrads(tokenizer.params, micro, (i) => {
+          const x = tf.tensor2d(batchPatches.subarray(i * mb * T * PP, (i + 1) * mb * T * PP), [mb * T, PP]);
+          const parts = vqLoss(cfg, tokenizer.params, x, mb);
+          stepIndices.push(parts.indices);
+          stepRec += parts.recMse / micro;
+          stepDist += parts.vqDist / micro;
+          return parts.loss;
+        });
+        return { loss: Number.isFinite(stepRec) ? loss : NaN, grads, detail: `reconstruction ${stepRec}` };
+      },
+      afterUpdate: (step) => {
+        for (const idx of stepIndices) for (let i = 0; i < idx.length; i++) { lastUsed[idx[i]] = step; window[idx[i]]++; }
+        if (cfg.restartEvery > 0 && step % cfg.restartEvery === 0 && step < cfg.steps) {
+          // Seeded per step, so a resumed run restarts the same codes as an uninterrupted one.
+          const dead = restartDeadCodes(tokenizer, batchPatches, B, lastUsed, step, rng(seedFrom(cfg.seed, 'tokenizer-restart', step)), opt);
+          restartsHere += dead.length; win.restarted += dead.length; data.restarts += dead.length;
         }
-        try {
-          norm = opt.apply(grads, lr);
-        } catch (err) {
-          if (err instanceof OrderHeadError) {
-            throw new OrderHeadError(`${err.problem} (tokenizer step ${s}); ${lastGood()}`, run.dir, 'lower tokenizer.lr or tokenizer.clipNorm and resume from the last good checkpoint');
-          }
-          throw err;
-        }
-      } finally {
-        tf.dispose(Object.values(grads));
-      }
-      step = s;
-
-      for (const idx of indices) for (let i = 0; i < idx.length; i++) { lastUsed[idx[i]] = step; window[idx[i]]++; }
-      if (cfg.restartEvery > 0 && step % cfg.restartEvery === 0 && step < cfg.steps) {
-        // Seeded per step, so a resumed run restarts the same codes as an uninterrupted one.
-        const dead = restartDeadCodes(tokenizer, batchPatches, B, lastUsed, step, rng(seedFrom(cfg.seed, 'tokenizer-restart', step)), opt);
-        restartsHere += dead.length;
-        restartedInWindow += dead.length;
-        state.restarts += dead.length;
-      }
-
-      winLoss += loss; winRec += rec; winDist += dist; winNorm += norm; winSteps++;
-      const info: ProgressInfo = { loss: loss, psnr: Number(psnrFromMse(rec).toFixed(2)) };
-      if (step % cfg.logEvery === 0 || step === until) {
-        const u = codeUsageStats(window);
-        const now = Date.now();
-        const row: Record<string, number> = {
-          loss: winLoss / winSteps, rec_mse: winRec / winSteps, train_psnr: psnrFromMse(winRec / winSteps), vq_dist: winDist / winSteps,
-          commit_loss: cfg.beta * winDist / winSteps, codebook_loss: cfg.codebookWeight * winDist / winSteps,
-          grad_norm: winNorm / winSteps, lr, codes_used: u.used, usage: u.usage, perplexity: u.perplexity,
-          restarted: restartedInWindow, sec_per_step: (now - winStart) / 1000 / winSteps, epoch: state.epoch + state.cursor / train.n,
+      },
+      row: (step, r) => {
+        win.loss += r.loss; win.rec += stepRec; win.dist += stepDist; win.norm += r.gradNorm; win.steps++;
+        if (step % cfg.logEvery !== 0 && step !== until) return undefined;
+        const u = codeUsageStats(window), now = Date.now(), n = win.steps;
+        const row = {
+          loss: win.loss / n, rec_mse: win.rec / n, train_psnr: psnrFromMse(win.rec / n), vq_dist: win.dist / n,
+          commit_loss: cfg.beta * win.dist / n, codebook_loss: cfg.codebookWeight * win.dist / n,
+          grad_norm: win.norm / n, lr: r.lr, codes_used: u.used, usage: u.usage, perplexity: u.perplexity,
+          restarted: win.restarted, sec_per_step: (now - win.start) / 1000 / n, epoch: data.epoch + data.cursor / train!.n,
         };
-        run.logMetrics(step, row);
-        options.onLog?.({ step, ...row });
         window.fill(0);
-        winLoss = winRec = winDist = winNorm = 0; winSteps = 0; restartedInWindow = 0; winStart = now;
-      }
-      if ((cfg.evalEvery > 0 && step % cfg.evalEvery === 0) || step === cfg.steps) {
-        lastEval = tokenizer.evaluate(evalImages);
-        const row = { test_mse: lastEval.mse, test_psnr: lastEval.psnr, test_usage: lastEval.usage, test_perplexity: lastEval.perplexity, test_images: evalN };
-        run.logMetrics(step, row);
-        options.onLog?.({ step, ...row });
-        info.test_psnr = Number(lastEval.psnr.toFixed(2));
-      }
-      if (step % cfg.checkpointEvery === 0 || step === until) save(step);
-      bar?.tick(1, info);
-      // Let the notebook's live display (and Ctrl-C) through between steps.
-      await yieldToEventLoop();
-    }
+        win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: now };
+        return row;
+      },
+      evaluate: () => {
+        lastEval = tokenizer.evaluate(evalImages!);
+        return { test_mse: lastEval.mse, test_psnr: lastEval.psnr, test_usage: lastEval.usage, test_perplexity: lastEval.perplexity, test_images: evalN };
+      },
+      onStart: ({ startStep, optimizer }) => {
+        opt = optimizer;
+        if (startStep < until) bar = options.progress?.({ total: until - startStep, label: 'tokenizer train' });
+      },
+      onStep: (step, row, evaluation) => {
+        if (row) options.onLog?.({ step, ...(row as Record<string, number>) });
+        if (evaluation) options.onLog?.({ step, ...(evaluation as Record<string, number>) });
+        bar?.tick(1, { psnr: Number(psnrFromMse(stepRec).toFixed(2)), ...(evaluation ? { test_psnr: Number(lastEval!.psnr.toFixed(2)) } : {}) });
+      },
+    });
   } catch (err) {
-    bar?.done({ stopped: `step ${step + 1}` });
+    bar?.done({ stopped: 'error' });
     throw err;
   }
   bar?.done();
-  const seconds = (Date.now() - t0) / 1000;
+  tokenizer.source = { checkpoint: outcome.checkpoint, step: outcome.step };
   return {
-    tokenizer, run, startStep, step, resumedFrom, checkpoint: checkpoint!, seconds,
-    secondsPerStep: step > startStep ? seconds / (step - startStep) : NaN, restarts: restartsHere, lastEval,
+    tokenizer, run, startStep: outcome.startStep, step: outcome.step, resumedFrom: outcome.resumedFrom, checkpoint: outcome.checkpoint!,
+    seconds: outcome.seconds, secondsPerStep: outcome.step > outcome.startStep ? outcome.seconds / (outcome.step - outcome.startStep) : NaN,
+    restarts: restartsHere, lastEval,
   };
 }
 
