@@ -35,20 +35,38 @@ export interface GPTConfig {
 const GRID_8x8 = { vocabSize: 512, gridH: 8, gridW: 8, numClasses: 10 };
 const COMMON = { normEps: 1e-5, ropeBase: 10000, initStd: 0.02 };
 
-/** Model sizes by name. */
+/**
+ * LlamaGen's SwiGLU hidden width (FeedForward in its autoregressive/models/gpt.py,
+ * ffn_dim_multiplier None): find_multiple(int(2 * 4 * dim / 3), multiple_of 256).
+ * 768 -> 2048, 1024 -> 2816, 1280 -> 3584.
+ */
+export function llamaGenFF(dim: number, multipleOf = 256): number {
+  const hidden = Math.floor((2 * 4 * dim) / 3);
+  return Math.ceil(hidden / multipleOf) * multipleOf;
+}
+
+/** A LlamaGen class-conditional shape: ImageNet 256px as 16x16 tokens of a 16384-code VQ, 1000 classes, dFF by its formula. */
+const llamaGen = (nLayer: number, nHead: number, dModel: number) => ({
+  ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer, nHead, dModel, dFF: llamaGenFF(dModel),
+});
+
+/**
+ * Model sizes by name. Parameter counts are pinned in tests/gpt-registry.test.ts;
+ * a LlamaGen size has LlamaGen's count plus our target-position table (T x dModel).
+ */
 export const GPT_SIZES = {
-  /** Unit tests: a few thousand parameters, runs in milliseconds. */
+  /** Unit tests: 6,032 parameters, runs in milliseconds. */
   tiny: { ...COMMON, vocabSize: 16, gridH: 4, gridW: 4, numClasses: 3, nLayer: 2, nHead: 2, dModel: 16, dFF: 32 },
-  /** Default on our CPUs: trains in minutes on the embedded Fashion-MNIST default. */
+  /** Default on our CPUs (0.99M parameters): trains in minutes on the embedded Fashion-MNIST default. */
   small: { ...COMMON, ...GRID_8x8, nLayer: 4, nHead: 4, dModel: 128, dFF: 384 },
-  /** PLATFORM.md's reference model (5.4M parameters), used by `npm run bench`. */
+  /** PLATFORM.md's reference model (5.40M parameters), used by `npm run bench`. */
   bench: { ...COMMON, ...GRID_8x8, nLayer: 6, nHead: 8, dModel: 256, dFF: 768 },
-  /** LlamaGen GPT-B (111M): 12 layers, 12 heads, dim 768. For GPU users. */
-  'gpt-b': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 12, nHead: 12, dModel: 768, dFF: 2048 },
-  /** LlamaGen GPT-L (343M): 24 layers, 16 heads, dim 1024. */
-  'gpt-l': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 24, nHead: 16, dModel: 1024, dFF: 2816 },
-  /** LlamaGen GPT-XL (775M): 36 layers, 20 heads, dim 1280. */
-  'gpt-xl': { ...COMMON, vocabSize: 16384, gridH: 16, gridW: 16, numClasses: 1000, nLayer: 36, nHead: 20, dModel: 1280, dFF: 3456 },
+  /** LlamaGen GPT-B ("111M"): 12 layers, 12 heads, dim 768, dFF 2048. 111.09M parameters (LlamaGen's 110.89M + 0.20M target positions). For GPU users. */
+  'gpt-b': llamaGen(12, 12, 768),
+  /** LlamaGen GPT-L ("343M"): 24 layers, 16 heads, dim 1024, dFF 2816. 343.17M parameters (LlamaGen's 342.91M + 0.26M). */
+  'gpt-l': llamaGen(24, 16, 1024),
+  /** LlamaGen GPT-XL ("775M"): 36 layers, 20 heads, dim 1280, dFF 3584. 775.03M parameters (LlamaGen's 774.70M + 0.33M). */
+  'gpt-xl': llamaGen(36, 20, 1280),
 } satisfies Record<string, GPTConfig>;
 
 export type GPTSize = keyof typeof GPT_SIZES;

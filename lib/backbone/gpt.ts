@@ -169,9 +169,72 @@ export function tokensInOrder(grids: Int32Array, order: DecodeOrder): Int32Array
   return out;
 }
 
-function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor, eps: number): tf.Tensor2D {
+/** RMSNorm of rows x [N, d]: x · rsqrt(mean(x², -1) + eps) · gain [d]. */
+export function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor, eps: number): tf.Tensor2D {
   const ms = tf.mean(tf.square(x), -1, true); // [N, 1]
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), gain);
+}
+
+// ---------------------------------------------------------------------------
+// The transformer block, one for every model here: the GPT's layers (forward,
+// extend) and the planner's slot blocks (planner/orderhead.ts). What differs
+// between them is a parameter: names, epsilon, MLP gating and the attention.
+
+/** RMSNorm kernel of a block: rmsNorm, or extend's fused one (runtime/decode-kernels.ts). */
+export type RmsNorm = (x: tf.Tensor2D, gain: tf.Tensor, eps: number) => tf.Tensor2D;
+
+/**
+ * A block's attention: the projections q, k, v [N, d] of the normed rows in,
+ * the heads' outputs [N, d] (before wo) out. It owns the heads, the positions
+ * and the mask: causal with rotary and the KV cache in the GPT, all-to-all over
+ * the block slots in the planner.
+ */
+export type Attention = (q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D) => tf.Tensor2D;
+
+export interface BlockSpec {
+  /** Parameter name prefix: `h${l}.` in the GPT, `pool${l}.` / `core${l}.` in the planner. */
+  prefix: string;
+  /** Epsilon of both RMSNorms: cfg.normEps in the GPT, 1e-6 in the planner. */
+  eps: number;
+  /** SwiGLU MLP (w1, w3, w2: the GPT) or plain SiLU (w1, w2: the planner). */
+  gated: boolean;
+  attend: Attention;
+  /** Default rmsNorm. */
+  norm?: RmsNorm;
+}
+
+/**
+ * One pre-norm transformer block on rows x [N, d]:
+ *   x1 = x  + Attn(q, k, v of RMSNorm(x)) · wo
+ *   x2 = x1 + (SiLU(m·w1) [⊙ m·w3]) · w2,   m = RMSNorm(x1)
+ */
+export function transformerBlock(p: Params, x: tf.Tensor2D, b: BlockSpec): tf.Tensor2D {
+  const { prefix: pre, eps } = b, norm = b.norm ?? rmsNorm;
+  const hN = norm(x, p[pre + 'attn_norm'], eps);
+  const y = b.attend(tf.matMul(hN, p[pre + 'wq']), tf.matMul(hN, p[pre + 'wk']), tf.matMul(hN, p[pre + 'wv'])); // [N, d]
+  const x1 = tf.add(x, tf.matMul(y, p[pre + 'wo'])) as tf.Tensor2D;
+  const mN = norm(x1, p[pre + 'mlp_norm'], eps);
+  const g = tf.matMul(mN, p[pre + 'w1']); // [N, f]
+  const act = tf.mul(g, tf.sigmoid(g)); // SiLU
+  return tf.add(x1, tf.matMul(b.gated ? tf.mul(act, tf.matMul(mN, p[pre + 'w3'])) : act, p[pre + 'w2'])) as tf.Tensor2D;
+}
+
+/** Rows [B*S, d] (or [B*S, H, hd]) -> heads [B, H, S, hd]; with S = 1 the same memory (no transpose). */
+export function splitHeads(t: tf.Tensor, B: number, S: number, H: number): tf.Tensor4D {
+  const hd = t.size / (B * S * H);
+  return (S === 1 ? tf.reshape(t, [B, H, 1, hd]) : tf.transpose(tf.reshape(t, [B, S, H, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
+}
+
+/** Heads [B, H, S, hd] -> rows [B*S, H*hd]. */
+export function mergeHeads(y: tf.Tensor4D): tf.Tensor2D {
+  const [B, H, S, hd] = y.shape;
+  return tf.reshape(S === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * S, H * hd]) as tf.Tensor2D;
+}
+
+/** softmax(q·kᵀ/√hd + mask)·v: q [B, H, Lq, hd], k and v [B, H, Lk, hd], additive mask broadcast to [B, H, Lq, Lk] or none. */
+export function headAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor): tf.Tensor4D {
+  const s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[3])); // [B, H, Lq, Lk]
+  return tf.matMul(tf.softmax(mask ? tf.add(s, mask) : s), v); // [B, H, Lq, hd]
 }
 
 /** Apply 2D rotary to t [N, d] whose rows have rotary rows cos/sin [N, hd]; returns [N, H, hd]. */
@@ -220,32 +283,16 @@ export interface ForwardOut {
  */
 export function forward(m: GPT, order: DecodeOrder, tokensIn: tf.Tensor2D, classes: tf.Tensor1D): ForwardOut {
   const { cfg, params: p } = m;
-  const B = order.B, T = order.T, d = cfg.dModel, H = cfg.nHead, hd = d / H;
+  const B = order.B, T = order.T;
   const pos = positionInputs(order);
   const { x: x0, cos, sin } = embedSlots(m, true, tokensIn, classes, pos.inCells, pos.tgtCells);
   let x = x0; // [B*T, d]
-  const scale = 1 / Math.sqrt(hd);
-  const heads = (t: tf.Tensor3D) => tf.transpose(tf.reshape(t, [B, T, H, hd]), [0, 2, 1, 3]); // -> [B, H, T, hd]
-  for (let l = 0; l < cfg.nLayer; l++) {
-    const pre = `h${l}.`;
-    const hN = rmsNorm(x, p[pre + 'attn_norm'], cfg.normEps);
-    const q = heads(rope(m, tf.matMul(hN, p[pre + 'wq']), cos, sin));
-    const k = heads(rope(m, tf.matMul(hN, p[pre + 'wk']), cos, sin));
-    const v = heads(tf.reshape(tf.matMul(hN, p[pre + 'wv']), [B * T, H, hd]));
-    const att = tf.softmax(tf.add(tf.mul(tf.matMul(q, k, false, true), scale), m.consts.mask)); // [B, H, T, T]
-    const y = tf.reshape(tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]), [B * T, d]);
-    x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
-    x = tf.add(x, mlp(m, x, pre));
-  }
+  const split = (t: tf.Tensor) => splitHeads(t, B, T, cfg.nHead); // [B, H, T, hd]
+  // Causal, rotary by cell on q and k.
+  const attend: Attention = (q, k, v) => mergeHeads(headAttention(split(rope(m, q, cos, sin)), split(rope(m, k, cos, sin)), split(v), m.consts.mask));
+  for (let l = 0; l < cfg.nLayer; l++) x = transformerBlock(p, x, { prefix: `h${l}.`, eps: cfg.normEps, gated: true, attend });
   const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
   return { logits: tf.matMul(hidden, p.head), hidden };
-}
-
-function mlp(m: GPT, x: tf.Tensor2D, pre: string, norm = rmsNorm): tf.Tensor2D {
-  const p = m.params;
-  const mN = norm(x, p[pre + 'mlp_norm'], m.cfg.normEps);
-  const g = tf.matMul(mN, p[pre + 'w1']); // [N, f]
-  return tf.matMul(tf.mul(tf.mul(g, tf.sigmoid(g)), tf.matMul(mN, p[pre + 'w3'])), p[pre + 'w2']);
 }
 
 /** Per-token negative log-likelihood (nats) [B*T] of targets [B, T] under logits [B*T, V]. */
@@ -383,41 +430,35 @@ export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): For
       return mask;
     };
     const scale = 1 / Math.sqrt(hd);
-    // [B*L, H, hd] rows -> [B, H, L, hd]; with L = 1 the same memory (no transpose).
-    const heads = (t: tf.Tensor) => (L === 1 ? tf.reshape(t, [B, H, 1, hd]) : tf.transpose(tf.reshape(t, [B, L, H, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
-    const attend = (q: tf.Tensor, K: tf.Tensor4D, V: tf.Tensor4D, n: number): tf.Tensor2D => {
+    // q [B*L, H, hd] over n cached + new slots of K, V [B, H, ≥n, hd] -> [B*L, d].
+    const attendCache = (q: tf.Tensor, K: tf.Tensor4D, V: tf.Tensor4D, n: number): tf.Tensor2D => {
       if (fused) return tf.reshape(decodeAttention(q, K, V, n, scale), [B, d]) as tf.Tensor2D;
-      const att = tf.softmax(tf.add(tf.mul(tf.matMul(heads(q), K, false, true), scale), attnMask())); // [B, H, L, n]
-      const y = tf.matMul(att, V); // [B, H, L, hd]
-      return tf.reshape(L === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * L, d]) as tf.Tensor2D;
+      return mergeHeads(headAttention(splitHeads(q, B, L, H), K, V, attnMask()));
     };
     // Share a batch-1 prefix: concat of B references (tf.tile is ~70x slower on wasm).
     const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.concat(new Array<tf.Tensor4D>(B).fill(t), 0) as tf.Tensor4D);
     // The filled slots of a cached layer (a preallocated buffer holds more).
     const filled = (t: tf.Tensor4D, n: number) => (t.shape[2] === n ? t : tf.slice(t, [0, 0, 0, 0], [t.shape[0], H, n, hd]) as tf.Tensor4D);
     const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
-    for (let l = 0; l < cfg.nLayer; l++) {
-      const pre = `h${l}.`;
-      const hN = norm(x, p[pre + 'attn_norm'], cfg.normEps);
-      const q = rot(tf.matMul(hN, p[pre + 'wq']), cos, sin); // [B*L, H, hd]
-      const k1 = rot(tf.matMul(hN, p[pre + 'wk']), cos, sin);
-      const v1 = tf.matMul(hN, p[pre + 'wv']);
-      let y: tf.Tensor2D;
+    // Layer l's attention: rotary on q and k, the new k and v joined to the cache (in place or by concat).
+    const cachedAttention = (l: number): Attention => (qIn, kIn, v1) => {
+      const q = rot(qIn, cos, sin); // [B*L, H, hd]
+      const k1 = rot(kIn, cos, sin);
       if (inPlace) {
         const bufK = P ? cache.k[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
         const bufV = P ? cache.v[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
         if (!P) { newK.push(bufK); newV.push(bufV); }
         writeSlotsInPlace(bufK, k1, P);
         writeSlotsInPlace(bufV, v1, P);
-        y = fused ? attend(q, bufK, bufV, P + L) : attend(q, filled(bufK, P + L), filled(bufV, P + L), P + L);
-      } else {
-        const K = P ? tf.concat([tile(filled(cache.k[l], P)), heads(k1)], 2) as tf.Tensor4D : heads(k1); // [B, H, P+L, hd]
-        const V = P ? tf.concat([tile(filled(cache.v[l], P)), heads(v1)], 2) as tf.Tensor4D : heads(v1);
-        newK.push(K); newV.push(V);
-        y = attend(q, K, V, P + L);
+        return fused ? attendCache(q, bufK, bufV, P + L) : attendCache(q, filled(bufK, P + L), filled(bufV, P + L), P + L);
       }
-      x = tf.add(x, tf.matMul(y, p[pre + 'wo']));
-      x = tf.add(x, mlp(m, x, pre, norm));
+      const K = P ? tf.concat([tile(filled(cache.k[l], P)), splitHeads(k1, B, L, H)], 2) as tf.Tensor4D : splitHeads(k1, B, L, H); // [B, H, P+L, hd]
+      const V = P ? tf.concat([tile(filled(cache.v[l], P)), splitHeads(v1, B, L, H)], 2) as tf.Tensor4D : splitHeads(v1, B, L, H);
+      newK.push(K); newV.push(V);
+      return attendCache(q, K, V, P + L);
+    };
+    for (let l = 0; l < cfg.nLayer; l++) {
+      x = transformerBlock(p, x, { prefix: `h${l}.`, eps: cfg.normEps, gated: true, attend: cachedAttention(l), norm });
     }
     const hidden = norm(x, p.norm_f, cfg.normEps);
     return { logits: tf.matMul(hidden, p.head) as tf.Tensor2D, hidden, newK, newV };

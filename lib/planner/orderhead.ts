@@ -30,6 +30,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
 import { PlannerFeatures, selectFeatures } from './features';
+import { Attention, headAttention, mergeHeads, rmsNorm, splitHeads, transformerBlock } from '../backbone/gpt';
 
 /** The latent step counts the curriculum supports (METHOD.md §6.4). */
 export const LATENT_STEPS = [0, 1, 2, 4] as const;
@@ -155,25 +156,17 @@ export function disposePlanner(p: Planner): void {
   for (const v of Object.values(p.params)) v.dispose();
 }
 
-const rms = (x: tf.Tensor, g: tf.Tensor): tf.Tensor =>
-  tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6))), g);
+/** The planner's RMSNorm epsilon (the backbone's is its cfg.normEps). */
+const NORM_EPS = 1e-6;
+const rms = (x: tf.Tensor, g: tf.Tensor): tf.Tensor => rmsNorm(x as tf.Tensor2D, g, NORM_EPS);
 
-/** One pre-norm transformer block over the nb block slots (all-to-all attention: a set, not a sequence). */
+/** One pre-norm transformer block over the nb block slots (all-to-all attention: a set, not a sequence; SiLU MLP). */
 function slotBlock(p: Record<string, tf.Variable>, pre: string, z: tf.Tensor3D, heads: number): tf.Tensor3D {
-  const [B, nb, w] = z.shape, hd = w / heads;
-  const flat = tf.reshape(z, [B * nb, w]);
-  const h = rms(flat, p[pre + 'attn_norm']);
-  const split = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [B, nb, heads, hd]), [0, 2, 1, 3]); // [B, H, nb, hd]
-  const q = split(tf.matMul(h as tf.Tensor2D, p[pre + 'wq']));
-  const k = split(tf.matMul(h as tf.Tensor2D, p[pre + 'wk']));
-  const v = split(tf.matMul(h as tf.Tensor2D, p[pre + 'wv']));
-  const att = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd))); // [B, H, nb, nb]
-  const y = tf.reshape(tf.transpose(tf.matMul(att, v), [0, 2, 1, 3]), [B * nb, w]);
-  const x1 = tf.add(flat, tf.matMul(y, p[pre + 'wo']));
-  const m = rms(x1, p[pre + 'mlp_norm']) as tf.Tensor2D;
-  const g = tf.matMul(m, p[pre + 'w1']);
-  const x2 = tf.add(x1, tf.matMul(tf.mul(g, tf.sigmoid(g)) as tf.Tensor2D, p[pre + 'w2']));
-  return tf.reshape(x2, [B, nb, w]);
+  const [B, nb, w] = z.shape;
+  const split = (t: tf.Tensor) => splitHeads(t, B, nb, heads); // [B, H, nb, hd]
+  const allToAll: Attention = (q, k, v) => mergeHeads(headAttention(split(q), split(k), split(v))); // no mask
+  const out = transformerBlock(p, tf.reshape(z, [B * nb, w]), { prefix: pre, eps: NORM_EPS, gated: false, attend: allToAll });
+  return tf.reshape(out, [B, nb, w]);
 }
 
 /**
