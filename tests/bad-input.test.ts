@@ -570,7 +570,7 @@ test('case 23: out of disk while Stage 1 writes a checkpoint: error names the fi
   const ckDir = path.dirname(good);
   const before = snapshot(ckDir);
   const tensors = tf.memory().numTensors;
-  // Every write to a temp file fails as on a full disk, from step 4's save on.
+  // Every write to a temp file fails as on a full disk, from step 4's save on (onStep runs after a step's checkpoint, so the disk fills after step 3).
   const realOpen = rawFs.openSync, realWrite = rawFs.writeSync;
   const tempFds = new Set<number>();
   let full = false;
@@ -584,7 +584,7 @@ test('case 23: out of disk while Stage 1 writes a checkpoint: error names the fi
     return (realWrite as (...a: unknown[]) => number)(fd, ...rest);
   };
   try {
-    expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 4) full = true; } }),
+    expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 3) full = true; } }),
       path.join(ckDir, 'stage1-step000004-r0.00.safetensors'), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
   } finally {
     (rawFs as { openSync: unknown }).openSync = realOpen;

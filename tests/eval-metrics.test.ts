@@ -16,7 +16,7 @@ import {
 import { BACKGROUND_FILL, curveAuc, meanImage, recognizabilityCurve, renderPartialImages } from '../lib/eval/recognizability';
 import {
   FeatureNetConfig, convSame, featureNetConfig, featureNetOutputs, featureNetClassifier, inputConvSame, loadFeatureNet, maxPool2, trainFeatureNet,
-} from '../lib/eval/feature-net';
+} from '../lib/eval';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-eval-'));
 

@@ -7,7 +7,10 @@
  * Every feature-net number is shown with FEATURE_NET_CAVEAT.
  */
 export * from './metrics';
+export * from './feature-net-config';
+export * from './feature-net-layers';
 export * from './feature-net';
+export * from './feature-net-train';
 export * from './recognizability';
 export * from './summary';
 export * from './trajectory';

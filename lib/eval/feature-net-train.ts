@@ -1,0 +1,267 @@
+/**
+ * Training and loading the feature network (lib/eval/feature-net.ts).
+ *
+ * `trainFeatureNet` trains in a run folder (openRun: config.json, a
+ * folder made with another config is refused naming the field), checkpoints
+ * atomically (safetensors with the config in the metadata), resumes from the
+ * newest checkpoint, and reports test accuracy. `loadFeatureNet` opens the
+ * finished net for evaluation.
+ */
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { OrderHeadError, ensure } from '../runtime/errors';
+import { rng, seedFrom } from '../runtime/seed';
+import { accumulateGrads } from '../runtime/optim';
+import { openRun, Run } from '../runtime/run';
+import { latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
+import { Progress } from '../runtime/progress';
+import { loadDataset } from '../data/dataset';
+import { runTrainingAsync, TrainingOutcome } from '../runtime/train-loop';
+import type { LabelledImages } from '../tokenizer/cache';
+import { FEATURE_NET_MODEL_KEYS, FEATURE_NET_STAGE, FeatureNetConfig, validateFeatureNetConfig } from './feature-net-config';
+import { checkLabelled, crossEntropy, evaluateFeatureNet, FeatureNet, featureNetForward } from './feature-net';
+
+
+export interface TrainFeatureNetOptions {
+  config: FeatureNetConfig;
+  /** The run folder, e.g. featureNetRunDir(session.runRoot, session.profile). */
+  runDir: string;
+  /** Training images; default: loadDataset(config.data.train). */
+  train?: LabelledImages;
+  /** Test images (evaluated at the end of the call); default: loadDataset(config.data.test). */
+  test?: LabelledImages;
+  /** Progress bar factory (the notebook passes session.progress). */
+  progress?: (opts: { total: number; label: string }) => Progress;
+  /** Stop after this step (and save), to train in slices; default config.steps. */
+  untilStep?: number;
+  /** Called with each metrics row as it is logged (live curves). */
+  onLog?: (row: Record<string, number>) => void;
+  /** Backend name for the run manifest. */
+  backend?: string;
+}
+
+export interface TrainFeatureNetResult {
+  /** The trained net; the caller disposes it. */
+  net: FeatureNet;
+  run: Run<FeatureNetConfig>;
+  /** Step the call started from (0, or the checkpoint it resumed). */
+  startStep: number;
+  /** Step reached. */
+  step: number;
+  /** True when step = config.steps (a finished net, what loadFeatureNet accepts). */
+  complete: boolean;
+  resumedFrom?: string;
+  /** The newest checkpoint. */
+  checkpoint: string;
+  /** Wall time of the training steps in this call. */
+  seconds: number;
+  /** Mean wall time per step in this call (NaN when none ran). */
+  secondsPerStep: number;
+  /** Accuracy on the test set at `step`. */
+  testAccuracy: number;
+  /** Mean test cross-entropy at `step`. */
+  testLoss: number;
+  testImages: number;
+}
+
+/** What the last checkpoint's `extra` records about the test set. */
+interface TestRecord {
+  testAccuracy?: number;
+  testLoss?: number;
+  testImages?: number;
+}
+
+/** Copy a checkpoint's weights into the net's variables, refusing a missing or misshapen one. */
+function assignWeights(net: FeatureNet, weights: Record<string, tf.Tensor>, file: string): void {
+  for (const [name, v] of Object.entries(net.params)) {
+    const w = weights[name];
+    if (!w || !tf.util.arraysEqual(w.shape, v.shape)) {
+      throw new OrderHeadError(
+        `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the config needs [${v.shape}]`,
+        file,
+        'the file is damaged or belongs to another config: retrain the feature network (delete the run folder or use another one)',
+      );
+    }
+    v.assign(w);
+  }
+}
+
+function epochOrder(seed: number, epoch: number, n: number): Int32Array {
+  const order = Array.from({ length: n }, (_, i) => i);
+  rng(seedFrom(seed, 'featurenet-data-order', epoch)).shuffle(order);
+  return Int32Array.from(order);
+}
+
+function loadSplit(given: LabelledImages | undefined, cfg: FeatureNetConfig, split: 'train' | 'test'): LabelledImages {
+  if (given) return given;
+  return loadDataset({ ...cfg.data[split], pad: cfg.imageSize });
+}
+
+/**
+ * Train the feature network of `options.config` in `options.runDir` (await
+ * it), resuming from the newest checkpoint there; `train` and `test` default
+ * to the config's datasets. A run folder made with another config is refused,
+ * naming each differing field (openRun). At the end of the call the test set
+ * is evaluated and the accuracy logged, stored in the last checkpoint and
+ * returned. The returned net belongs to the caller (dispose it).
+ */
+export async function trainFeatureNet(options: TrainFeatureNetOptions): Promise<TrainFeatureNetResult> {
+  const cfg = options?.config;
+  ensure(cfg !== undefined, 'no config given', 'trainFeatureNet(options.config)', 'pass config: featureNetConfig(session.profile)');
+  validateFeatureNetConfig(cfg);
+  ensure(typeof options.runDir === 'string' && options.runDir.length > 0, 'no run folder given', 'trainFeatureNet(options.runDir)', 'pass runDir: featureNetRunDir(session.runRoot, session.profile)');
+  const runDir = path.resolve(options.runDir);
+  const run = openRun<FeatureNetConfig>({ root: path.dirname(runDir), name: path.basename(runDir), stage: FEATURE_NET_STAGE, config: cfg, resume: true, backend: options.backend });
+  const net = FeatureNet.init(cfg);
+  try {
+    return await train(options, run, net);
+  } catch (err) {
+    net.dispose();
+    throw err;
+  }
+}
+
+async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>, net: FeatureNet): Promise<TrainFeatureNetResult> {
+  const cfg = options.config;
+  const until = Math.min(cfg.steps, options.untilStep ?? cfg.steps);
+  const test = loadSplit(options.test, cfg, 'test');
+  checkLabelled(cfg, test, 'trainFeatureNet(test)');
+  const S = cfg.imageSize, px = S * S, B = cfg.batch;
+  const data = { epoch: 0, cursor: 0 };
+  let record: TestRecord = {};
+  let trainSet: LabelledImages | undefined, order: Int32Array | undefined;
+  const batchImages = new Float32Array(B * px), batchLabels = new Int32Array(B);
+  const nextBatch = (): void => {
+    if (!trainSet) {
+      trainSet = loadSplit(options.train, cfg, 'train');
+      checkLabelled(cfg, trainSet, 'trainFeatureNet(train)');
+      order = epochOrder(cfg.seed, data.epoch, trainSet.n);
+    }
+    for (let b = 0; b < B; b++) {
+      if (data.cursor >= trainSet.n) { data.epoch++; data.cursor = 0; order = epochOrder(cfg.seed, data.epoch, trainSet.n); }
+      const i = order![data.cursor++];
+      batchImages.set(trainSet.images.subarray(i * px, (i + 1) * px), b * px);
+      batchLabels[b] = trainSet.labels[i];
+    }
+  };
+  const evaluate = () => {
+    const ev = evaluateFeatureNet(net, test, cfg.evalBatch);
+    record = { testAccuracy: ev.accuracy, testLoss: ev.loss, testImages: ev.n };
+    return { test_accuracy: ev.accuracy, test_loss: ev.loss, test_images: ev.n };
+  };
+  let bar: Progress | undefined, correct = 0;
+  let win = { loss: 0, correct: 0, norm: 0, steps: 0, start: Date.now() };
+  let outcome: TrainingOutcome;
+  try {
+    outcome = await runTrainingAsync({
+      run, stage: FEATURE_NET_STAGE, configName: 'featureNet', optim: cfg, params: net.params, checkpointConfig: cfg,
+      checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evaluateAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
+      state: {
+        save: () => ({ ...data, ...record }),
+        restore: (extra) => {
+          Object.assign(data, { epoch: Number(extra.epoch ?? 0), cursor: Number(extra.cursor ?? 0) });
+          record = { testAccuracy: extra.testAccuracy as number | undefined, testLoss: extra.testLoss as number | undefined, testImages: extra.testImages as number | undefined };
+        },
+      },
+      onStart: ({ startStep }) => { if (startStep < until) bar = options.progress?.({ total: until - startStep, label: 'feature net train' }); },
+      step: () => {
+        nextBatch();
+        let correctT: tf.Tensor | undefined;
+        const { grads, loss } = accumulateGrads(net.params, 1, () => {
+          const x = tf.tensor4d(batchImages, [B, S, S, 1]);
+          const labels = tf.tensor1d(batchLabels, 'int32');
+          const { logits } = featureNetForward(cfg, net.params, x);
+          correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
+          return crossEntropy(logits, labels, cfg.classes);
+        });
+        correct = correctT!.dataSync()[0];
+        correctT!.dispose();
+        return { loss, grads };
+      },
+      row: (step, r) => {
+        win.loss += r.loss; win.correct += correct; win.norm += r.gradNorm; win.steps++;
+        if (step % cfg.logEvery !== 0 && step !== until) return undefined;
+        const now = Date.now(), n = win.steps;
+        const row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr: r.lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.epoch + data.cursor / trainSet!.n };
+        win = { loss: 0, correct: 0, norm: 0, steps: 0, start: now };
+        return row;
+      },
+      evaluate,
+      onStep: (step, row, evaluation) => {
+        if (row) options.onLog?.({ step, ...(row as Record<string, number>) });
+        if (evaluation) options.onLog?.({ step, test_accuracy: Number(evaluation.test_accuracy), test_loss: Number(evaluation.test_loss) });
+        bar?.tick(1, { acc: Number((correct / B).toFixed(3)), ...(evaluation ? { test_acc: Number(Number(evaluation.test_accuracy).toFixed(4)) } : {}) });
+      },
+    });
+  } catch (err) {
+    bar?.done({ stopped: 'error' });
+    throw err;
+  }
+  bar?.done();
+  // A call that trained nothing (already finished) still reports the test set.
+  if (outcome.step === outcome.startStep) evaluate();
+  net.source = { checkpoint: outcome.checkpoint, step: outcome.step, testAccuracy: record.testAccuracy };
+  return {
+    net, run, startStep: outcome.startStep, step: outcome.step, complete: outcome.step >= cfg.steps, resumedFrom: outcome.resumedFrom, checkpoint: outcome.checkpoint!,
+    seconds: outcome.seconds, secondsPerStep: outcome.step > outcome.startStep ? outcome.seconds / (outcome.step - outcome.startStep) : NaN,
+    testAccuracy: record.testAccuracy!, testLoss: record.testLoss!, testImages: record.testImages!,
+  };
+}
+
+
+export interface LoadFeatureNetOptions {
+  /** Accept a net whose training stopped before config.steps (default false: numbers from it would not be comparable). */
+  allowIncomplete?: boolean;
+  /** The model fields (FEATURE_NET_MODEL_KEYS) given here must match, or the error names each differing field. */
+  expectConfig?: Partial<FeatureNetConfig>;
+}
+
+/**
+ * Load a trained feature network from a checkpoint file or a run folder (its
+ * newest `featurenet-step*.safetensors`). Missing folders or checkpoints,
+ * truncated or corrupt files, wrong kinds and misshapen weights are
+ * OrderHeadErrors naming the path. A net whose training did not finish is
+ * refused unless `allowIncomplete`.
+ */
+export function loadFeatureNet(fileOrRunDir: string, opts: LoadFeatureNetOptions = {}): FeatureNet {
+  let file = fileOrRunDir;
+  if (!file.endsWith('.safetensors')) {
+    const dir = path.join(fileOrRunDir, 'checkpoints');
+    const ref = latestCheckpoint(dir, FEATURE_NET_STAGE);
+    if (!ref) {
+      throw new OrderHeadError(
+        'holds no feature-network checkpoint (featurenet-step*.safetensors)',
+        dir,
+        'train the feature network first (trainFeatureNet with this runDir, in this profile), or pass the right folder',
+      );
+    }
+    file = ref.path;
+  }
+  const expectKeys = opts.expectConfig ? FEATURE_NET_MODEL_KEYS.filter((k) => opts.expectConfig![k] !== undefined) : undefined;
+  const ck = loadCheckpoint<FeatureNetConfig>(file, opts.expectConfig ? { expectConfig: opts.expectConfig, compareKeys: [...expectKeys!] } : {});
+  try {
+    if (ck.kind !== FEATURE_NET_STAGE) {
+      throw new OrderHeadError(`is a '${ck.kind}' checkpoint, not a feature-network checkpoint`, file, 'pass a featurenet-step*.safetensors file or the feature-network run folder');
+    }
+    validateFeatureNetConfig(ck.config);
+    if (ck.step < ck.config.steps && !opts.allowIncomplete) {
+      throw new OrderHeadError(
+        `the feature network stopped at step ${ck.step} of ${ck.config.steps}; metrics from an unfinished net are not comparable with the finished one's`,
+        file,
+        'finish training (trainFeatureNet with the same config and runDir resumes), or pass allowIncomplete: true',
+      );
+    }
+    const net = FeatureNet.init(ck.config);
+    try {
+      assignWeights(net, ck.weights, file);
+    } catch (err) {
+      net.dispose();
+      throw err;
+    }
+    const extra = ck.extra as TestRecord;
+    net.source = { checkpoint: file, step: ck.step, testAccuracy: typeof extra.testAccuracy === 'number' ? extra.testAccuracy : undefined };
+    return net;
+  } finally {
+    tf.dispose(Object.values(ck.weights));
+  }
+}
