@@ -44,7 +44,7 @@ import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
 import { rng } from '../lib/runtime/seed';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
-import { mergeOracleDataset, oracleDatasetConfig, ORACLE_DATASET_FILE } from '../lib/oracle/dataset';
+import { mergeOracleDataset, oracleDatasetConfig, ORACLE_DATASET_FILE } from '../lib/oracle';
 import { buildOracleDatasetParallel } from '../lib/oracle/parallel';
 import { oracleBenchSetup, oracleRows, oracleTables, runOracleFast, runOracleReference, perSize, refPerSize } from './oracle-bench';
 

@@ -41,12 +41,13 @@ import { exactNll } from '../lib/backbone/nll';
 import { loadBackbone, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, TokenData } from '../lib/backbone/stage1';
 import { TokenizerConfig, loadTokenCache, loadTokenizer, tokenizeDataset, tokenizerConfig, trainTokenizer, VqTokenizer } from '../lib/tokenizer';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
-import { buildOracleDataset, oracleDatasetConfig, OracleDatasetConfig, randomPhaseCheckpoint } from '../lib/oracle/dataset';
+import { buildOracleDataset, oracleDatasetConfig, OracleDatasetConfig } from '../lib/oracle';
+import { randomPhaseCheckpoint } from '../lib/backbone/checkpoints';
 import {
   bestPlannerCheckpoint, createPlanner, createRouter, disposePlanner, fixedBudgetPolicy, jointTuningConfig, LatentSteps, loadJointPair, loadPlanner,
   plannerPolicy, plannerTrainConfig, routerTrainConfig, trainJointTuning, trainLatentCurriculum, trainPlanner, trainRouter,
 } from '../lib/planner';
-import { evaluateSettings, isMissing, MissingSetting, orderHeadSetting, settingOrMissing } from '../lib/eval/settings';
+import { evaluateSettings, isMissing, MissingSetting, orderHeadSetting, settingOrMissing } from '../lib/eval';
 import { evalResultsTable, tableMarkdown } from '../lib/eval/tables';
 import { evalWorld, PJ_GEO, PJ_PLANNER, PJ_SHAPE, plannerJob, routerJob, tinyBackbone, tinyJointData } from './fixtures/planner-jobs';
 

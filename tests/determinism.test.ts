@@ -30,9 +30,9 @@ import { checkpointNllTable, orderCells } from '../lib/backbone/order-nll';
 import { STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, TokenData } from '../lib/backbone/stage1';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { OracleItem, READINGS, scoreStates, StateScore } from '../lib/oracle';
-import { buildOracleDataset, mergeOracleDataset, ORACLE_DATASET_FILE, oracleDatasetConfig } from '../lib/oracle/dataset';
+import { buildOracleDataset, mergeOracleDataset, ORACLE_DATASET_FILE, oracleDatasetConfig } from '../lib/oracle';
 import { disposePlanner, Planner, PlannerTrainConfig, trainPlanner } from '../lib/planner';
-import { evaluateSetting, isMissing, orderHeadSetting, SettingOutcome, SettingResult } from '../lib/eval/settings';
+import { evaluateSetting, isMissing, orderHeadSetting, SettingOutcome, SettingResult } from '../lib/eval';
 import { decodeExact, encodeExact } from '../lib/eval/cache';
 import { evalWorld, PJ_GEO, PJ_PLANNER, plannerJob } from './fixtures/planner-jobs';
 

@@ -18,7 +18,7 @@ import { useWasm } from './helpers';
 import { createGPT, disposeGPT } from '../lib/backbone/gpt';
 import { createPlanner, disposePlanner } from '../lib/planner';
 import { decodeExact, encodeExact, evalCacheFile, evalCacheIdentity } from '../lib/eval/cache';
-import { blockRarRasterSetting, EvalSetting, evaluateSettings, EvalSettingEvent, orderHeadSetting, SettingOutcome } from '../lib/eval/settings';
+import { blockRarRasterSetting, EvalSetting, evaluateSettings, EvalSettingEvent, orderHeadSetting, SettingOutcome } from '../lib/eval';
 import { Progress } from '../lib/runtime/progress';
 import { evalWorld, EvalWorld, PJ_GEO, PJ_PLANNER, PJ_SHAPE, withoutTimings } from './fixtures/planner-jobs';
 

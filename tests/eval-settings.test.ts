@@ -18,7 +18,7 @@ import { BACKGROUND_FILL } from '../lib/eval/recognizability';
 import {
   EvalConfig, EvalContext, SettingOutcome, SettingResult, balancedClasses, blockRarRandomSetting, blockRarRasterSetting, evalConfig, evaluateSetting,
   EVAL_METRICS, isMissing, missingSetting, rasterBaselineSetting, realFeatureStats, settingOrMissing,
-} from '../lib/eval/settings';
+} from '../lib/eval';
 import { oraclePolicy, trajectoryMetrics } from '../lib/eval/trajectory';
 import {
   evalResultsTable, formatCell, futureLossFigure, metricBarsFigure, readTableCsv, recognizabilityCurvesFigure, tableCsv, tableLatex, tableMarkdown,

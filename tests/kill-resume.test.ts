@@ -40,7 +40,7 @@ import { PLANNER_KILL_STEPS, ROUTER_KILL_STEPS, stage1Job, tokenizerJob } from '
 import { evalWorld, PJ_SHAPE, plannerJob, routerJob, withoutTimings } from './fixtures/planner-jobs';
 import { bestPlannerCheckpoint, disposePlanner, disposeRouter, loadPlanner, loadRouter, trainPlanner, trainRouter } from '../lib/planner';
 import { EVAL_CACHE_FORMAT } from '../lib/eval/cache';
-import { evaluateSettings, EvalSettingEvent } from '../lib/eval/settings';
+import { evaluateSettings, EvalSettingEvent } from '../lib/eval';
 
 const CHILD = path.join(__dirname, 'fixtures', 'train-child.js');
 const HEAVY = process.env.ORDERHEAD_HEAVY_TESTS === '1';

@@ -46,12 +46,12 @@ import { STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1 } from '.
 import { tokenizerConfig, trainTokenizer } from '../lib/tokenizer';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { OracleItem, READINGS, scoreStates } from '../lib/oracle';
-import { buildOracleDataset, oracleDatasetConfig } from '../lib/oracle/dataset';
+import { buildOracleDataset, oracleDatasetConfig } from '../lib/oracle';
 import {
   createPlanner, createRouter, disposePlanner, disposeRouter, jointTuningConfig, loadPlanner, plannerPolicy, trainJointTuning, trainLatentCurriculum,
   trainPlanner, trainRouter,
 } from '../lib/planner';
-import { evaluateSetting, orderHeadSetting } from '../lib/eval/settings';
+import { evaluateSetting, orderHeadSetting } from '../lib/eval';
 import { Progress } from '../lib/runtime/progress';
 import { nllUnderPolicy } from '../lib/backbone/nll';
 import { OrderPolicy } from '../lib/order';

@@ -11,9 +11,10 @@ import { readSafetensors } from '../lib/runtime/safetensors';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { blockGeometry } from '../lib/order';
 import {
-  buildOracleDataset, loadOracleDataset, mergeOracleDataset, OracleDatasetConfig, oracleDatasetConfig, parseShard, partCount, randomPhaseCheckpoint,
+  buildOracleDataset, loadOracleDataset, mergeOracleDataset, OracleDatasetConfig, oracleDatasetConfig, parseShard, partCount,
   shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence,
-} from '../lib/oracle/dataset';
+} from '../lib/oracle';
+import { randomPhaseCheckpoint } from '../lib/backbone/checkpoints';
 import {
   agreementTable, blockGridValues, distanceToVisible, hideBlocks, labelAgreement, labelHeatmaps, localityStats, localityTable, oracleFindings,
   ownLossStats, referenceRank, referenceRankTable, sizeBuckets, spearman, utilityAgreement,

@@ -10,7 +10,7 @@ import { oracleWorld, tinyOracleConfig } from './fixtures/oracle-world';
 import { readSafetensors } from '../lib/runtime/safetensors';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { Progress } from '../lib/runtime/progress';
-import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../lib/oracle/dataset';
+import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../lib/oracle';
 import { buildOracleDatasetParallel } from '../lib/oracle/parallel';
 
 const CLI = path.join(__dirname, '..', 'lib', 'oracle', 'cli.js');

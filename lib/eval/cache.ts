@@ -42,7 +42,10 @@ import { writeFileAtomic } from '../runtime/atomic';
 import { canonicalJson } from '../runtime/checkpoint';
 import { weightsFingerprint } from '../runtime/checkpoint';
 import { BlockGeometry } from '../order';
-import type { EvalConfig, EvalContext, EvalSetting, SettingResult } from './settings';
+import type { EvalConfig } from './config';
+import type { EvalContext } from './context';
+import type { SettingResult } from './results';
+import type { EvalSetting } from './settings';
 
 /** Format tag of an evaluation cache file. */
 export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/1';

@@ -6,7 +6,8 @@
 import type { ProfileName } from '../runtime/profile';
 import { FEATURE_NET_CAVEAT } from './metrics';
 import { EVAL_METRIC_COLUMNS } from './tables';
-import { isMissing, SettingOutcome, SettingResult } from './settings';
+import { SettingOutcome, SettingResult } from './results';
+import { isMissing } from './settings';
 
 /** 'lower', 'higher' or 'overlapping intervals' for a against b on one metric. */
 function compare(a: SettingResult, b: SettingResult, key: string): string {

@@ -1,6 +1,6 @@
 /**
  * How the evaluation suite turns per-seed and per-sample numbers into one
- * "mean and interval" per metric (settings.ts, trajectory.ts, tables.ts).
+ * "mean and interval" per metric (evaluate.ts, trajectory.ts, tables.ts).
  *
  * Three interval methods, named in every MetricSummary and in table captions:
  *

@@ -21,7 +21,8 @@ import { toHtmlTable } from '../report/table';
 import type { Figure } from '../oracle/dataset-figures';
 import { FEATURE_NET_CAVEAT } from './metrics';
 import { INTERVAL_METHODS, IntervalMethod, MetricSummary } from './summary';
-import { EvalMetric, isMissing, SettingOutcome, SettingResult } from './settings';
+import { EvalMetric, SettingOutcome, SettingResult } from './results';
+import { isMissing } from './settings';
 import { TrajectoryResult, TrajectoryTotalKey } from './trajectory';
 
 /** A table column: one metric. */

@@ -20,10 +20,11 @@ import { initBackend } from '../runtime/backend';
 import { OrderHeadError, oneOf } from '../runtime/errors';
 import { activeProfile } from '../runtime/profile';
 import { progress } from '../runtime/progress';
-import {
-  buildOracleDataset, mergeOracleDataset, oracleDatasetConfig, OracleDatasetConfig, partCount, partFileName, readOracleManifest,
-  ORACLE_DATASET_DEFAULTS, parseShard, validateOracleDatasetConfig,
-} from './dataset';
+import { oracleDatasetConfig, OracleDatasetConfig, ORACLE_DATASET_DEFAULTS, validateOracleDatasetConfig } from './dataset-config';
+import { parseShard, partCount, partFileName } from './layout';
+import { readOracleManifest } from './manifest';
+import { buildOracleDataset } from './build';
+import { mergeOracleDataset } from './merge';
 import { buildOracleDatasetParallel } from './parallel';
 
 const USAGE = `usage:

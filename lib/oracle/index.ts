@@ -6,6 +6,13 @@
 export * from './weights';
 export * from './utility';
 
+export * from './dataset-config';
+export * from './layout';
+export * from './states';
+export * from './manifest';
+export * from './build';
+export * from './merge';
 export * from './dataset';
+export * from './dataset-figures';
 export * from './analysis';
 export * from './parallel';

@@ -7,7 +7,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend, BackendChoice } from '../runtime/backend';
 import { OrderHeadError } from '../runtime/errors';
 import { Progress } from '../runtime/progress';
-import { buildOracleDataset, BuildOracleResult, OracleDatasetConfig, OraclePartInfo, ShardSpec } from './dataset';
+import { OracleDatasetConfig } from './dataset-config';
+import { ShardSpec } from './layout';
+import { buildOracleDataset, BuildOracleResult, OraclePartInfo } from './build';
 
 export interface OracleWorkerJob { dir: string; cfg: OracleDatasetConfig; shard: ShardSpec; backend: BackendChoice; pauseMs?: number }
 

@@ -18,9 +18,11 @@ import { Worker } from 'node:worker_threads';
 import { backendReport } from '../runtime/backend';
 import { ensure, OrderHeadError } from '../runtime/errors';
 import { Progress } from '../runtime/progress';
-import {
-  mergeOracleDataset, MergeOracleResult, OracleDatasetConfig, OraclePartInfo, partCount, partFileName, partImages, prepareOracleDataset, shardParts,
-} from './dataset';
+import { OracleDatasetConfig } from './dataset-config';
+import { partCount, partFileName, partImages, shardParts } from './layout';
+import { prepareOracleDataset } from './manifest';
+import { OraclePartInfo } from './build';
+import { mergeOracleDataset, MergeOracleResult } from './merge';
 import type { OracleWorkerJob, OracleWorkerMessage, OracleShardSummary } from './parallel-worker';
 
 export type { OracleShardSummary };
