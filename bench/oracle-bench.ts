@@ -34,7 +34,7 @@ import { createGPT, emptyCache, extend, GPT, numParams, tokenNll } from '../lib/
 import { blockCells, blockGeometry, BlockGeometry } from '../lib/order';
 import { rng } from '../lib/runtime/seed';
 import {
-  DEFAULT_ORACLE_BATCH, OracleItem, Reading, READINGS, scoreStates, scoreStatesReference, StateScore,
+  DEFAULT_ORACLE_BATCH, OracleItem, Reading, READINGS, scoreStates, scoreStatesReference, 
 } from '../lib/oracle';
 
 export const perSize = Number(process.env.ORACLE_BENCH_PER_SIZE ?? 4);

@@ -29,7 +29,7 @@ import { OrderHeadError } from '../lib/runtime/errors';
 import { initBackend } from '../lib/runtime/backend';
 import { activeProfile } from '../lib/runtime/profile';
 import { openRun } from '../lib/runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/runtime/checkpoint';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/runtime/checkpoint';
 import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { rng } from '../lib/runtime/seed';
 import { readIdx, writeIdx } from '../lib/data/idx';

@@ -6,15 +6,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
-import { gptConfig } from '../lib/backbone/config';
-import { createGPT, GPT } from '../lib/backbone/gpt';
+import {} from '../lib/backbone/config';
+import { GPT } from '../lib/backbone/gpt';
 import { nllUnderPolicy } from '../lib/backbone/nll';
 import { sampleImages } from '../lib/backbone/sampler';
-import { blockCells, blockGeometry, PolicyState, rollOutOrder, stateFromSequence, validateBlockOrder } from '../lib/order';
+import { blockCells, PolicyState, rollOutOrder, stateFromSequence, validateBlockOrder } from '../lib/order';
 import { rng } from '../lib/runtime/seed';
 import {
   BUDGETS, budgetPolicy, checkBudgetSet, chooseBudgets, createPlanner, createRouter, disposePlanner, disposeRouter, fixedBudgetPolicy, loadRouter,
-  Planner, PLANNER_DEFAULTS, PlannerConfig, PlannerData, plannerFeatures, plannerProbs, PlannerShape, Router, routerForward, routerTarget,
+  Planner, plannerFeatures, plannerProbs, Router, routerForward, routerTarget,
   routerTrainConfig, trainRouter,
 } from '../lib/planner';
 import { syntheticPlannerData, PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
@@ -172,12 +172,6 @@ test('budget policies with the rollout, the exact NLL and the sampler: valid per
   disposeRouter(rt); disposeRouter(rt4);
   disposePlanner(pl);
 });
-
-function item(size: number, seed: number) {
-  const r = rng(seed);
-  return { tokens: Int32Array.from({ length: 16 }, () => r.int(CFG.vocabSize)), classId: r.int(CFG.numClasses), visible: r.shuffle([0, 1, 2, 3]).slice(0, size) };
-}
-
 
 test('router training: leak-free steps, targets counted, resume equals an uninterrupted run, best reloads', async () => {
   const m = await backbone();

@@ -10,7 +10,7 @@ import { rng } from '../lib/runtime/seed';
 import { loadDataset } from '../lib/data/dataset';
 import { blockGeometry, cellBlock, randomBlockOrder, rasterBlockOrder } from '../lib/order';
 import {
-  FEATURE_NET_CAVEAT, bootstrapInterval, featureCovariance, featureMean, featureStats, fid, frechetDistance, inceptionScore,
+  FEATURE_NET_CAVEAT, bootstrapInterval, featureCovariance, featureMean, fid, frechetDistance, inceptionScore,
   precisionRecall, resampleRows, sfid, sqrtPsd, symmetricEigen,
 } from '../lib/eval/metrics';
 import { BACKGROUND_FILL, curveAuc, meanImage, recognizabilityCurve, renderPartialImages } from '../lib/eval/recognizability';

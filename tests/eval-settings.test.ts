@@ -12,7 +12,7 @@ import { createGPT, GPT } from '../lib/backbone/gpt';
 import { blockGeometry, rasterPolicy, randomPolicy } from '../lib/order';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { rng } from '../lib/runtime/seed';
-import { FeatureNet, featureNetConfig, featureNetOutputs } from '../lib/eval';
+import { featureNetOutputs } from '../lib/eval';
 import { FEATURE_NET_CAVEAT, fid, featureStats, frechetToReference, referenceStats } from '../lib/eval/metrics';
 import { BACKGROUND_FILL } from '../lib/eval/recognizability';
 import {

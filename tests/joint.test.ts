@@ -7,15 +7,15 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
 import { PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
-import { gptConfig } from '../lib/backbone/config';
-import { createGPT, GPT } from '../lib/backbone/gpt';
+import {} from '../lib/backbone/config';
+import { GPT } from '../lib/backbone/gpt';
 import { loadBackbone } from '../lib/backbone/stage1';
-import { blockGeometry } from '../lib/order';
+import {} from '../lib/order';
 import { loadCheckpoint } from '../lib/runtime/checkpoint';
 import { rng } from '../lib/runtime/seed';
 import {
-  createPlanner, disposePlanner, fileFingerprint, JointData, jointTuningConfig, loadPlanner, Planner, PLANNER_DEFAULTS, PlannerConfig,
-  plannerLossThroughBackbone, PlannerShape, trainJointTuning, tunedParamNames, bestPlannerCheckpoint,
+  createPlanner, disposePlanner, fileFingerprint, JointData, jointTuningConfig, loadPlanner, Planner, 
+  plannerLossThroughBackbone, trainJointTuning, tunedParamNames, bestPlannerCheckpoint,
 } from '../lib/planner';
 
 // The tiny world shared with the other planner tests (tests/fixtures/planner-jobs.ts): 4x4 tokens, vocab 16, 4 blocks.

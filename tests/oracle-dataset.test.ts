@@ -11,7 +11,7 @@ import { readSafetensors } from '../lib/runtime/safetensors';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { blockGeometry } from '../lib/order';
 import {
-  buildOracleDataset, loadOracleDataset, mergeOracleDataset, OracleDatasetConfig, oracleDatasetConfig, parseShard, partCount,
+  buildOracleDataset, loadOracleDataset, mergeOracleDataset, oracleDatasetConfig, parseShard, partCount,
   shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence,
 } from '../lib/oracle';
 import { randomPhaseCheckpoint } from '../lib/backbone/checkpoints';

@@ -6,14 +6,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
-import { gptConfig } from '../lib/backbone/config';
-import { createGPT, forward, GPT, sharedOrder, tokensInOrder } from '../lib/backbone/gpt';
+import {} from '../lib/backbone/config';
+import { forward, GPT, sharedOrder, tokensInOrder } from '../lib/backbone/gpt';
 import { nllUnderPolicy } from '../lib/backbone/nll';
 import { blockCells, blockGeometry, rollOutOrder, validateBlockOrder } from '../lib/order';
 import { rng } from '../lib/runtime/seed';
 import {
-  checkLatentSteps, createPlanner, disposePlanner, FeatureItem, loadPlanner, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerFeatures,
-  plannerForward, plannerInputs, plannerLoss, plannerPolicy, PlannerData, PlannerShape, plannerTrainConfig, trainPlanner, featureTensors,
+  checkLatentSteps, createPlanner, disposePlanner, FeatureItem, loadPlanner, Planner, plannerFeatures,
+  plannerForward, plannerInputs, plannerLoss, plannerPolicy, plannerTrainConfig, trainPlanner, featureTensors,
 } from '../lib/planner';
 import { syntheticPlannerData, PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
 

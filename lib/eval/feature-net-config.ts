@@ -123,10 +123,6 @@ export function validateFeatureNetConfig(cfg: FeatureNetConfig): void {
     const v = cfg[name] as unknown as number;
     ensure(Number.isInteger(v) && v >= min, `must be a whole number >= ${min}, got ${v}`, where(name), `set ${name} to a whole number >= ${min}`);
   };
-  const num = (name: keyof FeatureNetConfig, allowZero: boolean) => {
-    const v = cfg[name] as unknown as number;
-    ensure(Number.isFinite(v) && (allowZero ? v >= 0 : v > 0), `must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${v}`, where(name), `set ${name} to a ${allowZero ? 'non-negative' : 'positive'} number`);
-  };
   int('imageSize', 2);
   int('classes', 2);
   ensure(

@@ -56,7 +56,7 @@ import { runTraining, TrainingOutcome } from '../runtime/train-loop';
 import { MetricValues } from '../runtime/run';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, fileFingerprint, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
+import { checkpointName, fileFingerprint, latestCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
 export { fileFingerprint, weightsFingerprint };
 import { profileConfig, ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';

@@ -17,7 +17,6 @@
  * validation loss) every `evalEvery` steps; the best-by-validation weights
  * are kept as `best-step<N>` (the planner later stages and notebooks load).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';

@@ -48,7 +48,7 @@ function bindMatMul(backend: WasmBackend) {
 }
 
 /** Plain (untransposed) product on XNNPACK: a [m,k] @ b [k,n] -> out [m,n], by ids. */
-function fastMatMul2d(backend: WasmBackend, aId: number, bId: number, outId: number, m: number, k: number, n: number): void {
+function fastMatMul2d(aId: number, bId: number, outId: number, m: number, k: number, n: number): void {
   const aShape = new Uint8Array(new Int32Array([1, m, k]).buffer);
   const bShape = new Uint8Array(new Int32Array([1, k, n]).buffer);
   wasmMatMul!(aId, aShape, 3, bId, bShape, 3, false, false, outId);
@@ -122,7 +122,7 @@ function batchMatMul({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo 
     const rows = batchA * m;
     const aId = registerView(backend, aInfo.memoryOffset, rows * k);
     const oId = registerView(backend, oInfo.memoryOffset, rows * n);
-    fastMatMul2d(backend, aId, bInfo.id, oId, rows, k, n);
+    fastMatMul2d(aId, bInfo.id, oId, rows, k, n);
     backend.wasm.tfjs.disposeData(aId);
     backend.wasm.tfjs.disposeData(oId);
   } else {
@@ -133,7 +133,7 @@ function batchMatMul({ inputs, backend: be, attrs }: KernelArgs): tf.TensorInfo 
       const bOff = bInfo.memoryOffset + i * k * n * F;
       const ids = [registerView(backend, aOff, m * k), registerView(backend, bOff, k * n),
         registerView(backend, oInfo.memoryOffset + i * m * n * F, m * n)];
-      fastMatMul2d(backend, ids[0], ids[1], ids[2], m, k, n);
+      fastMatMul2d(ids[0], ids[1], ids[2], m, k, n);
       for (const id of ids) backend.wasm.tfjs.disposeData(id);
     }
   }
