@@ -5,7 +5,7 @@
  * metrics; per-profile sizes in `evalConfig`.
  */
 import { ensure } from '../runtime/errors';
-import { activeProfile, pick, ProfileName } from '../runtime/profile';
+import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { BACKGROUND_FILL } from './recognizability';
 import { DEFAULT_TRAJECTORY_CONFIG, TrajectoryConfig } from './trajectory';
 
@@ -101,26 +101,25 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  *   images, 20 replicates per seed.
  */
 export function evalConfig(profile: ProfileName = activeProfile(), overrides: Partial<Omit<EvalConfig, 'trajectory'>> & { trajectory?: Partial<TrajectoryConfig> } = {}): EvalConfig {
-  const sizes = pick(
-    {
-      smoke: { samplesPerSeed: 16, seeds: [0, 1], sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectoryImages: 2 },
-      default: { samplesPerSeed: 160, seeds: [0, 1], sampleBatch: 160, nllImages: 96, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5, trajectoryImages: 6 },
-      full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, isSplits: 10, bootstrapReps: 1000, setBootstrapReps: 20, trajectoryImages: 128 },
-    },
-    profile,
-  );
-  const { trajectoryImages, ...rest } = sizes;
-  const { trajectory: trajOver, ...over } = overrides;
-  const cfg: EvalConfig = {
-    ...rest,
-    temperature: 1, topK: 0, topP: 1, cfgScale: 1,
-    nllBatch: 64, fill: BACKGROUND_FILL, precisionRecall: true, prK: 3, level: 0.95, featureBatch: 256,
-    ...over,
-    trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: trajectoryImages, bootstrapReps: rest.bootstrapReps, ...trajOver },
+  // The trajectory's bootstrap follows the evaluation's, unless set.
+  const withTrajectoryReps = (cfg: EvalConfig) => {
+    cfg.trajectory = { ...cfg.trajectory, bootstrapReps: overrides.trajectory?.bootstrapReps ?? cfg.bootstrapReps };
+    validateEvalConfig(cfg);
   };
-  validateEvalConfig(cfg);
-  return cfg;
+  return profileConfig(EVAL_DEFAULTS, {
+    smoke: { samplesPerSeed: 16, sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectory: { images: 2 } },
+    default: {},
+    full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 128 } },
+  }, profile, overrides, withTrajectoryReps);
 }
+
+/** The default profile's evaluation (see evalConfig for the sizes). */
+export const EVAL_DEFAULTS: EvalConfig = {
+  samplesPerSeed: 160, seeds: [0, 1], sampleBatch: 160, nllImages: 96, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
+  temperature: 1, topK: 0, topP: 1, cfgScale: 1,
+  nllBatch: 64, fill: BACKGROUND_FILL, precisionRecall: true, prK: 3, level: 0.95, featureBatch: 256,
+  trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: 6, bootstrapReps: 500 },
+};
 
 /** Check a config; each problem names the field (`eval.seeds`) and the fix. */
 export function validateEvalConfig(cfg: EvalConfig): void {

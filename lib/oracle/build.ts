@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { ensure } from '../runtime/errors';
 import { appendJsonLine, readJsonLines, removeStaleTempFiles, writeFileAtomic } from '../runtime/atomic';
 import { encodeSafetensors, SafeTensor } from '../runtime/safetensors';
-import { Progress } from '../runtime/progress';
+import { Progress, yieldToEventLoop } from '../runtime/progress';
 import { BlockGeometry } from '../order';
 import { GPT, disposeGPT } from '../backbone/gpt';
 import { loadBackboneWithInfo } from '../backbone/stage1';
@@ -71,7 +71,6 @@ export interface BuildOracleResult {
   manifest: OracleManifest;
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Check a scorer's answer for one state: lengths, labels in range and not visible. */

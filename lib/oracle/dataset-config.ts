@@ -8,7 +8,7 @@
  * the labelled tokens (manifest.ts records it and compares it on reopen).
  */
 import { ensure, oneOf } from '../runtime/errors';
-import { activeProfile, pick, ProfileName } from '../runtime/profile';
+import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { Reading, READINGS, DEFAULT_ORACLE_BATCH } from './utility';
 import { WeightName, WEIGHTS } from './weights';
 
@@ -101,9 +101,7 @@ export function oracleDatasetConfig(
   paths: { backbone: string; tokens: string },
   overrides: Partial<OracleDatasetConfig> = {},
 ): OracleDatasetConfig {
-  const cfg: OracleDatasetConfig = { ...ORACLE_DATASET_DEFAULTS, ...pick(ORACLE_DATASET_PROFILES, profile), ...paths, ...overrides };
-  validateOracleDatasetConfig(cfg);
-  return cfg;
+  return profileConfig({ ...ORACLE_DATASET_DEFAULTS, ...paths }, ORACLE_DATASET_PROFILES, profile, overrides, validateOracleDatasetConfig);
 }
 
 /** Check every field; errors name the field (`oracle.images`) and the fix. */

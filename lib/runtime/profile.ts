@@ -68,6 +68,9 @@ export function pick<T>(byProfile: Record<ProfileName, T>, profile: ProfileName 
   return byProfile[name];
 }
 
+/** Fields to change in a config: any field, and object-valued fields (not arrays) in part. */
+export type ConfigOverrides<C> = { [K in keyof C]?: C[K] extends readonly unknown[] ? C[K] : C[K] extends object ? Partial<C[K]> : C[K] };
+
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
@@ -77,9 +80,9 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v ===
  * so `{ planner: { latentSteps: 2 } }` keeps the other planner fields), then
  * checked by `validate`.
  */
-export function profileConfig<C extends object>(defaults: C, byProfile: Record<ProfileName, Partial<C>>, profile: ProfileName,
-  overrides: Partial<C>, validate: (cfg: C) => void): C {
-  const merge = (base: C, top: Partial<C>): C => {
+export function profileConfig<C extends object>(defaults: C, byProfile: Record<ProfileName, ConfigOverrides<C>>, profile: ProfileName,
+  overrides: ConfigOverrides<C>, validate: (cfg: C) => void): C {
+  const merge = (base: C, top: ConfigOverrides<C>): C => {
     const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
     for (const [k, v] of Object.entries(top)) {
       if (v === undefined) continue;

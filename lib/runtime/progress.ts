@@ -146,3 +146,8 @@ export function progress(options: ProgressOptions): Progress {
     },
   };
 }
+
+/** Resolve after pending I/O: a synchronous loop would hold every display update until it ends. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -25,6 +25,7 @@ import { ensure, OrderHeadError } from './errors';
 import { AdamW, OptimConfig, scheduledLr } from './optim';
 import { checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
 import { MetricValues, Run } from './run';
+import { yieldToEventLoop } from './progress';
 
 /** What one training step hands back to the loop. */
 export interface StepResult {
@@ -138,11 +139,6 @@ export async function runTrainingAsync(spec: TrainingSpec): Promise<TrainingOutc
     if (r.done) return r.value;
     await yieldToEventLoop();
   }
-}
-
-/** Resolve after pending I/O: a synchronous loop would hold every display update until it ends. */
-export function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Extra keys the loop keeps in resume checkpoints. */

@@ -20,11 +20,10 @@ import { OrderHeadError, ensure } from '../runtime/errors';
 import { writeFileAtomic } from '../runtime/atomic';
 import { encodeSafetensors, readSafetensors } from '../runtime/safetensors';
 import { loadDataset } from '../data/dataset';
-import { Progress } from '../runtime/progress';
+import { Progress, yieldToEventLoop } from '../runtime/progress';
 import { canonicalJson } from '../runtime/checkpoint';
 import { TokenizerConfig } from './config';
 import { VqTokenizer } from './vq';
-import { yieldToEventLoop } from '../runtime/train-loop';
 
 /** File name of the cache inside the tokenizer run folder. */
 export const TOKEN_CACHE_FILE = 'tokens.safetensors';
