@@ -10,53 +10,31 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { rng, seedFrom } from '../runtime/seed';
 import { accumulateGrads } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
 import { latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
 import { Progress } from '../runtime/progress';
 import { loadDataset } from '../data/dataset';
-import { runTrainingAsync, TrainingOutcome } from '../runtime/train-loop';
+import { EpochCursor, runTrainingAsync, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
 import type { LabelledImages } from '../tokenizer/cache';
 import { FEATURE_NET_MODEL_KEYS, FEATURE_NET_STAGE, FeatureNetConfig, validateFeatureNetConfig } from './feature-net-config';
 import { checkLabelled, crossEntropy, evaluateFeatureNet, FeatureNet, featureNetForward } from './feature-net';
 
 
-export interface TrainFeatureNetOptions {
+export interface TrainFeatureNetOptions extends TrainCallOptions {
   config: FeatureNetConfig;
-  /** The run folder, e.g. featureNetRunDir(session.runRoot, session.profile). */
-  runDir: string;
   /** Training images; default: loadDataset(config.data.train). */
   train?: LabelledImages;
   /** Test images (evaluated at the end of the call); default: loadDataset(config.data.test). */
   test?: LabelledImages;
-  /** Progress bar factory (the notebook passes session.progress). */
-  progress?: (opts: { total: number; label: string }) => Progress;
-  /** Stop after this step (and save), to train in slices; default config.steps. */
-  untilStep?: number;
-  /** Called with each metrics row as it is logged (live curves). */
-  onLog?: (row: Record<string, number>) => void;
-  /** Backend name for the run manifest. */
-  backend?: string;
 }
 
-export interface TrainFeatureNetResult {
+export interface TrainFeatureNetResult extends TrainCallResult {
   /** The trained net; the caller disposes it. */
   net: FeatureNet;
   run: Run<FeatureNetConfig>;
-  /** Step the call started from (0, or the checkpoint it resumed). */
-  startStep: number;
-  /** Step reached. */
-  step: number;
   /** True when step = config.steps (a finished net, what loadFeatureNet accepts). */
   complete: boolean;
-  resumedFrom?: string;
-  /** The newest checkpoint. */
-  checkpoint: string;
-  /** Wall time of the training steps in this call. */
-  seconds: number;
-  /** Mean wall time per step in this call (NaN when none ran). */
-  secondsPerStep: number;
   /** Accuracy on the test set at `step`. */
   testAccuracy: number;
   /** Mean test cross-entropy at `step`. */
@@ -84,12 +62,6 @@ function assignWeights(net: FeatureNet, weights: Record<string, tf.Tensor>, file
     }
     v.assign(w);
   }
-}
-
-function epochOrder(seed: number, epoch: number, n: number): Int32Array {
-  const order = Array.from({ length: n }, (_, i) => i);
-  rng(seedFrom(seed, 'featurenet-data-order', epoch)).shuffle(order);
-  return Int32Array.from(order);
 }
 
 function loadSplit(given: LabelledImages | undefined, cfg: FeatureNetConfig, split: 'train' | 'test'): LabelledImages {
@@ -127,19 +99,17 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
   const test = loadSplit(options.test, cfg, 'test');
   checkLabelled(cfg, test, 'trainFeatureNet(test)');
   const S = cfg.imageSize, px = S * S, B = cfg.batch;
-  const data = { epoch: 0, cursor: 0 };
+  const data = new EpochCursor(cfg.seed, 'featurenet-data-order');
   let record: TestRecord = {};
-  let trainSet: LabelledImages | undefined, order: Int32Array | undefined;
+  let trainSet: LabelledImages | undefined;
   const batchImages = new Float32Array(B * px), batchLabels = new Int32Array(B);
   const nextBatch = (): void => {
     if (!trainSet) {
       trainSet = loadSplit(options.train, cfg, 'train');
       checkLabelled(cfg, trainSet, 'trainFeatureNet(train)');
-      order = epochOrder(cfg.seed, data.epoch, trainSet.n);
     }
     for (let b = 0; b < B; b++) {
-      if (data.cursor >= trainSet.n) { data.epoch++; data.cursor = 0; order = epochOrder(cfg.seed, data.epoch, trainSet.n); }
-      const i = order![data.cursor++];
+      const i = data.next(trainSet.n);
       batchImages.set(trainSet.images.subarray(i * px, (i + 1) * px), b * px);
       batchLabels[b] = trainSet.labels[i];
     }
@@ -157,9 +127,9 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
       run, stage: FEATURE_NET_STAGE, configName: 'featureNet', optim: cfg, params: net.params, checkpointConfig: cfg,
       checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evaluateAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
       state: {
-        save: () => ({ ...data, ...record }),
+        save: () => ({ ...data.state(), ...record }),
         restore: (extra) => {
-          Object.assign(data, { epoch: Number(extra.epoch ?? 0), cursor: Number(extra.cursor ?? 0) });
+          data.restore(extra);
           record = { testAccuracy: extra.testAccuracy as number | undefined, testLoss: extra.testLoss as number | undefined, testImages: extra.testImages as number | undefined };
         },
       },
@@ -182,7 +152,7 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
         win.loss += r.loss; win.correct += correct; win.norm += r.gradNorm; win.steps++;
         if (step % cfg.logEvery !== 0 && step !== until) return undefined;
         const now = Date.now(), n = win.steps;
-        const row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr: r.lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.epoch + data.cursor / trainSet!.n };
+        const row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr: r.lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(trainSet!.n) };
         win = { loss: 0, correct: 0, norm: 0, steps: 0, start: now };
         return row;
       },
@@ -202,8 +172,7 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
   if (outcome.step === outcome.startStep) evaluate();
   net.source = { checkpoint: outcome.checkpoint, step: outcome.step, testAccuracy: record.testAccuracy };
   return {
-    net, run, startStep: outcome.startStep, step: outcome.step, complete: outcome.step >= cfg.steps, resumedFrom: outcome.resumedFrom, checkpoint: outcome.checkpoint!,
-    seconds: outcome.seconds, secondsPerStep: outcome.step > outcome.startStep ? outcome.seconds / (outcome.step - outcome.startStep) : NaN,
+    ...trainCallResult(outcome), net, run, complete: outcome.step >= cfg.steps,
     testAccuracy: record.testAccuracy!, testLoss: record.testLoss!, testImages: record.testImages!,
   };
 }

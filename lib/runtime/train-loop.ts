@@ -25,7 +25,8 @@ import { ensure, OrderHeadError } from './errors';
 import { AdamW, OptimConfig, scheduledLr } from './optim';
 import { checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
 import { MetricValues, Run } from './run';
-import { yieldToEventLoop } from './progress';
+import { Progress, yieldToEventLoop } from './progress';
+import { rng, seedFrom } from './seed';
 
 /** What one training step hands back to the loop. */
 export interface StepResult {
@@ -254,5 +255,77 @@ function* trainingSteps(spec: TrainingSpec): Generator<number, TrainingOutcome, 
     return out;
   } finally {
     opt.dispose();
+  }
+}
+
+/** What a notebook passes to a stage trained in slices with a live display (tokenizer, feature network). */
+export interface TrainCallOptions {
+  /** The run folder, e.g. tokenizerRunDir(session.runRoot, session.profile). */
+  runDir: string;
+  /** Progress bar factory (the notebook passes session.progress). */
+  progress?: (opts: { total: number; label: string }) => Progress;
+  /** Stop after this step (and save a checkpoint), to train in slices; default config.steps. */
+  untilStep?: number;
+  /** Called with each metrics row as it is logged (live curves). */
+  onLog?: (row: Record<string, number>) => void;
+  /** Backend name for the run manifest. */
+  backend?: string;
+}
+
+/** Where one call of such a stage started and ended. */
+export interface TrainCallResult {
+  /** Step the call started from (0, or the checkpoint it resumed). */
+  startStep: number;
+  /** Step reached. */
+  step: number;
+  /** Checkpoint resumed from, if any. */
+  resumedFrom?: string;
+  /** The newest checkpoint. */
+  checkpoint: string;
+  /** Wall time of the training steps in this call. */
+  seconds: number;
+  /** Mean wall time per step in this call (NaN when no step ran). */
+  secondsPerStep: number;
+}
+
+export function trainCallResult(o: TrainingOutcome): TrainCallResult {
+  return {
+    startStep: o.startStep, step: o.step, resumedFrom: o.resumedFrom, checkpoint: o.checkpoint!, seconds: o.seconds,
+    secondsPerStep: o.step > o.startStep ? o.seconds / (o.step - o.startStep) : NaN,
+  };
+}
+
+/**
+ * Walks a dataset of `n` examples in epochs, each a seeded permutation
+ * (`seedFrom(seed, label, epoch)`); its position (epoch, cursor) is part of
+ * a stage's resume state, so a resumed run sees the same examples.
+ */
+export class EpochCursor {
+  epoch = 0;
+  cursor = 0;
+  private order: Int32Array | undefined;
+
+  constructor(readonly seed: number, readonly label: string) {}
+
+  /** The next example's index in a dataset of `n`. */
+  next(n: number): number {
+    if (this.cursor >= n) { this.epoch++; this.cursor = 0; this.order = undefined; }
+    if (!this.order) {
+      const order = Array.from({ length: n }, (_, i) => i);
+      rng(seedFrom(this.seed, this.label, this.epoch)).shuffle(order);
+      this.order = Int32Array.from(order);
+    }
+    return this.order[this.cursor++];
+  }
+
+  /** Epochs done, fractional. */
+  progress(n: number): number { return this.epoch + this.cursor / n; }
+
+  state(): { epoch: number; cursor: number } { return { epoch: this.epoch, cursor: this.cursor }; }
+
+  restore(x: Record<string, unknown>): void {
+    this.epoch = Number(x.epoch ?? 0);
+    this.cursor = Number(x.cursor ?? 0);
+    this.order = undefined;
   }
 }

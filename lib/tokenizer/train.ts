@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
 import { AdamW, accumulateGrads } from '../runtime/optim';
-import { runTrainingAsync, TrainingOutcome } from '../runtime/train-loop';
+import { EpochCursor, runTrainingAsync, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
 import { openRun, Run } from '../runtime/run';
 import { diffConfig, formatDifferences, latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
 import { Progress } from '../runtime/progress';
@@ -37,50 +37,22 @@ export interface TokenizerImages {
   n: number;
 }
 
-export interface TrainTokenizerOptions {
+export interface TrainTokenizerOptions extends TrainCallOptions {
   config: TokenizerConfig;
-  /** The run folder, e.g. tokenizerRunDir(session.runRoot, session.profile). */
-  runDir: string;
   /** Training images; default: loadDataset(config.data.train). */
   train?: TokenizerImages;
   /** Images for the periodic evaluation (first config.evalImages); default: loadDataset(config.data.test). */
   test?: TokenizerImages;
-  /** Progress bar factory (the notebook passes session.progress). */
-  progress?: (opts: { total: number; label: string }) => Progress;
-  /** Stop after this step (and save a checkpoint), to train in slices; default config.steps. */
-  untilStep?: number;
-  /** Called with each metrics row as it is logged (live curves). */
-  onLog?: (row: Record<string, number>) => void;
-  /** Backend name for the run manifest. */
-  backend?: string;
 }
 
-export interface TrainTokenizerResult {
+export interface TrainTokenizerResult extends TrainCallResult {
+  /** The trained tokenizer; `tokenizer.source` points at `checkpoint`. */
   tokenizer: VqTokenizer;
   run: Run<TokenizerConfig>;
-  /** Step the run started (0) or resumed from. */
-  startStep: number;
-  /** Step reached. */
-  step: number;
-  /** Checkpoint resumed from, if any. */
-  resumedFrom?: string;
-  /** The newest checkpoint (the one `tokenizer.source` points at). */
-  checkpoint: string;
-  /** Wall time of the training steps in this call. */
-  seconds: number;
-  /** Mean wall time per step in this call (NaN when no step ran). */
-  secondsPerStep: number;
   /** Dead codes restarted in this call. */
   restarts: number;
   /** Last periodic evaluation in this call, if any. */
   lastEval?: TokenizerMetrics;
-}
-
-/** The data order of an epoch: a seeded permutation. */
-function epochOrder(seed: number, epoch: number, n: number): Int32Array {
-  const order = Array.from({ length: n }, (_, i) => i);
-  rng(seedFrom(seed, 'tokenizer-data-order', epoch)).shuffle(order);
-  return Int32Array.from(order);
 }
 
 /**
@@ -182,8 +154,9 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
   const B = cfg.batch, mb = Math.min(cfg.microBatch, B), micro = B / mb;
   // The stage's state: data position, code usage (a code's last step of use), restart count.
   let lastUsed = new Int32Array(K);
-  const data = { epoch: 0, cursor: 0, restarts: 0 };
-  let train: TokenizerImages | undefined, order: Int32Array | undefined, evalImages: Float32Array | undefined, evalN = 0, opt: AdamW | undefined;
+  const data = new EpochCursor(cfg.seed, 'tokenizer-data-order');
+  let restarts = 0;
+  let train: TokenizerImages | undefined, evalImages: Float32Array | undefined, evalN = 0, opt: AdamW | undefined;
   const batchImages = new Float32Array(B * px), batchPatches = new Float32Array(B * T * PP);
   const window = new Float64Array(K);
   let win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: Date.now() };
@@ -195,12 +168,10 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
     const testAll = loadImages(options.test, cfg, 'test');
     evalN = Math.min(cfg.evalImages, testAll.n);
     evalImages = testAll.images.subarray(0, evalN * px);
-    order = epochOrder(cfg.seed, data.epoch, train.n);
   };
   const nextBatch = (): void => {
     for (let b = 0; b < B; b++) {
-      if (data.cursor >= train!.n) { data.epoch++; data.cursor = 0; order = epochOrder(cfg.seed, data.epoch, train!.n); }
-      const i = order![data.cursor++];
+      const i = data.next(train!.n);
       batchImages.set(train!.images.subarray(i * px, (i + 1) * px), b * px);
     }
     imagesToPatches(batchImages, B, cfg.imageSize, cfg.patchSize, batchPatches);
@@ -212,10 +183,11 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
       run, stage: TOKENIZER_STAGE, configName: 'tokenizer', optim: cfg, params: tokenizer.params, checkpointConfig: cfg,
       checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
       state: {
-        save: () => ({ ...data }),
+        save: () => ({ ...data.state(), restarts }),
         arrays: () => ({ 'usage.lastUsed': lastUsed }),
         restore: (extra, weights) => {
-          Object.assign(data, { epoch: Number(extra.epoch ?? 0), cursor: Number(extra.cursor ?? 0), restarts: Number(extra.restarts ?? 0) });
+          data.restore(extra);
+          restarts = Number(extra.restarts ?? 0);
           const lu = weights['usage.lastUsed'];
           if (lu) lastUsed = Int32Array.from(lu.dataSync() as Int32Array);
         },
@@ -239,7 +211,7 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
         if (cfg.restartEvery > 0 && step % cfg.restartEvery === 0 && step < cfg.steps) {
           // Seeded per step, so a resumed run restarts the same codes as an uninterrupted one.
           const dead = restartDeadCodes(tokenizer, batchPatches, B, lastUsed, step, rng(seedFrom(cfg.seed, 'tokenizer-restart', step)), opt);
-          restartsHere += dead.length; win.restarted += dead.length; data.restarts += dead.length;
+          restartsHere += dead.length; win.restarted += dead.length; restarts += dead.length;
         }
       },
       row: (step, r) => {
@@ -250,7 +222,7 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
           loss: win.loss / n, rec_mse: win.rec / n, train_psnr: psnrFromMse(win.rec / n), vq_dist: win.dist / n,
           commit_loss: cfg.beta * win.dist / n, codebook_loss: cfg.codebookWeight * win.dist / n,
           grad_norm: win.norm / n, lr: r.lr, codes_used: u.used, usage: u.usage, perplexity: u.perplexity,
-          restarted: win.restarted, sec_per_step: (now - win.start) / 1000 / n, epoch: data.epoch + data.cursor / train!.n,
+          restarted: win.restarted, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(train!.n),
         };
         window.fill(0);
         win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: now };
@@ -276,11 +248,7 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
   }
   bar?.done();
   tokenizer.source = { checkpoint: outcome.checkpoint, step: outcome.step };
-  return {
-    tokenizer, run, startStep: outcome.startStep, step: outcome.step, resumedFrom: outcome.resumedFrom, checkpoint: outcome.checkpoint!,
-    seconds: outcome.seconds, secondsPerStep: outcome.step > outcome.startStep ? outcome.seconds / (outcome.step - outcome.startStep) : NaN,
-    restarts: restartsHere, lastEval,
-  };
+  return { ...trainCallResult(outcome), tokenizer, run, restarts: restartsHere, lastEval };
 }
 
 /**
