@@ -23,7 +23,7 @@ import { loadDataset } from '../data/dataset';
 import { Progress } from '../runtime/progress';
 import { canonicalJson } from '../runtime/checkpoint';
 import { TokenizerConfig } from './config';
-import { VqTokenizer } from './vq';
+import { VqTokenizer } from './vq-tokenizer';
 import { yieldToEventLoop } from '../runtime/train-loop';
 
 /** File name of the cache inside the tokenizer run folder. */
