@@ -9,10 +9,12 @@ import { throwsOH, useWasm, randArray, relError } from './helpers';
 import { rng } from '../lib/runtime/seed';
 import { loadDataset } from '../lib/data/dataset';
 import { blockGeometry, cellBlock, randomBlockOrder, rasterBlockOrder } from '../lib/order';
-import {
-  FEATURE_NET_CAVEAT, bootstrapInterval, featureCovariance, featureMean, fid, frechetDistance, inceptionScore,
-  precisionRecall, resampleRows, sfid, sqrtPsd, symmetricEigen,
-} from '../lib/eval/metrics';
+import { FEATURE_NET_CAVEAT } from '../lib/eval/metrics';
+import { sqrtPsd, symmetricEigen } from '../lib/eval/eigen';
+import { featureCovariance, featureMean, fid, frechetDistance, sfid } from '../lib/eval/frechet';
+import { inceptionScore } from '../lib/eval/inception-score';
+import { precisionRecall } from '../lib/eval/precision-recall';
+import { bootstrapInterval, resampleRows } from '../lib/eval/bootstrap';
 import { BACKGROUND_FILL, curveAuc, meanImage, recognizabilityCurve, renderPartialImages } from '../lib/eval/recognizability';
 import {
   FeatureNetConfig, convSame, featureNetConfig, featureNetOutputs, featureNetClassifier, inputConvSame, loadFeatureNet, maxPool2, trainFeatureNet,

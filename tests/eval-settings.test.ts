@@ -13,7 +13,8 @@ import { blockGeometry, rasterPolicy, randomPolicy } from '../lib/order';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { rng } from '../lib/runtime/seed';
 import { featureNetOutputs } from '../lib/eval';
-import { FEATURE_NET_CAVEAT, fid, featureStats, frechetToReference, referenceStats } from '../lib/eval/metrics';
+import { FEATURE_NET_CAVEAT } from '../lib/eval/metrics';
+import { fid, featureStats, frechetToReference, referenceStats } from '../lib/eval/frechet';
 import { BACKGROUND_FILL } from '../lib/eval/recognizability';
 import {
   EvalConfig, EvalContext, SettingOutcome, SettingResult, balancedClasses, blockRarRandomSetting, blockRarRasterSetting, evalConfig, evaluateSetting,

@@ -15,10 +15,14 @@ import {
   shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence,
 } from '../lib/oracle';
 import { randomPhaseCheckpoint } from '../lib/backbone/checkpoints';
-import {
-  agreementTable, blockGridValues, distanceToVisible, hideBlocks, labelAgreement, labelHeatmaps, localityStats, localityTable, oracleFindings,
-  ownLossStats, referenceRank, referenceRankTable, sizeBuckets, spearman, utilityAgreement,
-} from '../lib/oracle/analysis';
+import { sizeBuckets } from '../lib/oracle/analysis';
+import { labelHeatmaps } from '../lib/oracle/label-heatmaps';
+import { distanceToVisible, localityStats, localityTable } from '../lib/oracle/locality';
+import { agreementTable, labelAgreement, spearman, utilityAgreement } from '../lib/oracle/agreement';
+import { ownLossStats } from '../lib/oracle/own-loss';
+import { referenceRank, referenceRankTable } from '../lib/oracle/reference-rank';
+import { oracleFindings } from '../lib/oracle/findings';
+import { blockGridValues, hideBlocks } from '../lib/oracle/state-views';
 import { exampleStates, labelPositionFigure, labelSeries, localityBySizeFigure, utilityExamplesFigure, utilityScatterFigure } from '../lib/oracle/dataset-figures';
 
 const CLI = path.join(__dirname, '..', 'lib', 'oracle', 'cli.js');

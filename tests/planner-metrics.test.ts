@@ -11,11 +11,12 @@ import { rng, seedFrom } from '../lib/runtime/seed';
 import {
   blockDistance, blockGeometry, BlockGeometry, nearestToVisiblePolicy, PolicyState, randomBlockOrder, randomPolicy, stateFromSequence,
 } from '../lib/order';
-import { labelAgreement } from '../lib/oracle/analysis';
-import {
-  BASELINES, baselineProbs, baselineScores, chooseFromScores, expectedCalibrationError, kendallTau, metricsTable,
-  plannerMetrics, summarizePerState,
-} from '../lib/planner/metrics';
+import { labelAgreement } from '../lib/oracle/agreement';
+import { chooseFromScores, plannerMetrics, summarizePerState } from '../lib/planner/metrics';
+import { kendallTau } from '../lib/planner/kendall';
+import { expectedCalibrationError } from '../lib/planner/calibration';
+import { BASELINES, baselineProbs, baselineScores } from '../lib/planner/baselines';
+import { metricsTable } from '../lib/planner/metrics-table';
 
 /** Assert that `fn` throws an OrderHeadError whose message contains every part (local: tests/helpers loads tfjs). */
 function throwsOH(fn: () => unknown, ...parts: string[]): OrderHeadError {

@@ -9,7 +9,7 @@ import { ensure } from '../runtime/errors';
 import { activeProfile, ProfileName } from '../runtime/profile';
 import { rng, seedFrom } from '../runtime/seed';
 import { FeatureNet, FeatureNetOutputs } from './feature-net';
-import { ReferenceStats, referenceStats } from './metrics';
+import { ReferenceStats, referenceStats } from './frechet';
 
 /** Where a profile's evaluation report lives: `<runRoot>/eval-<profile>` (tables under `tables/`). */
 export function evalReportDir(runRoot: string, profile: ProfileName = activeProfile()): string {

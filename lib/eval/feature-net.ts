@@ -25,7 +25,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
-import { denseLayer } from '../tokenizer/vq';
+import { denseLayer } from '../tokenizer/layers';
 import type { LabelledImages } from '../tokenizer/cache';
 import { FeatureNetConfig, featureNetDims, stageSide, validateFeatureNetConfig } from './feature-net-config';
 import { convSame, inputConvSame, maxPool2 } from './feature-net-layers';

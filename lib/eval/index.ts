@@ -7,6 +7,11 @@
  * Every feature-net number is shown with FEATURE_NET_CAVEAT.
  */
 export * from './metrics';
+export * from './eigen';
+export * from './frechet';
+export * from './inception-score';
+export * from './precision-recall';
+export * from './bootstrap';
 export * from './feature-net-config';
 export * from './feature-net-layers';
 export * from './feature-net';

@@ -29,7 +29,7 @@
  */
 import { ensure } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
-import { bootstrapInterval } from './metrics';
+import { bootstrapInterval } from './bootstrap';
 
 export type IntervalMethod = 'bootstrap-samples' | 'bootstrap-recentred' | 'seed-range';
 

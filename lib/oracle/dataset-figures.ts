@@ -6,7 +6,10 @@
  */
 import { ensure } from '../runtime/errors';
 import type { OracleDataset, OracleLabelSet } from './dataset';
-import { blockGridValues, bucketOf, hideBlocks, labelHeatmaps, localityStats, SizeBucket } from './analysis';
+import { bucketOf, SizeBucket } from './analysis';
+import { labelHeatmaps } from './label-heatmaps';
+import { localityStats } from './locality';
+import { blockGridValues, hideBlocks } from './state-views';
 
 export interface Figure {
   traces: Record<string, unknown>[];

@@ -6,7 +6,7 @@
 import { ensure } from '../runtime/errors';
 import type { MetricRow } from '../runtime/run';
 import { BlockGeometry } from '../order';
-import { blockGridValues, hideBlocks } from '../oracle/analysis';
+import { blockGridValues, hideBlocks } from '../oracle/state-views';
 import type { Figure } from '../oracle/dataset-figures';
 
 const axisName = (k: number, letter: 'x' | 'y') => (k === 1 ? letter : `${letter}${k}`);

@@ -1,11 +1,16 @@
 /**
  * Planner calibration metrics (METHOD.md section 7, "Planner calibration":
  * top-1 / top-k agreement with the oracle, rank correlation, regret
- * u(a*) - u(a_t), calibration error) and the baseline choosers they are
- * compared against. Plain typed arrays, no tensors.
+ * u(a*) - u(a_t), calibration error) of one chooser against the oracle.
+ * Plain typed arrays, no tensors. Beside this file: the baseline choosers the
+ * planner is compared against (baselines.ts), the two statistics the metrics
+ * use that lib/oracle does not have (Kendall's tau-b, kendall.ts; the expected
+ * calibration error, calibration.ts), and the rows of a metrics table
+ * (metrics-table.ts).
  *
- * Layout (shared by every function here): n states, nb = numBlocks blocks per
- * state, row-major [n * nb] arrays, state i's block b at `i * nb + b`.
+ * Layout (shared by every function here and in baselines.ts): n states,
+ * nb = numBlocks blocks per state, row-major [n * nb] arrays, state i's
+ * block b at `i * nb + b`.
  * - `visible: Uint8Array`: 1 = block visible (in S), 0 = unseen (in R).
  * - `utility: Float32Array`: the oracle utility vector u(a | S) of METHOD.md
  *   section 3 (or u_extrap; the metrics do not care which), NaN on visible
@@ -36,7 +41,7 @@
  *   range is 0 (a single unseen block or a constant utility: every choice is
  *   optimal).
  * - spearman = Spearman rank correlation (average ranks on ties;
- *   lib/oracle/analysis `spearman`) between the scores and the utility over R;
+ *   lib/oracle/agreement `spearman`) between the scores and the utility over R;
  *   kendall = Kendall's tau-b (`kendallTau`) over the same pairs. Both need
  *   m >= 2 and are undefined (NaN) when either list is constant on R (e.g. a
  *   scorer that ties every block).
@@ -55,11 +60,10 @@
  * Every summary is a plain mean of the per-state arrays in `perState`, so a
  * bootstrap interval is `summarizePerState(perState, resampledRows)`.
  */
-import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { rng, seedFrom } from '../runtime/seed';
-import { BlockGeometry, blockDistance } from '../order/geometry';
-import { randomBlockOrder } from '../order/orders';
-import { labelAgreement, spearman } from '../oracle/analysis';
+import { ensure, OrderHeadError } from '../runtime/errors';
+import { labelAgreement, spearman } from '../oracle/agreement';
+import { kendallTau } from './kendall';
+import { expectedCalibrationError } from './calibration';
 
 // ---------------------------------------------------------------------------
 // Shared checks
@@ -120,43 +124,8 @@ function argmaxUnseen(v: ArrayLike<number>, visible: ArrayLike<number>, off: num
 }
 
 /**
- * Kendall's tau-b of two equal-length lists:
- *   tau_b = (C - D) / sqrt((P - Tx) (P - Ty)),
- * P = m(m-1)/2 pairs, C / D = concordant / discordant pairs (tied in neither
- * list), Tx / Ty = pairs tied in x / in y (a pair tied in both counts in both).
- * In [-1, 1]; 1 for the same strict order, -1 for the reverse. NaN when
- * m < 2 or when either list is constant (the denominator is 0). Values may be
- * ±Infinity (equal infinities tie); NaN values are an error. O(m^2).
- */
-export function kendallTau(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  ensure(x.length === y.length, `lists of lengths ${x.length} and ${y.length}`, 'kendallTau(x, y)', 'pass paired values');
-  const m = x.length;
-  for (let i = 0; i < m; i++) {
-    ensure(!Number.isNaN(x[i]) && !Number.isNaN(y[i]), `NaN at position ${i}`, 'kendallTau(x, y)', 'drop the pairs with missing values first');
-  }
-  if (m < 2) return NaN;
-  let c = 0, d = 0, tx = 0, ty = 0;
-  for (let i = 0; i < m; i++) {
-    const xi = x[i], yi = y[i];
-    for (let j = i + 1; j < m; j++) {
-      const dx = xi < x[j] ? -1 : xi > x[j] ? 1 : 0;
-      const dy = yi < y[j] ? -1 : yi > y[j] ? 1 : 0;
-      if (dx === 0) tx++;
-      if (dy === 0) ty++;
-      if (dx !== 0 && dy !== 0) {
-        if (dx === dy) c++;
-        else d++;
-      }
-    }
-  }
-  const p = (m * (m - 1)) / 2;
-  const den = Math.sqrt((p - tx) * (p - ty));
-  return den > 0 ? (c - d) / den : NaN;
-}
-
-/**
  * The same list with ±Infinity replaced by finite values just beyond the
- * finite range, preserving order and ties: lib/oracle/analysis `spearman`
+ * finite range, preserving order and ties: lib/oracle/agreement `spearman`
  * ranks by subtraction, which is undefined for equal infinities.
  */
 function finiteOrder(v: number[]): number[] {
@@ -169,34 +138,6 @@ function finiteOrder(v: number[]): number[] {
   }
   if (lo > hi) lo = hi = 0;
   return v.map((x) => (x === -Infinity ? lo - 1 : x === Infinity ? hi + 1 : x));
-}
-
-/**
- * Expected calibration error with `bins` equal-width confidence bins on
- * [0, 1]: bin j holds confidences in [j / bins, (j + 1) / bins), the last bin
- * also holds 1 (confidence is clamped to [0, 1] first). With N pairs,
- *   ECE = Σ_bins (|B| / N) · |mean correct in B - mean confidence in B|.
- * 0 for a perfectly calibrated chooser. NaN for N = 0. `rows` (optional)
- * picks the pairs to use, repeats allowed (a bootstrap resample).
- */
-export function expectedCalibrationError(confidence: ArrayLike<number>, correct: ArrayLike<number>, bins = 10, rows?: ArrayLike<number>): number {
-  ensure(confidence.length === correct.length, `${confidence.length} confidences for ${correct.length} outcomes`,
-    'expectedCalibrationError(confidence, correct)', 'pass one confidence and one 0/1 outcome per state');
-  ensure(Number.isInteger(bins) && bins > 0, `bins = ${bins} is not a positive integer`, 'expectedCalibrationError(bins)', 'use 10 bins');
-  const count = new Float64Array(bins), conf = new Float64Array(bins), acc = new Float64Array(bins);
-  const N = rows ? rows.length : confidence.length;
-  for (let r = 0; r < N; r++) {
-    const i = rows ? rows[r] : r;
-    const c = Math.min(1, Math.max(0, confidence[i]));
-    const j = Math.min(bins - 1, Math.floor(c * bins));
-    count[j]++;
-    conf[j] += c;
-    acc[j] += correct[i] ? 1 : 0;
-  }
-  if (N === 0) return NaN;
-  let ece = 0;
-  for (let j = 0; j < bins; j++) if (count[j] > 0) ece += (count[j] / N) * Math.abs(acc[j] / count[j] - conf[j] / count[j]);
-  return ece;
 }
 
 // ---------------------------------------------------------------------------
@@ -421,165 +362,4 @@ export function summarizePerState(ps: PlannerPerState, rows?: ArrayLike<number>)
   };
   if (ps.confidence) out.ece = expectedCalibrationError(ps.confidence, ps.correct, 10, rows);
   return out;
-}
-
-// ---------------------------------------------------------------------------
-// Baselines
-
-/** The baseline choosers, each as a scores array for `plannerMetrics`. */
-export const BASELINES = ['random', 'raster-next', 'nearest-visible', 'entropy'] as const;
-export type BaselineName = (typeof BASELINES)[number];
-
-export interface BaselineOptions {
-  geo: BlockGeometry;
-  /** [n * numBlocks], 1 = visible. */
-  visible: Uint8Array;
-  /** Number of states. */
-  n: number;
-  /** [n * numBlocks] the backbone's predictive entropy per block; required by 'entropy'. */
-  entropy?: Float32Array;
-  /** Seed of the 'random' baseline (default 0); the others ignore it. */
-  seed?: number | string;
-}
-
-/**
- * Scores ([n * numBlocks], NaN on visible blocks) under which
- * `chooseFromScores` makes the baseline's choice, and whose order over the
- * unseen blocks is the baseline's full preference (for top-k and the rank
- * correlations):
- * - 'random': state i follows the block permutation
- *   `randomBlockOrder(geo, rng(seedFrom(seed, 'random-policy', i)))`, score =
- *   numBlocks - position; the choice is the permutation's first unseen block,
- *   a uniform draw among the unseen blocks, deterministic per (seed, i) and
- *   equal to `randomPolicy(geo, seed)`'s choice for sample index i.
- * - 'raster-next': score = numBlocks - b: the lowest-index unseen block first.
- * - 'nearest-visible': score = -(Chebyshev block distance to the nearest
- *   visible block), with `blockDistance`, the distance of
- *   `nearestToVisiblePolicy`; equal distances tie and the chooser breaks ties
- *   by raster, as that policy does with its default ties = 'raster'. With
- *   |S| = 0 every block scores 0: raster, block 0 first.
- * - 'entropy': score = the backbone's predictive entropy of the block
- *   (most uncertain block first; ties by raster).
- * An unknown name throws, listing the valid ones.
- */
-export function baselineScores(name: string, opts: BaselineOptions): Float32Array {
-  const base = oneOf(name, BASELINES, 'baselineScores(name)');
-  const { geo, visible, n } = opts;
-  const nb = geo.numBlocks;
-  const where = `baselineScores('${base}')`;
-  ensure(Number.isInteger(n) && n >= 0, `n = ${n} is not a non-negative integer`, `${where}(n)`, 'pass the number of states');
-  ensure(visible.length === n * nb, `visible has ${visible.length} entries, expected n * numBlocks = ${n} * ${nb}`, `${where}(visible)`,
-    'pass a row-major [n * numBlocks] mask of the same geometry');
-  const out = new Float32Array(n * nb).fill(NaN);
-  if (base === 'random') {
-    const seed = opts.seed ?? 0;
-    for (let i = 0; i < n; i++) {
-      const perm = randomBlockOrder(geo, rng(seedFrom(seed, 'random-policy', i)));
-      for (let p = 0; p < nb; p++) if (!visible[i * nb + perm[p]]) out[i * nb + perm[p]] = nb - p;
-    }
-  } else if (base === 'raster-next') {
-    for (let i = 0; i < n; i++) for (let b = 0; b < nb; b++) if (!visible[i * nb + b]) out[i * nb + b] = nb - b;
-  } else if (base === 'nearest-visible') {
-    const dist = new Int32Array(nb * nb);
-    for (let a = 0; a < nb; a++) for (let b = 0; b < nb; b++) dist[a * nb + b] = blockDistance(geo, a, b);
-    for (let i = 0; i < n; i++) {
-      const off = i * nb;
-      const seen: number[] = [];
-      for (let b = 0; b < nb; b++) if (visible[off + b]) seen.push(b);
-      for (let a = 0; a < nb; a++) {
-        if (visible[off + a]) continue;
-        let d = seen.length === 0 ? 0 : Infinity;
-        for (const v of seen) d = Math.min(d, dist[a * nb + v]);
-        out[off + a] = -d;
-      }
-    }
-  } else {
-    const { entropy } = opts;
-    ensure(entropy !== undefined, 'no entropy given', `${where}(entropy)`,
-      'pass entropy: Float32Array [n * numBlocks], the backbone\'s predictive entropy per block');
-    ensure(entropy.length === n * nb, `entropy has ${entropy.length} entries, expected ${n * nb}`, `${where}(entropy)`,
-      'pass entropy in the same [n * numBlocks] layout as visible');
-    for (let i = 0; i < n * nb; i++) {
-      if (visible[i]) continue;
-      ensure(Number.isFinite(entropy[i]), `entropy is ${entropy[i]} on unseen block ${i % nb} of state ${Math.floor(i / nb)}`,
-        `${where}(entropy)`, 'give every unseen block a finite entropy');
-      out[i] = entropy[i];
-    }
-  }
-  return out;
-}
-
-/**
- * A distribution over the unseen blocks for each baseline ([n * numBlocks],
- * 0 on visible blocks; all zero for a state with no unseen block), for the
- * calibration error:
- * - 'random': uniform, 1 / m on each of the m unseen blocks (its choice is
- *   one of them, so confidence = 1 / m);
- * - the deterministic baselines: a point mass on the block they choose. Their
- *   confidence is always 1, so all states fall in the top bin and their
- *   ECE = 1 - top1.
- */
-export function baselineProbs(name: string, opts: BaselineOptions): Float32Array {
-  const scores = baselineScores(name, opts);
-  const { visible, n } = opts;
-  const nb = opts.geo.numBlocks;
-  const out = new Float32Array(n * nb);
-  if (name === 'random') {
-    for (let i = 0; i < n; i++) {
-      let m = 0;
-      for (let b = 0; b < nb; b++) if (!visible[i * nb + b]) m++;
-      for (let b = 0; b < nb; b++) if (!visible[i * nb + b]) out[i * nb + b] = 1 / m;
-    }
-  } else {
-    const chosen = chooseFromScores(scores, visible, nb);
-    for (let i = 0; i < n; i++) if (chosen[i] >= 0) out[i * nb + chosen[i]] = 1;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Table
-
-/** One row of a planner-metrics table; null where a number is missing or undefined. */
-export interface MetricsTableRow {
-  setting: string;
-  n: number;
-  'top-1': number | null;
-  'top-3': number | null;
-  Spearman: number | null;
-  Kendall: number | null;
-  regret: number | null;
-  ECE: number | null;
-}
-
-/** x rounded to `digits` decimals; null for undefined / NaN / infinite. */
-function dec(x: number | undefined, digits: number): number | null {
-  if (x === undefined || !Number.isFinite(x)) return null;
-  const f = 10 ** digits;
-  return Math.round(x * f) / f + 0; // + 0 turns -0 into 0
-}
-
-/** x to 3 significant digits; null for undefined / NaN / infinite. */
-function sig(x: number | undefined): number | null {
-  if (x === undefined || !Number.isFinite(x)) return null;
-  return Number(x.toPrecision(3)) + 0;
-}
-
-/**
- * Plain row objects for a table (arquero / danfo / console.table), one per
- * setting: n, top-1, top-3, Spearman, Kendall, ECE rounded to 3 decimals;
- * regret (in utility units) to 3 significant digits. ECE is null when the
- * setting had no probs, any metric is null when undefined (NaN).
- */
-export function metricsTable(rows: ReadonlyArray<{ setting: string; metrics: PlannerSummary }>): MetricsTableRow[] {
-  return rows.map(({ setting, metrics: m }) => ({
-    setting,
-    n: m.n,
-    'top-1': dec(m.top1, 3),
-    'top-3': dec(m.top3, 3),
-    Spearman: dec(m.spearman, 3),
-    Kendall: dec(m.kendall, 3),
-    regret: sig(m.regret),
-    ECE: dec(m.ece, 3),
-  }));
 }

@@ -23,7 +23,8 @@ import {
   TrainPlannerResult, StateSplit, TargetName,
 } from './train';
 import { ProfileName } from '../runtime/profile';
-import { BaselineName, baselineProbs, baselineScores, plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } from './metrics';
+import { plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } from './metrics';
+import { BaselineName, baselineProbs, baselineScores } from './baselines';
 
 import { weightsFingerprint } from '../runtime/checkpoint';
 

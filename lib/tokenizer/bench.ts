@@ -7,7 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { TokenizerConfig, tokenGrid, tokensPerImage } from './config';
-import { denseLayer, neighbourhoodMask } from './vq';
+import { denseLayer } from './layers';
+import { neighbourhoodMask } from './patches';
 
 export interface LayerTiming {
   layer: string;

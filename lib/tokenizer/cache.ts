@@ -23,7 +23,7 @@ import { loadDataset } from '../data/dataset';
 import { Progress, yieldToEventLoop } from '../runtime/progress';
 import { canonicalJson } from '../runtime/checkpoint';
 import { TokenizerConfig } from './config';
-import { VqTokenizer } from './vq';
+import { VqTokenizer } from './vq-tokenizer';
 
 /** File name of the cache inside the tokenizer run folder. */
 export const TOKEN_CACHE_FILE = 'tokens.safetensors';

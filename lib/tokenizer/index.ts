@@ -2,12 +2,13 @@
 export {
   TokenizerConfig, TokenizerDataConfig, TOKENIZER_CONFIG_DOCS, TOKENIZER_DEFAULTS, tokenizerConfig, validateTokenizerConfig, tokenizerRunDir, tokenGrid, tokensPerImage, patchPixels,
 } from './config';
-export {
-  VqTokenizer, TokenizerParams, TokenizerMetrics, TokenizerSource, BatchOptions, VqLossParts, TOKENIZER_MODEL_KEYS,
-  imagesToPatches, patchesToImages, neighbourhoodMask, tokenizerParamShapes, initTokenizerParams, encodePatches, decodeCodes,
-  normalisedCodebook, nearestCodes, quantise, vqLoss, psnrFromMse, codeUsageStats,
-  stopGradient as vqStopGradient, l2Normalise as vqL2Normalise, denseLayer as vqDenseLayer,
-} from './vq';
+export { imagesToPatches, patchesToImages, neighbourhoodMask } from './patches';
+export { TokenizerParams, TOKENIZER_MODEL_KEYS, tokenizerParamShapes, initTokenizerParams } from './params';
+export { stopGradient as vqStopGradient, l2Normalise as vqL2Normalise, denseLayer as vqDenseLayer } from './layers';
+export { encodePatches, decodeCodes, normalisedCodebook, nearestCodes, quantise } from './vq';
+export { VqLossParts, vqLoss } from './loss';
+export { TokenizerMetrics, psnrFromMse, codeUsageStats } from './metrics';
+export { VqTokenizer, TokenizerSource, BatchOptions } from './vq-tokenizer';
 export {
   TOKENIZER_STAGE, TokenizerImages, TrainTokenizerOptions, TrainTokenizerResult, trainTokenizer, restartDeadCodes, loadTokenizer,
   tokenizerModelDifferences,

@@ -23,10 +23,12 @@ import { Progress } from '../runtime/progress';
 import { rng, seedFrom, Rng } from '../runtime/seed';
 import { loadDataset } from '../data/dataset';
 import { TokenizerConfig, patchPixels, tokensPerImage, validateTokenizerConfig } from './config';
-import {
-  TOKENIZER_MODEL_KEYS, TokenizerMetrics, TokenizerParams, VqTokenizer, codeUsageStats, encodePatches, imagesToPatches,
-  nearestCodes, normalisedCodebook, normaliseRows, psnrFromMse, tokenizerParamShapes, vqLoss,
-} from './vq';
+import { TOKENIZER_MODEL_KEYS, TokenizerParams, normaliseRows, tokenizerParamShapes } from './params';
+import { imagesToPatches } from './patches';
+import { encodePatches, nearestCodes, normalisedCodebook } from './vq';
+import { vqLoss } from './loss';
+import { TokenizerMetrics, codeUsageStats, psnrFromMse } from './metrics';
+import { VqTokenizer } from './vq-tokenizer';
 
 /** Checkpoint prefix (and run stage) of tokenizer runs. */
 export const TOKENIZER_STAGE = 'tokenizer';
