@@ -37,6 +37,24 @@ function rowsOf(feats: ArrayLike<number>, dim: number, where: string): number {
   return feats.length / dim;
 }
 
+/**
+ * Share of rows whose most probable class (lowest index on ties) is their
+ * label: class accuracy of samples against their conditioning class.
+ * `probs` is N rows of `numClasses` values.
+ */
+export function classificationAccuracy(probs: ArrayLike<number>, labels: ArrayLike<number>, numClasses: number): number {
+  const n = rowsOf(probs, numClasses, 'classificationAccuracy(probs)');
+  ensure(n === labels.length, `holds ${n} rows of ${numClasses} classes for ${labels.length} labels`, 'classificationAccuracy(labels)', 'pass one label per row');
+  ensure(n > 0, 'has no rows', 'classificationAccuracy(probs)', 'pass at least one row');
+  let correct = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let k = 1; k < numClasses; k++) if (probs[i * numClasses + k] > probs[i * numClasses + best]) best = k;
+    if (best === labels[i]) correct++;
+  }
+  return correct / n;
+}
+
 /** Mean of the rows: a [dim] vector. */
 export function featureMean(feats: ArrayLike<number>, dim: number): Float64Array {
   const n = rowsOf(feats, dim, 'featureMean(feats)');

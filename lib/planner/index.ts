@@ -8,3 +8,4 @@ export * from './stages';
 export * from './figures';
 export * from './joint';
 export * from './budget';
+export * from './findings';
