@@ -1,7 +1,7 @@
 /**
  * OrderHead's public API: the one module notebooks and scripts import.
  * Layers, bottom to top: runtime -> data -> order -> tokenizer -> backbone -> oracle
- * -> planner -> eval -> report -> session; a lower layer never imports a higher one
+ * -> planner -> eval -> report -> session, curriculum; a lower layer never imports a higher one
  * (the planner reaches the sampler only through the order-policy interface).
  */
 export * from './runtime/errors';
@@ -27,11 +27,13 @@ export * from './backbone/sampler';
 export * from './backbone/stage1';
 export * from './backbone/checkpoints';
 export * from './backbone/order-nll';
+export * from './backbone/findings';
 export * from './report/png';
 export * from './report/images';
 export * from './report/notebook';
 export * from './report/table';
 export * from './session';
+export * from './curriculum';
 export * as tf from '@tensorflow/tfjs';
 export * from './order';
 export * from './tokenizer';

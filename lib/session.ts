@@ -8,7 +8,7 @@ import { activeProfile, profileBanner, ProfileName, pick } from './runtime/profi
 import { BackendReport, initBackend } from './runtime/backend';
 import { progress, Progress, ProgressOptions } from './runtime/progress';
 import { runRoot } from './runtime/paths';
-import { DatasetOptions } from './data/dataset';
+import { DatasetOptions, DatasetStats } from './data/dataset';
 import { inNotebook, liveDisplay, showHtml } from './report/notebook';
 import { escapeHtml, toHtmlTable } from './report/table';
 
@@ -65,4 +65,19 @@ export async function startNotebook(notebook: string): Promise<NotebookSession> 
     console.log(`${notebook}: ${profileBanner(profile)}`);
   }
   return session;
+}
+
+/**
+ * "What this run showed" for notebook 00: the backend chosen (and the ones
+ * skipped), the profile's data, its pixel statistics and its class balance.
+ */
+export function setupFindings(session: Pick<NotebookSession, 'stamp' | 'backend' | 'profile'>, stats: { train: DatasetStats; test: DatasetStats }): string {
+  const { train, test } = stats;
+  const shares = train.perClass.map((c) => c.share);
+  return `In this run (**${session.stamp}**), the backend chosen was **${session.backend.kind}**` +
+    (session.backend.skipped.length ? ` (skipped: ${session.backend.skipped.map((s) => s.kind).join(', ')})` : '') +
+    `. The ${session.profile} profile uses **${train.n}** training and **${test.n}** test images from ${train.source}, ` +
+    `padded to ${train.height}x${train.width}, with pixel mean ${train.pixelMean.toFixed(3)} and std ${train.pixelStd.toFixed(3)} ` +
+    `on the [-1, 1] scale (the padding adds background, so the mean sits near -1). Class shares in the training split range from ` +
+    `${(100 * Math.min(...shares)).toFixed(1)}% to ${(100 * Math.max(...shares)).toFixed(1)}%, so no class needs reweighting.`;
 }

@@ -28,6 +28,7 @@ import { EvalConfig, validateEvalConfig } from './config';
 import { EvalContext } from './context';
 import { EvalMetric, EvalTimings, SeedResult, SettingOutcome, SettingResult, TrajectoryExample } from './results';
 import { EvalSetting, isMissing, MissingSetting } from './settings';
+import { predictedClass } from './class-accuracy';
 
 /** n class ids balanced over `classes` (counts differ by at most one), shuffled by the seed. */
 export function balancedClasses(n: number, classes: number, seed: number): Int32Array {
@@ -238,13 +239,6 @@ function measureFeatures(run: SettingRun, seed: number, images: Float32Array, cl
   for (let i = 0; i < N; i++) accuracy[i] = predictedClass(out.probs, i, C) === classes[i] ? 1 : 0;
   run.bar?.tick(1, { seed, stage: 'features' });
   return { fid, sfid, is, replicates, precision: pr.precision, recall: pr.recall, accuracy };
-}
-
-/** The class of row i of [n * C] probabilities (the first of equal maxima). */
-function predictedClass(probs: Float32Array, i: number, C: number): number {
-  let best = 0;
-  for (let c = 1; c < C; c++) if (probs[i * C + c] > probs[i * C + best]) best = c;
-  return best;
 }
 
 /** 3. Progressive recognizability along each sample's own order (probabilities recorded per fraction). */

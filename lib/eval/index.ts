@@ -7,6 +7,7 @@
  * Every feature-net number is shown with FEATURE_NET_CAVEAT.
  */
 export * from './metrics';
+export * from './class-accuracy';
 export * from './eigen';
 export * from './frechet';
 export * from './inception-score';

@@ -16,3 +16,4 @@ export * from './router';
 export * from './router-target';
 export * from './router-train';
 export * from './budget';
+export * from './findings';

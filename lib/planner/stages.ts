@@ -31,17 +31,37 @@ import { weightsFingerprint } from '../runtime/checkpoint';
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
 export const plannerRoot = (runRoot: string, profile: string): string => path.join(runRoot, `planner-${profile}`);
 
-const FEATURES_FILE = 'oracle-features.safetensors';
+/** The run folder of a Stage 3 run under the planner root: `stage3-<key>` (key: STAGE3_RUNS). */
+export const stage3RunName = (key: string): string => `stage3-${key}`;
+/** The run folder trainLatentCurriculum gives the stage with R latent steps: `<prefix>-R<R>`. */
+export const latentRunName = (prefix: string, R: LatentSteps): string => `${prefix}-R${R}`;
+/** The run-folder prefix of the Stage 4 curriculum started from Stage 3 run `from`: `stage4-<from>`. */
+export const stage4RunPrefix = (from: string): string => `stage4-${from}`;
+/** The run folder of a Stage 4 (R curriculum) stage started from Stage 3 run `from`: `stage4-<from>-R<R>`. */
+export const stage4RunName = (from: string, R: LatentSteps): string => latentRunName(stage4RunPrefix(from), R);
+
+/** The feature cache of the frozen backbone (Stages 3 and 4), beside the planner runs. */
+export const FEATURES_FILE = 'oracle-features.safetensors';
+/** The feature cache of the Stage 5 tuned backbone (Stage 6 reads it), beside the planner runs. */
+export const JOINT_FEATURES_FILE = 'oracle-features-stage5.safetensors';
 const FEATURES_FORMAT = 'orderhead-planner-features/1';
+
+export interface OracleStateFeaturesOptions {
+  /** Called after each batch of states with (states done, total): a progress bar. */
+  onBatch?: (done: number, total: number) => void;
+  /** Cache file name inside the folder. Default FEATURES_FILE; the Stage 5 tuned backbone uses JOINT_FEATURES_FILE. */
+  fileName?: string;
+}
 
 /**
  * Backbone features of every state of an oracle dataset (lib/planner/features.ts),
- * cached as `<dir>/<file>` (default oracle-features.safetensors). The cache is
+ * cached as `<dir>/<opts.fileName>` (default oracle-features.safetensors). The cache is
  * keyed by the dataset's merged file and the backbone's weights: a different
  * dataset or backbone recomputes (and atomically replaces) it.
  */
 export function oracleStateFeatures(dir: string, ds: OracleDataset, cache: TokenCache, backbone: GPT,
-  onBatch?: (done: number, total: number) => void, fileName = FEATURES_FILE): { features: PlannerFeatures; cached: boolean; seconds: number } {
+  opts: OracleStateFeaturesOptions = {}): { features: PlannerFeatures; cached: boolean; seconds: number } {
+  const { onBatch, fileName = FEATURES_FILE } = opts;
   const file = path.join(dir, fileName);
   const merged = path.join(ds.dir, 'oracle.safetensors');
   // Keyed by the backbone's weights, not the dataset's backbone file: Stage 5's tuned backbone gets its own features.
@@ -177,7 +197,7 @@ export function trainLatentCurriculum(root: string, prefix: string, cfg: Planner
     ensure(R > 0, `the curriculum steps must be R > 0 (got ${R}); R = 0 is Stage 3`, 'trainLatentCurriculum(steps)', 'pass e.g. [1, 2, 4]');
   }
   for (const R of steps) {
-    const result = trainPlanner(root, `${prefix}-R${R}`, { ...cfg, planner: { ...cfg.planner, latentSteps: R } }, data, grid,
+    const result = trainPlanner(root, latentRunName(prefix, R), { ...cfg, planner: { ...cfg.planner, latentSteps: R } }, data, grid,
       { init: prev, onStep: onStep ? (s, m) => onStep(R, s, m) : undefined });
     out.push({ R, result });
     prev = result.planner;
@@ -270,7 +290,7 @@ export function trainStage3Runs(root: string, profile: ProfileName, ds: OracleDa
     const cfg = plannerTrainConfig(profile, { label: run.label, target: run.target });
     const data = plannerData(ds, features, run.label);
     const bar = progress?.({ total: cfg.steps, label: `stage3 ${run.key}` });
-    const result = trainPlanner(root, `stage3-${run.key}`, cfg, data, grid, {
+    const result = trainPlanner(root, stage3RunName(run.key), cfg, data, grid, {
       onStep: (_s, m) => bar?.tick(1, m.valTop1 !== undefined ? { loss: m.loss, 'val top-1': m.valTop1 } : { loss: m.loss }),
     });
     bar?.done();
@@ -282,11 +302,11 @@ export function trainStage3Runs(root: string, profile: ProfileName, ds: OracleDa
 export function trainStage4(root: string, cfg: LatentCurriculumConfig, ds: OracleDataset, features: PlannerFeatures, numClasses: number,
   progress?: ProgressFactory): { init: Planner; data: PlannerData; stages: { R: LatentSteps; result: TrainPlannerResult }[] } {
   const data = plannerData(ds, features, cfg.train.label);
-  const initPath = bestPlannerCheckpoint(path.join(root, `stage3-${cfg.from}`), 'notebooks/04_stage3_orderhead.ipynb');
+  const initPath = bestPlannerCheckpoint(path.join(root, stage3RunName(cfg.from)), 'notebooks/04_stage3_orderhead.ipynb');
   const init = loadPlanner(initPath, { backboneFingerprint: ds.manifest.backbone.fingerprint }).planner;
   const grid = { blocksY: ds.geo.blocksY, blocksX: ds.geo.blocksX, numClasses };
   const bars = new Map<number, ReturnType<ProgressFactory>>();
-  const stages = trainLatentCurriculum(root, `stage4-${cfg.from}`, cfg.train, data, grid, init, cfg.latentSteps, (R, _s, m) => {
+  const stages = trainLatentCurriculum(root, stage4RunPrefix(cfg.from), cfg.train, data, grid, init, cfg.latentSteps, (R, _s, m) => {
     if (!bars.has(R)) { bars.forEach((b) => b.done()); bars.clear(); const b = progress?.({ total: cfg.train.steps, label: `stage4 R=${R}` }); if (b) bars.set(R, b); }
     bars.get(R)?.tick(1, m.valTop1 !== undefined ? { loss: m.loss, 'val top-1': m.valTop1 } : { loss: m.loss });
   });
@@ -327,16 +347,26 @@ export interface OrderNllComparisonRow {
   n: number;
 }
 
+export interface OrderNllComparisonOptions {
+  /** Called after each order with its name: a progress bar. */
+  onOrder?: (name: string) => void;
+  /** The order every difference is taken against. Default 'random blocks', the order the backbone was trained on. */
+  reference?: string;
+  /** Bootstrap resamples. Default 1000. */
+  reps?: number;
+}
+
 /**
  * Exact NLL (bits per token) of the first `n` images of `data` under the fixed
  * orders (token raster, block raster, random blocks) and under each policy
  * (planner orders are valid AR factorizations: METHOD.md §7), on one backbone.
  * Intervals: bootstrap over images; differences are paired (same images) and
- * taken against `reference` (default the random block order the backbone was
+ * taken against `opts.reference` (default the random block order the backbone was
  * trained on).
  */
 export async function orderNllComparison(m: GPT, geo: BlockGeometry, data: { tokens: Int32Array; labels: Int32Array }, n: number,
-  policies: readonly OrderPolicy[], onOrder?: (name: string) => void, reference = 'random blocks', reps = 1000): Promise<OrderNllComparisonRow[]> {
+  policies: readonly OrderPolicy[], opts: OrderNllComparisonOptions = {}): Promise<OrderNllComparisonRow[]> {
+  const { onOrder, reference = 'random blocks', reps = 1000 } = opts;
   const T = geo.numTokens;
   ensure(data.labels.length >= n && n > 0, `asks for ${n} images, the split has ${data.labels.length}`, 'orderNllComparison(n)', `use 1..${data.labels.length}`);
   const grids = data.tokens.subarray(0, n * T), classes = data.labels.subarray(0, n);

@@ -18,3 +18,4 @@ export {
   TOKEN_CACHE_FILE, TOKEN_CACHE_FORMAT, TokenSplit, TokenCache, LabelledImages, TokenizeDatasetOptions, TokenizeDatasetResult,
   tokenizeDataset, loadTokenCache, tokenCachePath,
 } from './cache';
+export { TOKENIZER_PSNR_AIM_DB, TokenizerRun, tokenizerFindings } from './findings';

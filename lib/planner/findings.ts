@@ -1,0 +1,70 @@
+/**
+ * "What this run showed" for Stages 5 and 6 (notebooks 06 and 07): the run's
+ * numbers in sentences, each with its interval and the verdict it supports.
+ * Stages 3 and 4 have theirs beside their steps (stage3Findings, stage4Findings in stages.ts).
+ */
+import type { ProfileName } from '../runtime/profile';
+import type { JointTuningConfig, JointTuningResult } from './joint';
+import { MetricsRow, OrderNllComparisonRow, pairedDifference, verdict } from './stages';
+
+const SMOKE_NOTE = '- *Smoke profile*: a tiny backbone and a few steps; these numbers exercise the pipeline, they are not evidence about the method.';
+
+/**
+ * Notebook 06: the backbone's drift under the guard, the kept checkpoint, and
+ * the planner's held-out top-1 and regret before and after tuning (paired 95%
+ * bootstrap intervals on the same states).
+ */
+export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'>, cfg: JointTuningConfig,
+  planner: { before: MetricsRow; after: MetricsRow }, profile: ProfileName, stamp: string): string {
+  const f3 = (v: number) => v.toFixed(3), f4 = (v: number) => v.toFixed(4);
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${f4(v)}`;
+  const { log } = joint, { before, after } = planner;
+  const dRaster = log.after.raster - log.before.raster, dRandom = log.after.random - log.before.random;
+  const dTop1 = pairedDifference(before, after, 'correct'), dRegret = pairedDifference(before, after, 'regret');
+  return [
+    `In this run (**${stamp}**; ${log.steps} steps, top ${cfg.topBlocks} blocks, λ = ${cfg.lambda}):`,
+    `- **Backbone drift**: held-out raster NLL ${f4(log.before.raster)} → ${f4(log.after.raster)} bits/token (${signed(dRaster)}), ` +
+      `random-block NLL ${f4(log.before.random)} → ${f4(log.after.random)} (${signed(dRandom)}); threshold ${cfg.maxNllIncrease} bits/token: ` +
+      `${Math.max(dRaster, dRandom) <= cfg.maxNllIncrease ? 'within it' : 'exceeded'}.` +
+      (log.stoppedEarly ? ` The guard stopped the run (${log.stopReason}).` : ''),
+    `- **Kept checkpoint**: step ${joint.bestStep} (best planner validation loss among checkpoints within the threshold).`,
+    `- **Planner**: top-1 ${f3(before.summary.top1)} → ${f3(after.summary.top1)} (paired Δ ${f3(dTop1.diff)} [${f3(dTop1.lo)}, ${f3(dTop1.hi)}]: ${verdict(dTop1)}), ` +
+      `regret ${f3(before.summary.regret)} → ${f3(after.summary.regret)} (Δ ${f3(dRegret.diff)} [${f3(dRegret.lo)}, ${f3(dRegret.hi)}]: ${verdict(dRegret, true)}).`,
+    profile === 'smoke' ? SMOKE_NOTE : '',
+  ].join('\n');
+}
+
+/** One row of notebook 07's sample-quality table: samples under one budget policy, scored by the feature network. */
+export interface BudgetSampleQuality {
+  policy: string;
+  samples: number;
+  'planner calls / image': number;
+  /** Share of samples the feature network assigns to their conditioning class. */
+  'classified as their class': number;
+}
+
+/**
+ * Notebook 07: every budget policy against the reference (one planner call
+ * per block): planner calls per image, NLL difference with its paired
+ * interval, and class accuracy of its samples. `calls` maps a policy name to
+ * its mean planner calls per held-out image; `nll` is orderNllComparison with
+ * `reference` as its reference order.
+ */
+export function stage6Findings(nll: readonly OrderNllComparisonRow[], calls: Readonly<Record<string, number>>, quality: readonly BudgetSampleQuality[],
+  profile: ProfileName, stamp: string, reference = 'planner, k = 1'): string {
+  const ref = nll.find((r) => r.order === reference);
+  const refQuality = quality.find((q) => q.policy === reference);
+  if (!ref || calls[reference] === undefined || !refQuality) return `In this run (**${stamp}**): no '${reference}' policy to compare the budgets with.`;
+  const refName = reference.replace(/^planner, /, '');
+  const accuracy = (name: string) => quality.find((q) => q.policy === name)?.['classified as their class'];
+  return [`In this run (**${stamp}**):`,
+    ...nll.filter((r) => calls[r.order] !== undefined && r !== ref).map((r) => {
+      const acc = accuracy(r.order);
+      return `- **${r.order}**: ${calls[r.order].toFixed(2)} planner calls per image against ${calls[reference].toFixed(2)} ` +
+        `(${(100 * (1 - calls[r.order] / calls[reference])).toFixed(0)}% fewer); NLL ${r.bitsPerToken.toFixed(3)} bits/token, ${r.vsReference.diff >= 0 ? '+' : ''}${r.vsReference.diff.toFixed(3)} ` +
+        `[${r.vsReference.lo.toFixed(3)}, ${r.vsReference.hi.toFixed(3)}] against ${refName}; samples classified as their class: ${acc === undefined ? 'not sampled' : acc.toFixed(3)} ` +
+        `(${refName}: ${refQuality['classified as their class'].toFixed(3)}).`;
+    }),
+    profile === 'smoke' ? '- *Smoke profile*: a tiny backbone; these numbers exercise the pipeline, they are not evidence about the method.' : '',
+  ].join('\n');
+}
