@@ -757,7 +757,7 @@ test('case 32: R outside {0, 1, 2, 4} is refused with the valid values, before a
     expectOH(() => fixedBudgetPolicy(pl, m, PJ_GEO, 2, 8 as LatentSteps), "policy 'orderhead R=8 top-2' (R)", '0, 1, 2, 4');
     expectOH(() => routerTrainConfig('smoke', { latentSteps: 3 as LatentSteps }), 'router.latentSteps', '0, 1, 2, 4');
     // The R curriculum checks every R before its first stage trains: no R = 1 run folder appears for [1, 3].
-    expectOH(() => trainLatentCurriculum(root, 'stage4', p.cfg, p.data, p.grid, pl, [1, 3 as LatentSteps]), 'trainLatentCurriculum(steps)', 'R = 3', '0, 1, 2, 4');
+    expectOH(() => trainLatentCurriculum(root, 'stage4', p.cfg, p.data, p.grid, pl, [1, 3 as LatentSteps]), 'trainLatentCurriculum(latentSteps)', 'R = 3', '0, 1, 2, 4');
   });
   assert.equal(tf.memory().numTensors, before);
   disposePlanner(pl);

@@ -180,23 +180,23 @@ export function metricsRowsForTable(rows: readonly MetricsRow[]): Record<string,
 }
 
 /**
- * Stage 4: the R curriculum. For each R in `steps` (default 1, 2, 4), train
+ * Stage 4: the R curriculum. For each R in `latentSteps` (default 1, 2, 4), train
  * a planner with R latent steps initialised from the previous stage's best
  * planner (the first from `init`, the Stage 3 R = 0 planner), same loss.
  * Run folders `<root>/<prefix>-R<R>`. Returns each stage's result, in order;
  * the caller disposes the planners.
  */
 export function trainLatentCurriculum(root: string, prefix: string, cfg: PlannerTrainConfig, data: PlannerData,
-  grid: { blocksY: number; blocksX: number; numClasses: number }, init: Planner, steps: readonly LatentSteps[] = [1, 2, 4],
+  grid: { blocksY: number; blocksX: number; numClasses: number }, init: Planner, latentSteps: readonly LatentSteps[] = [1, 2, 4],
   onStep?: (R: LatentSteps, step: number, m: { loss: number; valLoss?: number; valTop1?: number }) => void): { R: LatentSteps; result: TrainPlannerResult }[] {
   const out: { R: LatentSteps; result: TrainPlannerResult }[] = [];
   let prev = init;
   // Every R is checked before the first stage trains: a bad value late in the list would otherwise surface after hours.
-  for (const R of steps) {
-    checkLatentSteps(R, 'trainLatentCurriculum(steps)');
-    ensure(R > 0, `the curriculum steps must be R > 0 (got ${R}); R = 0 is Stage 3`, 'trainLatentCurriculum(steps)', 'pass e.g. [1, 2, 4]');
+  for (const R of latentSteps) {
+    checkLatentSteps(R, 'trainLatentCurriculum(latentSteps)');
+    ensure(R > 0, `the curriculum's R values must be > 0 (got ${R}); R = 0 is Stage 3`, 'trainLatentCurriculum(latentSteps)', 'pass e.g. [1, 2, 4]');
   }
-  for (const R of steps) {
+  for (const R of latentSteps) {
     const result = trainPlanner(root, latentRunName(prefix, R), { ...cfg, planner: { ...cfg.planner, latentSteps: R } }, data, grid,
       { init: prev, onStep: onStep ? (s, m) => onStep(R, s, m) : undefined });
     out.push({ R, result });
