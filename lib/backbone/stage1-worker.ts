@@ -19,7 +19,7 @@ async function main() {
   const { job, backend } = workerData as { job: Stage1Job; backend: BackendChoice };
   const post = (m: Stage1WorkerMessage) => parentPort!.postMessage(m);
   try {
-    await initBackend({ force: backend, quiet: true });
+    await initBackend({ force: backend, quiet: true, threads: 1 }); // one engine per core: the arms share the machine
     const res = trainStage1(job.root, job.name, job.cfg, job.data, job.model, {
       maxSteps: job.maxSteps,
       onStep: (step, metrics) => post({ type: 'step', step, metrics }),

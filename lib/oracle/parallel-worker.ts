@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   const job = workerData as OracleWorkerJob;
   const post = (m: OracleWorkerMessage) => parentPort!.postMessage(m);
   try {
-    await initBackend({ force: job.backend, quiet: true });
+    await initBackend({ force: job.backend, quiet: true, threads: 1 }); // one engine per core: the shards share the machine
     const bar = (): Progress => {
       let count = 0;
       return {

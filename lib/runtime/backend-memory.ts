@@ -16,8 +16,10 @@ export interface WasmModule {
   HEAPF32: Float32Array;
   cwrap(name: string, ret: null, args: string[]): (...a: unknown[]) => void;
   tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
-  /** The module's exports; `memory` is the heap's WebAssembly.Memory. */
+  /** The module's exports; `memory` is the heap's WebAssembly.Memory (single-threaded engine). */
   asm?: { memory?: WebAssembly.Memory };
+  /** The heap of the threaded engine (shared memory, imported by the module rather than exported). */
+  wasmMemory?: WebAssembly.Memory;
 }
 export interface WasmBackend {
   wasm: WasmModule;
@@ -32,10 +34,20 @@ export interface CpuBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
 }
 
+/** The engine's heap: exported by the single-threaded module, shared and imported in the threaded one. */
+export function wasmHeap(backend: WasmBackend): WebAssembly.Memory | undefined {
+  return backend.wasm.wasmMemory ?? backend.wasm.asm?.memory;
+}
+
+/** The heap's current buffer (a SharedArrayBuffer in the threaded engine, whose HEAPU8 view is refreshed lazily after a growth). */
+export function heapBuffer(backend: WasmBackend): ArrayBufferLike {
+  return wasmHeap(backend)?.buffer ?? backend.wasm.HEAPU8.buffer;
+}
+
 /** Float32 view of a tensor living on the wasm heap (valid until the next allocation). */
 export function heapF32(backend: WasmBackend, t: tf.TensorInfo): Float32Array {
   const { memoryOffset } = backend.dataIdMap.get(t.dataId);
-  return new Float32Array(backend.wasm.HEAPU8.buffer, memoryOffset, tf.util.sizeFromShape(t.shape));
+  return new Float32Array(heapBuffer(backend), memoryOffset, tf.util.sizeFromShape(t.shape));
 }
 
 /** The float32 storage of a cpu-backend tensor (no copy). */

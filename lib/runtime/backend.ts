@@ -5,6 +5,11 @@
  * Order: `tensorflow` via tfjs-node-gpu (CUDA), `tensorflow` via tfjs-node
  * (libtensorflow on the CPU), `wasm` (XNNPACK, with our training kernels),
  * `cpu` (plain JS, the reference). `ORDERHEAD_BACKEND` forces one.
+ *
+ * The wasm engine runs XNNPACK's thread pool on every core (wasm-threads.ts);
+ * `ORDERHEAD_THREADS=1` selects the single-threaded engine. Engines on worker
+ * threads (Stage 1 arms, oracle shards) pass `threads: 1`: several pools on
+ * two cores would only oversubscribe them.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, oneOf } from './errors';
 import { registerWasmTrainingKernels } from './wasm-kernels';
 import { registerTrainingGradients } from './gradients';
+import { requestedThreads, setThreadedWasmBackend } from './wasm-threads';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -27,6 +33,8 @@ export interface BackendReport {
   skipped: { kind: BackendKind; reason: string }[];
   /** Whether the choice was forced by ORDERHEAD_BACKEND. */
   forced: boolean;
+  /** Threads of the engine's matrix kernels (wasm: XNNPACK's pool; 1 elsewhere, where the backend schedules its own). */
+  threads: number;
   tfjsVersion: string;
   /** One line for humans. */
   summary: string;
@@ -39,6 +47,8 @@ const NODE_PACKAGE: Partial<Record<BackendKind, string>> = {
 };
 
 let current: BackendReport | null = null;
+/** Threads of the wasm engine once it exists (it cannot change within a process). */
+let wasmThreads = 1;
 
 /**
  * Try to load a native tfjs-node binding; return the reason it cannot be used,
@@ -66,7 +76,7 @@ function loadNative(kind: 'tensorflow-gpu' | 'tensorflow'): string | null {
   return tf.findBackendFactory('tensorflow') ? null : `${pkg} loaded but did not register the tensorflow backend`;
 }
 
-async function activate(kind: BackendKind): Promise<string | null> {
+async function activate(kind: BackendKind, threads: number): Promise<string | null> {
   try {
     if (kind === 'tensorflow-gpu' || kind === 'tensorflow') {
       const why = loadNative(kind);
@@ -76,6 +86,10 @@ async function activate(kind: BackendKind): Promise<string | null> {
     if (kind === 'wasm') {
       require('@tensorflow/tfjs-backend-wasm');
       registerWasmTrainingKernels();
+      if (threads > 1) {
+        wasmThreads = await setThreadedWasmBackend(threads);
+        return null;
+      }
       return (await tf.setBackend('wasm')) ? null : 'the wasm module failed to initialise';
     }
     return (await tf.setBackend('cpu')) ? null : 'the cpu backend failed to initialise';
@@ -93,8 +107,9 @@ export function requestedBackend(env: NodeJS.ProcessEnv = process.env): BackendC
  * Pick and activate the fastest available backend (or the forced one).
  * Idempotent: a second call returns the first call's report unless `force` differs.
  */
-export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean } = {}): Promise<BackendReport> {
+export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean; threads?: number } = {}): Promise<BackendReport> {
   const choice = opts.force ?? requestedBackend();
+  const threads = opts.threads ?? requestedThreads();
   registerTrainingGradients();
   if (current && (choice === 'auto' || choice === current.kind)) return current;
   // PROD silences tfjs's advert for tfjs-node on first use in Node; our report says it better.
@@ -103,7 +118,7 @@ export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean
   const candidates = choice === 'auto' ? ORDER : [choice];
   let chosen: BackendKind | null = null;
   for (const kind of candidates) {
-    const why = await activate(kind);
+    const why = await activate(kind, threads);
     if (why === null) { chosen = kind; break; }
     skipped.push({ kind, reason: why });
   }
@@ -116,13 +131,15 @@ export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean
   }
   const forced = choice !== 'auto';
   const why = skipped.length ? ` (skipped: ${skipped.map((s) => `${s.kind}: ${s.reason}`).join('; ')})` : '';
+  const engineThreads = chosen === 'wasm' ? wasmThreads : 1;
   current = {
     kind: chosen,
     tfBackend: tf.getBackend(),
     skipped,
     forced,
+    threads: engineThreads,
     tfjsVersion: tf.version.tfjs,
-    summary: `backend ${chosen}${forced ? ' (forced by ORDERHEAD_BACKEND)' : ''}${why}`,
+    summary: `backend ${chosen}${chosen === 'wasm' ? ` (${engineThreads} thread${engineThreads === 1 ? '' : 's'})` : ''}${forced ? ' (forced by ORDERHEAD_BACKEND)' : ''}${why}`,
   };
   if (!opts.quiet) console.log(current.summary);
   return current;

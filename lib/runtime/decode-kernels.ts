@@ -23,7 +23,7 @@
  * elsewhere. Checked against the plain ops in tests/decode.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { CpuBackend, cpuF32, hasLocalMemory, heapF32, localF32, WasmBackend } from './backend-memory';
+import { CpuBackend, cpuF32, hasLocalMemory, heapF32, localF32, WasmBackend, wasmHeap } from './backend-memory';
 import { simdRows } from './wasm-simd';
 
 export const DECODE_ATTENTION = 'OrderHeadDecodeAttention';
@@ -164,7 +164,7 @@ export function setDecodeSimd(on: boolean): void {
 /** Whether the wasm decode attention runs the SIMD loops here. */
 export function decodeSimdAvailable(): boolean {
   const be = tf.backend() as unknown as WasmBackend;
-  return tf.getBackend() === 'wasm' && simdRows(be.wasm.asm?.memory, 4) !== null;
+  return tf.getBackend() === 'wasm' && simdRows(wasmHeap(be), 4) !== null;
 }
 
 /** Register the decode kernels for wasm and cpu (idempotent). */
@@ -189,7 +189,7 @@ export function registerDecodeKernels(): void {
       const { q, k, v } = args.inputs as { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo };
       const a = args.attrs as unknown as DecodeAttentionAttrs;
       const { B, Bk, H, S, hd } = shapes(q, k, a);
-      const simd = simdEnabled ? simdRows(be.wasm.asm?.memory, hd) : null;
+      const simd = simdEnabled ? simdRows(wasmHeap(be), hd) : null;
       if (!simd) return jsWasm(args);
       const out = be.makeOutput([B, H, hd], 'float32');
       const scratch = be.makeOutput([a.n], 'float32');

@@ -20,7 +20,7 @@
  * tests/wasm-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { heapF32, WasmBackend } from './backend-memory';
+import { heapBuffer, heapF32, WasmBackend } from './backend-memory';
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
 
@@ -159,7 +159,7 @@ function unsortedSegmentSum({ inputs, backend: be, attrs }: KernelArgs): tf.Tens
   o.fill(0);
   const xs = heapF32(backend, x);
   const si = backend.dataIdMap.get(segmentIds.dataId);
-  const ids = new Int32Array(backend.wasm.HEAPU8.buffer, si.memoryOffset, nIds);
+  const ids = new Int32Array(heapBuffer(backend), si.memoryOffset, nIds);
   for (let r = 0; r < nIds; r++) {
     const s = ids[r];
     if (s < 0 || s >= numSegments) continue; // tf semantics: out-of-range ids are dropped
@@ -218,7 +218,7 @@ function conv2DBackpropFilter({ inputs, backend: be, attrs }: KernelArgs): tf.Te
     }
     const dyInfo = backend.dataIdMap.get(dy.dataId);
     const dyRows = backend.makeOutput([rows, outChannels], 'float32');
-    const dyAll = new Float32Array(backend.wasm.HEAPU8.buffer, dyInfo.memoryOffset, totalRows * outChannels);
+    const dyAll = new Float32Array(heapBuffer(backend), dyInfo.memoryOffset, totalRows * outChannels);
     heapF32(backend, dyRows).set(dyAll.subarray(r0 * outChannels, (r0 + rows) * outChannels));
     const part = batchMatMul({ inputs: { a: patches, b: dyRows }, backend, attrs: { transposeA: true, transposeB: false } });
     backend.disposeData(patches.dataId);
@@ -253,7 +253,7 @@ function makeGatherV2(original: tf.KernelFunc) {
     }
     const rows = x.shape[0], row = tf.util.sizeFromShape(x.shape.slice(1)), n = tf.util.sizeFromShape(indices.shape);
     const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
-    const buf = backend.wasm.HEAPU8.buffer;
+    const buf = heapBuffer(backend);
     const view = (t: tf.TensorInfo, size: number) => {
       const off = backend.dataIdMap.get(t.dataId).memoryOffset;
       return t.dtype === 'int32' ? new Int32Array(buf, off, size) : new Float32Array(buf, off, size);

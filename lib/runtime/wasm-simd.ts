@@ -117,12 +117,17 @@ function wsumBody(U: number): number[] {
 /** Unroll factors compiled: each function pair `scores<U>` / `wsum<U>` needs hd % (4·U) == 0. */
 const UNROLLS = [1, 2, 4] as const;
 
-function moduleBytes(): Uint8Array {
+/**
+ * The module, importing the engine's heap: a plain memory (flags 0x00, min 1
+ * page) or, for the threaded engine, a shared one (flags 0x03: shared, with a
+ * maximum, which must be at least the heap's: 65536 pages = 4 GiB).
+ */
+function moduleBytes(shared: boolean): Uint8Array {
   const bodies = UNROLLS.flatMap((U) => [scoresBody(U), wsumBody(U)]);
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec([[0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [F32]]), 0x00], [0x60, ...vec([[I32], [I32], [I32], [I32], [I32]]), 0x00]])),
-    ...section(2, vec([[...str('env'), ...str('memory'), 0x02, 0x00, 0x01]])), // memory, min 1 page, no max
+    ...section(2, vec([[...str('env'), ...str('memory'), 0x02, ...(shared ? [0x03, 0x01, ...uleb(65536)] : [0x00, 0x01])]])),
     ...section(3, vec(UNROLLS.flatMap(() => [[0], [1]]))),
     ...section(7, vec(UNROLLS.flatMap((U, i) => [[...str(`scores${U}`), 0x00, 2 * i], [...str(`wsum${U}`), 0x00, 2 * i + 1]]))),
     ...section(10, vec(bodies.map((b) => [...uleb(b.length), ...b]))),
@@ -142,7 +147,7 @@ export interface SimdRows {
 
 type Exports = Record<string, ScoresFn | WsumFn>;
 
-let compiled: WebAssembly.Module | null | undefined;
+const compiled = new Map<boolean, WebAssembly.Module | null>();
 const instances = new WeakMap<WebAssembly.Memory, Exports>();
 
 /**
@@ -151,14 +156,16 @@ const instances = new WeakMap<WebAssembly.Memory, Exports>();
  */
 export function simdRows(memory: WebAssembly.Memory | undefined, hd: number): SimdRows | null {
   if (!memory || hd % 4 !== 0) return null;
-  if (compiled === undefined) {
-    const bytes = moduleBytes();
-    compiled = WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  if (!compiled.has(shared)) {
+    const bytes = moduleBytes(shared);
+    compiled.set(shared, WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null);
   }
-  if (!compiled) return null;
+  const mod = compiled.get(shared);
+  if (!mod) return null;
   let inst = instances.get(memory);
   if (!inst) {
-    inst = new WebAssembly.Instance(compiled, { env: { memory } }).exports as unknown as Exports;
+    inst = new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as Exports;
     instances.set(memory, inst);
   }
   const U = [...UNROLLS].reverse().find((u) => hd % (4 * u) === 0)!;
