@@ -7,10 +7,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
 import { PJ_GEO, PJ_MODEL, PJ_PLANNER, PJ_SHAPE, tinyBackbone } from './fixtures/planner-jobs';
-import {} from '../lib/backbone/config';
 import { GPT } from '../lib/backbone/gpt';
 import { loadBackbone } from '../lib/backbone/stage1';
-import {} from '../lib/order';
 import { loadCheckpoint } from '../lib/runtime/checkpoint';
 import { rng } from '../lib/runtime/seed';
 import {

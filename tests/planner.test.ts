@@ -6,7 +6,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { throwsOH, useWasm } from './helpers';
-import {} from '../lib/backbone/config';
 import { forward, GPT, sharedOrder, tokensInOrder } from '../lib/backbone/gpt';
 import { nllUnderPolicy } from '../lib/backbone/nll';
 import { blockCells, blockGeometry, rollOutOrder, validateBlockOrder } from '../lib/order';

@@ -10,7 +10,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
-import {} from '../lib/runtime/errors';
 import { decodeSafetensors, encodeSafetensors, readSafetensors, SafeTensor } from '../lib/runtime/safetensors';
 import { appendJsonLine, readJsonLines, writeFileAtomic } from '../lib/runtime/atomic';
 import { checkpointName, diffConfig, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../lib/runtime/checkpoint';

@@ -10,6 +10,7 @@ import { forward, GPT, tokenNll, tokensInOrder, DecodeOrder } from './gpt';
 import { checkTokenIds, seqLen } from './config';
 import { OrderHeadError } from '../runtime/errors';
 import { BlockGeometry, cellsOfBlockOrder, OrderPolicy, rollOutOrder } from '../order';
+import { teacherForcedContexts } from './decoding-context';
 
 export interface NllResult {
   /** Per image: total NLL in nats (sum over its T tokens). */
@@ -90,7 +91,14 @@ export async function nllUnderPolicy(m: GPT, grids: Int32Array, classes: Int32Ar
   batch = 64): Promise<NllResult & { blockOrders: number[][] }> {
   const T = seqLen(m.cfg), N = classes.length;
   const tokens = Array.from({ length: N }, (_, i) => grids.subarray(i * T, (i + 1) * T));
-  const blockOrders = await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes) });
+  // The policy reads the backbone's states of the true tokens revealed so far from a KV cache (decoding-context.ts).
+  const decoder = policy.readsContext ? teacherForcedContexts(m, geo, grids, classes) : undefined;
+  let blockOrders: number[][];
+  try {
+    blockOrders = await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes), contexts: decoder && ((states) => decoder.contexts(states)) });
+  } finally {
+    decoder?.dispose();
+  }
   const cells = new Int32Array(N * T);
   blockOrders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
   return { ...exactNll(m, grids, classes, cells, batch), blockOrders };

@@ -10,6 +10,7 @@
  * this order-policy interface.
  */
 import * as tf from '@tensorflow/tfjs';
+import { BlockHiddenSums, DecodingContext } from './decoding-context';
 import { decodeStep, disposeCache, emptyCache, extend, ForwardOut, GPT } from './gpt';
 import { checkTokenIds, seqLen } from './config';
 import { BlockGeometry, blockCells, checkPolicyChoice, emptyState, OrderPolicy, PolicyState, reveal } from '../order';
@@ -182,12 +183,15 @@ export async function sampleImages(m: GPT, opts: SampleOptions): Promise<SampleR
     tf.dispose([full.logits, full.hidden]);
     return res;
   };
-  let lastHidden: Float32Array | null = null;
+  // What the planner reads from the decoded slots (decoding-context.ts); only the cached decoder has them.
+  const sums = cached && policy.readsContext ? new BlockHiddenSums(B, geo, m.cfg.dModel) : null;
   let t = 0;
   try {
     for (let k = 0; k < geo.numBlocks; k++) {
-      states = states.map((st, i) => ({ ...st, tokens: tokens.subarray(i * T, (i + 1) * T),
-        context: lastHidden ? { hidden: lastHidden.subarray(i * m.cfg.dModel, (i + 1) * m.cfg.dModel) } : undefined }));
+      states = states.map((st, i) => {
+        const context: DecodingContext | undefined = sums && t > 0 ? { model: m, cache, row: i, blockHidden: sums.row(i) } : undefined;
+        return { ...st, tokens: tokens.subarray(i * T, (i + 1) * T), context };
+      });
       const chosen = await policy.nextBlocks(states);
       if (chosen.length !== B) {
         throw new OrderHeadError(`returned ${chosen.length} blocks for ${B} images`, `policy '${policy.name}'`, 'return one block per state');
@@ -203,7 +207,7 @@ export async function sampleImages(m: GPT, opts: SampleOptions): Promise<SampleR
           return tf.add(uncond, tf.mul(tf.sub(cond, uncond), s));
         });
         const lv = logits.dataSync() as Float32Array;
-        if (j === geo.tokensPerBlock - 1) lastHidden = (out.hidden.dataSync() as Float32Array).slice(0, B * m.cfg.dModel);
+        sums?.add(out.hidden.dataSync(), inCell.subarray(0, B));
         tf.dispose([out.logits, out.hidden, logits]);
         for (let b = 0; b < B; b++) {
           const cell = tgtCell[b];

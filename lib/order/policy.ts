@@ -35,6 +35,8 @@ export interface OrderPolicy {
    * evaluation (evaluateSettings with a cacheDir) keys its cache on it.
    */
   readonly fingerprint?: string;
+  /** Optional: the policy reads `context` (a decoder's cached backbone states); decoders fill it only then. */
+  readonly readsContext?: boolean;
   /** The next block for each state, in the same order as `states`; never a visible block. */
   nextBlocks(states: readonly PolicyState[]): number[] | Promise<number[]>;
 }
@@ -233,6 +235,8 @@ export interface RollOutOptions {
   tokens?: Int32Array[];
   /** Class label per sample. */
   classIds?: number[];
+  /** Before each planning step: a decoder's context per state (PolicyState.context), e.g. teacher-forced backbone states. */
+  contexts?: (states: readonly PolicyState[]) => readonly unknown[];
 }
 
 /**
@@ -276,6 +280,10 @@ export async function rollOutOrder(
     return s;
   });
   for (let step = 0; step < geo.numBlocks && n > 0; step++) {
+    if (opts.contexts) {
+      const ctx = opts.contexts(states);
+      states = states.map((s, i) => ({ ...s, context: ctx[i] }));
+    }
     const choices = await policy.nextBlocks(states);
     ensure(
       Array.isArray(choices) && choices.length === n,

@@ -15,9 +15,8 @@ import { ensure } from '../runtime/errors';
 import { weightsFingerprint } from '../runtime/checkpoint';
 import { BlockGeometry, checkPolicyChoice, OrderPolicy } from '../order';
 import { GPT } from '../backbone/gpt';
-import { plannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, plannerForward, plannerInputs, PlannerOutput } from './orderhead';
-import { featureItems } from './policy';
+import { policyFeatures } from './policy';
 import { checkBudgetSet } from './budget-set';
 import { chooseBudgets, Router, routerForward, routerInputs } from './router';
 import { ranked } from './router-target';
@@ -57,6 +56,7 @@ function queuedPolicy(name: string, pl: Planner, backbone: GPT, geo: BlockGeomet
     name,
     /** Planner weights, R and how k is chosen (router weights or the fixed k), read when asked (an evaluation cache key). */
     get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R} ${chooser()}`; },
+    readsContext: true,
     nextBlocks(states) {
       const seen = new Set<number>();
       for (const s of states) {
@@ -73,7 +73,7 @@ function queuedPolicy(name: string, pl: Planner, backbone: GPT, geo: BlockGeomet
         return q.length === 0;
       });
       if (need.length) {
-        const f = plannerFeatures(backbone, geo, featureItems(need, name));
+        const f = policyFeatures(backbone, geo, need, name);
         const remaining = Int32Array.from(need, (s) => nb - s.sequence.length);
         let k: number[] = [];
         const p = tf.tidy(() => {

@@ -35,7 +35,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensure } from '../runtime/errors';
 import { BlockGeometry, blockCells, cellBlock } from '../order';
-import { emptyCache, extend, GPT } from '../backbone/gpt';
+import { emptyCache, extend, GPT, KVCache } from '../backbone/gpt';
+import { DecodingContext } from '../backbone/decoding-context';
 
 /** One state to read: the image's tokens (only visible ones are used), its class and the visible blocks in reveal order. */
 export interface FeatureItem {
@@ -200,6 +201,68 @@ export function plannerFeatures(m: GPT, geo: BlockGeometry, items: readonly Feat
       onBatch?.(done, N);
     }
   }
+  return out;
+}
+
+/**
+ * The same features of states whose prefix a decoder has already run
+ * (lib/backbone/decoding-context.ts): the visible blocks come from the
+ * decoded slots' hidden states, and one pass over the cache runs only the
+ * unseen blocks' query slots (each sees the cached prefix and itself). All
+ * states share one cache and one |S| (the decoders move in lockstep).
+ * Equal to `plannerFeatures` up to float rounding (tests/cached-features.test.ts).
+ */
+export function contextFeatures(m: GPT, geo: BlockGeometry, items: readonly FeatureItem[], contexts: readonly DecodingContext[]): PlannerFeatures {
+  const B = items.length, nb = geo.numBlocks, d = m.cfg.dModel, tpb = geo.tokensPerBlock;
+  const s = items[0].visible.length, n = s * tpb, k = nb - s, Q = k * tpb;
+  const cache = contexts[0].cache;
+  items.forEach((it, i) => {
+    checkItem(geo, it, i);
+    ensure(it.visible.length === s && s > 0 && contexts[i].cache === cache && cache.length === n,
+      `state ${i} has ${it.visible.length} visible blocks and a cache of ${contexts[i].cache.length} slots; the group needs |S| = ${s} > 0 and one cache of ${n} slots`,
+      'contextFeatures', 'pass states of one decoder step (sampleImages and nllUnderPolicy fill them), or use plannerFeatures');
+  });
+  const queries = items.map((it) => { const v = new Set(it.visible); return Array.from({ length: nb }, (_, b) => b).filter((b) => !v.has(b)); });
+  const lastCell = items.map((it) => blockCells(geo, it.visible[s - 1])[tpb - 1]); // c_n: the queries' shared input
+  const inputs = new Int32Array(B * Q), inCells = new Int32Array(B * Q), tgtCells = new Int32Array(B * Q);
+  items.forEach((it, b) => queries[b].forEach((u, j) => blockCells(geo, u).forEach((c, t) => {
+    const slot = b * Q + j * tpb + t;
+    inputs[slot] = it.tokens[lastCell[b]]; inCells[slot] = lastCell[b]; tgtCells[slot] = c;
+  })));
+  const mask = new Float32Array(Q * Q).fill(-1e9); // each query sees the prefix and itself only
+  for (let i = 0; i < Q; i++) mask[i * Q + i] = 0;
+  const [h, e] = tf.tidy(() => {
+    const rows = tf.tensor1d(contexts.map((c) => c.row), 'int32');
+    const pick = (t: tf.Tensor4D) => tf.gather(tf.slice(t, [0, 0, 0, 0], [t.shape[0], t.shape[1], n, t.shape[3]]), rows) as tf.Tensor4D; // [B, H, n, hd]
+    const sub: KVCache = { k: cache.k.map(pick), v: cache.v.map(pick), length: n, capacity: 0 };
+    const out = extend(m, sub, { B, L: Q, inputs, inCells, tgtCells, mask }, false);
+    return [out.hidden, entropyOf(out.logits)];
+  });
+  const hq = h.dataSync() as Float32Array, eq = e.dataSync() as Float32Array; // [B*Q, d], [B*Q]
+  tf.dispose([h, e]);
+  const out: PlannerFeatures = {
+    n: B, numBlocks: nb, dim: d, hidden: new Float32Array(B * nb * d), entropy: new Float32Array(B * nb), blockEntropy: new Float32Array(B * nb),
+    visible: new Uint8Array(B * nb), classId: Int32Array.from(items, (it) => it.classId),
+  };
+  items.forEach((it, b) => {
+    const bh = contexts[b].blockHidden;
+    for (const v of it.visible) {
+      out.visible[b * nb + v] = 1;
+      for (let x = 0; x < d; x++) out.hidden[(b * nb + v) * d + x] = bh[v * d + x] / tpb;
+    }
+    const last = (b * nb + it.visible[s - 1]) * d; // the queries together count as the one slot of x[c_n]
+    queries[b].forEach((u, j) => {
+      for (let t = 0; t < tpb; t++) {
+        const q = b * Q + j * tpb + t;
+        for (let x = 0; x < d; x++) {
+          out.hidden[(b * nb + u) * d + x] += hq[q * d + x] / tpb;
+          out.hidden[last + x] += hq[q * d + x] / (Q * tpb);
+        }
+        out.blockEntropy[b * nb + u] += eq[q];
+      }
+      out.entropy[b * nb + u] = eq[b * Q + j * tpb];
+    });
+  });
   return out;
 }
 

@@ -9,7 +9,8 @@
 import { ensure } from '../runtime/errors';
 import { BlockGeometry, checkPolicyChoice, OrderPolicy, PolicyState } from '../order';
 import { GPT } from '../backbone/gpt';
-import { FeatureItem, plannerFeatures } from './features';
+import { contextFeatures, FeatureItem, PlannerFeatures, plannerFeatures } from './features';
+import { DecodingContext, decodingContext } from '../backbone/decoding-context';
 import { checkLatentSteps, LatentSteps, Planner, plannerProbs } from './orderhead';
 import { weightsFingerprint } from '../runtime/checkpoint';
 
@@ -20,6 +21,18 @@ export function featureItems(states: readonly PolicyState[], name: string): Feat
       `policy '${name}'`, 'pass states from sampleImages or nllUnderPolicy, which fill tokens and classId');
     return { tokens: s.tokens!, classId: s.classId!, visible: s.sequence };
   });
+}
+
+/**
+ * The planner's features of policy states: from the decoder's cache when it
+ * filled one for this backbone (decoding-context.ts: only the unseen blocks'
+ * queries run), else one full backbone pass over each visible prefix.
+ */
+export function policyFeatures(backbone: GPT, geo: BlockGeometry, states: readonly PolicyState[], name: string): PlannerFeatures {
+  const items = featureItems(states, name);
+  const contexts = states.map((s) => decodingContext(s, backbone));
+  const cached = states.length > 0 && contexts.every((c, i) => c !== undefined && c.cache === contexts[0]!.cache && c.cache.length === states[i].sequence.length * geo.tokensPerBlock && states[i].sequence.length > 0);
+  return cached ? contextFeatures(backbone, geo, items, contexts as DecodingContext[]) : plannerFeatures(backbone, geo, items);
 }
 
 /** Argmax of `scores` [n, nb] over the blocks not visible in each state. */
@@ -42,9 +55,9 @@ export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R:
     name,
     /** The planner's weights and R, read when asked (an evaluation cache key). */
     get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R}`; },
+    readsContext: true,
     nextBlocks(states) {
-      const f = plannerFeatures(backbone, geo, featureItems(states, name));
-      const probs = plannerProbs(pl, f, undefined, R);
+      const probs = plannerProbs(pl, policyFeatures(backbone, geo, states, name), undefined, R);
       const out = argmaxUnseen(states, probs, geo.numBlocks);
       states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
       return out;
@@ -57,9 +70,9 @@ export function entropyPolicy(backbone: GPT, geo: BlockGeometry): OrderPolicy {
   const name = 'highest entropy';
   return {
     name,
+    readsContext: true,
     nextBlocks(states) {
-      const f = plannerFeatures(backbone, geo, featureItems(states, name));
-      const out = argmaxUnseen(states, f.entropy, geo.numBlocks);
+      const out = argmaxUnseen(states, policyFeatures(backbone, geo, states, name).entropy, geo.numBlocks);
       states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
       return out;
     },
