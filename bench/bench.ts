@@ -12,6 +12,9 @@
  *    it (the whole prefix recomputed for every token), and PyTorch's own
  *    KV-cache sampler loaded with our weights (it first checks that its
  *    logits equal ours, teacher-forced);
+ * 2b. planner-driven sampling (`small`, R = 1) at batch 1 and 64 against
+ *    random-block sampling of the same model, with the planner reading the
+ *    sampler's KV cache and, for comparison, recomputing every prefix;
  * 3. oracle labelling (`small`): the fast path against the plain reference,
  *    both readings (bench/oracle-bench.ts), and an oracle dataset built on
  *    2 worker threads against 1 (lib/oracle/parallel.ts).
@@ -22,7 +25,7 @@
  * Other processes share this machine: ratios within one invocation are what
  * count; the load average is recorded at the start and the end.
  *
- * Env: BENCH_ONLY (comma list of train, sample, oracle, parallel; default all),
+ * Env: BENCH_ONLY (comma list of train, sample, planner, oracle, parallel; default all),
  * BENCH_TRAIN_SIZES (default small,bench), BENCH_STEPS (default 3),
  * BENCH_MICRO (default 16), BENCH_TORCH_THREADS (thread counts PyTorch runs
  * with, default 1,2; the best is the reference), BENCH_TORCH_UNCACHED=1 (also
@@ -38,7 +41,8 @@ import { initBackend } from '../lib/runtime/backend';
 import { gptConfig, GPTConfig, seqLen } from '../lib/backbone/config';
 import { createGPT, forward, lmLoss, numParams, rasterOrder, tokensInOrder } from '../lib/backbone/gpt';
 import { sampleImages } from '../lib/backbone/sampler';
-import { blockGeometry, rasterPolicy } from '../lib/order';
+import { blockGeometry, OrderPolicy, randomPolicy, rasterPolicy } from '../lib/order';
+import { createPlanner, LatentSteps, PLANNER_DEFAULTS, plannerPolicy } from '../lib/planner';
 import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
@@ -149,6 +153,39 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
     const s = Math.min(...t.seconds);
     return { batch: B, cached, repeats, seconds: t.seconds, medianSeconds: median(t.seconds), bestSeconds: s, tokensPerSecond: B * T / s,
       cpuSecondsTimed: t.cpuSeconds, leaked, topKernels: kernels };
+  },
+
+  /**
+   * Planner-driven sampling against random-block sampling of the same `small`
+   * model at one batch size: the planner (R = o.R) reading the sampler's KV
+   * cache (only the unseen blocks' queries run per planning step), the same
+   * planner recomputing every visible prefix (`readsContext` hidden), and a
+   * random block order.
+   */
+  async 'planner-sample'(o) {
+    const cfg = gptConfig('small');
+    const B = o.batch as number, repeats = o.repeats as number;
+    const m = createGPT(cfg, 0);
+    const T = seqLen(cfg);
+    const geo = blockGeometry({ gridH: cfg.gridH, gridW: cfg.gridW, blockH: 2, blockW: 2 });
+    const pl = createPlanner({ ...PLANNER_DEFAULTS, latentSteps: o.R as LatentSteps },
+      { numBlocks: geo.numBlocks, blocksY: geo.blocksY, blocksX: geo.blocksX, backboneDim: cfg.dModel, numClasses: cfg.numClasses });
+    const cached = plannerPolicy(pl, m, geo);
+    const policies: Record<string, OrderPolicy> = {
+      random: randomPolicy(geo, 0),
+      'planner, cached': cached,
+      'planner, full prefix': { name: 'planner, full prefix', nextBlocks: (st) => cached.nextBlocks(st) }, // no readsContext: no cache handed over
+    };
+    const classes = new Int32Array(B).map((_, i) => i % cfg.numClasses);
+    const out: Record<string, unknown> = { batch: B, R: o.R };
+    for (const [name, policy] of Object.entries(policies)) {
+      const run = () => sampleImages(m, { classes, policy, geometry: geo, seed: 0 });
+      await run(); // warm-up
+      const before = tf.memory().numTensors;
+      const t = await timedRuns(repeats, run);
+      out[name] = { seconds: t.seconds, bestSeconds: Math.min(...t.seconds), tokensPerSecond: B * T / Math.min(...t.seconds), leaked: tf.memory().numTensors - before };
+    }
+    return out;
   },
 
   /** Oracle labelling: the fast path (both readings). */
@@ -293,16 +330,16 @@ type Goal = { goal: string; value: number | null; target: string; met: boolean |
 
 async function orchestrate(): Promise<void> {
   const backend = await initBackend({ quiet: true });
-  const only = (process.env.BENCH_ONLY ?? 'train,sample,oracle,parallel').split(',').map((s) => s.trim());
+  const only = (process.env.BENCH_ONLY ?? 'train,sample,planner,oracle,parallel').split(',').map((s) => s.trim());
   const trainSizes = (process.env.BENCH_TRAIN_SIZES ?? 'small,bench').split(',').map((s) => s.trim());
   const steps = Number(process.env.BENCH_STEPS ?? 3), micro = Number(process.env.BENCH_MICRO ?? 16);
   const torchThreads = (process.env.BENCH_TORCH_THREADS ?? '1,2').split(',').map(Number);
   const parImages = Number(process.env.BENCH_PARALLEL_IMAGES ?? 24);
   const ts = torchStatus();
-  const mach = { ...machine(), backend: backend.kind, torch: ts.version ?? null, blas: ts.blas ?? null };
+  const mach = { ...machine(), backend: backend.kind, threads: backend.threads, torch: ts.version ?? null, blas: ts.blas ?? null };
   const load0 = loadavg();
   const t0 = performance.now();
-  console.log(`OrderHead bench: ${mach.cpu}, ${mach.nproc} cores, node ${mach.node}, tfjs ${mach.tfjs} (${backend.kind}), PyTorch ${mach.torch ?? 'not installed'}; ` +
+  console.log(`OrderHead bench: ${mach.cpu}, ${mach.nproc} cores, node ${mach.node}, tfjs ${mach.tfjs} (${backend.kind}, ${backend.threads} thread${backend.threads === 1 ? '' : 's'}), PyTorch ${mach.torch ?? 'not installed'}; ` +
     `commit ${mach.commit}${mach.dirty ? ' (dirty)' : ''}; load average ${load0.join(' ')}`);
   if (ts.note) console.log(ts.note);
   const cases: Record<string, Child> = {};
@@ -392,6 +429,24 @@ async function orchestrate(): Promise<void> {
       }
     }
     lines.push('', checkDiff === null ? 'PyTorch model check: not run.' : `PyTorch model check (our weights, teacher-forced through its KV cache): max |logit difference| = ${checkDiff.toExponential(1)}`, '');
+  }
+
+  if (only.includes('planner')) {
+    console.error('planner-driven sampling against random blocks (small, 16 blocks of 2x2):');
+    lines.push('### Planner-driven sampling: `small`, 16 blocks of 2x2, planner width 64, R = 1; best of the repeats', '',
+      '| batch | random blocks: tokens/s | planner, cached: tokens/s | planner, full prefix: tokens/s | cached / random time | full prefix / random time | peak RSS (MB) |',
+      '|---:|---:|---:|---:|---:|---:|---:|');
+    for (const B of [1, BATCH]) {
+      const c = cases[`planner-sample-b${B}`] = ours('planner-sample', { batch: B, R: 1, repeats: B === 1 ? 2 : 2 }, `ours, planner sampling, batch ${B}`);
+      const r = R(c);
+      const sec = (k: string) => (r ? ((r[k] as Record<string, number>).bestSeconds) : NaN);
+      const tps = (k: string) => (r ? ((r[k] as Record<string, number>).tokensPerSecond) : NaN);
+      const cachedRatio = sec('planner, cached') / sec('random'), fullRatio = sec('planner, full prefix') / sec('random');
+      lines.push(`| ${B} | ${f(tps('random'))} | ${f(tps('planner, cached'))} | ${f(tps('planner, full prefix'))} | ${f(cachedRatio, 2)} | ${f(fullRatio, 2)} | ${f(r?.vmHwmMB)} |`);
+      goals.push({ goal: `planner-driven sampling time / random-block, batch ${B}`, value: Number.isFinite(cachedRatio) ? cachedRatio : null, target: '<= 1.5',
+        met: Number.isFinite(cachedRatio) ? cachedRatio <= 1.5 : null, note: Number.isFinite(fullRatio) ? `recomputing every prefix: ${fullRatio.toFixed(2)}x` : undefined });
+    }
+    lines.push('');
   }
 
   if (only.includes('oracle')) {
