@@ -10,7 +10,7 @@ import { gptConfig, seqLen } from '../lib/backbone/config';
 import { createGPT, disposeGPT, rasterOrder } from '../lib/backbone/gpt';
 import { exactNll, nllUnderPolicy } from '../lib/backbone/nll';
 import { sampleImages, sampleToken } from '../lib/backbone/sampler';
-import { loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1 } from '../lib/backbone/stage1';
+import { loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, trainStage1Parallel } from '../lib/backbone/stage1';
 import { blockGeometry, cellsOfBlockOrder, randomPolicy, rasterPolicy, validateBlockOrder } from '../lib/order';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { rng } from '../lib/runtime/seed';
@@ -163,4 +163,19 @@ test('NLL under a policy equals NLL under the fixed orders that policy produced'
   const raster = await nllUnderPolicy(m, grids, classes, rasterPolicy(geo), geo);
   assert.ok(Math.abs(raster.natsPerToken - viaPolicy.natsPerToken) > 1e-6, 'different orders should give different NLL');
   disposeGPT(m);
+});
+
+test('trainStage1Parallel: an arm that fails in its worker names the arm and the stage, stops the other, and a rerun resumes from the checkpoints', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(6);
+  const root = tmp();
+  const good = { name: 'good', cfg, model };
+  await assert.rejects(trainStage1Parallel(root, data, [good, { name: 'bad', cfg: { ...cfg, lr: Number.NaN }, model }]),
+    (e: unknown) => e instanceof OrderHeadError && e.message.includes('stage1 run bad (worker thread)') && e.message.includes('stage1.lr'));
+  const again = await trainStage1Parallel(root, data, [good]);
+  assert.equal(again[0].steps, 6);
+  const whole = trainStage1(tmp(), 'whole', cfg, data, model);
+  const a = loadBackbone(again[0].checkpoints.at(-1)!), b = whole.model;
+  for (const k of Object.keys(b.params)) assert.deepEqual(Array.from(a.params[k].dataSync()), Array.from(b.params[k].dataSync()), `${k} differs after the resumed rerun`);
+  disposeGPT(a); disposeGPT(b);
 });

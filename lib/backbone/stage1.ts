@@ -235,17 +235,26 @@ export interface ParallelStage1Job {
 export async function trainStage1Parallel(root: string, data: TokenData, jobs: ParallelStage1Job[]):
   Promise<{ runDir: string; steps: number; checkpoints: string[] }[]> {
   const backend = backendReport()?.kind ?? 'auto';
-  return Promise.all(jobs.map((job) => new Promise<{ runDir: string; steps: number; checkpoints: string[] }>((resolve, reject) => {
+  const workers: Worker[] = [];
+  const runArm = (job: ParallelStage1Job) => new Promise<{ runDir: string; steps: number; checkpoints: string[] }>((resolve, reject) => {
     const w = new Worker(path.join(__dirname, 'stage1-worker.js'), {
       workerData: { backend, job: { root, name: job.name, cfg: job.cfg, data, model: job.model, maxSteps: job.maxSteps } },
     });
+    workers.push(w);
+    const where = `stage1 run ${job.name} (worker thread)`;
+    const resume = 'run the stage again: it resumes from the last checkpoint of the run, which a failed step never touches';
+    let settled = false;
+    const fail = (err: OrderHeadError) => { if (!settled) { settled = true; reject(err); } };
     w.on('message', (m: { type: string; step?: number; metrics?: Record<string, number>; runDir?: string; steps?: number; checkpoints?: string[]; message?: string }) => {
       if (m.type === 'step') job.onStep?.(m.step!, m.metrics!);
-      else if (m.type === 'done') { resolve({ runDir: m.runDir!, steps: m.steps!, checkpoints: m.checkpoints! }); void w.terminate(); }
-      else if (m.type === 'error') { reject(new OrderHeadError(m.message!, `stage1 run ${job.name}`, 'see the message')); void w.terminate(); }
+      else if (m.type === 'done') { settled = true; resolve({ runDir: m.runDir!, steps: m.steps!, checkpoints: m.checkpoints! }); void w.terminate(); }
+      else if (m.type === 'error') { fail(new OrderHeadError(m.message!, where, `see the message; ${resume}`)); void w.terminate(); }
     });
-    w.on('error', (e) => reject(e));
-  })));
+    w.on('error', (e) => fail(new OrderHeadError(`the worker thread failed: ${e.message}`, where, resume)));
+    w.on('exit', (code) => fail(new OrderHeadError(`the worker thread exited (code ${code}) before finishing`, where, resume)));
+  });
+  // One arm failing stops the others: their last checkpoints stay, and a rerun resumes every arm.
+  return Promise.all(jobs.map((job) => runArm(job).catch((err) => { for (const w of workers) void w.terminate(); throw err; })));
 }
 
 /**

@@ -7,7 +7,7 @@
  *   step s   lr_s = warmup + cosine(s);  (loss, grads) = stage.step(s, lr_s)
  *   guard    a non-finite loss or gradient norm stops the run before any update: the last good checkpoint stays
  *   update   AdamW(grads, lr_s)
- *   record   evaluate (eval steps) → metrics row → best checkpoint → resume checkpoint, in that order
+ *   record   evaluate on eval steps (writing the best checkpoint) → metrics row → resume checkpoint, in that order
  *
  * Why the row comes before the checkpoint: a kill between the two re-runs the
  * step on resume and logs the same row again, whereas a checkpoint without
