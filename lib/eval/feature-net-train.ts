@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
 import { accumulateGrads } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
-import { latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
+import { assignWeights, latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
 import { Progress } from '../runtime/progress';
 import { loadDataset } from '../data/dataset';
 import { EpochCursor, runTrainingAsync, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
@@ -47,21 +47,6 @@ interface TestRecord {
   testAccuracy?: number;
   testLoss?: number;
   testImages?: number;
-}
-
-/** Copy a checkpoint's weights into the net's variables, refusing a missing or misshapen one. */
-function assignWeights(net: FeatureNet, weights: Record<string, tf.Tensor>, file: string): void {
-  for (const [name, v] of Object.entries(net.params)) {
-    const w = weights[name];
-    if (!w || !tf.util.arraysEqual(w.shape, v.shape)) {
-      throw new OrderHeadError(
-        `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the config needs [${v.shape}]`,
-        file,
-        'the file is damaged or belongs to another config: retrain the feature network (delete the run folder or use another one)',
-      );
-    }
-    v.assign(w);
-  }
 }
 
 function loadSplit(given: LabelledImages | undefined, cfg: FeatureNetConfig, split: 'train' | 'test'): LabelledImages {
@@ -222,7 +207,7 @@ export function loadFeatureNet(fileOrRunDir: string, opts: LoadFeatureNetOptions
     }
     const net = FeatureNet.init(ck.config);
     try {
-      assignWeights(net, ck.weights, file);
+      assignWeights(net.params, ck.weights, file, 'the file is damaged or belongs to another config: retrain the feature network (delete the run folder or use another one)');
     } catch (err) {
       net.dispose();
       throw err;

@@ -395,3 +395,16 @@ export function removeOtherCheckpoints(dir: string, prefix: string, keep: string
     if (re.test(f) && path.join(dir, f) !== keep) fs.rmSync(path.join(dir, f), { force: true });
   }
 }
+
+/**
+ * Copy checkpoint tensors into variables of the same names, refusing (before
+ * assigning anything further) a weight that is missing or shaped otherwise;
+ * the error names the weight, `file` and `fix`.
+ */
+export function assignWeights(vars: Record<string, tf.Variable>, weights: Record<string, tf.Tensor>, file: string, fix: string): void {
+  for (const [name, v] of Object.entries(vars)) {
+    const w = weights[name];
+    ensure(w && tf.util.arraysEqual(w.shape, v.shape), `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the model needs [${v.shape}]`, file, fix);
+    v.assign(w);
+  }
+}

@@ -23,7 +23,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from './errors';
 import { AdamW, OptimConfig, scheduledLr } from './optim';
-import { checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
+import { assignWeights, checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
 import { MetricValues, Run } from './run';
 import { Progress, yieldToEventLoop } from './progress';
 import { rng, seedFrom } from './seed';
@@ -158,12 +158,7 @@ function* trainingSteps(spec: TrainingSpec): Generator<number, TrainingOutcome, 
     if (last) {
       const ck = loadCheckpoint(last.path, { expectConfig: spec.checkpointConfig });
       try {
-        for (const [name, v] of Object.entries(saved)) {
-          const w = ck.weights[name];
-          ensure(w && tf.util.arraysEqual(w.shape, v.shape), `weight '${name}' is ${w ? `shaped [${w.shape}]` : 'missing'}, the model needs [${v.shape}]`,
-            last.path, 'the file does not belong to this config: delete the run folder or use another one');
-          v.assign(w);
-        }
+        assignWeights(saved, ck.weights, last.path, 'the file does not belong to this config: delete the run folder or use another one');
         const extra = ck.extra as Record<string, unknown>;
         loop = { optStep: Number(extra.optStep ?? ck.step), best: extra.best as LoopState['best'], stopReason: extra.stopReason as string | null | undefined };
         opt.loadState(ck.weights, loop.optStep, last.path);

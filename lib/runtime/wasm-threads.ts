@@ -106,11 +106,12 @@ export async function setThreadedWasmBackend(threads: number): Promise<number> {
     URL.createObjectURL = saved.createObjectURL;
     os.cpus = cpus;
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    // The workers have read their scripts by now (or the start failed): the files can go.
+    fs.rmSync(dir, { recursive: true, force: true });
   }
   if (!ok) throw new Error('the threaded wasm module failed to initialise');
   const mod = (tf.backend() as unknown as { wasm: { tfjs: { getThreadsCount(): number }; PThread?: PThreadPool } }).wasm;
-  // The workers have loaded their scripts: the files can go, and the workers must not hold the process open.
-  fs.rmSync(dir, { recursive: true, force: true });
+  // The pool's workers must not hold the process open.
   for (const w of [...(mod.PThread?.unusedWorkers ?? []), ...(mod.PThread?.runningWorkers ?? [])]) w.unref();
   return mod.tfjs.getThreadsCount();
 }
