@@ -5,11 +5,11 @@ import * as tf from '@tensorflow/tfjs';
 import { useWasm } from './helpers';
 import { gptConfig } from '../lib/backbone/config';
 import { createGPT, disposeGPT, GPT } from '../lib/backbone/gpt';
-import { blockDistance, blockGeometry, BlockGeometry, cellBlock } from '../lib/order';
+import { blockCells, blockDistance, blockGeometry, BlockGeometry, cellBlock } from '../lib/order';
 import { rng } from '../lib/runtime/seed';
 import { OrderHeadError } from '../lib/runtime/errors';
 import {
-  blockWeight, OracleConfig, OracleItem, READINGS, scoreStates, scoreStatesReference, StateScore, WEIGHTS,
+  blockWeight, OracleConfig, OracleItem, READINGS, scoreRestLoss, scoreStates, scoreStatesReference, StateScore, WEIGHTS,
 } from '../lib/oracle';
 
 // A sharper-than-default init (std 0.5), so token losses and utilities vary by
@@ -35,8 +35,8 @@ function randomItem(geo: BlockGeometry, size: number, seed: number): OracleItem 
   return { tokens, classId: Math.floor(r.next() * CFG.numClasses), visible };
 }
 
-/** The S sizes of the spec: 0, 1, 2, numBlocks - 1. */
-const sizesOf = (geo: BlockGeometry) => [...new Set([0, 1, 2, geo.numBlocks - 1])];
+/** Every |S| from 0 to all-but-one. */
+const sizesOf = (geo: BlockGeometry) => Array.from({ length: geo.numBlocks }, (_, k) => k);
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>, what: string): number {
   assert.equal(a.length, b.length, `${what}: length`);
@@ -152,6 +152,37 @@ for (const reading of READINGS) {
   });
 }
 
+for (const reading of READINGS) {
+  test(`scoreRestLoss == scoreStates' L_rest, and leaks nothing (${reading})`, async () => {
+    const m = await tinyModel();
+    for (const [geoName, geo] of GEOS) {
+      const items = sizesOf(geo).map((size, k) => randomItem(geo, size, 300 + k));
+      const full = scoreStates(m, geo, items, { reading, weight: 'uniform' });
+      scoreRestLoss(m, geo, items, { reading, batch: 2 }); // warm-up: kernels and memo tables allocate once
+      const before = tf.memory().numTensors;
+      const rest = scoreRestLoss(m, geo, items, { reading, batch: 2 });
+      assert.equal(tf.memory().numTensors, before, 'scoreRestLoss leaked tensors');
+      rest.forEach((v, i) => assert.ok(Math.abs(v - full[i].lRest) < TOL, `${geoName} |S|=${items[i].visible.length}: ${v} vs ${full[i].lRest}`));
+    }
+  });
+}
+
+test('block-marginal scores each block alone: no unseen block is context for another', async () => {
+  // Changing one unseen block's tokens moves only that block's l_B(S) in the block-marginal
+  // reading; teacher-forced, it moves the losses of the blocks after it in raster order too.
+  const m = await tinyModel();
+  const geo = GEOS[0][1];
+  const item = randomItem(geo, 1, 7);
+  const rest = Array.from({ length: geo.numBlocks }, (_, b) => b).filter((b) => !item.visible.includes(b));
+  const changed = { ...item, tokens: item.tokens.slice() };
+  for (const c of blockCells(geo, rest[0])) changed.tokens[c] = (changed.tokens[c] + 1) % CFG.vocabSize;
+  for (const reading of ['block-marginal', 'teacher-forced'] as const) {
+    const [a, b] = scoreStates(m, geo, [item, changed], { reading, weight: 'uniform' });
+    const moved = rest.slice(1).some((blk) => blockCells(geo, blk).some((c) => Math.abs(a.tokenLoss[c] - b.tokenLoss[c]) > 1e-5));
+    assert.equal(moved, reading === 'teacher-forced', `${reading}: other blocks' losses ${moved ? 'moved' : 'did not move'}`);
+  }
+});
+
 test('blockWeight: uniform = 1, no-neighbours = 0 within distance 1, distance grows with distance', () => {
   for (const d of [1, 2, 3, 7]) {
     assert.equal(blockWeight('uniform', d), 1);
@@ -183,7 +214,7 @@ test('no-neighbours ignores tokens of neighbouring blocks: uExtrap = Σ over far
   assert.ok(Math.abs(near) > 1e-3 && Math.abs(far) > 1e-3, 'neighbouring drops should be non-zero for this test to mean something');
 });
 
-test('scoring leaks no tensors (fast and reference, both readings)', async () => {
+test('scoring leaks no tensors (fast and reference, every reading)', async () => {
   const m = await tinyModel();
   for (const [, geo] of GEOS) {
     const items = sizesOf(geo).map((size, k) => randomItem(geo, size, 400 + k));

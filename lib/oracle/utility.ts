@@ -18,6 +18,15 @@
  *   includes the candidate's own tokens). For S ∪ {a} the sum runs over R \ a,
  *   so u(a | S) also credits a for the loss of its own tokens; u_extrap does
  *   not (j ∈ R \ a only). With |R| = 1, L_rest(S ∪ {a}) = 0.
+ * - `block-marginal` reading (primary): every unseen block B is scored
+ *   *alone*, decoded right after the context (raster inside B, teacher-forced
+ *   on its own tokens): l_B(S) = -log p(x_B | x_S) = Σ_{j ∈ B} l_j(S), where
+ *   l_j(S) is the loss of j's slot in that short continuation. l_j(S ∪ {a}):
+ *   a's tokens are appended to the prefix first (teacher-forced, raster inside
+ *   a), then B alone. Then L_rest = Σ_B l_B and u_extrap = Σ_{B ≠ a} w(B, a) ·
+ *   [l_B(S) - l_B(S ∪ {a})]. In distribution for a block-order backbone (a
+ *   block right after a visible set is what block-RAR training shows it) and
+ *   free of any reference order: no unseen block is context for another.
  * - `teacher-forced` reading: l_j(S) is the loss of token j when R is decoded
  *   after the prefix in the *reference order*: raster over the remaining
  *   blocks (ascending block index), raster inside each block, teacher-forced
@@ -52,16 +61,22 @@
  *   that would repeat the baseline is skipped: teacher-forced, the candidate
  *   a = R's first block in raster order continues exactly like the baseline
  *   (a, then R \ a in raster block order), so its losses are copied; one-step
- *   with |R| = 1, the one candidate has no query left.
+ *   and block-marginal with |R| = 1, the one candidate has nothing left to
+ *   score. Block-marginal puts every unseen block's short continuation in one
+ *   sequence under a mask (each block's slots see the prefix, the
+ *   candidate's slots and their own block's earlier slots only), so the
+ *   candidate's slots are computed once for all the blocks that read them.
  *   Cost per state: |S tokens| + (number of continuations) x (unseen tokens)
  *   slots, against (|R| + 1) x numTokens for one full pass per candidate: the
  *   saving is at most ~3x in compute (largest at mid-size S); the rest of the
  *   speed-up over the reference is batching (fewer, larger kernels).
  * - `scoreStatesReference`: a plain loop, full recomputation from scratch with
  *   the causal `forward` for the baseline and for each candidate: one sequence
- *   of the whole image per candidate (teacher-forced), or per (candidate,
- *   query) with the query's cell placed right after the context (one-step;
- *   the later slots of that sequence are causal padding and are ignored).
+ *   of the whole image per candidate (teacher-forced), per (candidate, query)
+ *   with the query's cell placed right after the context (one-step), or per
+ *   (candidate, block) with the block's cells right after the context
+ *   (block-marginal); the later slots of those sequences are causal padding
+ *   and are ignored.
  */
 import * as tf from '@tensorflow/tfjs';
 import { DecodeOrder, disposeCache, emptyCache, extend, Extension, forward, GPT, KVCache, tokenNll, tokensInOrder } from '../backbone/gpt';
@@ -69,10 +84,13 @@ import { BlockGeometry, blockCells, cellBlock } from '../order';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { blockWeightTable, WeightName, WEIGHTS } from './weights';
 
-export type Reading = 'one-step' | 'teacher-forced';
+export type Reading = 'block-marginal' | 'teacher-forced' | 'one-step';
 
-/** The two readings of l_j(S) (see the file comment). */
-export const READINGS: readonly Reading[] = Object.freeze(['one-step', 'teacher-forced'] as const);
+/** The three readings of l_j(S) (see the file comment), the primary first. */
+export const READINGS: readonly Reading[] = Object.freeze(['block-marginal', 'teacher-forced', 'one-step'] as const);
+
+/** The primary reading (METHOD.md §3): in distribution and free of any reference order. */
+export const PRIMARY_READING: Reading = 'block-marginal';
 
 export interface OracleConfig {
   /** How l_j is measured. */
@@ -263,21 +281,35 @@ interface Seq {
 const BLOCKED = -1e9;
 const maskMemo = new Map<string, Float32Array>();
 
-/** Each slot sees the first `reveal` slots causally; later slots (queries) see those and themselves only. */
-function queryMask(L: number, reveal: number): Float32Array {
-  const key = `${L}/${reveal}`;
+/**
+ * The first `reveal` slots are causal among themselves; after them come
+ * independent segments of the given lengths, each causal inside and seeing
+ * the revealed slots, never another segment. One-step queries are segments
+ * of length 1; block-marginal blocks, segments of a block's size.
+ */
+function segmentMask(reveal: number, segments: number[]): Float32Array {
+  const key = `${reveal}/${segments.join(',')}`;
   let mk = maskMemo.get(key);
   if (!mk) {
+    const L = reveal + segments.reduce((a, b) => a + b, 0);
     mk = new Float32Array(L * L).fill(BLOCKED);
-    for (let r = 0; r < L; r++) {
-      for (let c = 0; c < Math.min(r + 1, reveal); c++) mk[r * L + c] = 0;
-      mk[r * L + r] = 0;
+    for (let r = 0; r < reveal; r++) for (let c = 0; c <= r; c++) mk[r * L + c] = 0;
+    let start = reveal;
+    for (const len of segments) {
+      for (let r = start; r < start + len; r++) {
+        for (let c = 0; c < reveal; c++) mk[r * L + c] = 0;
+        for (let c = start; c <= r; c++) mk[r * L + c] = 0;
+      }
+      start += len;
     }
     if (maskMemo.size > 256) maskMemo.clear();
     maskMemo.set(key, mk);
   }
   return mk;
 }
+
+/** A causal mask of L slots in the segment layout (one revealed run). */
+const causalMask = (L: number) => segmentMask(L, []);
 
 /** A teacher-forced run over `cells` after the prefix; losses kept from slot `from` on. */
 function forcedSeq(x: Int32Array, firstIn: number, firstCell: number, cells: number[], from: number): Omit<Seq, 'slot' | 'plan' | 'cand'> {
@@ -291,48 +323,62 @@ function forcedSeq(x: Int32Array, firstIn: number, firstCell: number, cells: num
   return { L, inputs, inCells, tgtCells, lossCells, mask: null };
 }
 
-/** `reveal` teacher-forced cells, then one independent query per cell of `queries`. */
-function querySeq(x: Int32Array, firstIn: number, firstCell: number, reveal: number[], queries: number[]): Omit<Seq, 'slot' | 'plan' | 'cand'> {
-  const nr = reveal.length, L = nr + queries.length;
+/**
+ * `reveal` teacher-forced cells, then independent segments, each decoded right
+ * after the revealed cells (teacher-forced inside the segment): one-step
+ * queries (segments of one cell) or block-marginal blocks. A segment's first
+ * slot reads the last revealed token (or the continuation's first input).
+ */
+function segmentSeq(x: Int32Array, firstIn: number, firstCell: number, reveal: number[], segments: number[][]): Omit<Seq, 'slot' | 'plan' | 'cand'> {
+  const nr = reveal.length, lens = segments.map((g) => g.length);
+  const L = nr + lens.reduce((a, b) => a + b, 0);
   const inputs = new Int32Array(L), inCells = new Int32Array(L), tgtCells = new Int32Array(L), lossCells = new Int32Array(L).fill(-1);
-  const qIn = nr ? x[reveal[nr - 1]] : firstIn, qCell = nr ? reveal[nr - 1] : firstCell;
-  for (let s = 0; s < L; s++) {
-    if (s < nr) {
-      inputs[s] = s === 0 ? firstIn : x[reveal[s - 1]];
-      inCells[s] = s === 0 ? firstCell : reveal[s - 1];
-      tgtCells[s] = reveal[s];
-    } else {
-      inputs[s] = qIn; inCells[s] = qCell; tgtCells[s] = lossCells[s] = queries[s - nr];
-    }
+  const put = (s: number, inTok: number, inCell: number, tgt: number) => { inputs[s] = inTok; inCells[s] = inCell; tgtCells[s] = tgt; };
+  reveal.forEach((c, s) => put(s, s === 0 ? firstIn : x[reveal[s - 1]], s === 0 ? firstCell : reveal[s - 1], c));
+  const segIn = nr ? x[reveal[nr - 1]] : firstIn, segCell = nr ? reveal[nr - 1] : firstCell;
+  let s = nr;
+  for (const seg of segments) {
+    seg.forEach((c, k) => { put(s, k === 0 ? segIn : x[seg[k - 1]], k === 0 ? segCell : seg[k - 1], c); lossCells[s++] = c; });
   }
-  return { L, inputs, inCells, tgtCells, lossCells, mask: queries.length && L > 1 ? queryMask(L, nr) : null };
+  // One segment right after the reveal is plain causal: no mask needed.
+  return { L, inputs, inCells, tgtCells, lossCells, mask: segments.length > 1 ? segmentMask(nr, lens) : null };
 }
 
-/** The baseline and candidate continuations of one state (see the file comment). */
-function continuations(t: GeoTables, plan: Plan, p: number, slot: number, reading: Reading): Seq[] {
+/**
+ * The continuations of one state (see the file comment): the baseline's, and
+ * with `candidates` every candidate's.
+ */
+function continuations(t: GeoTables, plan: Plan, p: number, slot: number, reading: Reading, candidates: boolean): Seq[] {
   const x = plan.item.tokens, nS = plan.sCells.length;
   // First slot of every continuation: input = last S token at its cell, or the class slot.
   const firstIn = nS ? x[plan.sCells[nS - 1]] : plan.item.classId;
   const firstCell = nS ? plan.sCells[nS - 1] : -1;
   const out: Seq[] = [];
   const add = (cand: number, s: Omit<Seq, 'slot' | 'plan' | 'cand'>) => out.push({ ...s, slot, plan: p, cand });
+  const others = (a: number) => plan.rCells.filter((c) => t.blockOf[c] !== a);
   if (reading === 'teacher-forced') {
     add(-1, forcedSeq(x, firstIn, firstCell, plan.rCells, 0));
     // The first remaining block in raster order is skipped: its continuation (a, then R \ a in
     // raster block order) is the baseline's, whose losses `sameAsBaseline` copies.
-    for (const a of plan.remaining.slice(1)) {
-      const aCells = t.cellsOf[a];
-      add(a, forcedSeq(x, firstIn, firstCell, [...aCells, ...plan.rCells.filter((c) => t.blockOf[c] !== a)], aCells.length));
+    if (candidates) {
+      for (const a of plan.remaining.slice(1)) {
+        const aCells = t.cellsOf[a];
+        add(a, forcedSeq(x, firstIn, firstCell, [...aCells, ...others(a)], aCells.length));
+      }
     }
-  } else {
-    if (nS) add(-1, querySeq(x, firstIn, firstCell, [], plan.rCells));
-    // S empty: every baseline query is a class slot, and only a sequence's first
-    // slot can be one, so each query is its own one-slot sequence.
-    else for (const j of plan.rCells) add(-1, querySeq(x, firstIn, firstCell, [], [j]));
-    // With |R| = 1 the one candidate has no query (L_rest(S ∪ {a}) = 0): nothing to run.
-    if (plan.remaining.length > 1) {
-      for (const a of plan.remaining) add(a, querySeq(x, firstIn, firstCell, t.cellsOf[a], plan.rCells.filter((c) => t.blockOf[c] !== a)));
-    }
+    return out;
+  }
+  // One-step: segments of one cell; block-marginal: one segment per unseen block.
+  const segmentsOf = (blocks: number[]) => (reading === 'one-step'
+    ? blocks.flatMap((b) => t.cellsOf[b]).map((c) => [c])
+    : blocks.map((b) => t.cellsOf[b]));
+  // S empty: every segment's first slot is a class slot, and only a sequence's first
+  // slot can be one, so each segment is its own sequence.
+  if (nS) add(-1, segmentSeq(x, firstIn, firstCell, [], segmentsOf(plan.remaining)));
+  else for (const seg of segmentsOf(plan.remaining)) add(-1, segmentSeq(x, firstIn, firstCell, [], [seg]));
+  // With |R| = 1 the one candidate has nothing left to score (L_rest(S ∪ {a}) = 0).
+  if (candidates && plan.remaining.length > 1) {
+    for (const a of plan.remaining) add(a, segmentSeq(x, firstIn, firstCell, t.cellsOf[a], segmentsOf(plan.remaining.filter((b) => b !== a))));
   }
   return out;
 }
@@ -370,7 +416,7 @@ function runChunk(m: GPT, cache: KVCache, packSize: number, chunk: Seq[], plans:
     inputs.set(s.inputs, b * L); inCells.set(s.inCells, b * L); tgtCells.set(s.tgtCells, b * L);
     const x = plans[s.plan].item.tokens;
     for (let i = 0; i < L; i++) targets[b * L + i] = x[s.tgtCells[i]];
-    if (mask && !shared) mask.set(s.mask ?? queryMask(L, L), b * L * L); // queryMask(L, L) = causal
+    if (mask && !shared) mask.set(s.mask ?? causalMask(L), b * L * L);
   });
   const nll = tf.tidy(() => {
     let c = cache;
@@ -401,18 +447,19 @@ function runChunk(m: GPT, cache: KVCache, packSize: number, chunk: Seq[], plans:
 }
 
 /**
- * Algorithms 1 and 2, fast path: prefixes on a KV cache, all continuations of
- * a state (and of other states with the same |S|) in batched passes of at
- * most `cfg.batch` sequences. Leaks no tensors. Same numbers as
- * `scoreStatesReference` (float tolerance).
+ * The fast path's passes over every state: the baseline continuations, and
+ * with `candidates` every candidate's, packed by |S| and batched by length.
  */
-export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
-  const { batch, reading, weight } = checkInputs(m, geo, items, cfg);
-  const t = geoTables(geo), w = blockWeightTable(geo, weight), T = geo.numTokens;
-  const plans = items.map((it) => makePlan(geo, t, it));
+function fastLosses(m: GPT, geo: BlockGeometry, t: GeoTables, plans: Plan[], reading: Reading, batch: number, candidates: boolean): Losses[] {
+  const T = geo.numTokens;
   const losses = plans.map(() => newLosses(geo));
-  const seqCount = (p: Plan) => reading === 'teacher-forced' ? p.remaining.length
-    : (p.remaining.length > 1 ? p.remaining.length : 0) + (p.sCells.length ? 1 : p.rCells.length);
+  // Sequences a state adds to a pass (continuations' count, without building them).
+  const seqCount = (p: Plan) => {
+    const base = reading === 'teacher-forced' || p.sCells.length ? 1 : reading === 'one-step' ? p.rCells.length : p.remaining.length;
+    if (!candidates) return base;
+    if (reading === 'teacher-forced') return p.remaining.length;
+    return base + (p.remaining.length > 1 ? p.remaining.length : 0);
+  };
   const order = plans.map((_, i) => i).sort((a, b) => plans[a].sCells.length - plans[b].sCells.length || a - b);
   for (let i = 0; i < order.length;) {
     // A pack: consecutive states with the same |S|, at most `batch` sequences (at least one state).
@@ -423,7 +470,7 @@ export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg
       count += seqCount(plans[order[i]]);
       pack.push(order[i++]);
     }
-    const seqs = pack.flatMap((p, slot) => continuations(t, plans[p], p, slot, reading));
+    const seqs = pack.flatMap((p, slot) => continuations(t, plans[p], p, slot, reading, candidates));
     const cache = emptyCache(m);
     try {
       if (nS > 0) {
@@ -439,8 +486,36 @@ export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg
       disposeCache(cache);
     }
   }
-  if (reading === 'teacher-forced') plans.forEach((p, i) => sameAsBaseline(t, p, losses[i], T));
+  if (candidates && reading === 'teacher-forced') plans.forEach((p, i) => sameAsBaseline(t, p, losses[i], T));
+  return losses;
+}
+
+/**
+ * Algorithms 1 and 2, fast path: prefixes on a KV cache, all continuations of
+ * a state (and of other states with the same |S|) in batched passes of at
+ * most `cfg.batch` sequences. Leaks no tensors. Same numbers as
+ * `scoreStatesReference` (float tolerance).
+ */
+export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
+  const { batch, reading, weight } = checkInputs(m, geo, items, cfg);
+  const t = geoTables(geo), w = blockWeightTable(geo, weight);
+  const plans = items.map((it) => makePlan(geo, t, it));
+  const losses = fastLosses(m, geo, t, plans, reading, batch, true);
   return plans.map((p, i) => finalize(geo, t, w, p, losses[i]));
+}
+
+/**
+ * L_rest(S) of each state alone (no candidates): the baseline continuations
+ * of the fast path, about 1 / |R| of `scoreStates`' work. Equals
+ * `scoreStates(...)[i].lRest` (same passes, float tolerance). For the
+ * remaining-loss curves of the trajectory metrics.
+ */
+export function scoreRestLoss(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: Pick<OracleConfig, 'reading' | 'batch'>): Float64Array {
+  const { batch, reading } = checkInputs(m, geo, items, { weight: 'uniform', ...cfg });
+  const t = geoTables(geo);
+  const plans = items.map((it) => makePlan(geo, t, it));
+  const losses = fastLosses(m, geo, t, plans, reading, batch, false);
+  return Float64Array.from(plans, (p, i) => p.rCells.reduce((sum, j) => sum + losses[i].base[j], 0));
 }
 
 // ---------------------------------------------------------------------------
@@ -469,6 +544,8 @@ function forwardNll(m: GPT, x: Int32Array, classId: number, orders: number[][]):
  * one sequence S, R (baseline) or S, a, R \ a per candidate. One-step: per
  * candidate one batch of sequences, one per query cell j, ordered S, (a,) j,
  * rest; the loss of j is read at the slot right after the context.
+ * Block-marginal: the same with one sequence per unseen block B, ordered
+ * S, (a,) B, rest; B's losses are read at its slots right after the context.
  */
 export function scoreStatesReference(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
   const { reading, weight } = checkInputs(m, geo, items, cfg);
@@ -486,9 +563,12 @@ export function scoreStatesReference(m: GPT, geo: BlockGeometry, items: OracleIt
         const v = forwardNll(m, x, cls, [cells]);
         for (let s = ctx.length; s < T; s++) store(cand, cells[s], v[s]);
       } else {
-        const orders = rest.map((j) => [...ctx, j, ...rest.filter((c) => c !== j)]);
+        // One sequence per segment (a query cell, or an unseen block), placed right after the context.
+        const segments = reading === 'one-step' ? rest.map((j) => [j])
+          : [...new Set(rest.map((j) => t.blockOf[j]))].map((b) => t.cellsOf[b]);
+        const orders = segments.map((seg) => [...ctx, ...seg, ...rest.filter((c) => !seg.includes(c))]);
         const v = forwardNll(m, x, cls, orders);
-        rest.forEach((j, b) => store(cand, j, v[b * T + ctx.length]));
+        segments.forEach((seg, b) => seg.forEach((j, k) => store(cand, j, v[b * T + ctx.length + k])));
       }
     };
     score(-1, plan.sCells, plan.rCells);
