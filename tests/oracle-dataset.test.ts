@@ -12,7 +12,7 @@ import { OrderHeadError } from '../lib/runtime/errors';
 import { blockGeometry } from '../lib/order';
 import {
   buildOracleDataset, loadOracleDataset, mergeOracleDataset, oracleDatasetConfig, parseShard, partCount,
-  shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence,
+  shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence, labelSet, primaryLabelSet,
 } from '../lib/oracle';
 import { randomPhaseCheckpoint } from '../lib/backbone/checkpoints';
 import { sizeBuckets } from '../lib/oracle/analysis';
@@ -150,7 +150,15 @@ test('determinism: the same config builds the same states and labels; arrays are
     // compare labelings exist exactly on images with index % compareEvery == 0.
     for (const l of ds.labelings.slice(1)) assert.equal(l.has[i], ds.image[i] % 2 === 0 ? 1 : 0);
   }
-  assert.deepEqual(ds.labelings.map((l) => `${l.reading}/${l.weight}`), ['teacher-forced/no-neighbours', 'one-step/no-neighbours', 'teacher-forced/distance']);
+  assert.deepEqual(ds.labelings.map((l) => `${l.reading}/${l.weight}`),
+    ['block-marginal/no-neighbours', 'teacher-forced/no-neighbours', 'one-step/no-neighbours', 'block-marginal/distance']);
+  // Readings a stage asks for: the primary must be the configured one; a compare labeling must exist.
+  throwsOH(() => primaryLabelSet(ds, 'teacher-forced', 'planner.reading'), 'block-marginal reading', 'planner.reading', 'manifest.json', "oracle.reading = 'teacher-forced'");
+  throwsOH(() => primaryLabelSet(ds, 'fancy' as never, 'planner.reading'), 'planner.reading', 'block-marginal', 'teacher-forced', 'one-step');
+  assert.equal(primaryLabelSet(ds, 'block-marginal', 'planner.reading'), ds.labelings[0]);
+  assert.equal(labelSet(ds, 'one-step'), ds.labelings[2]);
+  assert.equal(labelSet(ds, 'block-marginal', 'distance'), ds.labelings[3]);
+  throwsOH(() => labelSet(ds, 'one-step', 'uniform'), 'not one-step/uniform', 'manifest.json', 'oracle.compare');
   // Another seed: other states.
   await buildOracleDataset(d3, { ...cfg, seed: 9 });
   mergeOracleDataset(d3);
@@ -323,10 +331,10 @@ test('analysis: buckets, distances, locality against chance, agreement, Spearman
   const ds = loadOracleDataset(dir);
   const loc = localityTable(ds);
   assert.deepEqual(loc.map((r) => `${r.target}:${r.reading}:${r.weight}`),
-    ['u:teacher-forced:(none: u)', 'u_extrap:teacher-forced:no-neighbours', 'u:one-step:(none: u)', 'u_extrap:one-step:no-neighbours', 'u_extrap:teacher-forced:distance']);
+    ['u:block-marginal:(none: u)', 'u_extrap:block-marginal:no-neighbours', 'u:teacher-forced:(none: u)', 'u_extrap:teacher-forced:no-neighbours', 'u:one-step:(none: u)', 'u_extrap:one-step:no-neighbours', 'u_extrap:block-marginal:distance']);
   for (const r of loc) assert.ok(r.n > 0 && r.local + r.far > 0.999 && r.local + r.far < 1.001);
   const agr = agreementTable(ds);
-  assert.ok(agr.some((a) => a.what === 'one-step vs teacher-forced') && agr.some((a) => a.what === 'weight vs weight'));
+  assert.ok(agr.some((a) => a.what === 'block-marginal vs teacher-forced') && agr.some((a) => a.what === 'block-marginal vs one-step') && agr.some((a) => a.what === 'weight vs weight'));
   for (const a of agr) assert.ok(a.agree >= 0 && a.agree <= 1 && a.chance > 0 && a.chance <= 1);
   const early = localityTable(ds, (i) => ds.size[i] === 1);
   const text = oracleFindings(loc, agr, { label: '|S| = 1', rows: early }).join('\n');

@@ -130,8 +130,9 @@ export function agreementTable(ds: OracleDataset): AgreementRow[] {
   for (const l of ds.labelings) rows.push(agreementRow(ds, 'u vs u_extrap', l, 'u', l, 'u_extrap'));
   for (const l of others) {
     if (l.reading !== p.reading) {
-      rows.push(agreementRow(ds, 'one-step vs teacher-forced', p, 'u', l, 'u'));
-      if (l.weight === p.weight) rows.push(agreementRow(ds, 'one-step vs teacher-forced', p, 'u_extrap', l, 'u_extrap'));
+      const what = `${p.reading} vs ${l.reading}`;
+      rows.push(agreementRow(ds, what, p, 'u', l, 'u'));
+      if (l.weight === p.weight) rows.push(agreementRow(ds, what, p, 'u_extrap', l, 'u_extrap'));
     } else if (l.weight !== p.weight) {
       rows.push(agreementRow(ds, 'weight vs weight', p, 'u_extrap', l, 'u_extrap'));
     }

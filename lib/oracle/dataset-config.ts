@@ -9,7 +9,7 @@
  */
 import { ensure, oneOf } from '../runtime/errors';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
-import { Reading, READINGS, DEFAULT_ORACLE_BATCH } from './utility';
+import { Reading, READINGS, DEFAULT_ORACLE_BATCH, PRIMARY_READING } from './utility';
 import { WeightName, WEIGHTS } from './weights';
 
 /** One way of labelling a state: which reading of l_j(S), and which weight w for u_extrap. */
@@ -37,7 +37,10 @@ export interface OracleDatasetConfig {
   /** Block size in tokens; must equal the backbone's Stage 1 block size. Default 2 x 2. */
   blockH: number;
   blockW: number;
-  /** The primary reading of l_j(S) (METHOD.md §3). Default 'teacher-forced' (always in distribution). */
+  /**
+   * The primary reading of l_j(S) (METHOD.md §3). Default 'block-marginal':
+   * in distribution and free of any reference order (utility.ts).
+   */
   reading: Reading;
   /** The weight w(j, a) of the primary u_extrap. Default 'no-neighbours' (zero on the 8 neighbouring blocks). */
   weight: WeightName;
@@ -69,12 +72,15 @@ export const ORACLE_DATASET_DEFAULTS: Omit<OracleDatasetConfig, 'backbone' | 'to
   statesPerImage: 16,
   blockH: 2,
   blockW: 2,
-  reading: 'teacher-forced',
+  reading: PRIMARY_READING,
   weight: 'no-neighbours',
+  // The other two readings with the primary's weight (what changed, reading by reading), and
+  // w = 1 for block-marginal and teacher-forced (the limits METHOD.md §3 derives are for w = 1).
   compare: [
+    { reading: 'teacher-forced', weight: 'no-neighbours' },
     { reading: 'one-step', weight: 'no-neighbours' },
+    { reading: 'block-marginal', weight: 'uniform' },
     { reading: 'teacher-forced', weight: 'uniform' },
-    { reading: 'teacher-forced', weight: 'distance' },
   ],
   compareEvery: 4,
   seed: 0,

@@ -23,7 +23,8 @@ import { OrderHeadError, ensure } from '../runtime/errors';
 import { readSafetensors } from '../runtime/safetensors';
 import { blockGeometry, BlockGeometry } from '../order';
 import { TokenCache } from '../tokenizer/cache';
-import { OracleItem } from './utility';
+import { OracleItem, Reading, READINGS } from './utility';
+import { oneOf } from '../runtime/errors';
 import { OracleLabeling } from './dataset-config';
 import { ORACLE_DATASET_FILE, ORACLE_DATASET_FORMAT } from './layout';
 import { OracleManifest, readOracleManifest } from './manifest';
@@ -117,4 +118,39 @@ export function oracleItem(ds: OracleDataset, i: number, cache: TokenCache): Ora
   const T = ds.geo.numTokens;
   const img = ds.image[i];
   return { tokens: split.tokens.slice(img * T, (img + 1) * T), classId: ds.classId[i], visible: oracleSequence(ds, i) };
+}
+
+const labelingName = (l: OracleLabeling) => `${l.reading}/${l.weight}`;
+
+/**
+ * The primary labeling, checked against the reading a stage is configured
+ * for (`field` names that setting): a planner trained on another reading's
+ * labels would silently answer another question.
+ */
+export function primaryLabelSet(ds: OracleDataset, reading: Reading, field: string): OracleLabelSet {
+  oneOf(reading, READINGS, field);
+  const p = ds.labelings[0];
+  if (p.reading !== reading) {
+    throw new OrderHeadError(
+      `the oracle dataset's primary labels are of the ${p.reading} reading (labelings.primary.reading), the stage is configured for ${reading} (${field})`,
+      path.join(ds.dir, 'manifest.json'),
+      `rebuild the oracle dataset with oracle.reading = '${reading}' (notebooks/03_stage2_oracle.ipynb), or set ${field} = '${p.reading}'`,
+    );
+  }
+  return p;
+}
+
+/** A labeling the dataset holds (primary or compare), by reading and weight (default: the first of that reading). */
+export function labelSet(ds: OracleDataset, reading: Reading, weight?: string): OracleLabelSet {
+  oneOf(reading, READINGS, 'reading');
+  const l = ds.labelings.find((x) => x.reading === reading && (weight === undefined || x.weight === weight));
+  if (!l) {
+    const want = weight === undefined ? `the ${reading} reading` : `${reading}/${weight}`;
+    throw new OrderHeadError(
+      `the oracle dataset holds ${ds.labelings.map(labelingName).join(', ')} (reading/weight), not ${want}`,
+      path.join(ds.dir, 'manifest.json'),
+      `add { reading: '${reading}', weight: '${weight ?? ds.labelings[0].weight}' } to oracle.compare and rebuild the dataset (notebooks/03_stage2_oracle.ipynb)`,
+    );
+  }
+  return l;
 }

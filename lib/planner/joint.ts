@@ -64,7 +64,8 @@ import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
 import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
 import { drawOrderBatch, loadBackbone, TokenData } from '../backbone/stage1';
 import { nllByOrderType } from '../backbone/order-nll';
-import { OracleDataset, oracleItem } from '../oracle/dataset';
+import { OracleDataset, oracleItem, primaryLabelSet } from '../oracle/dataset';
+import { PRIMARY_READING, Reading } from '../oracle/utility';
 import { TokenCache } from '../tokenizer/cache';
 import { FeatureItem, featureTensors, plannerFeatures } from './features';
 import { disposePlanner, Planner, PlannerConfig, plannerForward, plannerLoss, plannerProbs, PlannerShape } from './orderhead';
@@ -175,9 +176,9 @@ export interface JointData {
  * the first images of its test split. (If the oracle labelled the test split,
  * its states' images overlap the drift images; only their a* labels are used.)
  */
-export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u'): JointData {
+export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u', reading: Reading = PRIMARY_READING): JointData {
   oneOf(label, LABELS, 'joint label');
-  const l = ds.labelings[0];
+  const l = primaryLabelSet(ds, reading, 'joint reading');
   return {
     geo: ds.geo, items: Array.from({ length: ds.n }, (_, i) => oracleItem(ds, i, cache)),
     aStar: label === 'u' ? l.aStar : l.aStarExtrap, image: ds.image, label, reading: l.reading, weight: l.weight,

@@ -26,7 +26,8 @@ import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
 import { profileConfig, ProfileName } from '../runtime/profile';
-import { OracleDataset } from '../oracle/dataset';
+import { OracleDataset, primaryLabelSet } from '../oracle/dataset';
+import { PRIMARY_READING, Reading, READINGS } from '../oracle/utility';
 import { PlannerFeatures } from './features';
 import {
   checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerForward,
@@ -43,6 +44,8 @@ export interface PlannerTrainConfig extends OptimConfig {
   planner: PlannerConfig;
   /** a* = argmax of this utility. Default 'u' (plain CE baseline). */
   label: LabelName;
+  /** The oracle reading the labels must come from (the dataset's primary). Default 'block-marginal'. */
+  reading: Reading;
   /** 'hard' = one-hot a* (baseline); 'soft' = softmax(utility / softTemperature) over unseen blocks. */
   target: TargetName;
   /** Temperature (nats of utility) of soft targets. Default 0.25. */
@@ -59,7 +62,7 @@ export interface PlannerTrainConfig extends OptimConfig {
  * whose gradient scale settles fast.
  */
 export const PLANNER_TRAIN_DEFAULTS: PlannerTrainConfig = {
-  planner: PLANNER_DEFAULTS, label: 'u', target: 'hard', softTemperature: 0.25, steps: 500, batch: 128, lr: 5e-4,
+  planner: PLANNER_DEFAULTS, label: 'u', reading: PRIMARY_READING, target: 'hard', softTemperature: 0.25, steps: 500, batch: 128, lr: 5e-4,
   warmup: 30, minLrRatio: 0.1, weightDecay: 0.1, betas: [0.9, 0.99], clipNorm: 1, evalEvery: 50, heldOutEvery: 8, seed: 0,
 };
 
@@ -76,6 +79,7 @@ export function validatePlannerTrainConfig(cfg: PlannerTrainConfig): void {
   validateOptimConfig(cfg, 'planner');
   validatePlannerConfig(cfg.planner);
   oneOf(cfg.label, LABELS, 'planner.label');
+  oneOf(cfg.reading, READINGS, 'planner.reading');
   oneOf(cfg.target, TARGETS, 'planner.target');
   ensure(cfg.evalEvery > 0, `evalEvery = ${cfg.evalEvery}: the best checkpoint is chosen on validation`, 'planner.evalEvery', 'use a positive integer');
   ensure(Number.isInteger(cfg.heldOutEvery) && cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'planner.heldOutEvery', 'use 3 or more (default 8)');
@@ -100,13 +104,13 @@ export interface PlannerData {
   backboneFingerprint: string;
 }
 
-/** Pair an oracle dataset (primary labeling) with its features. */
-export function plannerData(ds: OracleDataset, features: PlannerFeatures, label: LabelName): PlannerData {
+/** Pair an oracle dataset (primary labeling, which must be of `reading`) with its features. */
+export function plannerData(ds: OracleDataset, features: PlannerFeatures, label: LabelName, reading: Reading = PRIMARY_READING): PlannerData {
   oneOf(label, LABELS, 'planner.label');
   ensure(features.n === ds.n && features.numBlocks === ds.geo.numBlocks,
     `features hold ${features.n} states of ${features.numBlocks} blocks, the oracle dataset ${ds.n} of ${ds.geo.numBlocks}`,
     ds.dir, 'compute the features from this dataset (plannerFeatures over oracleItem of every state)');
-  const l = ds.labelings[0];
+  const l = primaryLabelSet(ds, reading, 'planner.reading');
   return {
     features, utility: label === 'u' ? l.u : l.uExtrap, aStar: label === 'u' ? l.aStar : l.aStarExtrap, size: ds.size, image: ds.image,
     label, reading: l.reading, weight: l.weight, backboneFingerprint: ds.manifest.backbone.fingerprint,
