@@ -19,7 +19,7 @@ import { sizeBuckets } from '../lib/oracle/analysis';
 import { labelHeatmaps } from '../lib/oracle/label-heatmaps';
 import { distanceToVisible, localityStats, localityTable } from '../lib/oracle/locality';
 import { agreementTable, labelAgreement, spearman, utilityAgreement } from '../lib/oracle/agreement';
-import { ownLossStats } from '../lib/oracle/own-loss';
+import { ownLossStats, ownLossTable } from '../lib/oracle/own-loss';
 import { referenceRank, referenceRankTable } from '../lib/oracle/reference-rank';
 import { oracleFindings } from '../lib/oracle/findings';
 import { blockGridValues, hideBlocks } from '../lib/oracle/state-views';
@@ -334,18 +334,18 @@ test('analysis: buckets, distances, locality against chance, agreement, Spearman
     ['u:block-marginal:(none: u)', 'u_extrap:block-marginal:no-neighbours', 'u:teacher-forced:(none: u)', 'u_extrap:teacher-forced:no-neighbours', 'u:one-step:(none: u)', 'u_extrap:one-step:no-neighbours', 'u_extrap:block-marginal:distance']);
   for (const r of loc) assert.ok(r.n > 0 && r.local + r.far > 0.999 && r.local + r.far < 1.001);
   const agr = agreementTable(ds);
-  assert.ok(agr.some((a) => a.what === 'block-marginal vs teacher-forced') && agr.some((a) => a.what === 'block-marginal vs one-step') && agr.some((a) => a.what === 'weight vs weight'));
+  assert.ok(agr.some((a) => a.what === 'reading vs reading') && agr.some((a) => a.what === 'weight vs weight'));
   for (const a of agr) assert.ok(a.agree >= 0 && a.agree <= 1 && a.chance > 0 && a.chance <= 1);
   const early = localityTable(ds, (i) => ds.size[i] === 1);
-  const text = oracleFindings(loc, agr, { label: '|S| = 1', rows: early }).join('\n');
-  assert.match(text, /for \|S\| = 1: \d+% local/);
-  assert.match(text, /touch the visible region/);
+  const text = oracleFindings({ locality: loc, agreement: agr, early: { label: '|S| = 1', rows: early } }).join('\n');
+  assert.match(text, /\|S\| = 1: \d+% against \d+%/);
+  assert.match(text, /touches the visible region/);
   assert.match(text, /How w changes it/);
   assert.ok(!/NaN/.test(text), text);
 
   const own = ownLossStats(ds);
   assert.ok(own.n > 0 && own.aStarIsMaxOwnLoss >= 0 && own.aStarIsMaxOwnLoss <= 1 && own.chance > 0);
-  assert.match(oracleFindings(loc, agr, undefined, own).join('\n'), /What drives u/);
+  assert.match(oracleFindings({ locality: loc, agreement: agr, own: ownLossTable(ds) }).join('\n'), /What drives u/);
   // A hand-made state: 4 one-token blocks, none visible; own losses 1, 5, 2, 0.
   const g1 = blockGeometry({ gridH: 2, gridW: 2, blockH: 1, blockW: 1 });
   const fake = {
@@ -359,7 +359,7 @@ test('analysis: buckets, distances, locality against chance, agreement, Spearman
   assert.deepEqual(rr, { n: 2, meanRank: (1 + 0.5) / 2 }); // the third state has one candidate: skipped
   const rt = referenceRankTable(ds);
   assert.equal(rt.length, loc.length);
-  assert.match(oracleFindings(loc, agr, undefined, undefined, rt).join('\n'), /Reference-order check/);
+  assert.match(oracleFindings({ locality: loc, agreement: agr, ranks: rt }).join('\n'), /Reference-order check/);
 
   // Figure specs: every panel present, every title stamped.
   const rows = exampleStates(ds, [1, 2, 3]);

@@ -1,11 +1,12 @@
 /**
  * Agreement between labelings of an oracle dataset (notebook
- * 03_stage2_oracle): u vs u_extrap, one-step vs teacher-forced reading, one
- * weight vs another; as shared labels, top-3 membership and the Spearman rank
+ * 03_stage2_oracle): u vs u_extrap, one reading vs another (on the states
+ * both have), one weight vs another; as shared labels, top-3 membership and the Spearman rank
  * correlation of the utility vectors, against the agreement of random labels.
  */
 import { ensure } from '../runtime/errors';
 import type { OracleDataset, OracleLabelSet } from './dataset';
+import { readingLabelings } from './analysis';
 
 /** Share of states (where both labels exist and `mask` allows) with the same label. */
 export function labelAgreement(a: Int32Array, b: Int32Array, mask?: (i: number) => boolean): { n: number; agree: number } {
@@ -85,9 +86,14 @@ export function utilityAgreement(u: Float32Array, v: Float32Array, nb: number, m
 
 /** An agreement row between two sets of labels. */
 export interface AgreementRow {
+  /** 'u vs u_extrap', 'reading vs reading' or 'weight vs weight'. */
   what: string;
   a: string;
   b: string;
+  /** The two labelings' readings (equal for 'u vs u_extrap' and 'weight vs weight'). */
+  readings: [string, string];
+  /** The first labeling's target ('u' or 'u_extrap'). */
+  target: 'u' | 'u_extrap';
   n: number;
   /** Share of states with the same label. */
   agree: number;
@@ -117,25 +123,27 @@ function agreementRow(ds: OracleDataset, what: string, la: OracleLabelSet, ta: '
   const A = pick(la, ta), B = pick(lb, tb);
   const ag = labelAgreement(A.labels, B.labels, mask);
   const ua = utilityAgreement(A.util, B.util, ds.geo.numBlocks, mask, 3);
-  return { what, a: labelName(la, ta), b: labelName(lb, tb), n: ag.n, agree: ag.agree, top3: ua.topK, spearman: ua.meanSpearman, chance: chanceAgreement(ds, mask) };
+  return { what, a: labelName(la, ta), b: labelName(lb, tb), readings: [la.reading, lb.reading], target: ta, n: ag.n, agree: ag.agree, top3: ua.topK, spearman: ua.meanSpearman, chance: chanceAgreement(ds, mask) };
 }
 
 /**
- * Agreement rows: u vs u_extrap for every labeling; each compare labeling
- * against the primary (same target); readings against each other.
+ * Agreement rows: u vs u_extrap for every labeling; every pair of readings
+ * (readingLabelings: the primary's weight), for u and, when their weights
+ * match, for u_extrap; within each reading, its labeling against its other
+ * weights (u_extrap). Each row on the states both of its labelings have.
  */
 export function agreementTable(ds: OracleDataset): AgreementRow[] {
   const rows: AgreementRow[] = [];
-  const [p, ...others] = ds.labelings;
   for (const l of ds.labelings) rows.push(agreementRow(ds, 'u vs u_extrap', l, 'u', l, 'u_extrap'));
-  for (const l of others) {
-    if (l.reading !== p.reading) {
-      const what = `${p.reading} vs ${l.reading}`;
-      rows.push(agreementRow(ds, what, p, 'u', l, 'u'));
-      if (l.weight === p.weight) rows.push(agreementRow(ds, what, p, 'u_extrap', l, 'u_extrap'));
-    } else if (l.weight !== p.weight) {
-      rows.push(agreementRow(ds, 'weight vs weight', p, 'u_extrap', l, 'u_extrap'));
+  const { labelings: byReading } = readingLabelings(ds);
+  byReading.forEach((a, k) => {
+    for (const b of byReading.slice(k + 1)) {
+      rows.push(agreementRow(ds, 'reading vs reading', a, 'u', b, 'u'));
+      if (a.weight === b.weight) rows.push(agreementRow(ds, 'reading vs reading', a, 'u_extrap', b, 'u_extrap'));
     }
+  });
+  for (const a of byReading) {
+    for (const b of ds.labelings) if (b.reading === a.reading && b.weight !== a.weight) rows.push(agreementRow(ds, 'weight vs weight', a, 'u_extrap', b, 'u_extrap'));
   }
   return rows;
 }

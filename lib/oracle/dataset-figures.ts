@@ -6,7 +6,7 @@
  */
 import { ensure } from '../runtime/errors';
 import type { OracleDataset, OracleLabelSet } from './dataset';
-import { bucketOf, SizeBucket } from './analysis';
+import { bucketOf, readingLabelings, SizeBucket } from './analysis';
 import { labelHeatmaps } from './label-heatmaps';
 import { localityStats } from './locality';
 import { blockGridValues, hideBlocks } from './state-views';
@@ -40,23 +40,43 @@ export function exampleStates(ds: OracleDataset, sizes: readonly number[]): numb
   return out;
 }
 
+/** Which utility maps `utilityExamplesFigure` shows: labelings as column groups, and which utilities of each. */
+export interface UtilityExamplesOptions {
+  /** One column group per labeling, in order. Default: the primary alone. */
+  labelings?: readonly OracleLabelSet[];
+  /** The maps of each labeling: u (a* marked) and/or u_extrap (a*_extrap marked). Default both. */
+  targets?: readonly ('u' | 'uExtrap')[];
+}
+
 /**
  * Example states, one row each: the image, its visible blocks (hidden ones
- * blank), u over the block grid with a* marked, and u_extrap with a*_extrap
- * marked (primary labeling). `images` holds the decoded images of `rows`, in
- * order ([rows.length * height * width], values in [-1, 1]).
+ * blank), then for each labeling its u and/or u_extrap over the block grid
+ * with the label marked (by default the primary's u and u_extrap; pass every
+ * reading's labeling to set the readings side by side). `images` holds the
+ * decoded images of `rows`, in order ([rows.length * height * width], values
+ * in [-1, 1]). Each map has its own colour scale (the readings' utilities
+ * differ in scale; the values are printed on the blocks).
  */
-export function utilityExamplesFigure(ds: OracleDataset, rows: readonly number[], images: Float32Array, height: number, width: number, stamp: string): Figure {
+export function utilityExamplesFigure(ds: OracleDataset, rows: readonly number[], images: Float32Array, height: number, width: number, stamp: string,
+  opts: UtilityExamplesOptions = {}): Figure {
   ensure(images.length === rows.length * height * width, `${images.length} pixels for ${rows.length} images of ${height}x${width}`,
     'utilityExamplesFigure(images)', 'decode the tokens of exactly the example states\' images');
+  const labelings = opts.labelings ?? [ds.labelings[0]];
+  const targets = opts.targets ?? ['u', 'uExtrap'];
+  ensure(labelings.length > 0 && targets.length > 0, `${labelings.length} labelings and ${targets.length} targets`, 'utilityExamplesFigure(opts)',
+    "pass at least one labeling (ds.labelings) and one of 'u', 'uExtrap'");
   const { geo } = ds;
   const nb = geo.numBlocks;
-  const p = ds.labelings[0];
+  const columns = 2 + labelings.length * targets.length;
   const traces: Record<string, unknown>[] = [];
+  const mapName = (l: OracleLabelSet, t: 'u' | 'uExtrap') => (t === 'u' ? `u (${l.reading})` : `u_extrap (${l.reading}, w = ${l.weight})`);
+  const what = labelings.length === 1 ? `${labelings[0].reading} reading${targets.includes('uExtrap') ? `, u_extrap with w = ${labelings[0].weight}` : ''}`
+    : `${targets.map((t) => (t === 'u' ? 'u' : 'u_extrap')).join(' and ')} under the ${labelings.map((l) => l.reading).join(', ')} readings`;
   const layout: Record<string, unknown> = {
-    title: { text: `Utilities of example states — ${p.reading} reading, u_extrap with w = ${p.weight} (${stamp})`, font: { size: 14 } },
-    grid: { rows: rows.length, columns: 4, pattern: 'independent', ygap: 0.12, xgap: 0.06 },
+    title: { text: `Utilities of example states — ${what} (${stamp})`, font: { size: 14 } },
+    grid: { rows: rows.length, columns, pattern: 'independent', ygap: 0.12, xgap: 0.06 },
     height: 40 + 210 * rows.length,
+    width: Math.max(700, 190 * columns),
     showlegend: false,
     plot_bgcolor: '#dfe6f2',
     annotations: [] as Record<string, unknown>[],
@@ -71,11 +91,19 @@ export function utilityExamplesFigure(ds: OracleDataset, rows: readonly number[]
     const panels: { title: string; trace: Record<string, unknown>; label?: number }[] = [
       { title: `image ${ds.image[i]} (class ${ds.classId[i]})`, trace: { type: 'heatmap', z: to2d(img), zmin: -1, zmax: 1, colorscale: grey, showscale: false } },
       { title: `visible S, |S| = ${ds.size[i]}`, trace: { type: 'heatmap', z: to2d(hidden), zmin: -1, zmax: 1, colorscale: grey, showscale: false } },
-      { title: `u (a* = ${p.aStar[i]})`, trace: { type: 'heatmap', z: blockGridValues(geo, p.u, i * nb), colorscale: 'Viridis', showscale: false, texttemplate: '%{z:.2f}', textfont: { size: 9 } }, label: p.aStar[i] },
-      { title: `u_extrap (a* = ${p.aStarExtrap[i]})`, trace: { type: 'heatmap', z: blockGridValues(geo, p.uExtrap, i * nb), colorscale: 'Viridis', showscale: false, texttemplate: '%{z:.2f}', textfont: { size: 9 } }, label: p.aStarExtrap[i] },
     ];
+    for (const l of labelings) {
+      for (const t of targets) {
+        const label = t === 'u' ? l.aStar[i] : l.aStarExtrap[i];
+        panels.push({
+          title: l.has[i] ? `${mapName(l, t)}, label ${label}` : `${mapName(l, t)}: not labelled`,
+          trace: { type: 'heatmap', z: blockGridValues(geo, l[t], i * nb), colorscale: 'Viridis', showscale: false, texttemplate: '%{z:.2f}', textfont: { size: 9 } },
+          label,
+        });
+      }
+    }
     panels.forEach((panel, c) => {
-      const k = r * 4 + c + 1;
+      const k = r * columns + c + 1;
       traces.push({ ...panel.trace, xaxis: axisName(k, 'x'), yaxis: axisName(k, 'y'), hoverongaps: false });
       if (panel.label !== undefined && panel.label >= 0) {
         traces.push({ type: 'scatter', mode: 'markers', x: [panel.label % geo.blocksX], y: [Math.floor(panel.label / geo.blocksX)],
@@ -83,7 +111,7 @@ export function utilityExamplesFigure(ds: OracleDataset, rows: readonly number[]
       }
       layout[axisKey(k, 'x')] = { showticklabels: false, showgrid: false, zeroline: false };
       layout[axisKey(k, 'y')] = { showticklabels: false, showgrid: false, zeroline: false, autorange: 'reversed', scaleanchor: axisName(k, 'x') };
-      ann.push({ text: panel.title, showarrow: false, xref: `${axisName(k, 'x')} domain`, yref: `${axisName(k, 'y')} domain`, x: 0.5, y: 1.0, yanchor: 'bottom', font: { size: 11 } });
+      ann.push({ text: panel.title, showarrow: false, xref: `${axisName(k, 'x')} domain`, yref: `${axisName(k, 'y')} domain`, x: 0.5, y: 1.0, yanchor: 'bottom', font: { size: 10 } });
     });
   });
   return { traces, layout };
@@ -106,6 +134,19 @@ export function labelSeries(ds: OracleDataset, reading?: string): LabelSeries[] 
   if (same.length > 0) out.push({ name: `a* = argmax u (${r})`, labels: same[0].aStar, has: same[0].has });
   for (const l of same) out.push({ name: `argmax u_extrap, w = ${l.weight} (${r})`, labels: l.aStarExtrap, has: l.has });
   return out;
+}
+
+/**
+ * a* of every reading, then a*_extrap of every reading (readingLabelings: the
+ * primary's weight), each restricted to the states all readings have, so the
+ * series of a figure compare readings on the same states.
+ */
+export function readingSeries(ds: OracleDataset): LabelSeries[] {
+  const { labelings, mask } = readingLabelings(ds);
+  return [
+    ...labelings.map((l) => ({ name: `a* = argmax u (${l.reading})`, labels: l.aStar, has: mask })),
+    ...labelings.map((l) => ({ name: `argmax u_extrap, w = ${l.weight} (${l.reading})`, labels: l.aStarExtrap, has: mask })),
+  ];
 }
 
 /** Share of a* at each block position, one heatmap per (series, |S| bucket). */
