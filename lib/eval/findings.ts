@@ -80,7 +80,7 @@ function trajectoryFindings(outcomes: readonly SettingOutcome[]): string[] {
     const d = (key: 'area' | 'firstHalf' | 'start') => pairedTrajectoryDifference(o.trajectory, ref.trajectory, key);
     const a = d('area'), h = d('firstHalf'), s = d('start'), dH = digitsOf('firstHalf');
     const areaWords = a.hi < 0 ? `front-loads the information more than *${ref.name}*: area lower by ${magnitude(a, dA)} nats`
-      : a.lo > 0 ? `front-loads it less than *${ref.name}*: area higher by ${magnitude(a, dA)} nats`
+      : a.lo > 0 ? `front-loads the information less than *${ref.name}*: area higher by ${magnitude(a, dA)} nats`
         : `no difference in area from *${ref.name}* (${signed(a, dA)})`;
     const halfWords = h.lo > 0 ? `its first half of the blocks removes ${magnitude(h, dH)} nats more`
       : h.hi < 0 ? `its first half of the blocks removes ${magnitude(h, dH)} nats less`

@@ -57,7 +57,7 @@ export const EVAL_METRIC_COLUMNS: readonly MetricColumn[] = Object.freeze([
  * setting (trajectoryResultsTable).
  */
 export const TRAJECTORY_COLUMNS: readonly MetricColumn[] = Object.freeze([
-  { key: 'area', label: 'Area L_rest', better: 'lower', digits: 2, description: 'Σ_t L_rest(S_t) / numBlocks: area under the remaining-loss curve against the fraction decoded (nats)' },
+  { key: 'area', label: 'Area L_rest', better: 'lower', digits: 2, description: '[Σ_{t<n} L_rest(S_t) - L_rest(∅)/2] / n: area under the remaining-loss curve against the fraction decoded, down to 0 at t = n (nats)' },
   { key: 'firstHalf', label: 'First-half drop', better: 'higher', digits: 2, description: 'L_rest(∅) - L_rest(S_⌈n/2⌉) = Σ_{t<n/2} u(a_t|S_t) (nats)' },
   { key: 'areaDiff', label: 'Δ area', better: 'lower', digits: 2, description: 'area minus the reference setting\'s, paired on the same images' },
   { key: 'firstHalfDiff', label: 'Δ first half', better: 'higher', digits: 2, description: 'first-half drop minus the reference setting\'s, paired on the same images' },
@@ -222,7 +222,8 @@ export function trajectoryResultsTable(outcomes: readonly SettingOutcome[], opts
   const ref = trajectoryReference(outcomes, opts.reference);
   const refName = opts.reference ?? TRAJECTORY_REFERENCE;
   const about = t && `Remaining loss L_rest(S_t) of each setting's own backbone along its own block orders (${t.reading} reading, nats) on the first ${t.images} held-out test images, ` +
-    'the same images for every setting; area = Σ_t L_rest(S_t) / numBlocks (lower: the order front-loads the information), ' +
+    'the same images for every setting; area = area under the curve against the fraction decoded t/n, down to 0 at t = n, [Σ_{t<n} L_rest(S_t) - L_rest(∅)/2] / n ' +
+    '(lower: the order front-loads the information; the trapezoids put settings with other block counts on one scale), ' +
     'first-half drop = L_rest(∅) - L_rest(S_⌈n/2⌉) (higher: front-loaded); ' +
     (ref ? `Δ = setting minus ${refName}, paired image by image (bootstrap of the per-image differences; an interval containing 0 is no difference); `
       : `no Δ columns: the reference ${refName} has no trajectory metrics in this run; `) +

@@ -6,14 +6,19 @@
  *
  * - the remaining-loss curve L_rest(S_t), t = 0 .. n-1 (L_rest(S_n) = 0), on
  *   `images` test images, with per image its area and its first-half drop:
- *     area      = (1/n) Σ_{t<n} L_rest(S_t), the area under the curve against
- *                 the fraction decoded t/n (lower: the order front-loads the
- *                 information);
+ *     area      = (1/n) [Σ_{t<n} L_rest(S_t) - L_rest(∅)/2], the area under
+ *                 the curve against the fraction decoded t/n, from t = 0 to
+ *                 t = n where L_rest = 0 (trapezoids; lower: the order
+ *                 front-loads the information);
  *     firstHalf = L_rest(∅) - L_rest(S_h), h = ⌈n/2⌉ = Σ_{t<n/2} u(a_t | S_t),
  *                 the loss removed by the first half of the blocks (higher:
  *                 front-loaded);
- *   and start = L_rest(∅). Area is divided by n so that settings with another
- *   block count (the raster baseline's token rows) share the [0, 1] axis.
+ *   and start = L_rest(∅). As L_rest(∅) is the same for every order of one
+ *   backbone, the area ranks orders exactly as Σ_t L_rest(S_t) does; the
+ *   1/n and the trapezoids put settings with another block count (the raster
+ *   baseline's 8 token rows against 16 blocks) on one scale: a straight-line
+ *   decline has area L_rest(∅)/2 for every n, where the plain sum / n would
+ *   add L_rest(∅)/(2n), a bias that depends on n.
  * - the per-step oracle comparison, on the first `oracleImages` of those
  *   images (it needs u of every candidate at every state, scoreStates, about
  *   |R| times the curve's cost per state): the realized utility u(a_t | S_t)
@@ -238,7 +243,7 @@ function remainingLoss(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: 
   for (let i = 0; i < n; i++) {
     const row = curve.subarray(i * nb, (i + 1) * nb);
     perImage.start[i] = row[0];
-    perImage.area[i] = row.reduce((a, b) => a + b, 0) / nb;
+    perImage.area[i] = (row.reduce((a, b) => a + b, 0) - row[0] / 2) / nb; // trapezoids down to L_rest(S_n) = 0
     perImage.firstHalf[i] = row[0] - (half < nb ? row[half] : 0); // L_rest(all blocks) = 0
   }
   const seed = cfg.seed;
