@@ -29,8 +29,8 @@
  *   far-context gain u_extrap(a_t | S_t) with the `no-neighbours` weight
  *   (tokens outside a_t's 8 neighbouring blocks only), and its share of u.
  *
- * Method: roll out the policy once on all images (rollOutOrder: it sees only
- * the visible ground truth, as in nllUnderPolicy); then per step t one
+ * Method: roll out the policy once on all images (rollOutOnGroundTruth: it
+ * sees only the visible ground truth, as in nllUnderPolicy); then per step t one
  * scoreRestLoss call for the states S_t of all images (they share |S|, so
  * they pack into the same batched passes), and for the oracle comparison one
  * scoreStates call per measured step on the oracle images (oraclePolicy makes
@@ -63,7 +63,8 @@
  */
 import { GPT } from '../backbone/gpt';
 import { seqLen } from '../backbone/config';
-import { BlockGeometry, OrderPolicy, PolicyState, rollOutOrder } from '../order';
+import { rollOutOnGroundTruth } from '../backbone/nll';
+import { BlockGeometry, OrderPolicy, PolicyState } from '../order';
 import { PRIMARY_READING, Reading, READINGS, scoreRestLoss, scoreStates, StateScore } from '../oracle/utility';
 import { WeightName, WEIGHTS } from '../oracle/weights';
 import { ensure, oneOf } from '../runtime/errors';
@@ -316,7 +317,7 @@ export async function trajectoryMetrics(m: GPT, geo: BlockGeometry, policy: Orde
   const n = cfg.images, nb = geo.numBlocks;
   const grids = gridsOf(m, data, n, 'trajectoryMetrics(data)');
   const labels = data.labels.subarray(0, n);
-  const blockOrders = await rollOutOrder(policy, geo, n, { tokens: grids, classIds: Array.from(labels) });
+  const blockOrders = await rollOutOnGroundTruth(m, data.tokens.subarray(0, n * seqLen(m.cfg)), labels, policy, geo);
   const t1 = Date.now();
   const total = nb + (cfg.oracleImages > 0 ? steps.length : 0);
   let done = 0;
