@@ -95,10 +95,11 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  *   step: area and first-half drop compare settings image by image), the
  *   per-step oracle comparison (scoreStates at all 16 steps, ~|R| times the
  *   curve's cost per state) on the first 6 of them, 5 bootstrap replicates
- *   per seed for FID / sFID / IS. The trajectory part measured 13 s of CPU
- *   per 16-block setting (curve ~10 s, oracle comparison ~3 s; `small`
- *   backbone, 1 engine thread) and 5 s for the raster baseline's 8 rows: ~1.6
- *   min for the eight settings, plus the planner rollouts on 64 images.
+ *   per seed for FID / sFID / IS. The trajectory part measured (`small`
+ *   backbone, 1 engine thread, CPU seconds): 13 per 16-block setting with a
+ *   fixed order (about 3/4 of it the curve), 15-16 with a planner policy (its
+ *   rollout on 64 images included), 5 for the raster baseline's 8 rows:
+ *   ~1.8 min for the eight settings.
  *   Sized so the eight settings fit the main job's
  *   60-minute budget on our 2-core machine: at 500 x 2 samples and 500 NLL
  *   images, one block-order setting took 100 s and a planner setting 6-7 min
