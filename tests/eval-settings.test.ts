@@ -9,9 +9,10 @@ import { throwsOH, useWasm, randArray } from './helpers';
 import { fakeDecode, tinyFeatureNet } from './fixtures/planner-jobs';
 import { gptConfig } from '../lib/backbone/config';
 import { createGPT, GPT } from '../lib/backbone/gpt';
-import { blockGeometry, rasterPolicy, randomPolicy } from '../lib/order';
+import { blockGeometry } from '../lib/order';
 import { OrderHeadError } from '../lib/runtime/errors';
 import { rng } from '../lib/runtime/seed';
+import { PRIMARY_READING } from '../lib/oracle/utility';
 import { featureNetOutputs } from '../lib/eval';
 import { FEATURE_NET_CAVEAT } from '../lib/eval/metrics';
 import { fid, featureStats, frechetToReference, referenceStats } from '../lib/eval/frechet';
@@ -20,10 +21,9 @@ import {
   EvalConfig, EvalContext, SettingOutcome, SettingResult, balancedClasses, blockRarRandomSetting, blockRarRasterSetting, evalConfig, evaluateSetting,
   EVAL_METRICS, isMissing, missingSetting, rasterBaselineSetting, realFeatureStats, settingOrMissing,
 } from '../lib/eval';
-import { oraclePolicy, trajectoryMetrics } from '../lib/eval/trajectory';
 import {
-  evalResultsTable, formatCell, futureLossFigure, metricBarsFigure, readTableCsv, recognizabilityCurvesFigure, tableCsv, tableLatex, tableMarkdown,
-  trajectoryResultsTable, writeOutcomesJson, writeResultTable,
+  evalResultsTable, formatCell, futureLossFigure, metricBarsFigure, oracleComparisonTable, readTableCsv, recognizabilityCurvesFigure, remainingLossFigure, tableCsv, tableLatex,
+  tableMarkdown, trajectoryResultsTable, writeOutcomesJson, writeResultTable,
 } from '../lib/eval/tables';
 
 const CFG = gptConfig('tiny', { initStd: 0.5 }); // 4x4 tokens, vocab 16, 3 classes
@@ -77,7 +77,12 @@ test('evalConfig: profile sizes, shared sampling settings, and field-named error
     assert.deepEqual([c.temperature, c.topK, c.topP, c.cfgScale], [1, 0, 1, 1]);
     assert.equal(c.fill, BACKGROUND_FILL);
   }
-  assert.equal(evalConfig('default', { trajectory: { images: 3 } }).trajectory.reading, 'teacher-forced');
+  // Remaining-loss curves on many images, the per-step oracle comparison on a few; the primary reading.
+  assert.ok(def.trajectory.images >= 64 && full.trajectory.images >= 256 && smoke.trajectory.images <= def.trajectory.images);
+  for (const c of [smoke, def, full]) assert.ok(c.trajectory.oracleImages >= 1 && c.trajectory.oracleImages <= c.trajectory.images);
+  assert.equal(evalConfig('default', { trajectory: { images: 8 } }).trajectory.reading, PRIMARY_READING);
+  throwsOH(() => evalConfig('default', { trajectory: { images: 3 } }), 'eval.trajectory.oracleImages');
+  assert.equal(evalConfig('default', { trajectory: { images: 0 } }).trajectory.images, 0, 'images 0 skips the trajectory metrics');
   throwsOH(() => evalConfig('smoke', { seeds: [0] }), 'eval.seeds');
   throwsOH(() => evalConfig('smoke', { samplesPerSeed: 4, isSplits: 10 }), 'eval.isSplits');
   throwsOH(() => evalConfig('smoke', { recognizabilityFractions: [0.1, 1] }), 'eval.recognizabilityFractions');
@@ -123,7 +128,7 @@ test('evaluateSetting: 2 settings x 2 seeds end to end, finite numbers with lo <
     }
     // Balanced classes; the seeds draw different samples.
     assert.notDeepEqual(r.seeds[0].tokens, r.seeds[1].tokens);
-    assert.ok(r.trajectory && r.trajectory.images === 2 && r.trajectory.perStep.length === 4);
+    assert.ok(r.trajectory && r.trajectory.images === 2 && r.trajectory.restLoss.mean.length === r.geometry.numBlocks && r.trajectory.oracle?.perStep.length === r.geometry.numBlocks);
   }
   const raster = res[0] as SettingResult, random = res[1] as SettingResult;
   assert.equal(raster.geometry.blockW, 4, 'the raster baseline decodes token rows');
@@ -139,6 +144,7 @@ test('evaluateSetting: 2 settings x 2 seeds end to end, finite numbers with lo <
   assert.deepEqual(again.seeds.map((s) => s.tokens), random.seeds.map((s) => s.tokens));
   assert.deepEqual(again.curve, random.curve);
   assert.deepEqual(again.trajectory!.totals, random.trajectory!.totals);
+  assert.deepEqual(again.trajectory!.oracle!.totals, random.trajectory!.oracle!.totals);
   assert.equal(tf.memory().numTensors, before);
 });
 
@@ -208,8 +214,12 @@ test('missing settings: settingOrMissing catches OrderHeadError only, and every 
   assert.match(tableMarkdown(evalResultsTable(all, { style: 'interval', columns: ['fid', 'nllBits'] })), /\| raster baseline \| [\d.]+ \[[\d.]+, [\d.]+\] \|/);
   // Trajectory table: no feature-net caveat needed, missing rows still marked.
   const tt = trajectoryResultsTable(all);
-  assert.ok(!tt.caption.includes(FEATURE_NET_CAVEAT) && tt.caption.includes('teacher-forced'));
+  assert.ok(!tt.caption.includes(FEATURE_NET_CAVEAT) && tt.caption.includes(PRIMARY_READING) && tt.caption.includes('telescopes'));
+  assert.ok(!tt.columns.some((c) => c.key === 'realized'), 'the telescoping total is not a column');
+  assert.ok(!tt.columns.some((c) => c.key === 'areaDiff'), 'no reference setting here: no paired columns');
   assert.match(tableMarkdown(tt), /\| adaptive budget \| missing/);
+  const ot = oracleComparisonTable(all);
+  assert.ok(ot.caption.includes('first 2 of the 2 test images'), ot.caption);
   // Figures.
   const bars = metricBarsFigure(all, 'fid', 'test');
   assert.deepEqual((bars.traces[0] as { x: string[] }).x.slice(2), ['OrderHead R=0 (missing)', 'adaptive budget (missing)']);
@@ -217,6 +227,12 @@ test('missing settings: settingOrMissing catches OrderHeadError only, and every 
   const fl = futureLossFigure(all, 'test');
   assert.equal(fl.traces.length, 6);
   assert.deepEqual((fl.traces[0] as { x: number[] }).x, [0, 0.25, 0.5, 0.75]);
+  const rl = remainingLossFigure(all, 'test');
+  assert.equal(rl.traces.length, 2, 'one line per setting with trajectory metrics');
+  const line = rl.traces[1] as { x: number[]; y: number[] };
+  assert.deepEqual(line.x, [0, 0.25, 0.5, 0.75, 1]);
+  assert.equal(line.y[4], 0, 'nothing left once every block is visible');
+  assert.equal(line.y[0], renamed.trajectory!.totals.start.mean);
   // The JSON summary drops the heavy arrays but keeps every number and the missing markers.
   const json = path.join(dir, 'outcomes.json');
   writeOutcomesJson(json, all);
@@ -224,36 +240,4 @@ test('missing settings: settingOrMissing catches OrderHeadError only, and every 
   assert.equal(read[2].missing, m.missing);
   assert.equal(read[0].metrics.fid.mean, (res[0] as SettingResult).metrics.fid.mean);
   assert.equal(read[0].seeds[0].tokens, undefined);
-});
-
-test('trajectory metrics: the oracle policy realizes the oracle maximum at every step; raster realizes raster-next; sums telescope', async () => {
-  const { model, ctx } = await setup();
-  const data = { tokens: ctx.testTokens, labels: ctx.testLabels };
-  const before = tf.memory().numTensors;
-  const oc = { images: 3, reading: 'teacher-forced', weight: 'no-neighbours', bootstrapReps: 20 } as const;
-  const oracle = await trajectoryMetrics(model, GEO, oraclePolicy(model, GEO, data, oc), data, oc);
-  assert.equal(tf.memory().numTensors, before, 'trajectory metrics leaked tensors');
-  assert.equal(oracle.perStep.length, 4);
-  for (const s of oracle.perStep) {
-    assert.equal(s.realized, s.oracle, `step ${s.step}`);
-    assert.equal(s.agreement, 1);
-    assert.ok(s.oracle >= s.random - 1e-6 && Number.isFinite(s.farRealized));
-  }
-  assert.deepEqual(Array.from(oracle.perImage.regret), [0, 0, 0]);
-  assert.equal(oracle.totals.agreement.mean, 1);
-  // Telescoping (teacher-forced): the realized sum over all steps is L_rest(∅), the same for every policy.
-  const raster = await trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, oc);
-  const random = await trajectoryMetrics(model, GEO, randomPolicy(GEO, 3), data, oc);
-  for (const t of [oracle, raster, random]) {
-    assert.ok(Math.abs(t.totals.realized.mean - t.perStep[0].lRest) < 1e-3 * t.perStep[0].lRest, `${t.policy}: ${t.totals.realized.mean} vs ${t.perStep[0].lRest}`);
-    const s = t.totals.farShare;
-    assert.ok(Number.isFinite(s.mean) && s.lo <= s.mean && s.mean <= s.hi);
-  }
-  for (const s of raster.perStep) assert.equal(s.realized, s.raster);
-  // A subset of steps bounds the cost; totals then cover those steps only.
-  const sub = await trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, { ...oc, steps: [0, 2] });
-  assert.deepEqual(sub.steps, [0, 2]);
-  assert.equal(sub.perStep[1].realized, raster.perStep[2].realized);
-  assert.equal(tf.memory().numTensors, before);
-  await assert.rejects(trajectoryMetrics(model, GEO, rasterPolicy(GEO), data, { ...oc, steps: [2, 1] }), /eval\.trajectory\.steps/);
 });

@@ -82,24 +82,34 @@ export function exactNll(m: GPT, grids: Int32Array, classes: Int32Array, cells: 
 }
 
 /**
- * NLL under an order policy: the policy chooses each next block from the
- * ground-truth tokens of the blocks already visible (never from what is still
- * hidden), so its order is a valid factorisation; then one teacher-forced pass
- * scores the images in those orders.
+ * A policy's block orders on ground-truth grids (N x numTokens): it chooses
+ * each next block from the true tokens of the blocks already visible, never
+ * from what is still hidden, so each order is a valid factorisation. A policy
+ * that reads the backbone's states gets them from a teacher-forced KV cache
+ * (decoding-context.ts), as during sampling, instead of recomputing every
+ * visible prefix.
  */
-export async function nllUnderPolicy(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry,
-  batch = 64): Promise<NllResult & { blockOrders: number[][] }> {
+export async function rollOutOnGroundTruth(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry): Promise<number[][]> {
   const T = seqLen(m.cfg), N = classes.length;
   const tokens = Array.from({ length: N }, (_, i) => grids.subarray(i * T, (i + 1) * T));
-  // The policy reads the backbone's states of the true tokens revealed so far from a KV cache (decoding-context.ts).
   const decoder = policy.readsContext ? teacherForcedContexts(m, geo, grids, classes) : undefined;
-  let blockOrders: number[][];
   try {
-    blockOrders = await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes), contexts: decoder && ((states) => decoder.contexts(states)) });
+    return await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes), contexts: decoder && ((states) => decoder.contexts(states)) });
   } finally {
     decoder?.dispose();
   }
-  const cells = new Int32Array(N * T);
+}
+
+/**
+ * NLL under an order policy: its block orders on the ground truth
+ * (rollOutOnGroundTruth), then one teacher-forced pass scores the images in
+ * those orders.
+ */
+export async function nllUnderPolicy(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry,
+  batch = 64): Promise<NllResult & { blockOrders: number[][] }> {
+  const T = seqLen(m.cfg);
+  const blockOrders = await rollOutOnGroundTruth(m, grids, classes, policy, geo);
+  const cells = new Int32Array(classes.length * T);
   blockOrders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
   return { ...exactNll(m, grids, classes, cells, batch), blockOrders };
 }

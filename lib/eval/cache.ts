@@ -47,8 +47,13 @@ import type { EvalContext } from './context';
 import type { SettingResult } from './results';
 import type { EvalSetting } from './settings';
 
-/** Format tag of an evaluation cache file. */
-export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/1';
+/**
+ * Format tag of an evaluation cache file; raised whenever SettingResult's
+ * shape changes, so an older file is recomputed rather than read as the new
+ * shape (/2: trajectory results hold the remaining-loss curve and an
+ * `oracle` comparison on a subset of images).
+ */
+export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/2';
 
 /** Everything a cached outcome depends on (see the module comment). */
 export interface EvalCacheIdentity {

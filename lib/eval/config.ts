@@ -7,7 +7,7 @@
 import { ensure } from '../runtime/errors';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { BACKGROUND_FILL } from './recognizability';
-import { DEFAULT_TRAJECTORY_CONFIG, TrajectoryConfig } from './trajectory';
+import { DEFAULT_TRAJECTORY_CONFIG, TrajectoryConfig, validateTrajectorySizes } from './trajectory';
 
 export interface EvalConfig {
   /** Samples generated per seed and setting (FID is biased by the count: compare at equal counts only). */
@@ -80,25 +80,35 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
   setBootstrapReps: 'bootstrap replicates per seed, FID / sFID / IS',
   level: 'interval level',
   featureBatch: 'images per feature-network pass',
-  trajectory: 'oracle trajectory metrics (images, steps, reading, weight)',
+  trajectory: 'oracle trajectory metrics (curve images, oracle-comparison images and steps, reading, weight)',
 });
 
 /**
  * The evaluation config of a profile, with `overrides` on top
  * (`trajectory` overrides merge into the profile's).
  *
- * - smoke: 16 samples x 2 seeds, 16 NLL images per seed, 2 trajectory
- *   images: seconds, for CI; the numbers mean nothing.
+ * - smoke: 16 samples x 2 seeds, 16 NLL images per seed, remaining-loss
+ *   curves on 4 test images, the per-step oracle comparison on 2 of them:
+ *   seconds, for CI; the numbers mean nothing.
  * - default: 160 samples x 2 seeds (320 per setting), 96 NLL images per
- *   seed, 6 trajectory images (all 16 steps), 5 bootstrap replicates per seed
- *   for FID / sFID / IS. Sized so the eight settings fit the main job's
+ *   seed, remaining-loss curves on 64 test images (scoreRestLoss, every
+ *   step: area and first-half drop compare settings image by image), the
+ *   per-step oracle comparison (scoreStates at all 16 steps, ~|R| times the
+ *   curve's cost per state) on the first 6 of them, 5 bootstrap replicates
+ *   per seed for FID / sFID / IS. The trajectory part measured (`small`
+ *   backbone, 1 engine thread, CPU seconds): 13 per 16-block setting with a
+ *   fixed order (about 3/4 of it the curve), 15-16 with a planner policy (its
+ *   rollout on 64 images included), 5 for the raster baseline's 8 rows:
+ *   ~1.8 min for the eight settings.
+ *   Sized so the eight settings fit the main job's
  *   60-minute budget on our 2-core machine: at 500 x 2 samples and 500 NLL
  *   images, one block-order setting took 100 s and a planner setting 6-7 min
  *   (a planner policy adds one backbone feature pass per planning step).
  *   FID at 320 samples is biased upwards; it compares settings of the same
  *   report (same n), not other reports.
- * - full: 2,500 samples x 3 seeds, 2,000 NLL images per seed, 128 trajectory
- *   images, 20 replicates per seed.
+ * - full: 2,500 samples x 3 seeds, 2,000 NLL images per seed, remaining-loss
+ *   curves on 256 test images and the oracle comparison on 128, 20 replicates
+ *   per seed.
  */
 export function evalConfig(profile: ProfileName = activeProfile(), overrides: Partial<Omit<EvalConfig, 'trajectory'>> & { trajectory?: Partial<TrajectoryConfig> } = {}): EvalConfig {
   // The trajectory's bootstrap follows the evaluation's, unless set.
@@ -107,9 +117,9 @@ export function evalConfig(profile: ProfileName = activeProfile(), overrides: Pa
     validateEvalConfig(cfg);
   };
   return profileConfig(EVAL_DEFAULTS, {
-    smoke: { samplesPerSeed: 16, sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectory: { images: 2 } },
+    smoke: { samplesPerSeed: 16, sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectory: { images: 4, oracleImages: 2 } },
     default: {},
-    full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 128 } },
+    full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 256, oracleImages: 128 } },
   }, profile, overrides, withTrajectoryReps);
 }
 
@@ -118,7 +128,7 @@ export const EVAL_DEFAULTS: EvalConfig = {
   samplesPerSeed: 160, seeds: [0, 1], sampleBatch: 160, nllImages: 96, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
   temperature: 1, topK: 0, topP: 1, cfgScale: 1,
   nllBatch: 64, fill: BACKGROUND_FILL, precisionRecall: true, prK: 3, level: 0.95, featureBatch: 256,
-  trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: 6, bootstrapReps: 500 },
+  trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: 64, oracleImages: 6, bootstrapReps: 500 },
 };
 
 /** Check a config; each problem names the field (`eval.seeds`) and the fix. */
@@ -152,5 +162,6 @@ export function validateEvalConfig(cfg: EvalConfig): void {
   ensure(cfg.setBootstrapReps !== 1, 'one replicate per seed gives no spread', 'eval.setBootstrapReps', 'use 0 (seed range) or >= 2');
   ensure(cfg.level > 0 && cfg.level < 1, `must lie strictly between 0 and 1, got ${cfg.level}`, 'eval.level', 'use 0.95');
   int('featureBatch', 1);
-  ensure(cfg.trajectory && Number.isInteger(cfg.trajectory.images) && cfg.trajectory.images >= 0, `trajectory.images must be a whole number >= 0, got ${cfg.trajectory?.images}`, 'eval.trajectory.images', 'use 0 to skip, or e.g. 16');
+  ensure(cfg.trajectory && Number.isInteger(cfg.trajectory.images) && cfg.trajectory.images >= 0, `trajectory.images must be a whole number >= 0, got ${cfg.trajectory?.images}`, 'eval.trajectory.images', 'use 0 to skip, or e.g. 64');
+  if (cfg.trajectory.images > 0) validateTrajectorySizes(cfg.trajectory);
 }

@@ -5,7 +5,8 @@
  * precision-recall, class accuracy), follow their generation trajectories
  * (progressive recognizability), score held-out test images (exact NLL under
  * the setting's order), keep one example trajectory; then, once per setting,
- * the oracle trajectory metrics (trajectory.ts), and the summaries over seeds
+ * the trajectory metrics (trajectory.ts: remaining-loss curves, oracle
+ * comparison), and the summaries over seeds
  * (summary.ts). Every setting gets the same seeds, the same sampling settings
  * and the same test images, so the numbers compare.
  */
@@ -98,9 +99,10 @@ function checkContext(setting: EvalSetting, ctx: EvalContext, cfg: EvalConfig): 
  * curve along each sample's own block order (the full sample is decoded,
  * then undecoded blocks are blanked with renderPartialImages), exact NLL
  * bits per token on a disjoint slice of the test split under the setting's
- * policy (nllUnderPolicy), and one example trajectory. Then the oracle
- * trajectory metrics (cfg.trajectory) once per setting, with the first
- * seed's policy. Aggregates over seeds as summary.ts describes.
+ * policy (nllUnderPolicy), and one example trajectory. Then the
+ * trajectory metrics (cfg.trajectory: remaining-loss curves and the oracle
+ * comparison on the first test images, the same for every setting) once per
+ * setting, with the first seed's policy. Aggregates over seeds as summary.ts describes.
  * `progress` is a bar factory (session.progress). Leaks no tensors.
  */
 export async function evaluateSetting(setting: EvalSetting | MissingSetting, ctx: EvalContext, cfg: EvalConfig,
@@ -116,7 +118,7 @@ export async function evaluateSetting(setting: EvalSetting | MissingSetting, ctx
       if (k === 0) policyName = policy.name;
       seeds.push(await evaluateSeed(run, k, seed, policy));
     }
-    const trajectory = await oracleTrajectory(run);
+    const trajectory = await measureTrajectory(run);
     return finishSettingRun(run, policyName, seeds, trajectory);
   } catch (err) {
     run.bar?.done({ stopped: 'error' });
@@ -285,8 +287,8 @@ function exampleTrajectory(run: SettingRun, images: Float32Array, classes: Int32
   return { classId: classes[0], blockOrder: blockOrders[0].slice(), frames: renderPartialImages(frameSource, run.layout, visible, run.cfg.fill), height, width };
 }
 
-/** 6. Oracle trajectory metrics, once per setting (first seed's policy); undefined when cfg.trajectory.images is 0. */
-async function oracleTrajectory(run: SettingRun): Promise<TrajectoryResult | undefined> {
+/** 6. Trajectory metrics, once per setting (first seed's policy); undefined when cfg.trajectory.images is 0. */
+async function measureTrajectory(run: SettingRun): Promise<TrajectoryResult | undefined> {
   const { setting, ctx, cfg } = run;
   if (!(cfg.trajectory.images > 0)) return undefined;
   const policy = setting.policyFor?.(cfg.seeds[0]) ?? setting.policy;

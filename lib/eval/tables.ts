@@ -23,7 +23,7 @@ import { FEATURE_NET_CAVEAT } from './metrics';
 import { INTERVAL_METHODS, IntervalMethod, MetricSummary } from './summary';
 import { EvalMetric, SettingOutcome, SettingResult } from './results';
 import { isMissing } from './settings';
-import { TrajectoryResult, TrajectoryTotalKey } from './trajectory';
+import { OracleTotalKey, pairedTrajectoryDifference, TrajectoryResult } from './trajectory';
 
 /** A table column: one metric. */
 export interface MetricColumn {
@@ -51,10 +51,21 @@ export const EVAL_METRIC_COLUMNS: readonly MetricColumn[] = Object.freeze([
   { key: 'nllBits', label: 'NLL (bits/token)', better: 'lower', digits: 3, description: 'exact NLL of held-out test images under the setting\'s order' },
 ]);
 
-/** The trajectory-metric columns (trajectory.ts), in table order. */
+/**
+ * The remaining-loss columns of the trajectory metrics (trajectory.ts), in
+ * table order; the Δ columns are paired differences against the reference
+ * setting (trajectoryResultsTable).
+ */
 export const TRAJECTORY_COLUMNS: readonly MetricColumn[] = Object.freeze([
-  { key: 'early', label: 'Σu first half', better: 'higher', digits: 3, description: 'Σ u(a_t|S_t) over measured steps t < numBlocks/2 (nats)' },
-  { key: 'realized', label: 'Σu realized', better: 'higher', digits: 3, description: 'Σ_t u(a_t|S_t) over the measured steps (nats)' },
+  { key: 'area', label: 'Area L_rest', better: 'lower', digits: 2, description: '[Σ_{t<n} L_rest(S_t) - L_rest(∅)/2] / n: area under the remaining-loss curve against the fraction decoded, down to 0 at t = n (nats)' },
+  { key: 'firstHalf', label: 'First-half drop', better: 'higher', digits: 2, description: 'L_rest(∅) - L_rest(S_⌈n/2⌉) = Σ_{t<n/2} u(a_t|S_t) (nats)' },
+  { key: 'areaDiff', label: 'Δ area', better: 'lower', digits: 2, description: 'area minus the reference setting\'s, paired on the same images' },
+  { key: 'firstHalfDiff', label: 'Δ first half', better: 'higher', digits: 2, description: 'first-half drop minus the reference setting\'s, paired on the same images' },
+  { key: 'start', label: 'L_rest(∅)', digits: 2, description: 'loss of the whole image from nothing; Σ_t u(a_t|S_t) telescopes to it for every order' },
+]);
+
+/** The per-step oracle comparison columns (trajectory.ts), in table order; on the oracle images only. */
+export const ORACLE_COMPARISON_COLUMNS: readonly MetricColumn[] = Object.freeze([
   { key: 'oracle', label: 'Σu oracle', better: 'higher', digits: 3, description: 'Σ_t max_a u(a|S_t) at the same states' },
   { key: 'random', label: 'Σu random', better: 'higher', digits: 3, description: 'Σ_t mean_a u(a|S_t) (a random choice)' },
   { key: 'raster', label: 'Σu raster-next', better: 'higher', digits: 3, description: 'Σ_t u(raster-next|S_t)' },
@@ -63,6 +74,25 @@ export const TRAJECTORY_COLUMNS: readonly MetricColumn[] = Object.freeze([
   { key: 'farRealized', label: 'Σu far', better: 'higher', digits: 3, description: 'Σ_t u_extrap(a_t|S_t), no-neighbours weight' },
   { key: 'farShare', label: 'Far share', better: 'higher', digits: 3, description: 'Σ u_extrap(a_t) / Σ u(a_t)' },
 ]);
+
+/**
+ * The default reference of the paired trajectory differences: raster block
+ * order on the block-RAR backbone, the backbone of the random-order and
+ * OrderHead settings, so their difference to it is the order's alone.
+ */
+export const TRAJECTORY_REFERENCE = 'block-RAR + raster order';
+
+type WithTrajectory = SettingResult & { trajectory: TrajectoryResult };
+
+/** The evaluated settings that have trajectory metrics. */
+export function withTrajectory(outcomes: readonly SettingOutcome[]): WithTrajectory[] {
+  return outcomes.filter((o): o is WithTrajectory => !isMissing(o) && o.trajectory !== undefined);
+}
+
+/** The reference setting `name` among the outcomes, if it was evaluated with trajectory metrics. */
+export function trajectoryReference(outcomes: readonly SettingOutcome[], name = TRAJECTORY_REFERENCE): WithTrajectory | undefined {
+  return withTrajectory(outcomes).find((o) => o.name === name);
+}
 
 /** One row: a setting's summaries, or why it is missing. */
 export interface TableRowInput {
@@ -172,18 +202,63 @@ export function evalResultsTable(outcomes: readonly SettingOutcome[], opts: Tabl
     EVAL_METRIC_COLUMNS, { title: 'Sample quality and exact likelihood by setting', ...opts, note });
 }
 
-/** The trajectory-metric table (settings without trajectory metrics are marked missing). */
-export function trajectoryResultsTable(outcomes: readonly SettingOutcome[], opts: TableOptions = {}): ResultTable {
-  const t = outcomes.find((o): o is SettingResult => !isMissing(o) && o.trajectory !== undefined)?.trajectory;
-  const note = opts.note ?? (t
-    ? `Oracle utilities of each setting's backbone (${t.reading} reading, u_extrap weight ${t.weight}) along its own block orders on ${t.images} held-out test images; ` +
-      `sums over ${t.steps.length === t.numBlocks ? 'all' : t.steps.length} steps, nats; over all steps the realized sum telescopes to L_rest(∅) for every policy`
-    : undefined);
-  return resultTable(outcomes.map((o) => {
+const NO_TRAJECTORY = 'trajectory metrics were not computed (eval.trajectory.images = 0)';
+
+/** The caption text a table always carries, then the caller's note. */
+function joinNotes(...notes: (string | undefined)[]): string | undefined {
+  const kept = notes.filter((n): n is string => !!n && n.trim() !== '').map((n) => n.trim().replace(/[.;]$/, ''));
+  return kept.length ? kept.join('; ') : undefined;
+}
+
+/**
+ * The headline trajectory table: per setting the area under its
+ * remaining-loss curve and its first-half drop (trajectory.ts), and both as
+ * paired differences against `reference` (default TRAJECTORY_REFERENCE; the
+ * Δ columns are left out when it was not evaluated). Settings without
+ * trajectory metrics are marked missing.
+ */
+export function trajectoryResultsTable(outcomes: readonly SettingOutcome[], opts: TableOptions & { reference?: string } = {}): ResultTable {
+  const t = withTrajectory(outcomes)[0]?.trajectory;
+  const ref = trajectoryReference(outcomes, opts.reference);
+  const refName = opts.reference ?? TRAJECTORY_REFERENCE;
+  const about = t && `Remaining loss L_rest(S_t) of each setting's own backbone along its own block orders (${t.reading} reading, nats) on the first ${t.images} held-out test images, ` +
+    'the same images for every setting; area = area under the curve against the fraction decoded t/n, down to 0 at t = n, [Σ_{t<n} L_rest(S_t) - L_rest(∅)/2] / n ' +
+    '(lower: the order front-loads the information; the trapezoids put settings with other block counts on one scale), ' +
+    'first-half drop = L_rest(∅) - L_rest(S_⌈n/2⌉) (higher: front-loaded); ' +
+    (ref ? `Δ = setting minus ${refName}, paired image by image (bootstrap of the per-image differences; an interval containing 0 is no difference); `
+      : `no Δ columns: the reference ${refName} has no trajectory metrics in this run; `) +
+    'the realized Σ_t u(a_t|S_t) telescopes to L_rest(∅) for every order, so it is not a result';
+  const rows = outcomes.map((o): TableRowInput => {
     if (isMissing(o)) return { name: o.name, missing: o.missing };
-    if (!o.trajectory) return { name: o.name, missing: 'trajectory metrics were not computed (eval.trajectory.images = 0)' };
-    return { name: o.name, values: o.trajectory.totals as Record<TrajectoryTotalKey, MetricSummary> };
-  }), TRAJECTORY_COLUMNS, { title: 'Future-loss reduction and far-context gain along the generation order', meanOver: 'test images', ...opts, note });
+    if (!o.trajectory) return { name: o.name, missing: NO_TRAJECTORY };
+    const values: Record<string, MetricSummary | undefined> = { ...o.trajectory.totals };
+    if (ref && o.name !== ref.name) {
+      values.areaDiff = pairedTrajectoryDifference(o.trajectory, ref.trajectory, 'area');
+      values.firstHalfDiff = pairedTrajectoryDifference(o.trajectory, ref.trajectory, 'firstHalf');
+    }
+    return { name: o.name, values };
+  });
+  const columns = ref ? TRAJECTORY_COLUMNS : TRAJECTORY_COLUMNS.filter((c) => !c.key.endsWith('Diff'));
+  return resultTable(rows, columns, { title: 'How fast the remaining loss falls along the generation order', meanOver: 'test images', ...opts, note: joinNotes(about, opts.note) });
+}
+
+/**
+ * The per-step oracle comparison (trajectory.ts: regret, agreement,
+ * far-context gain), on the first `oracleImages` test images; settings
+ * without it are marked missing.
+ */
+export function oracleComparisonTable(outcomes: readonly SettingOutcome[], opts: TableOptions = {}): ResultTable {
+  const t = withTrajectory(outcomes).find((o) => o.trajectory.oracle)?.trajectory;
+  const c = t?.oracle;
+  const about = t && c && `Oracle utilities of each setting's backbone (${t.reading} reading, u_extrap weight ${c.weight}) at the states of its own block orders, ` +
+    `on the first ${c.images} of the ${t.images} test images of the remaining-loss table (scoreStates at every state is ~|R| times the cost of L_rest alone); ` +
+    `sums over ${c.steps.length === t.numBlocks ? 'all' : c.steps.length} steps, nats; the realized sum is left out: over all steps it telescopes to L_rest(∅), so regret = Σu oracle - L_rest(∅)`;
+  return resultTable(outcomes.map((o): TableRowInput => {
+    if (isMissing(o)) return { name: o.name, missing: o.missing };
+    if (!o.trajectory) return { name: o.name, missing: NO_TRAJECTORY };
+    if (!o.trajectory.oracle) return { name: o.name, missing: 'no oracle comparison (eval.trajectory.oracleImages = 0)' };
+    return { name: o.name, values: o.trajectory.oracle.totals as Record<OracleTotalKey, MetricSummary> };
+  }), ORACLE_COMPARISON_COLUMNS, { title: 'Per-step choices against the oracle, and far-context gain', meanOver: 'test images', ...opts, note: joinNotes(about, opts.note) });
 }
 
 // ---------------------------------------------------------------- formats
@@ -355,7 +430,11 @@ export function outcomesSummary(outcomes: readonly SettingOutcome[]): Record<str
     return {
       name: o.name, notes: o.notes, policy: o.policy, geometry: o.geometry, samplesPerSeed: o.samplesPerSeed, sampling: o.sampling,
       metrics: o.metrics, curve: o.curve, seeds: o.seeds.map((s) => ({ seed: s.seed, n: s.n, metrics: s.metrics, curve: s.curve })),
-      trajectory: o.trajectory && { policy: o.trajectory.policy, reading: o.trajectory.reading, weight: o.trajectory.weight, images: o.trajectory.images, steps: o.trajectory.steps, perStep: o.trajectory.perStep, totals: o.trajectory.totals },
+      trajectory: o.trajectory && {
+        policy: o.trajectory.policy, reading: o.trajectory.reading, images: o.trajectory.images, numBlocks: o.trajectory.numBlocks, restLoss: o.trajectory.restLoss,
+        totals: o.trajectory.totals, seconds: o.trajectory.seconds,
+        oracle: o.trajectory.oracle && { images: o.trajectory.oracle.images, weight: o.trajectory.oracle.weight, steps: o.trajectory.oracle.steps, perStep: o.trajectory.oracle.perStep, totals: o.trajectory.oracle.totals },
+      },
       seconds: o.seconds,
     };
   });
@@ -436,29 +515,62 @@ export function recognizabilityCurvesFigure(outcomes: readonly SettingOutcome[],
 }
 
 /**
- * Future-loss reduction per step: for each setting its realized u(a_t | S_t)
- * (solid), with the oracle maximum (dashed) and the random-choice mean
- * (dotted) at the same states, in the setting's colour. x is the fraction of
- * blocks already visible (t / numBlocks) and y is u per token of the chosen
- * block (u / tokensPerBlock), so settings with other block geometries (the
- * raster baseline's token rows) share the axes.
+ * The remaining-loss curve L_rest(S_t) of each setting, one line per
+ * setting with its bootstrap interval over images, ending at L_rest = 0 once
+ * every block is visible. x is the fraction of blocks visible (t /
+ * numBlocks), so settings with other block geometries (the raster
+ * baseline's token rows) share the axis; the area under a line is the
+ * table's area.
  */
-export function futureLossFigure(items: readonly (SettingOutcome | { name: string; trajectory: TrajectoryResult })[], stamp: string): Figure {
+export function remainingLossFigure(items: readonly (SettingOutcome | { name: string; trajectory: TrajectoryResult })[], stamp: string): Figure {
   const traces: Record<string, unknown>[] = [];
-  let reading = '';
+  let reading = '', images = 0;
   items.forEach((o, i) => {
     if (isMissing(o) || !o.trajectory) return;
-    const t = o.trajectory, color = PALETTE[i % PALETTE.length], x = t.perStep.map((s) => s.step / t.numBlocks);
-    const per = (v: number) => v / t.tokensPerBlock;
+    const t = o.trajectory, c = t.restLoss, nb = t.numBlocks;
     reading = t.reading;
-    traces.push({ type: 'scatter', mode: 'lines+markers', name: `${o.name}: realized`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.realized)), line: { color } });
-    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: oracle max`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.oracle)), line: { color, dash: 'dash' } });
-    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: random`, legendgroup: o.name, x, y: t.perStep.map((s) => per(s.random)), line: { color, dash: 'dot' } });
+    images = t.images;
+    traces.push({
+      type: 'scatter', mode: 'lines+markers', name: `${o.name} (area ${t.totals.area.mean.toFixed(2)})`,
+      x: [...Array.from({ length: nb }, (_, k) => k / nb), 1], y: [...c.mean, 0], line: { color: PALETTE[i % PALETTE.length] },
+      error_y: { type: 'data', symmetric: false, array: [...c.hi.map((h, k) => h - c.mean[k]), 0], arrayminus: [...c.lo.map((l, k) => c.mean[k] - l), 0], thickness: 1 },
+    });
   });
   return {
     traces,
     layout: {
-      title: { text: `Future-loss reduction u(a_t | S_t) per step (${reading || 'oracle'} reading, mean over test images) — ${stamp}`, font: { size: 14 } },
+      title: { text: `Remaining loss L_rest(S_t) along each setting's order (${reading || 'oracle'} reading, mean over ${images} test images) — ${stamp}`, font: { size: 14 } },
+      xaxis: { title: 'fraction of blocks already visible (t / numBlocks)', range: [0, 1] }, yaxis: { title: 'L_rest(S_t): loss still ahead, whole image (nats)', rangemode: 'tozero' }, height: 460,
+    },
+  };
+}
+
+/**
+ * Future-loss reduction per step, on the oracle-comparison images: for each
+ * setting its realized u(a_t | S_t) (solid), with the oracle maximum
+ * (dashed) and the random-choice mean (dotted) at the same states, in the
+ * setting's colour. x is the fraction of blocks already visible
+ * (t / numBlocks) and y is u per token of the chosen block
+ * (u / tokensPerBlock), so settings with other block geometries (the raster
+ * baseline's token rows) share the axes.
+ */
+export function futureLossFigure(items: readonly (SettingOutcome | { name: string; trajectory: TrajectoryResult })[], stamp: string): Figure {
+  const traces: Record<string, unknown>[] = [];
+  let reading = '', images = 0;
+  items.forEach((o, i) => {
+    if (isMissing(o) || !o.trajectory?.oracle) return;
+    const t = o.trajectory, c = t.oracle!, color = PALETTE[i % PALETTE.length], x = c.perStep.map((s) => s.step / t.numBlocks);
+    const per = (v: number) => v / t.tokensPerBlock;
+    reading = t.reading;
+    images = c.images;
+    traces.push({ type: 'scatter', mode: 'lines+markers', name: `${o.name}: realized`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.realized)), line: { color } });
+    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: oracle max`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.oracle)), line: { color, dash: 'dash' } });
+    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: random`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.random)), line: { color, dash: 'dot' } });
+  });
+  return {
+    traces,
+    layout: {
+      title: { text: `Future-loss reduction u(a_t | S_t) per step (${reading || 'oracle'} reading, mean over the first ${images} test images) — ${stamp}`, font: { size: 14 } },
       xaxis: { title: 'fraction of blocks already visible (t / numBlocks)', range: [0, 1] }, yaxis: { title: 'u per token of the chosen block (nats)' }, height: 460,
     },
   };

@@ -1,67 +1,94 @@
 /**
  * Trajectory metrics of METHOD.md section 7, measured with the oracle
  * (lib/oracle/utility.ts) on held-out test images, i.e. on ground-truth
- * tokens:
+ * tokens, along each setting's own block orders a_0, a_1, ..., a_{n-1}
+ * (n = numBlocks; S_t = the first t blocks of the order):
  *
- * - future-loss reduction: along a policy's block order a_0, a_1, ... on an
- *   image, the realized utility u(a_t | S_t) of each chosen block, against
- *   the oracle's best max_a u(a | S_t), a uniformly random choice (the mean of
- *   u over the unseen blocks) and the raster choice (u of the first unseen
- *   block in raster block order), all at the policy's own state S_t;
- * - far-context gain: u_extrap(a_t | S_t) with the `no-neighbours` weight
+ * - the remaining-loss curve L_rest(S_t), t = 0 .. n-1 (L_rest(S_n) = 0), on
+ *   `images` test images, with per image its area and its first-half drop:
+ *     area      = (1/n) [Σ_{t<n} L_rest(S_t) - L_rest(∅)/2], the area under
+ *                 the curve against the fraction decoded t/n, from t = 0 to
+ *                 t = n where L_rest = 0 (trapezoids; lower: the order
+ *                 front-loads the information);
+ *     firstHalf = L_rest(∅) - L_rest(S_h), h = ⌈n/2⌉ = Σ_{t<n/2} u(a_t | S_t),
+ *                 the loss removed by the first half of the blocks (higher:
+ *                 front-loaded);
+ *   and start = L_rest(∅). As L_rest(∅) is the same for every order of one
+ *   backbone, the area ranks orders exactly as Σ_t L_rest(S_t) does; the
+ *   1/n and the trapezoids put settings with another block count (the raster
+ *   baseline's 8 token rows against 16 blocks) on one scale: a straight-line
+ *   decline has area L_rest(∅)/2 for every n, where the plain sum / n would
+ *   add L_rest(∅)/(2n), a bias that depends on n.
+ * - the per-step oracle comparison, on the first `oracleImages` of those
+ *   images (it needs u of every candidate at every state, scoreStates, about
+ *   |R| times the curve's cost per state): the realized utility u(a_t | S_t)
+ *   of each chosen block against the oracle's best max_a u(a | S_t), a
+ *   uniformly random choice (the mean of u over the unseen blocks) and the
+ *   raster choice (u of the first unseen block in raster block order), all at
+ *   the policy's own state S_t; regret and top-1 agreement with a*; and the
+ *   far-context gain u_extrap(a_t | S_t) with the `no-neighbours` weight
  *   (tokens outside a_t's 8 neighbouring blocks only), and its share of u.
  *
- * Method: roll out the policy on each image (rollOutOrder: it sees only the
- * visible ground truth, as in nllUnderPolicy), then score every state S_t of
- * the measured steps with scoreStates, one call per step for all images (the
- * states of one step share |S|, so they pack into the same batched passes;
- * oraclePolicy makes exactly the same calls, so its realized u equals the
- * oracle's maximum bit for bit).
+ * Method: roll out the policy once on all images (rollOutOnGroundTruth: it
+ * sees only the visible ground truth, as in nllUnderPolicy); then per step t one
+ * scoreRestLoss call for the states S_t of all images (they share |S|, so
+ * they pack into the same batched passes), and for the oracle comparison one
+ * scoreStates call per measured step on the oracle images (oraclePolicy makes
+ * exactly the same calls, so its realized u equals the oracle's maximum bit
+ * for bit).
  *
- * Reading it: in the teacher-forced reading the realized utilities telescope,
- * Σ_t u(a_t | S_t) = L_rest(∅) - L_rest(all) = L_rest(∅), the loss of
- * decoding the whole image in raster block order from nothing: the *total*
- * over all steps is the same for every policy. What differs is when the
- * reduction comes (per-step curve, `early` = the sum over the first half of
- * the decode) and how far it is from the oracle at the same states (`regret`,
- * `agreement`). Totals are sums over the measured steps per image, then the
- * mean over images (bootstrap over images). The far-context share is a ratio
- * of sums over steps and images, Σ u_extrap(a_t) / Σ u(a_t): per-step ratios
- * explode where u is near zero.
+ * Reading it: u(a | S) = L_rest(S) - L_rest(S ∪ {a}) in every reading, so the
+ * realized utilities telescope: Σ_t u(a_t | S_t) = L_rest(∅) - L_rest(all) =
+ * L_rest(∅), whatever the order. The *total* reduction is therefore the same
+ * for every policy on one backbone (to the last digit in the order-free
+ * block-marginal reading), and is not reported as a result. What an order
+ * changes is *when* the loss goes: the curve, its area and the first-half
+ * drop; and, per step, how far the choice is from the oracle's at the same
+ * state (`regret`, `agreement`). Settings evaluated on the same test images
+ * (evaluateSetting always takes the first ones of the split) compare image by
+ * image: pairedTrajectoryDifference bootstraps the per-image differences.
+ * Intervals: bootstrap over images (summary.ts). The far-context share is a
+ * ratio of sums over steps and images, Σ u_extrap(a_t) / Σ u(a_t): per-step
+ * ratios explode where u is near zero.
  *
  * A property of the teacher-forced reading to keep in mind: its reference
  * order decodes the remaining blocks in raster order, so revealing the
  * raster-next block changes no other token's loss. The raster choice's u is
  * the loss of its own tokens and its far-context gain is 0 by construction;
- * compare far-context gains under the one-step reading as well.
+ * the block-marginal reading (primary, the default here) has no reference
+ * order.
  *
- * The utilities are those of the backbone passed in (an evaluation setting's
+ * The losses are those of the backbone passed in (an evaluation setting's
  * own backbone), in nats.
  */
 import { GPT } from '../backbone/gpt';
 import { seqLen } from '../backbone/config';
-import { BlockGeometry, OrderPolicy, PolicyState, rollOutOrder } from '../order';
-import { Reading, READINGS, scoreStates, StateScore } from '../oracle/utility';
+import { rollOutOnGroundTruth } from '../backbone/nll';
+import { BlockGeometry, OrderPolicy, PolicyState } from '../order';
+import { PRIMARY_READING, Reading, READINGS, scoreRestLoss, scoreStates, StateScore } from '../oracle/utility';
 import { WeightName, WEIGHTS } from '../oracle/weights';
 import { ensure, oneOf } from '../runtime/errors';
 import { MetricSummary, summarizeRatio, summarizeSamples } from './summary';
 
 export interface TrajectoryConfig {
-  /** Test images to roll out and score (the first ones of the split). 0 = skip (evaluateSetting). */
+  /** Test images whose remaining-loss curve is measured (the first ones of the split). 0 = skip (evaluateSetting). */
   images: number;
+  /** Of those, the first `oracleImages` also get the per-step oracle comparison (0 = none; at most `images`). */
+  oracleImages: number;
   /**
-   * Step indices t to score (S_t = the first t blocks of the order), ascending,
-   * in 0 .. numBlocks-1; default every step. Scoring step t costs about
-   * (numBlocks - t)^2 continuations of one block each, so the early steps
-   * dominate; a subset such as [0, 2, 4, 6, 8] bounds the cost, but then
-   * totals are sums over those steps only.
+   * Step indices t of the oracle comparison (S_t = the first t blocks of the
+   * order), ascending, in 0 .. numBlocks-1; default every step. Scoring step t
+   * costs about (numBlocks - t)^2 continuations of one block each, so the
+   * early steps dominate; a subset such as [0, 2, 4, 6, 8] bounds the cost,
+   * but then its sums cover those steps only. The remaining-loss curve is
+   * always measured at every step.
    */
   steps?: number[];
-  /** How l_j is measured; default 'teacher-forced' (always in distribution). */
+  /** How l_j is measured; default PRIMARY_READING ('block-marginal': in distribution, order-free). */
   reading: Reading;
   /** w of u_extrap for the far-context gain; default 'no-neighbours'. */
   weight: WeightName;
-  /** Max sequences per oracle pass (scoreStates); default its own (64). */
+  /** Max sequences per oracle pass (scoreStates, scoreRestLoss); default theirs (64). */
   batch?: number;
   /** Bootstrap replicates of the intervals over images. */
   bootstrapReps: number;
@@ -73,10 +100,14 @@ export interface TrajectoryConfig {
 
 /** Defaults (the sizes come from evalConfig's profiles). */
 export const DEFAULT_TRAJECTORY_CONFIG: TrajectoryConfig = Object.freeze({
-  images: 32, reading: 'teacher-forced', weight: 'no-neighbours', bootstrapReps: 1000, level: 0.95, seed: 0,
+  images: 64, oracleImages: 6, reading: PRIMARY_READING, weight: 'no-neighbours', bootstrapReps: 1000, level: 0.95, seed: 0,
 }) as TrajectoryConfig;
 
-/** Means over images at one step t. */
+/** Per-image summaries of the remaining-loss curve (see the file comment). */
+export const REMAINING_LOSS_TOTALS = ['start', 'area', 'firstHalf'] as const;
+export type RemainingLossTotal = (typeof REMAINING_LOSS_TOTALS)[number];
+
+/** Means over the oracle images at one step t. */
 export interface TrajectoryStep {
   step: number;
   /** u(a_t | S_t) of the policy's block. */
@@ -93,38 +124,56 @@ export interface TrajectoryStep {
   farOracle: number;
   /** Share of images whose chosen block is the oracle's a* (argmax u, lowest index on ties). */
   agreement: number;
-  /** L_rest(S_t): loss still ahead. */
-  lRest: number;
 }
 
-/** Per-image sums over the measured steps. */
-export const TRAJECTORY_SUMS = ['realized', 'oracle', 'random', 'raster', 'regret', 'farRealized', 'early', 'agreement'] as const;
-export type TrajectorySum = (typeof TRAJECTORY_SUMS)[number];
-/** Keys of TrajectoryResult.totals. */
-export type TrajectoryTotalKey = TrajectorySum | 'farShare';
+/** Per-image sums over the measured steps of the oracle comparison. */
+export const ORACLE_SUMS = ['realized', 'oracle', 'random', 'raster', 'regret', 'farRealized', 'agreement'] as const;
+export type OracleSum = (typeof ORACLE_SUMS)[number];
+/** Keys of OracleComparison.totals. */
+export type OracleTotalKey = OracleSum | 'farShare';
 
-export interface TrajectoryResult {
-  policy: string;
-  reading: Reading;
-  weight: WeightName;
+/** The per-step oracle comparison on the first `images` test images. */
+export interface OracleComparison {
   images: number;
-  numBlocks: number;
-  /** Tokens per block of the geometry (u per token = u / tokensPerBlock compares geometries). */
-  tokensPerBlock: number;
+  weight: WeightName;
   /** The measured step indices. */
   steps: number[];
   perStep: TrajectoryStep[];
   /**
    * Mean over images of each per-image sum over the measured steps
    * (`agreement`: mean share of steps), with bootstrap intervals over images;
-   * `farShare` = Σ farRealized / Σ realized (ratio of sums, bootstrap over images).
+   * `farShare` = Σ farRealized / Σ realized (ratio of sums, bootstrap over
+   * images). Over all steps `realized` telescopes to L_rest(∅) (file comment).
    */
-  totals: Record<TrajectoryTotalKey, MetricSummary>;
-  /** The per-image values behind `totals` (`early`: sum over measured steps t < numBlocks / 2). */
-  perImage: Record<TrajectorySum, Float64Array>;
+  totals: Record<OracleTotalKey, MetricSummary>;
+  /** The per-image values behind `totals`. */
+  perImage: Record<OracleSum, Float64Array>;
+}
+
+export interface TrajectoryResult {
+  policy: string;
+  reading: Reading;
+  /** Test images of the remaining-loss curve (the first ones of the split). */
+  images: number;
+  numBlocks: number;
+  /** Tokens per block of the geometry (u per token = u / tokensPerBlock compares geometries). */
+  tokensPerBlock: number;
+  /** L_rest(S_t) for t = 0 .. numBlocks-1: mean over images and bootstrap interval over images, per t. */
+  restLoss: { mean: number[]; lo: number[]; hi: number[] };
+  /** L_rest(S_t) per image, [images * numBlocks], image-major. */
+  restLossPerImage: Float64Array;
+  /** Mean over images of start / area / firstHalf, with bootstrap intervals over images. */
+  totals: Record<RemainingLossTotal, MetricSummary>;
+  /** The per-image values behind `totals`. */
+  perImage: Record<RemainingLossTotal, Float64Array>;
+  /** The per-step oracle comparison (undefined when oracleImages is 0). */
+  oracle?: OracleComparison;
   /** The policy's block order on each image. */
   blockOrders: number[][];
-  seconds: number;
+  /** How the intervals were drawn (pairedTrajectoryDifference draws the same way). */
+  bootstrap: { reps: number; level: number; seed: number };
+  /** Seconds: the policy's rollout, the remaining-loss curve, the oracle comparison, all. */
+  seconds: { rollout: number; restLoss: number; oracle: number; total: number };
 }
 
 /** Test grids and their classes. */
@@ -134,11 +183,25 @@ export interface TrajectoryData {
   labels: Int32Array;
 }
 
-/** Check a trajectory config against a geometry; returns the measured steps. */
-export function validateTrajectoryConfig(cfg: TrajectoryConfig, geo: BlockGeometry): number[] {
-  ensure(Number.isInteger(cfg.images) && cfg.images >= 1, `images must be a whole number >= 1, got ${cfg.images}`, 'eval.trajectory.images', 'score e.g. 32 test images');
+/**
+ * The checks of a trajectory config that need no geometry (evalConfig runs
+ * them when images > 0; validateTrajectoryConfig adds the steps).
+ */
+export function validateTrajectorySizes(cfg: TrajectoryConfig): void {
+  ensure(Number.isInteger(cfg.images) && cfg.images >= 1, `images must be a whole number >= 1, got ${cfg.images}`, 'eval.trajectory.images', 'score e.g. 64 test images');
+  ensure(Number.isInteger(cfg.oracleImages) && cfg.oracleImages >= 0 && cfg.oracleImages <= cfg.images,
+    `oracleImages must be a whole number from 0 to images (${cfg.images}), got ${cfg.oracleImages}`, 'eval.trajectory.oracleImages',
+    `use e.g. ${Math.min(6, cfg.images)} (0 = no per-step oracle comparison), or raise images`);
   oneOf(cfg.reading, READINGS, 'eval.trajectory.reading');
   oneOf(cfg.weight, WEIGHTS, 'eval.trajectory.weight');
+  ensure(cfg.batch === undefined || (Number.isInteger(cfg.batch) && cfg.batch >= 1), `batch must be a whole number >= 1, got ${cfg.batch}`, 'eval.trajectory.batch', 'leave it out (64) or use e.g. 32');
+  ensure(Number.isInteger(cfg.bootstrapReps) && cfg.bootstrapReps >= 2, `bootstrapReps must be a whole number >= 2, got ${cfg.bootstrapReps}`, 'eval.trajectory.bootstrapReps', 'use e.g. 1000');
+  ensure(cfg.level > 0 && cfg.level < 1, `level must lie strictly between 0 and 1, got ${cfg.level}`, 'eval.trajectory.level', 'use 0.95');
+}
+
+/** Check a trajectory config against a geometry; returns the oracle comparison's measured steps. */
+export function validateTrajectoryConfig(cfg: TrajectoryConfig, geo: BlockGeometry): number[] {
+  validateTrajectorySizes(cfg);
   const all = Array.from({ length: geo.numBlocks }, (_, t) => t);
   const steps = cfg.steps ?? all;
   ensure(
@@ -147,7 +210,6 @@ export function validateTrajectoryConfig(cfg: TrajectoryConfig, geo: BlockGeomet
     'eval.trajectory.steps',
     `pass e.g. [0, 2, 4, 6] or leave it out for all ${geo.numBlocks} steps`,
   );
-  ensure(Number.isInteger(cfg.bootstrapReps) && cfg.bootstrapReps >= 2, `bootstrapReps must be a whole number >= 2, got ${cfg.bootstrapReps}`, 'eval.trajectory.bootstrapReps', 'use e.g. 1000');
   return [...steps];
 }
 
@@ -159,29 +221,52 @@ function gridsOf(m: GPT, data: TrajectoryData, n: number, where: string): Int32A
   return Array.from({ length: n }, (_, i) => data.tokens.subarray(i * T, (i + 1) * T));
 }
 
-function scoreStep(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: ArrayLike<number>, visible: number[][], cfg: { reading: Reading; weight: WeightName; batch?: number }): StateScore[] {
-  return scoreStates(m, geo, visible.map((v, i) => ({ tokens: grids[i], classId: labels[i], visible: v })), { reading: cfg.reading, weight: cfg.weight, batch: cfg.batch });
+/** The states S_t of every image: the first t blocks of its order, as oracle items. */
+function statesAt(grids: Int32Array[], labels: ArrayLike<number>, blockOrders: number[][], t: number, n = grids.length) {
+  return Array.from({ length: n }, (_, i) => ({ tokens: grids[i], classId: labels[i], visible: blockOrders[i].slice(0, t) }));
 }
 
 /**
- * Future-loss reduction and far-context gain of `policy` on the first
- * `cfg.images` images of `data` (see the file comment). Leaks no tensors
- * (scoreStates and the policy's own calls are tensor-neutral).
+ * The remaining-loss curve of each image along its order (scoreRestLoss, one
+ * call per step for all images), and its per-image start, area and
+ * first-half drop.
  */
-export async function trajectoryMetrics(m: GPT, geo: BlockGeometry, policy: OrderPolicy, data: TrajectoryData,
-  config: Partial<TrajectoryConfig> = {}, onStep?: (done: number, total: number) => void): Promise<TrajectoryResult> {
-  const cfg: TrajectoryConfig = { ...DEFAULT_TRAJECTORY_CONFIG, ...config };
-  const steps = validateTrajectoryConfig(cfg, geo);
-  const t0 = Date.now();
-  const n = cfg.images, nb = geo.numBlocks;
-  const grids = gridsOf(m, data, n, 'trajectoryMetrics(data)');
-  const labels = data.labels.subarray(0, n);
-  const blockOrders = await rollOutOrder(policy, geo, n, { tokens: grids, classIds: Array.from(labels) });
-  const perImage = Object.fromEntries(TRAJECTORY_SUMS.map((k) => [k, new Float64Array(n)])) as Record<TrajectorySum, Float64Array>;
+function remainingLoss(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: ArrayLike<number>, blockOrders: number[][], cfg: TrajectoryConfig,
+  onStep: () => void): Pick<TrajectoryResult, 'restLoss' | 'restLossPerImage' | 'totals' | 'perImage'> {
+  const n = grids.length, nb = geo.numBlocks, half = Math.ceil(nb / 2);
+  const curve = new Float64Array(n * nb);
+  for (let t = 0; t < nb; t++) {
+    const l = scoreRestLoss(m, geo, statesAt(grids, labels, blockOrders, t), { reading: cfg.reading, batch: cfg.batch });
+    for (let i = 0; i < n; i++) curve[i * nb + t] = l[i];
+    onStep();
+  }
+  const perImage = Object.fromEntries(REMAINING_LOSS_TOTALS.map((k) => [k, new Float64Array(n)])) as Record<RemainingLossTotal, Float64Array>;
+  for (let i = 0; i < n; i++) {
+    const row = curve.subarray(i * nb, (i + 1) * nb);
+    perImage.start[i] = row[0];
+    perImage.area[i] = (row.reduce((a, b) => a + b, 0) - row[0] / 2) / nb; // trapezoids down to L_rest(S_n) = 0
+    perImage.firstHalf[i] = row[0] - (half < nb ? row[half] : 0); // L_rest(all blocks) = 0
+  }
+  const seed = cfg.seed;
+  const perStep = Array.from({ length: nb }, (_, t) =>
+    summarizeSamples([Float64Array.from({ length: n }, (_, i) => curve[i * nb + t])], cfg.bootstrapReps, `${seed}/trajectory/restLoss/${t}`, cfg.level));
+  const totals = Object.fromEntries(REMAINING_LOSS_TOTALS.map((k) =>
+    [k, summarizeSamples([perImage[k]], cfg.bootstrapReps, `${seed}/trajectory/${k}`, cfg.level)])) as Record<RemainingLossTotal, MetricSummary>;
+  return {
+    restLoss: { mean: perStep.map((s) => s.mean), lo: perStep.map((s) => s.lo), hi: perStep.map((s) => s.hi) },
+    restLossPerImage: curve, totals, perImage,
+  };
+}
+
+/** The per-step oracle comparison on the first cfg.oracleImages images (scoreStates at every measured step). */
+function oracleComparison(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: ArrayLike<number>, blockOrders: number[][], cfg: TrajectoryConfig,
+  steps: number[], onStep: () => void): OracleComparison {
+  const n = cfg.oracleImages, nb = geo.numBlocks;
+  const perImage = Object.fromEntries(ORACLE_SUMS.map((k) => [k, new Float64Array(n)])) as Record<OracleSum, Float64Array>;
   const perStep: TrajectoryStep[] = [];
-  steps.forEach((t, k) => {
-    const scores = scoreStep(m, geo, grids, labels, blockOrders.map((o) => o.slice(0, t)), cfg);
-    const acc = { realized: 0, oracle: 0, random: 0, raster: 0, farRealized: 0, farOracle: 0, agreement: 0, lRest: 0 };
+  for (const t of steps) {
+    const scores: StateScore[] = scoreStates(m, geo, statesAt(grids, labels, blockOrders, t, n), { reading: cfg.reading, weight: cfg.weight, batch: cfg.batch });
+    const acc = { realized: 0, oracle: 0, random: 0, raster: 0, farRealized: 0, farOracle: 0, agreement: 0 };
     scores.forEach((sc, i) => {
       const order = blockOrders[i];
       const a = order[t];
@@ -196,7 +281,7 @@ export async function trajectoryMetrics(m: GPT, geo: BlockGeometry, policy: Orde
         sum += sc.u[b];
         count++;
       }
-      const v = { realized: sc.u[a], oracle: best, random: sum / count, raster: sc.u[rasterNext], farRealized: sc.uExtrap[a], farOracle: farBest, agreement: a === sc.aStar ? 1 : 0, lRest: sc.lRest };
+      const v = { realized: sc.u[a], oracle: best, random: sum / count, raster: sc.u[rasterNext], farRealized: sc.uExtrap[a], farOracle: farBest, agreement: a === sc.aStar ? 1 : 0 };
       for (const key of Object.keys(acc) as (keyof typeof acc)[]) acc[key] += v[key];
       perImage.realized[i] += v.realized;
       perImage.oracle[i] += v.oracle;
@@ -205,21 +290,63 @@ export async function trajectoryMetrics(m: GPT, geo: BlockGeometry, policy: Orde
       perImage.regret[i] += v.oracle - v.realized;
       perImage.farRealized[i] += v.farRealized;
       perImage.agreement[i] += v.agreement / steps.length;
-      if (t < nb / 2) perImage.early[i] += v.realized;
     });
     perStep.push({
       step: t, realized: acc.realized / n, oracle: acc.oracle / n, random: acc.random / n, raster: acc.raster / n,
-      farRealized: acc.farRealized / n, farOracle: acc.farOracle / n, agreement: acc.agreement / n, lRest: acc.lRest / n,
+      farRealized: acc.farRealized / n, farOracle: acc.farOracle / n, agreement: acc.agreement / n,
     });
-    onStep?.(k + 1, steps.length);
-  });
-  const totals = {} as Record<TrajectoryTotalKey, MetricSummary>;
-  for (const key of TRAJECTORY_SUMS) totals[key] = summarizeSamples([perImage[key]], cfg.bootstrapReps, `${cfg.seed}/trajectory/${key}`, cfg.level);
+    onStep();
+  }
+  const totals = {} as Record<OracleTotalKey, MetricSummary>;
+  for (const key of ORACLE_SUMS) totals[key] = summarizeSamples([perImage[key]], cfg.bootstrapReps, `${cfg.seed}/trajectory/${key}`, cfg.level);
   totals.farShare = summarizeRatio(perImage.farRealized, perImage.realized, cfg.bootstrapReps, `${cfg.seed}/trajectory/farShare`, cfg.level);
+  return { images: n, weight: cfg.weight, steps, perStep, totals, perImage };
+}
+
+/**
+ * The remaining-loss curve (all `cfg.images` images) and the per-step oracle
+ * comparison (the first `cfg.oracleImages`) of `policy` on `data` (see the
+ * file comment). `onStep(done, total)` after each scored step. Leaks no
+ * tensors (the oracle and the policy's own calls are tensor-neutral).
+ */
+export async function trajectoryMetrics(m: GPT, geo: BlockGeometry, policy: OrderPolicy, data: TrajectoryData,
+  config: Partial<TrajectoryConfig> = {}, onStep?: (done: number, total: number) => void): Promise<TrajectoryResult> {
+  const cfg: TrajectoryConfig = { ...DEFAULT_TRAJECTORY_CONFIG, ...config };
+  const steps = validateTrajectoryConfig(cfg, geo);
+  const t0 = Date.now();
+  const n = cfg.images, nb = geo.numBlocks;
+  const grids = gridsOf(m, data, n, 'trajectoryMetrics(data)');
+  const labels = data.labels.subarray(0, n);
+  const blockOrders = await rollOutOnGroundTruth(m, data.tokens.subarray(0, n * seqLen(m.cfg)), labels, policy, geo);
+  const t1 = Date.now();
+  const total = nb + (cfg.oracleImages > 0 ? steps.length : 0);
+  let done = 0;
+  const tick = () => onStep?.(++done, total);
+  const curve = remainingLoss(m, geo, grids, labels, blockOrders, cfg, tick);
+  const t2 = Date.now();
+  const oracle = cfg.oracleImages > 0 ? oracleComparison(m, geo, grids, labels, blockOrders, cfg, steps, tick) : undefined;
+  const t3 = Date.now();
   return {
-    policy: policy.name, reading: cfg.reading, weight: cfg.weight, images: n, numBlocks: nb, tokensPerBlock: geo.tokensPerBlock, steps, perStep, totals, perImage, blockOrders,
-    seconds: (Date.now() - t0) / 1000,
+    policy: policy.name, reading: cfg.reading, images: n, numBlocks: nb, tokensPerBlock: geo.tokensPerBlock, ...curve, oracle, blockOrders,
+    bootstrap: { reps: cfg.bootstrapReps, level: cfg.level, seed: cfg.seed },
+    seconds: { rollout: (t1 - t0) / 1000, restLoss: (t2 - t1) / 1000, oracle: (t3 - t2) / 1000, total: (t3 - t0) / 1000 },
   };
+}
+
+/**
+ * `a` minus `ref` on one remaining-loss total, image by image (both must
+ * have scored the same test images in the same reading: evaluateSetting
+ * gives every setting the first `images` of the split), with a bootstrap
+ * interval of the mean difference over images: paired, so the spread of
+ * the images themselves, which both settings share, drops out.
+ */
+export function pairedTrajectoryDifference(a: TrajectoryResult, ref: TrajectoryResult, key: RemainingLossTotal): MetricSummary {
+  ensure(a.images === ref.images && a.reading === ref.reading,
+    `'${a.policy}' scored ${a.images} images (${a.reading}), the reference '${ref.policy}' ${ref.images} (${ref.reading})`,
+    'pairedTrajectoryDifference(ref)', 'compare trajectory results of one evaluation config (same eval.trajectory)');
+  const x = a.perImage[key], y = ref.perImage[key];
+  const d = Float64Array.from(x, (v, i) => v - y[i]);
+  return summarizeSamples([d], a.bootstrap.reps, `${a.bootstrap.seed}/trajectory/paired/${key}`, a.bootstrap.level);
 }
 
 /**
