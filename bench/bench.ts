@@ -20,7 +20,8 @@
  *    2 worker threads against 1 (lib/oracle/parallel.ts);
  * 4. one evaluation setting of notebook 08 end to end (evaluateSetting) at
  *    the default profile's sizes (evalConfig('default'), read at run time):
- *    block-RAR + random order, and OrderHead R = 1, on random-init `small`,
+ *    block-RAR + random order (and, with BENCH_EVAL_SETTINGS=random,planner,
+ *    OrderHead R = 1: ~10x longer), on random-init `small`,
  *    tokenizer and feature network (speed does not depend on the weights);
  *    seconds per part (sampling, NLL, metrics, trajectory) and peak RSS.
  *
@@ -31,7 +32,8 @@
  * count; the load average is recorded at the start and the end.
  *
  * Env: BENCH_ONLY (comma list of train, sample, planner, oracle, parallel, eval; default all),
- * BENCH_EVAL_SETTINGS (default random,planner),
+ * BENCH_EVAL_SETTINGS (random, planner; default random: the planner setting
+ * took 557 s under load ~8, its sampling and NLL 250 s each),
  * BENCH_TRAIN_SIZES (default small,bench), BENCH_STEPS (default 3),
  * BENCH_MICRO (default 16), BENCH_TORCH_THREADS (thread counts PyTorch runs
  * with, default 1,2; the best is the reference), BENCH_TORCH_UNCACHED=1 (also
@@ -563,7 +565,7 @@ async function orchestrate(): Promise<void> {
 
 
   if (only.includes('eval')) {
-    const which = (process.env.BENCH_EVAL_SETTINGS ?? 'random,planner').split(',').map((s) => s.trim());
+    const which = (process.env.BENCH_EVAL_SETTINGS ?? 'random').split(',').map((s) => s.trim());
     console.error('one evaluation setting end to end (notebook 08, evalConfig(\'default\') sizes, random-init small, tokenizer and feature net):');
     for (const w of which) cases[`eval-${w}`] = ours('eval', { setting: w }, `ours, eval setting ${w}`);
     const z = which.map((w) => R(cases[`eval-${w}`])).find((x) => x)?.sizes as Record<string, unknown> | undefined;
