@@ -17,7 +17,13 @@
  *    sampler's KV cache and, for comparison, recomputing every prefix;
  * 3. oracle labelling (`small`): the fast path against the plain reference,
  *    both readings (bench/oracle-bench.ts), and an oracle dataset built on
- *    2 worker threads against 1 (lib/oracle/parallel.ts).
+ *    2 worker threads against 1 (lib/oracle/parallel.ts);
+ * 4. one evaluation setting of notebook 08 end to end (evaluateSetting) at
+ *    the default profile's sizes (evalConfig('default'), read at run time):
+ *    block-RAR + random order (and, with BENCH_EVAL_SETTINGS=random,planner,
+ *    OrderHead R = 1: ~10x longer), on random-init `small`,
+ *    tokenizer and feature network (speed does not depend on the weights);
+ *    seconds per part (sampling, NLL, metrics, trajectory) and peak RSS.
  *
  * Prints a table of ratios (ours / PyTorch, cached / uncached, fast /
  * reference, 2 workers / 1 worker) with the goals of issue 8, and writes
@@ -25,7 +31,9 @@
  * Other processes share this machine: ratios within one invocation are what
  * count; the load average is recorded at the start and the end.
  *
- * Env: BENCH_ONLY (comma list of train, sample, planner, oracle, parallel; default all),
+ * Env: BENCH_ONLY (comma list of train, sample, planner, oracle, parallel, eval; default all),
+ * BENCH_EVAL_SETTINGS (random, planner; default random: the planner setting
+ * took 557 s under load ~8, its sampling and NLL 250 s each),
  * BENCH_TRAIN_SIZES (default small,bench), BENCH_STEPS (default 3),
  * BENCH_MICRO (default 16), BENCH_TORCH_THREADS (thread counts PyTorch runs
  * with, default 1,2; the best is the reference), BENCH_TORCH_UNCACHED=1 (also
@@ -42,7 +50,7 @@ import { gptConfig, GPTConfig, seqLen } from '../lib/backbone/config';
 import { createGPT, forward, lmLoss, numParams, rasterOrder, tokensInOrder } from '../lib/backbone/gpt';
 import { sampleImages } from '../lib/backbone/sampler';
 import { blockGeometry, OrderPolicy, randomPolicy, rasterPolicy } from '../lib/order';
-import { createPlanner, LatentSteps, PLANNER_DEFAULTS, plannerPolicy } from '../lib/planner';
+import { createPlanner, disposePlanner, LatentSteps, PLANNER_DEFAULTS, plannerPolicy } from '../lib/planner';
 import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
@@ -51,6 +59,9 @@ import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { mergeOracleDataset, oracleDatasetConfig, ORACLE_DATASET_FILE } from '../lib/oracle';
 import { buildOracleDatasetParallel } from '../lib/oracle/parallel';
 import { oracleBenchSetup, oracleRows, oracleTables, runOracleFast, runOracleReference, perSize, refPerSize } from './oracle-bench';
+import { blockRarRandomSetting, EvalContext, evalConfig, evaluateSetting, FeatureNet, featureNetConfig, featureNetOutputs, isMissing, orderHeadSetting, realFeatureStats } from '../lib/eval';
+import { tokenizerConfig, VqTokenizer } from '../lib/tokenizer';
+import { disposeGPT } from '../lib/backbone/gpt';
 
 const ROOT = path.join(__dirname, '../..');
 const RESULTS = path.join(ROOT, 'bench/results');
@@ -218,6 +229,61 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
       compareStates: res.shards.reduce((a, s) => a + s.compareStates, 0),
     };
   },
+
+  /**
+   * One evaluation setting of notebook 08 end to end (evaluateSetting), at the
+   * default profile's evaluation sizes (evalConfig('default'), read here so a
+   * change of the config changes the row). Everything is random-init: the
+   * `small` backbone, the default tokenizer (its decoder is the `decode`
+   * part), the default feature network and, for o.setting = 'planner', a
+   * planner at R = 1; speed does not depend on the weights. The test split is
+   * random token grids (as many as NLL and the trajectory need); the real
+   * statistics come from 1,000 decoded random grids, as notebook 08 keeps
+   * 1,000 real rows for precision / recall (computed once per report, not
+   * per setting: outside the timed part). One run, as the notebook runs each
+   * setting once (kernel set-up included).
+   */
+  async eval(o) {
+    const ecfg = evalConfig('default');
+    const cfg = gptConfig('small');
+    const T = seqLen(cfg);
+    const geo = blockGeometry({ gridH: cfg.gridH, gridW: cfg.gridW, blockH: 2, blockW: 2 });
+    const s0 = performance.now();
+    const m = createGPT(cfg, 0);
+    const tokenizer = VqTokenizer.init(tokenizerConfig('default'));
+    const net = FeatureNet.init(featureNetConfig('default', { classes: cfg.numClasses }));
+    const pl = o.setting === 'planner' ? createPlanner({ ...PLANNER_DEFAULTS, latentSteps: 1 },
+      { numBlocks: geo.numBlocks, blocksY: geo.blocksY, blocksX: geo.blocksX, backboneDim: cfg.dModel, numClasses: cfg.numClasses }) : undefined;
+    const r = rng('bench-eval');
+    const nTest = Math.max(ecfg.nllImages * ecfg.seeds.length, ecfg.trajectory.images);
+    const testTokens = Int32Array.from({ length: nTest * T }, () => r.int(cfg.vocabSize));
+    const testLabels = Int32Array.from({ length: nTest }, (_, i) => i % cfg.numClasses);
+    const realRows = 1000;
+    const realImages = tokenizer.decode(Int32Array.from({ length: realRows * T }, () => r.int(cfg.vocabSize)));
+    const realStats = realFeatureStats(featureNetOutputs(net, realImages), { prRows: realRows });
+    const ctx: EvalContext = { tokenizer, featureNet: net, realStats, testTokens, testLabels, geo };
+    const setting = pl ? orderHeadSetting(m, pl, geo, 1) : blockRarRandomSetting(m, geo, 0);
+    const setupSeconds = (performance.now() - s0) / 1000;
+    const before = tf.memory().numTensors;
+    const t0 = performance.now();
+    const res = await evaluateSetting(setting, ctx, ecfg);
+    const wallSeconds = (performance.now() - t0) / 1000;
+    const leaked = tf.memory().numTensors - before;
+    if (isMissing(res)) throw new Error(`setting missing: ${res.missing}`);
+    disposeGPT(m);
+    if (pl) disposePlanner(pl);
+    net.dispose();
+    tf.dispose(Object.values(tokenizer.params));
+    const sec = res.seconds;
+    const metrics = sec.decode + sec.features + sec.fid + sec.bootstrap + sec.precisionRecall + sec.recognizability;
+    return {
+      setting: setting.name, setupSeconds, wallSeconds, leaked, seconds: sec, metricsSeconds: metrics,
+      otherSeconds: sec.total - (sec.sample + sec.nll + metrics + sec.trajectory),
+      sizes: { samplesPerSeed: ecfg.samplesPerSeed, seeds: ecfg.seeds.length, sampleBatch: ecfg.sampleBatch, nllImages: ecfg.nllImages, nllBatch: ecfg.nllBatch,
+        setBootstrapReps: ecfg.setBootstrapReps, trajectoryImages: ecfg.trajectory.images, trajectorySteps: ecfg.trajectory.steps?.length ?? geo.numBlocks,
+        trajectoryReading: ecfg.trajectory.reading, realRows },
+    };
+  },
 };
 
 /** Our model's weights for torch_gpt.py (safetensors, our names) and a teacher-forced logit check. */
@@ -330,7 +396,7 @@ type Goal = { goal: string; value: number | null; target: string; met: boolean |
 
 async function orchestrate(): Promise<void> {
   const backend = await initBackend({ quiet: true });
-  const only = (process.env.BENCH_ONLY ?? 'train,sample,planner,oracle,parallel').split(',').map((s) => s.trim());
+  const only = (process.env.BENCH_ONLY ?? 'train,sample,planner,oracle,parallel,eval').split(',').map((s) => s.trim());
   const trainSizes = (process.env.BENCH_TRAIN_SIZES ?? 'small,bench').split(',').map((s) => s.trim());
   const steps = Number(process.env.BENCH_STEPS ?? 3), micro = Number(process.env.BENCH_MICRO ?? 16);
   const torchThreads = (process.env.BENCH_TORCH_THREADS ?? '1,2').split(',').map(Number);
@@ -495,6 +561,27 @@ async function orchestrate(): Promise<void> {
     lines.push('', `2 workers / 1 worker: ${f(ratio, 2)}x (goal ≥ 1.7x: ${verdict(ratio === null ? null : ratio >= 1.7)}); merged datasets identical: ${same === null ? '-' : same ? 'yes' : 'NO'}`, '');
     goals.push({ goal: 'oracle dataset: 2 workers / 1 worker states/s', value: ratio, target: '>= 1.7', met: ratio === null ? null : ratio >= 1.7,
       note: two ? `the 2 workers got ${f(share(two), 2)} cores on average` : undefined });
+  }
+
+
+  if (only.includes('eval')) {
+    const which = (process.env.BENCH_EVAL_SETTINGS ?? 'random').split(',').map((s) => s.trim());
+    console.error('one evaluation setting end to end (notebook 08, evalConfig(\'default\') sizes, random-init small, tokenizer and feature net):');
+    for (const w of which) cases[`eval-${w}`] = ours('eval', { setting: w }, `ours, eval setting ${w}`);
+    const z = which.map((w) => R(cases[`eval-${w}`])).find((x) => x)?.sizes as Record<string, unknown> | undefined;
+    lines.push('### One evaluation setting end to end: notebook 08\'s evaluateSetting, `small`, 16 blocks of 2x2, evalConfig(\'default\') sizes; seconds', '',
+      z ? `sizes: ${z.samplesPerSeed} samples x ${z.seeds} seeds (batch ${z.sampleBatch}), NLL ${z.nllImages} images per seed (batch ${z.nllBatch}), ` +
+        `${z.setBootstrapReps} FID/sFID/IS replicates per seed, trajectory ${z.trajectoryImages} images x ${z.trajectorySteps} steps (${z.trajectoryReading}); ` +
+        `random-init weights throughout (speed only); ${z.realRows} real rows for precision / recall` : 'sizes: -', '',
+      '| setting | sampling | NLL | metrics (decode, features, FID+sFID, bootstrap, P/R, recognizability) | trajectory | other | total | peak RSS (MB) | leaked tensors |',
+      '|---|---:|---:|---|---:|---:|---:|---:|---:|');
+    for (const w of which) {
+      const r = R(cases[`eval-${w}`]);
+      const sc = (r?.seconds ?? {}) as Record<string, number>;
+      lines.push(`| ${r?.setting ?? w} | ${f(sc.sample, 1)} | ${f(sc.nll, 1)} | ${f(r?.metricsSeconds, 1)} (${['decode', 'features', 'fid', 'bootstrap', 'precisionRecall', 'recognizability'].map((k) => f(sc[k], 1)).join(', ')}) | ` +
+        `${f(sc.trajectory, 1)} | ${f(r?.otherSeconds, 1)} | ${f(sc.total, 1)} | ${f(r?.vmHwmMB)} | ${f(r?.leaked)} |`);
+    }
+    lines.push('');
   }
 
   const load1 = loadavg();
