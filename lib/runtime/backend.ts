@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, oneOf } from './errors';
 import { registerWasmTrainingKernels } from './wasm-kernels';
 import { registerTrainingGradients } from './gradients';
-import { requestedThreads, setThreadedWasmBackend } from './wasm-threads';
+import { defaultThreads, requestedThreads, setThreadedWasmBackend } from './wasm-threads';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -35,6 +35,8 @@ export interface BackendReport {
   forced: boolean;
   /** Threads of the engine's matrix kernels (wasm: XNNPACK's pool; 1 elsewhere, where the backend schedules its own). */
   threads: number;
+  /** Why that many: given (ORDERHEAD_THREADS or the caller), or what `defaultThreads` measured. */
+  threadsWhy: string;
   tfjsVersion: string;
   /** One line for humans. */
   summary: string;
@@ -109,9 +111,12 @@ export function requestedBackend(env: NodeJS.ProcessEnv = process.env): BackendC
  */
 export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean; threads?: number } = {}): Promise<BackendReport> {
   const choice = opts.force ?? requestedBackend();
-  const threads = opts.threads ?? requestedThreads();
+  const given = opts.threads ?? requestedThreads();
   registerTrainingGradients();
   if (current && (choice === 'auto' || choice === current.kind)) return current;
+  const { threads, why: threadsWhy } = given !== undefined
+    ? { threads: given, why: opts.threads !== undefined ? 'set by the caller' : 'set by ORDERHEAD_THREADS' }
+    : await defaultThreads();
   // PROD silences tfjs's advert for tfjs-node on first use in Node; our report says it better.
   tf.env().set('PROD', true);
   const skipped: BackendReport['skipped'] = [];
@@ -138,8 +143,9 @@ export async function initBackend(opts: { force?: BackendChoice; quiet?: boolean
     skipped,
     forced,
     threads: engineThreads,
+    threadsWhy,
     tfjsVersion: tf.version.tfjs,
-    summary: `backend ${chosen}${chosen === 'wasm' ? ` (${engineThreads} thread${engineThreads === 1 ? '' : 's'})` : ''}${forced ? ' (forced by ORDERHEAD_BACKEND)' : ''}${why}`,
+    summary: `backend ${chosen}${chosen === 'wasm' ? ` (${engineThreads} thread${engineThreads === 1 ? '' : 's'}${threadsWhy.startsWith('other') ? `: ${threadsWhy}` : ''})` : ''}${forced ? ' (forced by ORDERHEAD_BACKEND)' : ''}${why}`,
   };
   if (!opts.quiet) console.log(current.summary);
   return current;

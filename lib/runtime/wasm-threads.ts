@@ -41,20 +41,74 @@ export const THREADS_ENV = 'ORDERHEAD_THREADS';
 export const machineCores = (): number => Math.max(1, os.cpus().length);
 
 /**
- * Threads for the wasm engine from ORDERHEAD_THREADS: default all cores;
- * `1` is the single-threaded engine. Not a positive whole number, or more
- * than the machine's cores, is refused naming the variable and the range.
+ * Threads for the wasm engine from ORDERHEAD_THREADS: a whole number from 1
+ * (the single-threaded engine) to the machine's cores, or `undefined` when
+ * unset (then `defaultThreads` decides). Anything else is refused naming the
+ * variable and the range.
  */
-export function requestedThreads(env: NodeJS.ProcessEnv = process.env): number {
+export function requestedThreads(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const raw = env[THREADS_ENV];
   const cores = machineCores();
-  if (raw === undefined || raw.trim() === '') return cores;
+  if (raw === undefined || raw.trim() === '') return undefined;
   const n = Number(raw.trim());
   if (!Number.isInteger(n) || n < 1 || n > cores) {
     throw new OrderHeadError(`'${raw}' is not a whole number of threads from 1 to ${cores} (this machine's cores)`, `environment variable ${THREADS_ENV}`,
-      `set it to 1 (one core) .. ${cores}, or unset it to use every core`);
+      `set it to 1 (one core) .. ${cores}, or unset it to use every core the machine has free`);
   }
   return n;
+}
+
+/**
+ * The pool's threads for cores that other processes keep `othersBusy` cores
+ * busy: the cores left free, rounded, at least 1. Why not always every core:
+ * the pool splits each product into equal shares and waits for the last, so
+ * a worker thread that another process keeps off its core stalls every
+ * product. Measured on our 2-core machine with other jobs running (load 5-6):
+ * the tokenizer notebook took 1421 s with 2 threads against 198 s idle, and
+ * a training step of `small` 3272 ms with 2 threads against 1450 ms with 1
+ * (bench/README.md).
+ */
+export function threadsForLoad(cores: number, othersBusy: number): number {
+  return Math.max(1, Math.min(cores, Math.round(cores - othersBusy)));
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat), and this process's own (/proc/self/stat). */
+function cpuTimes(): { busy: number; total: number; own: number } | null {
+  try {
+    const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = cpu[3] + (cpu[4] ?? 0);
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const self = fs.readFileSync('/proc/self/stat', 'utf8');
+    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { busy: total - idle, total, own: f[11] + f[12] };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The default thread count (ORDERHEAD_THREADS unset): every core that other
+ * processes leave free, measured over `sampleMs` when the engine starts
+ * (Linux /proc; every core where it cannot be read). The results do not
+ * depend on it (tests/threads.test.ts: two threads equal one); only the speed
+ * does. A load that arrives later is not seen: set ORDERHEAD_THREADS=1 on a
+ * machine shared with other jobs.
+ */
+export async function defaultThreads(sampleMs = 200): Promise<{ threads: number; why: string }> {
+  const cores = machineCores();
+  const a = cpuTimes();
+  if (!a) return { threads: cores, why: 'every core' };
+  await new Promise((r) => setTimeout(r, sampleMs));
+  const b = cpuTimes()!;
+  const span = b.total - a.total;
+  // /proc/stat's total counts every core: span jiffies cover span / cores of wall time.
+  const othersBusy = span > 0 ? Math.max(0, ((b.busy - a.busy) - (b.own - a.own)) / span) * cores : 0;
+  const threads = threadsForLoad(cores, othersBusy);
+  return {
+    threads,
+    why: threads === cores ? 'every core' : `other processes kept ${othersBusy.toFixed(1)} of ${cores} cores busy at start; ${THREADS_ENV}=${cores} forces ${cores}`,
+  };
 }
 
 /** Where the wasm binaries live (the threaded one is loaded by path). */
