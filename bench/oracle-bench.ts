@@ -2,11 +2,12 @@
  * `node dist/bench/oracle-bench.js`: speed of the oracle (lib/oracle) on the
  * default backbone (`small` on an 8 x 8 grid, vocab 512, 10 classes; random
  * init: speed does not depend on the weights), 2 x 2 blocks (16 blocks),
- * states of every size |S| = 0..15, both readings. In one process:
+ * states of every size |S| = 0..15, every reading. In one process:
  *
  * - fast:      `scoreStates` (prefix on a KV cache, batched continuations);
  * - reference: `scoreStatesReference` (plain loop, one full causal forward per
- *              candidate; one-step: one full sequence per (candidate, query));
+ *              candidate; one-step: one full sequence per (candidate, query);
+ *              block-marginal: one per (candidate, block));
  * - one-step only, "per-candidate pass": one masked pass per candidate (and
  *   baseline) over the whole sequence from an empty cache, batch 1: no KV
  *   cache, no batching, but queries share their candidate's pass. The fairer
@@ -136,7 +137,7 @@ export interface FastRun {
   uOnRef: Float32Array[];
 }
 
-/** The fast path (`scoreStates`) on both readings. */
+/** The fast path (`scoreStates`) on every reading. */
 export function runOracleFast(st: OracleBenchSetup): FastRun[] {
   const { m, geo } = st;
   return readings.map((reading) => {
