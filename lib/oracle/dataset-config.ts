@@ -91,9 +91,11 @@ export const ORACLE_DATASET_DEFAULTS: Omit<OracleDatasetConfig, 'backbone' | 'to
 
 /**
  * Per-profile sizes. smoke: 8 images (128 states) in a few seconds (CI).
- * default: 384 images (6,144 states, plus 4,608 compare scorings), measured at
- * about 17 primary states/s (30 scored states/s) with the `small` backbone on
- * one wasm core of our 2-core machine: about 6 minutes. full: 4x default.
+ * default: 384 images (6,144 states, plus 6,144 compare scorings on every
+ * 4th image), measured with the `small` backbone on our 2-core machine at
+ * 23.8 primary states/s on 2 worker threads, idle (bench, 24 images), and
+ * 20.4 in the default run of 2026-12-02 while other jobs shared the machine:
+ * about 5 minutes. full: 4x default.
  */
 export const ORACLE_DATASET_PROFILES: Record<ProfileName, Partial<OracleDatasetConfig>> = {
   smoke: { images: 8, statesPerImage: 16, imagesPerPart: 2, compareEvery: 2 },
