@@ -51,7 +51,8 @@
  * cells); every continuation starts with the slot whose input is the last S
  * token (or the class slot, when S is empty and the cache is empty).
  *
- * Two implementations with the same numbers:
+ * Two implementations with the same numbers (the shared types, validation
+ * and loss-to-utility step in state-plan.ts):
  * - `scoreStates` (fast path): per state the prefix is computed once on a KV
  *   cache (`extend`, keep); the baseline continuation and all candidates'
  *   continuations (same length: the number of unseen tokens) then run as one
@@ -70,7 +71,7 @@
  *   slots, against (|R| + 1) x numTokens for one full pass per candidate: the
  *   saving is at most ~3x in compute (largest at mid-size S); the rest of the
  *   speed-up over the reference is batching (fewer, larger kernels).
- * - `scoreStatesReference`: a plain loop, full recomputation from scratch with
+ * - `scoreStatesReference` (reference.ts): a plain loop, full recomputation from scratch with
  *   the causal `forward` for the baseline and for each candidate: one sequence
  *   of the whole image per candidate (teacher-forced), per (candidate, query)
  *   with the query's cell placed right after the context (one-step), or per
@@ -79,183 +80,16 @@
  *   and are ignored.
  */
 import * as tf from '@tensorflow/tfjs';
-import { DecodeOrder, disposeCache, emptyCache, extend, Extension, forward, GPT, KVCache, tokenNll, tokensInOrder } from '../backbone/gpt';
-import { BlockGeometry, blockCells, cellBlock } from '../order';
-import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { blockWeightTable, WeightName, WEIGHTS } from './weights';
+import { disposeCache, emptyCache, extend, Extension, GPT, KVCache, tokenNll } from '../backbone/gpt';
+import { BlockGeometry } from '../order';
+import {
+  checkInputs, finalize, GeoTables, geoTables, Losses, makePlan, newLosses, OracleConfig, OracleItem, Plan, Reading, StateScore,
+} from './state-plan';
+import { blockWeightTable } from './weights';
 
-export type Reading = 'block-marginal' | 'teacher-forced' | 'one-step';
-
-/** The three readings of l_j(S) (see the file comment), the primary first. */
-export const READINGS: readonly Reading[] = Object.freeze(['block-marginal', 'teacher-forced', 'one-step'] as const);
-
-/** The primary reading (METHOD.md §3): in distribution and free of any reference order. */
-export const PRIMARY_READING: Reading = 'block-marginal';
-
-export interface OracleConfig {
-  /** How l_j is measured. */
-  reading: Reading;
-  /** w(j, a) of u_extrap, a function of block distance (weights.ts). */
-  weight: WeightName;
-  /** Max sequences per batched pass (fast path); default 64. */
-  batch?: number;
-}
-
-export interface OracleItem {
-  /** The image's ground-truth token grid, numTokens, indexed by cell (row-major). */
-  tokens: Int32Array;
-  /** Its class id (0..numClasses-1; numClasses = the null class is accepted too). */
-  classId: number;
-  /** S as blocks, in the order they were revealed (may be empty; not all blocks). */
-  visible: number[];
-}
-
-export interface StateScore {
-  /** L_rest(S) = Σ_{j∈R} l_j(S), nats. */
-  lRest: number;
-  /** numTokens: l_j(S) in nats; NaN on visible cells. */
-  tokenLoss: Float32Array;
-  /** numBlocks: u(a|S) = L_rest(S) - L_rest(S ∪ {a}); NaN on visible blocks. */
-  u: Float32Array;
-  /** numBlocks: Σ_{j∈R\a} w(j,a)[l_j(S) - l_j(S∪{a})]; NaN on visible blocks. */
-  uExtrap: Float32Array;
-  /** argmax_a u (lowest block index on ties). */
-  aStar: number;
-  /** argmax_a uExtrap (lowest block index on ties). */
-  aStarExtrap: number;
-}
-
-export const DEFAULT_ORACLE_BATCH = 64;
-
-// ---------------------------------------------------------------------------
-// Validation and per-state plans
-
-/** Everything about one state that both paths need. */
-interface Plan {
-  item: OracleItem;
-  /** R, ascending: the reference (raster block) order. */
-  remaining: number[];
-  /** The cells of S in reveal order, raster inside each block. */
-  sCells: number[];
-  /** Cells of R in the reference order. */
-  rCells: number[];
-}
-
-interface Checked { batch: number; reading: Reading; weight: WeightName }
-
-function checkInputs(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): Checked {
-  ensure(cfg != null && typeof cfg === 'object', 'no oracle config given', 'oracle config',
-    `pass { reading: ${READINGS.map((r) => `'${r}'`).join(' | ')}, weight: ${WEIGHTS.map((w) => `'${w}'`).join(' | ')} }`);
-  const reading = oneOf(cfg.reading, READINGS, 'oracle.reading');
-  const weight = oneOf(cfg.weight, WEIGHTS, 'oracle.weight');
-  const batch = cfg.batch ?? DEFAULT_ORACLE_BATCH;
-  ensure(Number.isInteger(batch) && batch >= 1, `batch must be a positive integer, got ${cfg.batch}`, 'oracle.batch',
-    `use a positive number of sequences per pass (default ${DEFAULT_ORACLE_BATCH})`);
-  if (m.cfg.gridH !== geo.gridH || m.cfg.gridW !== geo.gridW) {
-    throw new OrderHeadError(
-      `the backbone's token grid is ${m.cfg.gridH}x${m.cfg.gridW} (backbone.gridH x backbone.gridW), ` +
-        `the block geometry's ${geo.gridH}x${geo.gridW} (order.gridSize)`,
-      'backbone.gridH/gridW vs order.gridSize',
-      'score with the geometry of the backbone\'s grid: blockGeometry({ gridH: m.cfg.gridH, gridW: m.cfg.gridW, blockH, blockW })',
-    );
-  }
-  ensure(Array.isArray(items), `items is not an array (got ${typeof items})`, 'items', 'pass an array of { tokens, classId, visible }');
-  items.forEach((it, i) => checkItem(m, geo, it, i));
-  return { batch, reading, weight };
-}
-
-function checkItem(m: GPT, geo: BlockGeometry, it: OracleItem, i: number): void {
-  const where = `items[${i}]`;
-  ensure(it != null && typeof it === 'object', `item is ${it}`, where, 'pass { tokens, classId, visible }');
-  const toks = it.tokens;
-  ensure(toks != null && typeof toks.length === 'number' && toks.length === geo.numTokens,
-    `tokens has length ${toks?.length}, the ${geo.gridH}x${geo.gridW} grid has ${geo.numTokens} cells`,
-    `${where}.tokens`, 'pass the image\'s whole token grid, indexed by cell (row-major)');
-  for (let c = 0; c < toks.length; c++) {
-    const v = toks[c];
-    if (!Number.isInteger(v) || v < 0 || v >= m.cfg.vocabSize) {
-      throw new OrderHeadError(`token ${v} at cell ${c} is not in 0..${m.cfg.vocabSize - 1}`, `${where}.tokens`,
-        'pass tokens from the backbone\'s codebook (backbone.vocabSize)');
-    }
-  }
-  ensure(Number.isInteger(it.classId) && it.classId >= 0 && it.classId <= m.cfg.numClasses,
-    `class ${it.classId} is not in 0..${m.cfg.numClasses} (numClasses = the null class)`, `${where}.classId`,
-    `pass the image's class id, 0..${m.cfg.numClasses - 1}`);
-  ensure(Array.isArray(it.visible), `visible is not an array (got ${typeof it.visible})`, `${where}.visible`,
-    'pass S as a list of block indices in reveal order');
-  const seen = new Set<number>();
-  for (const b of it.visible) {
-    ensure(Number.isInteger(b) && b >= 0 && b < geo.numBlocks,
-      `block ${b} is out of range: a ${geo.blocksY}x${geo.blocksX} block grid has blocks 0..${geo.numBlocks - 1}`,
-      `${where}.visible`, `list blocks in 0..${geo.numBlocks - 1} (raster order over the block grid)`);
-    ensure(!seen.has(b), `block ${b} is listed twice (visible: ${it.visible.join(', ')})`, `${where}.visible`,
-      'list each visible block once, in reveal order');
-    seen.add(b);
-  }
-  ensure(seen.size < geo.numBlocks, `all ${geo.numBlocks} blocks are visible: there is no candidate to score`,
-    `${where}.visible`, `pass states with at most ${geo.numBlocks - 1} visible blocks`);
-}
-
-/** Per-geometry tables. */
-interface GeoTables { cellsOf: number[][]; blockOf: Int32Array }
-
-function geoTables(geo: BlockGeometry): GeoTables {
-  const cellsOf = Array.from({ length: geo.numBlocks }, (_, b) => blockCells(geo, b));
-  const blockOf = new Int32Array(geo.numTokens);
-  for (let c = 0; c < geo.numTokens; c++) blockOf[c] = cellBlock(geo, c);
-  return { cellsOf, blockOf };
-}
-
-function makePlan(geo: BlockGeometry, t: GeoTables, item: OracleItem): Plan {
-  const vis = new Uint8Array(geo.numBlocks);
-  for (const b of item.visible) vis[b] = 1;
-  const remaining: number[] = [];
-  for (let b = 0; b < geo.numBlocks; b++) if (!vis[b]) remaining.push(b);
-  return {
-    item, remaining,
-    sCells: item.visible.flatMap((b) => t.cellsOf[b]),
-    rCells: remaining.flatMap((b) => t.cellsOf[b]),
-  };
-}
-
-// ---------------------------------------------------------------------------
-// Losses -> scores (shared by both paths)
-
-/**
- * Token losses gathered for one state: base[j] = l_j(S) for j ∈ R;
- * cand[a*T + j] = l_j(S ∪ {a}) for j ∈ R \ a. NaN elsewhere.
- */
-interface Losses { base: Float64Array; cand: Float64Array }
-
-function newLosses(geo: BlockGeometry): Losses {
-  return { base: new Float64Array(geo.numTokens).fill(NaN), cand: new Float64Array(geo.numBlocks * geo.numTokens).fill(NaN) };
-}
-
-function argmaxOver(v: Float32Array, among: number[]): number {
-  let best = among[0];
-  for (const a of among) if (v[a] > v[best]) best = a;
-  return best;
-}
-
-function finalize(geo: BlockGeometry, t: GeoTables, w: Float64Array, plan: Plan, ls: Losses): StateScore {
-  const T = geo.numTokens, n = geo.numBlocks;
-  const tokenLoss = new Float32Array(T).fill(NaN);
-  let lRest = 0;
-  for (const j of plan.rCells) { tokenLoss[j] = ls.base[j]; lRest += ls.base[j]; }
-  const u = new Float32Array(n).fill(NaN), uExtrap = new Float32Array(n).fill(NaN);
-  for (const a of plan.remaining) {
-    let rest = 0, ext = 0;
-    for (const j of plan.rCells) {
-      if (t.blockOf[j] === a) continue;
-      const la = ls.cand[a * T + j];
-      rest += la;
-      ext += w[a * n + t.blockOf[j]] * (ls.base[j] - la);
-    }
-    u[a] = lRest - rest;
-    uExtrap[a] = ext;
-  }
-  return { lRest, tokenLoss, u, uExtrap, aStar: argmaxOver(u, plan.remaining), aStarExtrap: argmaxOver(uExtrap, plan.remaining) };
-}
+export { DEFAULT_ORACLE_BATCH, PRIMARY_READING, READINGS } from './state-plan';
+export type { OracleConfig, OracleItem, Reading, StateScore } from './state-plan';
+export { scoreStatesReference } from './reference';
 
 // ---------------------------------------------------------------------------
 // Fast path
@@ -348,13 +182,14 @@ function segmentSeq(x: Int32Array, firstIn: number, firstCell: number, reveal: n
  * The continuations of one state (see the file comment): the baseline's, and
  * with `candidates` every candidate's.
  */
-function continuations(t: GeoTables, plan: Plan, p: number, slot: number, reading: Reading, candidates: boolean): Seq[] {
+function continuations(t: GeoTables, plan: Plan, p: number, reading: Reading, candidates: boolean): Seq[] {
   const x = plan.item.tokens, nS = plan.sCells.length;
   // First slot of every continuation: input = last S token at its cell, or the class slot.
   const firstIn = nS ? x[plan.sCells[nS - 1]] : plan.item.classId;
   const firstCell = nS ? plan.sCells[nS - 1] : -1;
   const out: Seq[] = [];
-  const add = (cand: number, s: Omit<Seq, 'slot' | 'plan' | 'cand'>) => out.push({ ...s, slot, plan: p, cand });
+  // `slot` is the state's row in its pack's prefix cache, set when the state is packed.
+  const add = (cand: number, s: Omit<Seq, 'slot' | 'plan' | 'cand'>) => out.push({ ...s, slot: 0, plan: p, cand });
   const others = (a: number) => plan.rCells.filter((c) => t.blockOf[c] !== a);
   if (reading === 'teacher-forced') {
     add(-1, forcedSeq(x, firstIn, firstCell, plan.rCells, 0));
@@ -453,24 +288,18 @@ function runChunk(m: GPT, cache: KVCache, packSize: number, chunk: Seq[], plans:
 function fastLosses(m: GPT, geo: BlockGeometry, t: GeoTables, plans: Plan[], reading: Reading, batch: number, candidates: boolean): Losses[] {
   const T = geo.numTokens;
   const losses = plans.map(() => newLosses(geo));
-  // Sequences a state adds to a pass (continuations' count, without building them).
-  const seqCount = (p: Plan) => {
-    const base = reading === 'teacher-forced' || p.sCells.length ? 1 : reading === 'one-step' ? p.rCells.length : p.remaining.length;
-    if (!candidates) return base;
-    if (reading === 'teacher-forced') return p.remaining.length;
-    return base + (p.remaining.length > 1 ? p.remaining.length : 0);
-  };
+  const seqsOf = plans.map((pl, p) => continuations(t, pl, p, reading, candidates));
   const order = plans.map((_, i) => i).sort((a, b) => plans[a].sCells.length - plans[b].sCells.length || a - b);
   for (let i = 0; i < order.length;) {
     // A pack: consecutive states with the same |S|, at most `batch` sequences (at least one state).
     const nS = plans[order[i]].sCells.length;
     const pack = [order[i]];
-    let count = seqCount(plans[order[i++]]);
-    while (i < order.length && plans[order[i]].sCells.length === nS && count + seqCount(plans[order[i]]) <= batch) {
-      count += seqCount(plans[order[i]]);
+    let count = seqsOf[order[i++]].length;
+    while (i < order.length && plans[order[i]].sCells.length === nS && count + seqsOf[order[i]].length <= batch) {
+      count += seqsOf[order[i]].length;
       pack.push(order[i++]);
     }
-    const seqs = pack.flatMap((p, slot) => continuations(t, plans[p], p, slot, reading, candidates));
+    const seqs = pack.flatMap((p, slot) => seqsOf[p].map((q) => ({ ...q, slot })));
     const cache = emptyCache(m);
     try {
       if (nS > 0) {
@@ -518,63 +347,3 @@ export function scoreRestLoss(m: GPT, geo: BlockGeometry, items: OracleItem[], c
   return Float64Array.from(plans, (p, i) => p.rCells.reduce((sum, j) => sum + losses[i].base[j], 0));
 }
 
-// ---------------------------------------------------------------------------
-// Reference path
-
-/** Per-token NLL [B*T] of full causal forward passes over `orders` (B x T cells) of one image. */
-function forwardNll(m: GPT, x: Int32Array, classId: number, orders: number[][]): Float32Array {
-  const B = orders.length, T = x.length;
-  const order: DecodeOrder = { B, T, cells: new Int32Array(orders.flat()) };
-  const grids = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) grids.set(x, b * T);
-  const ordered = tokensInOrder(grids, order);
-  const nll = tf.tidy(() => {
-    const toks = tf.tensor2d(ordered, [B, T], 'int32');
-    const inputs = tf.slice(toks, [0, 0], [B, T - 1]) as tf.Tensor2D;
-    return tokenNll(forward(m, order, inputs, tf.tensor1d(new Int32Array(B).fill(classId), 'int32')).logits, toks);
-  });
-  const v = nll.dataSync() as Float32Array;
-  nll.dispose();
-  return v;
-}
-
-/**
- * Algorithms 1 and 2 as a plain loop: for the baseline and for each candidate
- * a full causal `forward` from scratch (no cache, no sharing). Teacher-forced:
- * one sequence S, R (baseline) or S, a, R \ a per candidate. One-step: per
- * candidate one batch of sequences, one per query cell j, ordered S, (a,) j,
- * rest; the loss of j is read at the slot right after the context.
- * Block-marginal: the same with one sequence per unseen block B, ordered
- * S, (a,) B, rest; B's losses are read at its slots right after the context.
- */
-export function scoreStatesReference(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
-  const { reading, weight } = checkInputs(m, geo, items, cfg);
-  const t = geoTables(geo), w = blockWeightTable(geo, weight), T = geo.numTokens;
-  return items.map((item) => {
-    const plan = makePlan(geo, t, item);
-    const ls = newLosses(geo);
-    const x = item.tokens, cls = item.classId;
-    const store = (cand: number, j: number, v: number) => { if (cand < 0) ls.base[j] = v; else ls.cand[cand * T + j] = v; };
-    /** Score the context `ctx` (cells) followed by the cells `rest`, for the baseline (-1) or candidate `cand`. */
-    const score = (cand: number, ctx: number[], rest: number[]) => {
-      if (rest.length === 0) return;
-      if (reading === 'teacher-forced') {
-        const cells = [...ctx, ...rest];
-        const v = forwardNll(m, x, cls, [cells]);
-        for (let s = ctx.length; s < T; s++) store(cand, cells[s], v[s]);
-      } else {
-        // One sequence per segment (a query cell, or an unseen block), placed right after the context.
-        const segments = reading === 'one-step' ? rest.map((j) => [j])
-          : [...new Set(rest.map((j) => t.blockOf[j]))].map((b) => t.cellsOf[b]);
-        const orders = segments.map((seg) => [...ctx, ...seg, ...rest.filter((c) => !seg.includes(c))]);
-        const v = forwardNll(m, x, cls, orders);
-        segments.forEach((seg, b) => seg.forEach((j, k) => store(cand, j, v[b * T + ctx.length + k])));
-      }
-    };
-    score(-1, plan.sCells, plan.rCells);
-    for (const a of plan.remaining) {
-      score(a, [...plan.sCells, ...t.cellsOf[a]], plan.rCells.filter((c) => t.blockOf[c] !== a));
-    }
-    return finalize(geo, t, w, plan, ls);
-  });
-}
