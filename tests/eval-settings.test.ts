@@ -22,9 +22,10 @@ import {
   EVAL_METRICS, isMissing, missingSetting, rasterBaselineSetting, realFeatureStats, settingOrMissing,
 } from '../lib/eval';
 import {
-  evalResultsTable, formatCell, futureLossFigure, metricBarsFigure, oracleComparisonTable, readTableCsv, recognizabilityCurvesFigure, remainingLossFigure, tableCsv, tableLatex,
+  evalResultsTable, formatCell, oracleComparisonTable, readTableCsv, tableCsv, tableLatex,
   tableMarkdown, trajectoryResultsTable, writeOutcomesJson, writeResultTable,
 } from '../lib/eval/tables';
+import { futureLossFigure, metricBarsFigure, recognizabilityCurvesFigure, remainingLossFigure } from '../lib/eval/figures';
 
 const CFG = gptConfig('tiny', { initStd: 0.5 }); // 4x4 tokens, vocab 16, 3 classes
 const GEO = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 }); // 4 blocks

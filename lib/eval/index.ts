@@ -28,4 +28,5 @@ export * from './evaluate';
 export * from './evaluate-settings';
 export * from './cache';
 export * from './tables';
+export * from './figures';
 export * from './findings';
