@@ -25,6 +25,7 @@
  * needs a strided Slice, slow on wasm); the rotary "rotate pairs" is a tiny
  * matmul with a fixed ±1 matrix instead of slices.
  */
+import type { TrainingBudget } from './training-budget';
 import * as tf from '@tensorflow/tfjs';
 import { GPTConfig, seqLen, validateGPTConfig } from './config';
 import { rng } from '../runtime/seed';
@@ -46,7 +47,13 @@ export interface ModelConsts {
 }
 
 /** A backbone: config, trainable parameters and constants. */
-export interface GPT { cfg: GPTConfig; params: Params; consts: ModelConsts }
+export interface GPT {
+  cfg: GPTConfig;
+  params: Params;
+  consts: ModelConsts;
+  /** What it was trained with, when loaded from a checkpoint that records it (loadBackbone): the evaluation matches budgets on it. */
+  budget?: TrainingBudget;
+}
 
 /** The decode order of a batch: cells[b*T + t] is the cell decoded at step t of sample b. */
 export interface DecodeOrder { B: number; T: number; cells: Int32Array }

@@ -9,7 +9,7 @@ import { trainStage1, Stage1Config, TokenData } from './stage1';
 import { GPTConfig } from './config';
 import { disposeGPT } from './gpt';
 
-export interface Stage1Job { root: string; name: string; cfg: Stage1Config; data: TokenData; model: GPTConfig; maxSteps?: number }
+export interface Stage1Job { root: string; name: string; cfg: Stage1Config; data: TokenData; model: GPTConfig; maxSteps?: number; from?: string }
 export type Stage1WorkerMessage =
   | { type: 'step'; step: number; metrics: Record<string, number> }
   | { type: 'done'; steps: number; checkpoints: string[]; runDir: string }
@@ -23,7 +23,7 @@ async function main() {
     const res = trainStage1(job.root, job.name, job.cfg, job.data, job.model, {
       maxSteps: job.maxSteps,
       onStep: (step, metrics) => post({ type: 'step', step, metrics }),
-    });
+    }, job.from);
     disposeGPT(res.model);
     post({ type: 'done', steps: res.steps, checkpoints: res.checkpoints, runDir: res.run.dir });
   } catch (e) {

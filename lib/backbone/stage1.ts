@@ -12,7 +12,20 @@
  * The raster baseline is the same model, budget and data with r ≡ 0. Checkpoints
  * are saved every `checkpointEvery` steps — many of them in the random phase,
  * named with step and r — and at the end; training resumes from the newest.
+ *
+ * The matched-budget contest (METHOD.md §6): the block-rar run is the random
+ * phase (steps < annealStart · steps, r = 1) followed by the continuation
+ * annealed to raster; its step-N/2 checkpoint is C. The other continuations
+ * are runs started `from` C (weights, AdamW moments, step and data RNG all
+ * copied), differing only in what the non-random samples decode in
+ * (`annealTo`): token raster, the planner's order of each image (a
+ * TargetOrderTable), or one fixed block order; 'kept random' is annealStart =
+ * annealEnd = 1 (r ≡ 1). Because the draws of images, class dropout and
+ * random orders do not depend on the target order, every annealed arm sees
+ * the same images in the same steps: the arms are paired by construction.
+ * Each checkpoint records its training budget (training-budget.ts).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
@@ -25,10 +38,17 @@ import { runTraining } from '../runtime/train-loop';
 import { profileConfig, ProfileName } from '../runtime/profile';
 import { openRun, Run } from '../runtime/run';
 import { loadCheckpoint } from '../runtime/checkpoint';
-import { OrderHeadError } from '../runtime/errors';
+import { ensure, OrderHeadError } from '../runtime/errors';
 import { rngFromState, rng, Rng, seedFrom } from '../runtime/seed';
+import { validateBlockOrder } from '../order';
+import { fileFingerprint } from '../runtime/checkpoint';
+import { addBudget, budgetFromExtra, runBudget, TrainingBudget } from './training-budget';
 
 export type OrderMode = 'block-rar' | 'raster';
+
+/** What the non-random samples of a block-rar run decode in: token raster, each image's planner order, or one fixed block order. */
+export const ANNEAL_TARGETS = ['raster', 'planner', 'fixed'] as const;
+export type AnnealTarget = (typeof ANNEAL_TARGETS)[number];
 
 export interface Stage1Config extends OptimConfig {
   /** `block-rar` (annealed random block orders) or `raster` (the native baseline). */
@@ -40,9 +60,13 @@ export interface Stage1Config extends OptimConfig {
   blockW: number;
   /** Images per step run as passes of at most this many (wasm heap limit), gradients summed. */
   microBatch: number;
-  /** Fractions of `steps` where r starts falling from 1 and reaches 0 (block-rar only). */
+  /** Fractions of `steps` where r starts falling from 1 and reaches 0 (block-rar only; both 1: r ≡ 1, 'kept random'). */
   annealStart: number;
   annealEnd: number;
+  /** The order the non-random samples decode in (block-rar only): 'raster' (token raster), 'planner' (TokenData.targetOrders), 'fixed' (fixedOrder). */
+  annealTo: AnnealTarget;
+  /** The block order of annealTo 'fixed' (a permutation of the blocks); null otherwise. */
+  fixedOrder: number[] | null;
   /** Probability of replacing the class by the null class (for CFG). */
   classDropout: number;
   /**
@@ -56,7 +80,7 @@ export interface Stage1Config extends OptimConfig {
 export const STAGE1_DEFAULTS: Omit<Stage1Config, 'orderMode'> = {
   size: 'small', blockH: 2, blockW: 2, steps: 1500, batch: 64, microBatch: 32,
   lr: 1e-3, warmup: 100, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1.0, evalEvery: 0,
-  annealStart: 0.5, annealEnd: 0.9, classDropout: 0.1, checkpointEvery: 250, seed: 0,
+  annealStart: 0.5, annealEnd: 0.9, annealTo: 'raster', fixedOrder: null, classDropout: 0.1, checkpointEvery: 250, seed: 0,
 };
 
 /** The share r of random-order samples at `step`. */
@@ -75,6 +99,63 @@ export interface TokenData {
   n: number;
   /** Fingerprint of the tokenizer that made the tokens: a run never mixes two tokenizers. */
   tokenizer?: string;
+  /** Per-image block orders for annealTo 'planner' (the planner-order cache). */
+  targetOrders?: TargetOrderTable;
+}
+
+/**
+ * Block orders of some images of a split (lib/planner/planner-orders.ts builds
+ * them from a planner): `blockOrders[k*nb .. (k+1)*nb)` is the order of image
+ * `image[k]` (ascending image indices).
+ */
+export interface TargetOrderTable {
+  image: Int32Array;
+  blockOrders: Int32Array;
+  numBlocks: number;
+  /** What made the orders (planner weights, backbone file, token cache): a run records it. */
+  fingerprint: string;
+  /** The file it was read from, for messages. */
+  file: string;
+}
+
+/** Cells of each non-random sample's target order: null = token raster. */
+export type TargetCells = (image: number) => Int32Array | null;
+
+/** The target order of a config on `data`, checked before any run folder is made. */
+function targetCells(cfg: Stage1Config, data: TokenData, geo: BlockGeometry, where: string): TargetCells {
+  if (cfg.orderMode === 'raster' || cfg.annealTo === 'raster') return () => null;
+  if (cfg.annealTo === 'fixed') {
+    const cells = cellsOfBlockOrder(geo, validateBlockOrder(geo, cfg.fixedOrder ?? [], `${where} (stage1.fixedOrder)`));
+    return () => cells;
+  }
+  const t = data.targetOrders;
+  if (!t) {
+    throw new OrderHeadError('annealTo is \'planner\' but the token data carries no planner orders', `${where} (data.targetOrders)`,
+      'build the planner-order cache with notebooks/06_stage5_joint_tuning.ipynb (buildPlannerOrders) and pass it as targetOrders');
+  }
+  return targetOrderCells(t, geo);
+}
+
+/** Each image's cells in its order from `t`; an image the table lacks is an error naming the cache file. */
+export function targetOrderCells(t: TargetOrderTable, geo: BlockGeometry): TargetCells {
+  ensure(t.numBlocks === geo.numBlocks && t.blockOrders.length === t.image.length * geo.numBlocks,
+    `the planner-order cache holds orders of ${t.numBlocks} blocks, the run trains on ${geo.numBlocks}`, t.file, 'rebuild the cache with the planner of this block grid');
+  const row = new Map<number, number>();
+  t.image.forEach((img, k) => row.set(img, k));
+  const memo = new Map<number, Int32Array>();
+  return (image) => {
+    let cells = memo.get(image);
+    if (!cells) {
+      const k = row.get(image);
+      if (k === undefined) {
+        throw new OrderHeadError(`the planner-order cache has no order for training image ${image}`, t.file,
+          'rebuild the cache for the images this run draws (plannerOrderImages lists them): the cache was made for another run or schedule');
+      }
+      cells = cellsOfBlockOrder(geo, Array.from(t.blockOrders.subarray(k * geo.numBlocks, (k + 1) * geo.numBlocks)));
+      memo.set(image, cells);
+    }
+    return cells;
+  };
 }
 
 /** The GPT config of a Stage 1 run on a token grid. */
@@ -97,9 +178,9 @@ const paramNames = (m: GPTConfig) => paramShapes(m).map(([n]) => n);
  * Train (or resume) a Stage 1 backbone in run folder `<root>/<name>`. The run
  * config holds the stage config, the model config and the data fingerprint.
  */
-export function trainStage1(root: string, name: string, cfg: Stage1Config, data: TokenData, model: GPTConfig, hooks: Stage1Hooks = {}): Stage1Result {
+export function trainStage1(root: string, name: string, cfg: Stage1Config, data: TokenData, model: GPTConfig, hooks: Stage1Hooks = {}, from?: string): Stage1Result {
   const T = seqLen(model);
-  validateOptimConfig(cfg, 'stage1');
+  validateStage1Config(cfg);
   // Every check on the data comes before openRun, so bad input leaves no run folder behind.
   if (!(Number.isInteger(data.n) && data.n >= 1)) {
     throw new OrderHeadError(`token data holds no images (n = ${data.n})`, 'stage1 token data',
@@ -115,9 +196,22 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   }
   checkTokenIds(model, data.tokens, data.labels, 'stage1 token data');
   const geo = stage1Geometry(cfg, model);
-  const run = openRun({ root, stage: 'stage1', name, config: { stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown' } }, resume: true, backend: tf.getBackend() });
+  const target = targetCells(cfg, data, geo, `stage1 run ${name}`);
+  const start = from === undefined ? undefined : continuationStart(from, cfg, model);
+  const run = openRun({ root, stage: 'stage1', name, backend: tf.getBackend(), resume: true, config: {
+    stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown', ...(data.targetOrders && cfg.annealTo === 'planner' ? { targetOrders: data.targetOrders.fingerprint } : {}) },
+    ...(start ? { from: { checkpoint: start.fingerprint, step: start.step } } : {}),
+  } });
+  // A continuation starts from a copy of C (written atomically): the loop resumes from it as from its own checkpoint.
+  if (start && !run.latestCheckpoint('stage1')) copyFileAtomic(from!, path.join(run.checkpointDir, path.basename(from!)));
   const m = createGPT(model, cfg.seed);
   let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
+  let base: TrainingBudget | undefined = start?.budget;
+  const budgetAt = (step: number) => {
+    const fromStep = base ? base.steps : 0;
+    const own = runBudget(`stage1 ${name}`, fromStep, step, cfg.batch, T, data.n);
+    return base ? addBudget(base, own) : own;
+  };
   const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
   let share = 0, randomCount = 0;
   try {
@@ -126,8 +220,8 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
       checkpointEvery: cfg.checkpointEvery, maxSteps: hooks.maxSteps,
       tags: (step) => [`r${randomShare(cfg, step).toFixed(2)}`],
       state: {
-        save: (step) => ({ orderMode: cfg.orderMode, r: randomShare(cfg, step), rngState: r.state() }),
-        restore: (extra) => { r = rngFromState(Number(extra.rngState)); },
+        save: (step) => ({ orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: randomShare(cfg, step), rngState: r.state(), budget: budgetAt(step), ...(base ? { from: base } : {}) }),
+        restore: (extra) => { r = rngFromState(Number(extra.rngState)); if (extra.from) base = extra.from as TrainingBudget; },
       },
       step: (step) => {
         share = randomShare(cfg, step);
@@ -135,7 +229,7 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
         const micro: OrderBatch[] = [];
         randomCount = 0;
         for (let i = 0; i < nMicro; i++) {
-          const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses);
+          const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses, target);
           micro.push(mb);
           randomCount += mb.randomCount;
         }
@@ -167,26 +261,98 @@ export interface OrderBatch {
   randomCount: number;
 }
 
+/** One training sample's draws: the image, whether its class is dropped, and its random block order (null: the target order). */
+interface SampleDraw { image: number; dropClass: boolean; randomOrder: number[] | null }
+
+/**
+ * The RNG calls of one sample, in their fixed order (part of the resume
+ * contract, and what makes the annealed arms paired: none depends on the
+ * target order): image, class dropout, random-or-target, the random order.
+ */
+function drawSample(r: Rng, n: number, geo: BlockGeometry, share: number, classDropout: number): SampleDraw {
+  const image = r.int(n);
+  const dropClass = r.next() < classDropout;
+  const randomOrder = r.next() < share ? randomBlockOrder(geo, r) : null;
+  return { image, dropClass, randomOrder };
+}
+
 /**
  * Draw B training samples the Stage 1 way: per sample an image (uniform with
  * replacement), class dropout with probability `classDropout`, and with
- * probability `share` (r) a random block order, else token raster. Stage 5's
- * L_AR (lib/planner/joint.ts) draws its batches with this too, at share 1.
- * The RNG calls and their order are part of the resume contract: do not reorder.
+ * probability `share` (r) a random block order, else the target order
+ * (`target`; default token raster). Stage 5's L_AR (lib/planner/joint.ts)
+ * draws its batches with this too.
  */
-export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number): OrderBatch {
+export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number,
+  target: TargetCells = () => null): OrderBatch {
   const T = geo.numTokens;
   const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
   let randomCount = 0;
   for (let b = 0; b < B; b++) {
-    const idx = r.int(data.n);
-    grids.set(data.tokens.subarray(idx * T, (idx + 1) * T), b * T);
-    classes[b] = r.next() < classDropout ? numClasses : data.labels[idx];
-    if (r.next() < share) { cells.set(cellsOfBlockOrder(geo, randomBlockOrder(geo, r)), b * T); randomCount++; }
+    const d = drawSample(r, data.n, geo, share, classDropout);
+    grids.set(data.tokens.subarray(d.image * T, (d.image + 1) * T), b * T);
+    classes[b] = d.dropClass ? numClasses : data.labels[d.image];
+    const own = d.randomOrder ? null : target(d.image);
+    if (d.randomOrder) { cells.set(cellsOfBlockOrder(geo, d.randomOrder), b * T); randomCount++; }
+    else if (own) cells.set(own, b * T);
     else for (let t = 0; t < T; t++) cells[b * T + t] = t;
   }
   const order = { B, T, cells };
   return { order, toks: tokensInOrder(grids, order), classes, randomCount };
+}
+
+/** The checks of a Stage 1 config beyond the optimiser's: the schedule and the anneal target. */
+export function validateStage1Config(cfg: Stage1Config): void {
+  validateOptimConfig(cfg, 'stage1');
+  ensure(cfg.annealStart >= 0 && cfg.annealStart <= cfg.annealEnd && cfg.annealEnd <= 1, `annealStart ${cfg.annealStart}, annealEnd ${cfg.annealEnd}`,
+    'stage1.annealStart / annealEnd', 'use 0 <= annealStart <= annealEnd <= 1 (both 1: r stays 1, the kept-random arm)');
+  ensure((ANNEAL_TARGETS as readonly string[]).includes(cfg.annealTo), `annealTo '${cfg.annealTo}'`, 'stage1.annealTo', `use one of ${ANNEAL_TARGETS.join(', ')}`);
+  ensure(cfg.annealTo === 'fixed' || cfg.fixedOrder === null || cfg.fixedOrder === undefined, `fixedOrder is set but annealTo is '${cfg.annealTo}'`,
+    'stage1.fixedOrder', "set annealTo 'fixed' to train on it, or leave fixedOrder null");
+}
+
+/** Where a continuation starts: checkpoint C's step, file fingerprint and budget, checked against the arm's config. */
+function continuationStart(file: string, cfg: Stage1Config, model: GPTConfig): { step: number; fingerprint: string; budget: TrainingBudget } {
+  const ck = loadCheckpoint<GPTConfig>(file, { expectConfig: model as unknown as Record<string, unknown> });
+  tf.dispose(Object.values(ck.weights));
+  const budget = budgetFromExtra(ck.extra, file);
+  const half = Math.round(cfg.annealStart * cfg.steps);
+  ensure(ck.step <= half, `checkpoint C is at step ${ck.step}, past where this arm's anneal starts (${half})`,
+    `${file} (start of the continuation)`, 'start continuations from the random-phase checkpoint at annealStart · steps (randomPhaseCheckpoint of the block-rar run)');
+  ensure(Number(ck.extra.r) === 1, `checkpoint C has r = ${String(ck.extra.r)}, not a random-phase (r = 1) checkpoint`, file,
+    'start continuations from randomPhaseCheckpoint(block-rar run)');
+  return { step: ck.step, fingerprint: fileFingerprint(file), budget };
+}
+
+function copyFileAtomic(src: string, dst: string): void {
+  fs.mkdirSync(path.dirname(dst), { recursive: true });
+  const tmp = `${dst}.tmp-${process.pid}-copy`;
+  fs.copyFileSync(src, tmp);
+  fs.renameSync(tmp, dst);
+}
+
+/**
+ * The training images whose target order a continuation from checkpoint C
+ * will use (every non-random sample of steps C.step .. cfg.steps - 1), found
+ * by replaying the run's draws from C's RNG state: the planner-order cache
+ * needs exactly these. Ascending image indices.
+ */
+export function plannerOrderImages(cfg: Stage1Config, n: number, geo: BlockGeometry, from: string): Int32Array {
+  const ck = loadCheckpoint(from);
+  tf.dispose(Object.values(ck.weights));
+  const r = rngFromState(Number(ck.extra.rngState));
+  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
+  const seen = new Uint8Array(n);
+  for (let step = ck.step; step < cfg.steps; step++) {
+    const share = randomShare(cfg, step);
+    for (let i = 0; i < nMicro; i++) {
+      const B = Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch);
+      for (let b = 0; b < B; b++) { const d = drawSample(r, n, geo, share, cfg.classDropout); if (!d.randomOrder) seen[d.image] = 1; }
+    }
+  }
+  const out: number[] = [];
+  seen.forEach((v, i) => { if (v) out.push(i); });
+  return Int32Array.from(out);
 }
 
 /** Load a Stage 1 checkpoint as a backbone (model weights only), checking its config. */
@@ -195,7 +361,7 @@ export function loadBackbone(path: string, expect?: Partial<GPTConfig>): GPT {
 }
 
 /** As loadBackbone, with the checkpoint's step and random-order share r. */
-export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number } {
+export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number; budget?: TrainingBudget } {
   const ck = loadCheckpoint<GPTConfig>(path, expect ? { expectConfig: expect as Record<string, unknown>, compareKeys: Object.keys(expect) } : {});
   // Check every weight against the stored config before making variables, so a damaged file is named and leaks nothing.
   for (const [k, shape] of paramShapes(ck.config)) {
@@ -209,7 +375,10 @@ export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>):
   const params: Params = {};
   for (const k of paramNames(ck.config)) params[k] = tf.variable(ck.weights[k], true); // copies
   tf.dispose(Object.values(ck.weights));
-  return { model: gptFromParams(ck.config, params), step: ck.step, r: Number(ck.extra.r ?? Number.NaN) };
+  const budget = ck.extra.budget as TrainingBudget | undefined;
+  const model = gptFromParams(ck.config, params);
+  if (budget) model.budget = budget;
+  return { model, step: ck.step, r: Number(ck.extra.r ?? Number.NaN), budget };
 }
 
 /** Geometry of the blocks a Stage 1 config trains on. */
@@ -222,6 +391,10 @@ export interface ParallelStage1Job {
   name: string;
   cfg: Stage1Config;
   model: GPTConfig;
+  /** Checkpoint C a continuation starts from (undefined: from scratch). */
+  from?: string;
+  /** The job's own token data (default: the shared `data`), e.g. with planner orders. */
+  data?: TokenData;
   /** Stop after this many steps in this call (resume tests). */
   maxSteps?: number;
   onStep?: (step: number, metrics: Record<string, number>) => void;
@@ -238,7 +411,7 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
   const workers: Worker[] = [];
   const runArm = (job: ParallelStage1Job) => new Promise<{ runDir: string; steps: number; checkpoints: string[] }>((resolve, reject) => {
     const w = new Worker(path.join(__dirname, 'stage1-worker.js'), {
-      workerData: { backend, job: { root, name: job.name, cfg: job.cfg, data, model: job.model, maxSteps: job.maxSteps } },
+      workerData: { backend, job: { root, name: job.name, cfg: job.cfg, data: job.data ?? data, model: job.model, maxSteps: job.maxSteps, from: job.from } },
     });
     workers.push(w);
     const where = `stage1 run ${job.name} (worker thread)`;
@@ -263,8 +436,8 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
  */
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {
-    smoke: { size: 'tiny', steps: 6, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 },
-    default: { steps: 600, warmup: 50, checkpointEvery: 100 },
+    smoke: { size: 'tiny', steps: 8, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 },
+    default: { steps: 400, warmup: 50, checkpointEvery: 100 },
     full: { steps: 3000, warmup: 200, checkpointEvery: 250 },
-  }, profile, overrides, (c) => validateOptimConfig(c, 'stage1'));
+  }, profile, overrides, validateStage1Config);
 }

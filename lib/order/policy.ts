@@ -251,6 +251,26 @@ export async function rollOutOrder(
   n: number,
   opts: RollOutOptions = {},
 ): Promise<number[][]> {
+  const g = rollOutSteps(policy, geo, n, opts);
+  let r = g.next();
+  while (!r.done) r = g.next(await policy.nextBlocks(r.value));
+  return r.value;
+}
+
+/** rollOutOrder for a policy whose nextBlocks answers synchronously (the planner, the baselines): for synchronous training loops. */
+export function rollOutOrderSync(policy: OrderPolicy, geo: BlockGeometry, n: number, opts: RollOutOptions = {}): number[][] {
+  const g = rollOutSteps(policy, geo, n, opts);
+  let r = g.next();
+  while (!r.done) {
+    const choices = policy.nextBlocks(r.value);
+    ensure(!(choices instanceof Promise), 'answers asynchronously', `policy '${policy.name}'`, 'use rollOutOrder (async) with this policy');
+    r = g.next(choices as number[]);
+  }
+  return r.value;
+}
+
+/** The rollout itself: yields each step's states, takes the policy's choices back. */
+function* rollOutSteps(policy: OrderPolicy, geo: BlockGeometry, n: number, opts: RollOutOptions): Generator<PolicyState[], number[][], number[]> {
   ensure(Number.isInteger(n) && n >= 0, `n=${n} is not a non-negative integer`, 'rollOutOrder(n)', 'pass the number of samples');
   const { tokens, classIds } = opts;
   if (tokens) {
@@ -284,7 +304,7 @@ export async function rollOutOrder(
       const ctx = opts.contexts(states);
       states = states.map((s, i) => ({ ...s, context: ctx[i] }));
     }
-    const choices = await policy.nextBlocks(states);
+    const choices: number[] = yield states;
     ensure(
       Array.isArray(choices) && choices.length === n,
       `returned ${Array.isArray(choices) ? `${choices.length} blocks` : String(choices)} for ${n} states at step ${step}`,

@@ -5,10 +5,14 @@
  *
  *   L = L_AR + λ · L_OH
  *
- * - L_AR: the backbone's block-RAR loss, exactly as Stage 1 at r = 1 (every
- *   sample in a random block order, raster inside blocks, class dropout):
- *   batches come from `drawOrderBatch` (lib/backbone/stage1.ts), the loss
- *   from `lmLoss`. It keeps the backbone a good, order-robust AR model.
+ * - L_AR: the backbone's AR loss on the orders the planner chooses
+ *   (`arOrders` 'planner', the default: METHOD.md §6.5, "lets the generator
+ *   adapt to the planner"): each training image in its cached planner order
+ *   (planner-orders.ts: the frozen pair's choices, teacher-forced on the
+ *   true tokens), with class dropout; batches from `drawOrderBatch`
+ *   (lib/backbone/stage1.ts), the loss from `lmLoss`. The control run
+ *   (`arOrders` 'raster') tunes the same blocks for the same steps on token
+ *   raster; 'random' is the old block-RAR loss (r = 1).
  * - L_OH: the planner's CE against the oracle's a* (the plain CE baseline of
  *   §5). Unlike Stages 3-4, the planner's features are computed *through* the
  *   backbone at every step (`featureTensors` inside `tf.variableGrads`), so
@@ -34,8 +38,15 @@
  * image as Stage 3) is computed with features from the *current* backbone.
  * A checkpoint is eligible as "best" only if neither NLL rose by more than
  * `maxNllIncrease` over its step-0 value; among eligible ones the lowest
- * planner validation loss wins (step 0 — the untuned pair — is always
- * eligible, so a best always exists). Early stop: the first evaluation where
+ * held-out objective wins, the training objective measured on held-out data:
+ *
+ *   valObjective = ln 2 · NLL_planner(drift images) + λ · L_OH(val states)
+ *
+ * (NLL_planner: bits/token of the drift images in the current pair's own
+ * planner orders). So the keep rule keeps a backbone that got better at
+ * decoding the planner's orders even when the planner's loss did not move
+ * (the old rule, planner validation loss alone, kept the untuned step 0).
+ * Step 0 — the untuned pair — is always eligible, so a best always exists. Early stop: the first evaluation where
  * either NLL exceeds its step-0 value by more than `maxNllIncrease` ends the
  * run (recorded in the checkpoint, so a resumed run stays stopped); the best
  * checkpoint is what the run returns.
@@ -62,7 +73,12 @@ import { profileConfig, ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';
 import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
 import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
-import { drawOrderBatch, loadBackbone, TokenData } from '../backbone/stage1';
+import { drawOrderBatch, loadBackbone, TargetCells, TargetOrderTable, targetOrderCells, TokenData } from '../backbone/stage1';
+import { addBudget, runBudget } from '../backbone/training-budget';
+import { exactNll } from '../backbone/nll';
+import { cellsOfBlockOrder, rollOutOrderSync } from '../order';
+import { plannerPolicy } from './policy';
+import { restrictToOrders } from './planner-orders';
 import { nllByOrderType } from '../backbone/order-nll';
 import { OracleDataset, oracleItem, primaryLabelSet } from '../oracle/dataset';
 import { PRIMARY_READING, Reading } from '../oracle/utility';
@@ -92,7 +108,12 @@ export interface JointTuningConfig extends OptimConfig {
   valStates: number;
   /** Split of the oracle states by image, as Stage 3 (must match the planner's, so val states stay unseen). Default 8. */
   heldOutEvery: number;
+  /** The orders L_AR trains on: 'planner' (the cached planner orders, default), 'raster' (the control), 'random' (block-RAR, r = 1). */
+  arOrders: JointArOrders;
 }
+
+export const JOINT_AR_ORDERS = ['planner', 'raster', 'random'] as const;
+export type JointArOrders = (typeof JOINT_AR_ORDERS)[number];
 
 /**
  * Stage 5 defaults. lr 1e-4, shared by the planner and the tuned blocks:
@@ -102,7 +123,7 @@ export interface JointTuningConfig extends OptimConfig {
 export const JOINT_TUNING_DEFAULTS: JointTuningConfig = {
   topBlocks: 2, tuneOutput: false, lambda: 1, steps: 200, batchStates: 32, batch: 32, microBatch: 32,
   lr: 1e-4, warmup: 20, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1, classDropout: 0.1,
-  evalEvery: 25, maxNllIncrease: 0.05, driftImages: 64, valStates: 512, heldOutEvery: 8, seed: 0,
+  evalEvery: 25, maxNllIncrease: 0.05, driftImages: 64, valStates: 512, heldOutEvery: 8, arOrders: 'planner', seed: 0,
 };
 
 /**
@@ -128,6 +149,7 @@ export function validateJointTuningConfig(cfg: JointTuningConfig): void {
   ensure(Number.isFinite(cfg.maxNllIncrease) && cfg.maxNllIncrease >= 0, `maxNllIncrease = ${cfg.maxNllIncrease}`, 'joint.maxNllIncrease',
     'use a non-negative number of bits per token (default 0.05)');
   ensure(cfg.classDropout >= 0 && cfg.classDropout < 1, `classDropout = ${cfg.classDropout}`, 'joint.classDropout', 'use a probability in [0, 1)');
+  oneOf(cfg.arOrders, JOINT_AR_ORDERS, 'joint.arOrders');
   ensure(typeof cfg.tuneOutput === 'boolean', `tuneOutput = ${String(cfg.tuneOutput)}`, 'joint.tuneOutput', 'use true or false');
 }
 
@@ -164,7 +186,7 @@ export interface JointData {
   weight: string;
   /** Fingerprint of the backbone checkpoint the oracle labelled with (the one the Stage 3/4 planner was trained on). */
   backboneFingerprint: string;
-  /** L_AR images: the backbone's training split. */
+  /** L_AR images: the backbone's training split, or (arOrders 'planner') its cached images with their planner orders (restrictToOrders). */
   train: TokenData;
   /** Drift-guard images: held out from the backbone's training (the test split). */
   heldOut: { tokens: Int32Array; labels: Int32Array; n: number };
@@ -176,14 +198,15 @@ export interface JointData {
  * the first images of its test split. (If the oracle labelled the test split,
  * its states' images overlap the drift images; only their a* labels are used.)
  */
-export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u', reading: Reading = PRIMARY_READING): JointData {
+export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u', reading: Reading = PRIMARY_READING, plannerOrders?: TargetOrderTable): JointData {
   oneOf(label, LABELS, 'joint label');
   const l = primaryLabelSet(ds, reading, 'joint reading');
+  const train: TokenData = { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint };
   return {
     geo: ds.geo, items: Array.from({ length: ds.n }, (_, i) => oracleItem(ds, i, cache)),
     aStar: label === 'u' ? l.aStar : l.aStarExtrap, image: ds.image, label, reading: l.reading, weight: l.weight,
     backboneFingerprint: ds.manifest.backbone.fingerprint,
-    train: { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint },
+    train: plannerOrders ? restrictToOrders(train, plannerOrders, ds.geo.numTokens) : train,
     heldOut: { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n },
   };
 }
@@ -245,7 +268,28 @@ export interface JointStepMetrics {
   withinDrift?: boolean;
 }
 
-export interface JointEval { step: number; rasterBits: number; randomBits: number; valLoss: number; valTop1: number; withinDrift: boolean }
+export interface JointEval {
+  step: number; rasterBits: number; randomBits: number;
+  /** Held-out NLL (bits/token) in the current pair's own planner orders, and the keep rule's objective (see the module comment). */
+  plannerBits: number; valObjective: number;
+  valLoss: number; valTop1: number; withinDrift: boolean;
+}
+
+/**
+ * NLL (bits/token) of the first `n` held-out images decoded in the orders the
+ * planner `pl` chooses on them reading `m` (teacher-forced rollout, then one
+ * exact pass): the generator's side of the keep rule.
+ */
+export function plannerOrderBits(m: GPT, pl: Planner, geo: BlockGeometry, heldOut: { tokens: Int32Array; labels: Int32Array }, n: number): number {
+  const T = seqLen(m.cfg);
+  const grids = heldOut.tokens.subarray(0, n * T), classes = heldOut.labels.subarray(0, n);
+  const orders = rollOutOrderSync(plannerPolicy(pl, m, geo, 0), geo, n, {
+    tokens: Array.from({ length: n }, (_, i) => grids.subarray(i * T, (i + 1) * T)), classIds: Array.from(classes),
+  });
+  const cells = new Int32Array(n * T);
+  orders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
+  return exactNll(m, grids, classes, cells).bitsPerToken;
+}
 
 export interface JointTuningLog {
   /** Steps done. */
@@ -323,6 +367,11 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     `L_AR data holds ${data.train.tokens.length} tokens and ${data.train.labels.length} labels for ${data.train.n} images of ${T} tokens`,
     'trainJointTuning(data.train)', 'pass the token cache split the backbone was trained on');
   checkTokenIds(mcfg, data.train.tokens, data.train.labels, 'trainJointTuning(data.train)');
+  ensure(cfg.arOrders !== 'planner' || data.train.targetOrders !== undefined, "arOrders is 'planner' but the L_AR data carries no planner orders",
+    'trainJointTuning(data.train.targetOrders)', 'pass jointData(ds, cache, label, reading, plannerOrders) with the planner-order cache of notebook 06 (buildPlannerOrders)');
+  const arTarget: TargetCells = cfg.arOrders === 'planner' ? targetOrderCells(data.train.targetOrders!, geo) : () => null;
+  const arShare = cfg.arOrders === 'random' ? 1 : 0;
+  const startBudget = backbone.budget;
   ensure(data.heldOut.n >= cfg.driftImages && data.heldOut.tokens.length >= cfg.driftImages * T,
     `the drift guard needs ${cfg.driftImages} held-out images, the data has ${data.heldOut.n}`, 'joint.driftImages', `set driftImages to at most ${data.heldOut.n}`);
   const split = splitByImage(data.image, cfg.heldOutEvery);
@@ -330,7 +379,8 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
 
   const runCfg: JointRunConfig = {
     joint: cfg, model: mcfg, stage1: { blockH: geo.blockH, blockW: geo.blockW, orderMode: 'block-rar' },
-    data: { tokenizer: data.train.tokenizer ?? 'unknown', trainImages: data.train.n, heldOutImages: cfg.driftImages, states: n, label: data.label, reading: data.reading, weight: data.weight },
+    data: { tokenizer: data.train.tokenizer ?? 'unknown', trainImages: data.train.n, heldOutImages: cfg.driftImages, states: n, label: data.label, reading: data.reading, weight: data.weight,
+      ...(data.train.targetOrders && cfg.arOrders === 'planner' ? { plannerOrders: data.train.targetOrders.fingerprint } : {}) },
     backbone: { fingerprint: data.backboneFingerprint, weights: weightsFingerprint(backbone.params) },
     planner: { cfg: planner.cfg, shape: planner.shape, weights: weightsFingerprint(planner.params) },
     tunedParams: tuned,
@@ -355,7 +405,9 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     const valAStar = valRows.map((row) => data.aStar[row]);
     const oneHot = new Float32Array(valRows.length * nb);
     valAStar.forEach((a, i) => { oneHot[i * nb + a] = 1; });
-    const e = { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, ...validationMetrics(probs, oneHot, valAStar, nb) };
+    const v = validationMetrics(probs, oneHot, valAStar, nb);
+    const own = plannerOrderBits(m, pl, geo, data.heldOut, cfg.driftImages);
+    const e = { rasterBits: rows[0].bitsPerToken, randomBits: rows[1].bitsPerToken, plannerBits: own, ...v, valObjective: own * Math.LN2 + cfg.lambda * v.valLoss };
     if (step === 0) before = { raster: e.rasterBits, random: e.randomBits };
     const withinDrift = e.rasterBits - before.raster <= cfg.maxNllIncrease && e.randomBits - before.random <= cfg.maxNllIncrease;
     return { ...e, withinDrift };
@@ -363,9 +415,10 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
   /** The best pair: a Stage-1-compatible backbone and its planner, whose backboneFingerprint is that file's. */
   const writeBest = (step: number, e: MetricValues) => {
     bestNll = { raster: Number(e.rasterBits), random: Number(e.randomBits) };
+    const budget = startBudget ? addBudget(startBudget, runBudget(`stage5 ${name}`, 0, step, cfg.batch, T, data.train.n)) : undefined;
     const bFile = saveCheckpoint(ckpt, checkpointName('backbone', step, ['r1.00']), {
       weights: m.params, config: mcfg, step, kind: 'stage1',
-      extra: { orderMode: 'block-rar', r: 1, joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
+      extra: { orderMode: 'block-rar', r: 1, ...(budget ? { budget } : {}), joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
     });
     const pCfg: JointPlannerCheckpointConfig = {
       train: { planner: pl.cfg }, shape: pl.shape, backboneFingerprint: fileFingerprint(bFile), label: data.label, reading: data.reading, weight: data.weight, joint: cfg,
@@ -386,7 +439,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
       step: () => {
         // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
         const micro = Array.from({ length: nMicro }, (_, i) =>
-          drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), 1, cfg.classDropout, mcfg.numClasses));
+          drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), arShare, cfg.classDropout, mcfg.numClasses, arTarget));
         const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
         // L_AR: gradients for the tuned GPT blocks only.
         const ar = accumulateGrads(gptVars, nMicro, (i) => {
@@ -409,7 +462,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
       },
       row: (_step, s) => ({ lAR, lOH, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, ms: s.ms }),
       evaluate,
-      best: { metric: 'valLoss', eligible: (e) => e.withinDrift === true, write: writeBest },
+      best: { metric: 'valObjective', eligible: (e) => e.withinDrift === true, write: writeBest },
       stopWhen: (e, step) => e.withinDrift ? undefined :
         `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
         `raster ${before.raster.toFixed(4)} -> ${Number(e.rasterBits).toFixed(4)} (${signed(Number(e.rasterBits) - before.raster)}), ` +
@@ -451,7 +504,7 @@ function jointLog(run: Run<JointRunConfig>, steps: number, before: { raster: num
     const row = byStep.get(s)!;
     if (s > 0) { lAR.push(Number(row.lAR)); lOH.push(Number(row.lOH)); }
     if (row.valLoss !== undefined) {
-      evals.push({ step: s, rasterBits: Number(row.rasterBits), randomBits: Number(row.randomBits), valLoss: Number(row.valLoss), valTop1: Number(row.valTop1), withinDrift: Boolean(row.withinDrift) });
+      evals.push({ step: s, rasterBits: Number(row.rasterBits), randomBits: Number(row.randomBits), plannerBits: Number(row.plannerBits), valObjective: Number(row.valObjective), valLoss: Number(row.valLoss), valTop1: Number(row.valTop1), withinDrift: Boolean(row.withinDrift) });
     }
   }
   return { steps, lAR, lOH, evals, before, after, stoppedEarly, ...(stopReason ? { stopReason } : {}) };
