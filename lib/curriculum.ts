@@ -14,15 +14,19 @@
  *   6      07_stage6_adaptive_budget  token cache, tokenizer, oracle dataset; the Stage 5 tuned pair and its features (06)
  *   eval   08_evaluation              token cache, tokenizer, oracle dataset; each setting loads its own runs
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OrderHeadError } from './runtime/errors';
-import { latestCheckpoint } from './runtime/checkpoint';
+import { latestCheckpoint, loadCheckpoint } from './runtime/checkpoint';
+import * as tf from '@tensorflow/tfjs';
+import { budgetEpochs, budgetFromExtra } from './backbone/training-budget';
 import { ProfileName } from './runtime/profile';
 import { tokenizerRunDir } from './tokenizer/config';
 import { loadTokenCache, TokenCache } from './tokenizer/cache';
 import { loadTokenizer } from './tokenizer/train';
 import { VqTokenizer } from './tokenizer/vq-tokenizer';
 import { disposeGPT, GPT } from './backbone/gpt';
+import { CONTINUATION_ARMS, ContinuationArm } from './backbone/stage1';
 import { loadBackbone } from './backbone/stage1';
 import { loadOracleDataset, OracleDataset } from './oracle/dataset';
 import { randomPhaseCheckpoint } from './backbone/checkpoints';
@@ -73,8 +77,13 @@ export interface CurriculumRuns {
   tokenizer: RunFolder;
   /** Stage 1: the parent of both backbone runs (`<runRoot>/stage1-<profile>`). */
   stage1Root: string;
-  /** Stage 1: the order-robust block-RAR run and the raster-only baseline run. */
-  stage1: { 'block-rar': RunFolder; raster: RunFolder };
+  /**
+   * Stage 1 and the matched-budget contest (METHOD.md §6): the raster-only
+   * baseline; the block-RAR run (random phase to C, then annealed to raster);
+   * the continuations from C that need the planner or run beside Stage 5
+   * (kept random, annealed to the planner's orders, annealed to a fixed order).
+   */
+  stage1: { 'block-rar': RunFolder; raster: RunFolder } & Record<ContinuationArm, RunFolder>;
   /** Stage 2: the oracle dataset (`<runRoot>/oracle-<profile>`). */
   oracle: RunFolder;
   /** Stages 3-6: the parent of every planner run, and where the feature caches and summaries go (`<runRoot>/planner-<profile>`). */
@@ -83,8 +92,9 @@ export interface CurriculumRuns {
   stage3: Record<string, RunFolder>;
   /** Stage 4: the R curriculum from PRIMARY_STAGE3_RUN, one run per R (`stage4-<primary>-R<R>`). */
   stage4: Record<Exclude<LatentSteps, 0>, RunFolder>;
-  /** Stage 5: the tuned backbone and planner (`stage5-joint`). */
+  /** Stage 5: the tuned backbone and planner (`stage5-joint`), and the control tuned on raster orders (`stage5-joint-raster`). */
   joint: RunFolder;
+  jointRaster: RunFolder;
   /** Stage 6: the router (`stage6-router`). */
   router: RunFolder;
   /** The feature network of the evaluation (`<runRoot>/featurenet-<profile>`). */
@@ -97,6 +107,9 @@ export interface CurriculumRuns {
     stage4Metrics: string;
     stage4Nll: string;
     stage5Summary: string;
+    /** The planner-order cache (planner-orders.ts) and the contest's summary (arms, budgets, the fixed order). */
+    plannerOrders: string;
+    contest: string;
     stage6Summary: string;
     /** The evaluation's per-setting cache folder and its outcomes. */
     evalCache: string;
@@ -121,6 +134,7 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
     stage1: {
       'block-rar': folder(path.join(stage1Root, 'block-rar'), STAGE_NOTEBOOKS.stage1),
       raster: folder(path.join(stage1Root, 'raster'), STAGE_NOTEBOOKS.stage1),
+      ...Object.fromEntries(CONTINUATION_ARMS.map((arm) => [arm, folder(path.join(stage1Root, arm), STAGE_NOTEBOOKS.joint)])) as Record<ContinuationArm, RunFolder>,
     },
     oracle: folder(path.join(runRoot, `oracle-${profile}`), STAGE_NOTEBOOKS.oracle),
     planner,
@@ -131,6 +145,7 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
       4: inPlanner(stage4RunName(PRIMARY_STAGE3_RUN, 4), STAGE_NOTEBOOKS.stage4),
     },
     joint: inPlanner(JOINT_RUN_NAME, STAGE_NOTEBOOKS.joint),
+    jointRaster: inPlanner(`${JOINT_RUN_NAME}-raster`, STAGE_NOTEBOOKS.joint),
     router: inPlanner(ROUTER_RUN_NAME, STAGE_NOTEBOOKS.router),
     featureNet: folder(featureNetRunDir(runRoot, profile), `${STAGE_NOTEBOOKS.router} or ${STAGE_NOTEBOOKS.eval}`),
     eval: folder(evalDir, STAGE_NOTEBOOKS.eval),
@@ -139,6 +154,8 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
       stage4Metrics: path.join(planner, 'stage4-metrics.json'),
       stage4Nll: path.join(planner, 'stage4-nll.json'),
       stage5Summary: path.join(planner, 'stage5-summary.json'),
+      plannerOrders: path.join(planner, 'planner-orders.json'),
+      contest: path.join(stage1Root, 'contest.json'),
       stage6Summary: path.join(planner, 'stage6-summary.json'),
       evalCache: path.join(evalDir, 'cache'),
       evalOutcomes: path.join(evalDir, 'eval-outcomes.json'),
@@ -153,10 +170,12 @@ export function curriculumRunRows(runs: CurriculumRuns): { what: string; folder:
     row('tokenizer and token cache', runs.tokenizer),
     row('Stage 1 block-RAR backbone', runs.stage1['block-rar']),
     row('Stage 1 raster-only baseline', runs.stage1.raster),
+    ...CONTINUATION_ARMS.map((arm) => row(`continuation from C: ${arm}`, runs.stage1[arm])),
     row('Stage 2 oracle dataset', runs.oracle),
     ...STAGE3_RUNS.map((r) => row(`Stage 3 planner: ${r.name}`, runs.stage3[r.key])),
     ...([1, 2, 4] as const).map((R) => row(`Stage 4 planner, R = ${R}`, runs.stage4[R])),
-    row('Stage 5 tuned backbone and planner', runs.joint),
+    row('Stage 5 tuned backbone and planner (L_AR on planner orders)', runs.joint),
+    row('Stage 5 control (L_AR on raster orders)', runs.jointRaster),
     row('Stage 6 router', runs.router),
     row('feature network (evaluation)', runs.featureNet),
     row('evaluation report', runs.eval),
@@ -193,6 +212,31 @@ export function stage1FinalCheckpoint(run: RunFolder): string {
   const best = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
   if (!best) throw new OrderHeadError(`no Stage 1 checkpoint of the ${run.name} run here`, run.dir, `run ${run.producedBy} in this profile first`);
   return best.path;
+}
+
+/**
+ * The training budget of every backbone of the contest (raster-only, the
+ * block-RAR run annealed to raster, the continuations), from each run's final
+ * checkpoint; runs not trained yet are left out.
+ */
+export function contestBudgetRows(runs: CurriculumRuns): { backbone: string; steps: number; batch: string; 'images seen': number; 'tokens seen': number; epochs: number; runs: string }[] {
+  const arms: [string, RunFolder][] = [['raster-only', runs.stage1.raster], ['block-rar: random phase, annealed to raster', runs.stage1['block-rar']],
+    ...CONTINUATION_ARMS.map((a): [string, RunFolder] => [a, runs.stage1[a]])];
+  return arms.flatMap(([name, run]) => {
+    const last = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
+    if (!last) return [];
+    const ck = loadCheckpoint(last.path);
+    tf.dispose(Object.values(ck.weights));
+    const b = budgetFromExtra(ck.extra, last.path);
+    return [{ backbone: name, steps: b.steps, batch: b.batch, 'images seen': b.imagesSeen, 'tokens seen': b.tokensSeen, epochs: budgetEpochs(b), runs: b.runs.join(' → ') }];
+  });
+}
+
+/** What notebook 06 recorded about the contest: checkpoint C, the fixed order and the budgets; the error names notebook 06. */
+export function contestSummary(runs: CurriculumRuns): { checkpointC: string; fixedOrder: number[]; plannerOrders: string; orderImages: number; budgets: ReturnType<typeof contestBudgetRows> } {
+  const file = runs.files.contest;
+  if (!fs.existsSync(file)) throw new OrderHeadError('no contest summary here (the continuations from C have not been trained)', file, `run ${STAGE_NOTEBOOKS.joint} in this profile first`);
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
 
 // ---------------------------------------------------------------- stage inputs

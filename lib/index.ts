@@ -25,6 +25,7 @@ export * as gpt from './backbone/gpt';
 export * from './backbone/nll';
 export * from './backbone/sampler';
 export * from './backbone/stage1';
+export * from './backbone/training-budget';
 export * from './backbone/checkpoints';
 export * from './backbone/order-nll';
 export * from './backbone/findings';

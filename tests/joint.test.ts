@@ -36,13 +36,32 @@ function data(): JointData {
   const lab = (k: number) => Int32Array.from({ length: k }, () => r.int(CFG.numClasses));
   return {
     geo: GEO, items, aStar, image: Int32Array.from(items, (_, i) => Math.floor(i / 4)), label: 'u', reading: 'synthetic', weight: 'uniform',
-    backboneFingerprint: 'test-backbone', train: { tokens: grid(16), labels: lab(16), n: 16, tokenizer: 'test-tok' }, heldOut: { tokens: grid(8), labels: lab(8), n: 8 },
+    backboneFingerprint: 'test-backbone', heldOut: { tokens: grid(8), labels: lab(8), n: 8 },
+    // L_AR on planner orders (the default arOrders): a seeded block order per training image stands in for the planner-order cache.
+    train: { tokens: grid(16), labels: lab(16), n: 16, tokenizer: 'test-tok',
+      targetOrders: { image: Int32Array.from({ length: 16 }, (_, i) => i), blockOrders: Int32Array.from(Array.from({ length: 16 }, () => r.shuffle([0, 1, 2, 3])).flat()), numBlocks: 4, fingerprint: 'test-orders', file: 'test-orders.json' } },
   };
 }
 
 const snapshot = (p: Record<string, tf.Tensor>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, Float32Array.from(v.dataSync())]));
 const same = (a: Float32Array, b: ArrayLike<number>) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-joint-'));
+
+test("arOrders 'planner' without planner orders is refused before any run folder, naming the field and notebook 06", async () => {
+  const m = await backbone();
+  const pl = createPlanner(SMALL, SHAPE);
+  const root = tmp();
+  try {
+    const d = data();
+    const { targetOrders: _dropped, ...bare } = d.train;
+    throwsOH(() => trainJointTuning(root, 'no-orders', jointTuningConfig('smoke', { topBlocks: 1 }), { ...d, train: bare }, m, pl), 'targetOrders', '06_stage5');
+    assert.ok(!fs.existsSync(path.join(root, 'no-orders')));
+    throwsOH(() => jointTuningConfig('smoke', { arOrders: 'sideways' as never }), 'joint.arOrders');
+  } finally {
+    disposePlanner(pl);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
 
 test('tuned parameters: the top k blocks only; k > nLayer refused naming joint.topBlocks and the layer count, before any run folder', async () => {
   const m = await backbone();

@@ -430,6 +430,26 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
   return Promise.all(jobs.map((job) => runArm(job).catch((err) => { for (const w of workers) void w.terminate(); throw err; })));
 }
 
+/** The continuations from checkpoint C besides the block-rar run's own (annealed to raster): METHOD.md §6. */
+export const CONTINUATION_ARMS = ['kept-random', 'annealed-planner', 'annealed-fixed'] as const;
+export type ContinuationArm = (typeof CONTINUATION_ARMS)[number];
+
+/**
+ * The config of a continuation arm: the block-rar config of the profile
+ * (same steps N, batch, schedule, seed) with what differs: kept random
+ * (annealStart = annealEnd = 1, so r ≡ 1), or the anneal target.
+ */
+export function continuationConfig(profile: ProfileName, arm: ContinuationArm, fixedOrder?: number[], overrides: Partial<Stage1Config> = {}): Stage1Config {
+  const by: Record<ContinuationArm, Partial<Stage1Config>> = {
+    'kept-random': { annealStart: 1, annealEnd: 1 },
+    'annealed-planner': { annealTo: 'planner' },
+    'annealed-fixed': { annealTo: 'fixed', fixedOrder: fixedOrder ?? null },
+  };
+  ensure(arm !== 'annealed-fixed' || fixedOrder !== undefined, 'the fixed-order arm needs its order', 'continuationConfig(fixedOrder)',
+    'pass the block order, e.g. averageOrder(plannerOrders).order');
+  return stage1Config(profile, 'block-rar', { ...by[arm], ...overrides });
+}
+
 /**
  * The Stage 1 config of each profile. `default` is sized so that both models
  * train side by side (one per core) in about 10 minutes on our 2-core machine.

@@ -24,7 +24,7 @@ export interface EvalConfig {
   topP: number;
   /** Sampling: classifier-free guidance scale (1 = off). */
   cfgScale: number;
-  /** Held-out test images scored for NLL per seed: seed k uses test images k*n .. (k+1)*n-1 (disjoint). */
+  /** Held-out test images scored for exact NLL: the first nllImages of the test split, the same for every setting (paired differences). */
   nllImages: number;
   /** Images per NLL pass. */
   nllBatch: number;
@@ -69,7 +69,7 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
   topK: 'top-k (0 = off)',
   topP: 'top-p (1 = off)',
   cfgScale: 'classifier-free guidance scale (1 = off)',
-  nllImages: 'test images per seed for exact NLL (disjoint slices)',
+  nllImages: 'test images for exact NLL (the same for every setting)',
   nllBatch: 'images per NLL pass',
   recognizabilityFractions: 'fractions of blocks decoded for the recognizability curve',
   fill: 'pixel value of undecoded regions',
@@ -117,15 +117,15 @@ export function evalConfig(profile: ProfileName = activeProfile(), overrides: Pa
     validateEvalConfig(cfg);
   };
   return profileConfig(EVAL_DEFAULTS, {
-    smoke: { samplesPerSeed: 16, sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectory: { images: 4, oracleImages: 2 } },
+    smoke: { samplesPerSeed: 16, seeds: [0, 1], sampleBatch: 16, nllImages: 16, isSplits: 2, bootstrapReps: 200, setBootstrapReps: 2, trajectory: { images: 4, oracleImages: 2 } },
     default: {},
-    full: { samplesPerSeed: 2500, seeds: [0, 1, 2], sampleBatch: 250, nllImages: 2000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 256, oracleImages: 128 } },
+    full: { samplesPerSeed: 5000, sampleBatch: 250, nllImages: 10000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 256, oracleImages: 128 } },
   }, profile, overrides, withTrajectoryReps);
 }
 
 /** The default profile's evaluation (see evalConfig for the sizes). */
 export const EVAL_DEFAULTS: EvalConfig = {
-  samplesPerSeed: 160, seeds: [0, 1], sampleBatch: 160, nllImages: 96, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
+  samplesPerSeed: 1000, seeds: [0, 1, 2], sampleBatch: 100, nllImages: 1000, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
   temperature: 1, topK: 0, topP: 1, cfgScale: 1,
   nllBatch: 64, fill: BACKGROUND_FILL, precisionRecall: true, prK: 3, level: 0.95, featureBatch: 256,
   trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: 64, oracleImages: 6, bootstrapReps: 500 },

@@ -13,6 +13,7 @@ import { EvalContext } from './context';
 import { SettingOutcome, SettingResult } from './results';
 import { EvalSetting, isMissing, MissingSetting } from './settings';
 import { evaluateSetting } from './evaluate';
+import { checkMatchedBudgets, UnmatchedBudgets } from './budgets';
 
 /** What happened to one setting in evaluateSettings. */
 export interface EvalSettingEvent {
@@ -35,6 +36,8 @@ export interface EvaluateSettingsOptions {
   cacheDir?: string;
   /** Called after each setting. */
   onSetting?: (event: EvalSettingEvent) => void;
+  /** Settings whose backbone may have another training budget, each with the reason the report prints (budgets.ts). */
+  allowUnmatched?: UnmatchedBudgets;
 }
 
 /**
@@ -46,6 +49,12 @@ export interface EvaluateSettingsOptions {
 export async function evaluateSettings(settings: readonly (EvalSetting | MissingSetting)[], ctx: EvalContext, cfg: EvalConfig,
   progress?: (opts: { total: number; label: string }) => Progress, opts: EvaluateSettingsOptions = {}): Promise<SettingOutcome[]> {
   const out: SettingOutcome[] = [];
+  const budgets = checkMatchedBudgets(settings, opts.allowUnmatched); // before anything runs: a refusal costs nothing
+  const withBudget = (o: SettingOutcome): SettingOutcome => {
+    if (isMissing(o)) return o;
+    const b = budgets.bySetting[o.name];
+    return { ...o, ...(b?.budget ? { budget: b.budget } : {}), ...(b?.unmatched ? { unmatchedBudget: b.unmatched } : {}) };
+  };
   const dir = opts.cacheDir;
   if (dir !== undefined) {
     validateEvalConfig(cfg);
@@ -65,7 +74,7 @@ export async function evaluateSettings(settings: readonly (EvalSetting | Missing
       continue;
     }
     if (dir === undefined) {
-      out.push(await evaluateSetting(s, ctx, cfg, progress));
+      out.push(withBudget(await evaluateSetting(s, ctx, cfg, progress)));
       opts.onSetting?.({ name: s.name, source: 'computed' });
       continue;
     }
@@ -74,13 +83,13 @@ export async function evaluateSettings(settings: readonly (EvalSetting | Missing
     const file = evalCacheFile(dir, s.name, key);
     const read = readEvalCache(file, key, identity);
     if (read && 'outcome' in read) {
-      out.push(read.outcome);
+      out.push(withBudget(read.outcome));
       opts.onSetting?.({ name: s.name, source: 'cached', file });
       continue;
     }
     const res = await evaluateSetting(s, ctx, cfg, progress);
     writeEvalCache(file, key, identity, res as SettingResult);
-    out.push(res);
+    out.push(withBudget(res));
     opts.onSetting?.({ name: s.name, source: 'computed', file, ...(read ? { ignored: read.ignored } : {}) });
   }
   return out;

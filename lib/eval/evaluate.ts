@@ -75,9 +75,8 @@ function checkContext(setting: EvalSetting, ctx: EvalContext, cfg: EvalConfig): 
   ensure(ctx.testTokens.length % T === 0 && ctx.testLabels.length * T === ctx.testTokens.length,
     `the test split has ${ctx.testTokens.length} tokens and ${ctx.testLabels.length} labels, not ${T} tokens per label`, `${where} (ctx.testTokens)`,
     'pass the token cache test split of the backbone\'s tokenizer');
-  const needed = cfg.nllImages * cfg.seeds.length;
-  ensure(ctx.testLabels.length >= needed, `NLL needs ${needed} test images (${cfg.nllImages} per seed x ${cfg.seeds.length} seeds, disjoint), the split has ${ctx.testLabels.length}`,
-    'eval.nllImages', `lower nllImages to at most ${Math.floor(ctx.testLabels.length / cfg.seeds.length)}`);
+  ensure(ctx.testLabels.length >= cfg.nllImages, `NLL needs ${cfg.nllImages} test images (the same ones for every setting), the split has ${ctx.testLabels.length}`,
+    'eval.nllImages', `lower nllImages to at most ${ctx.testLabels.length}`);
   ensure(cfg.trajectory.images <= ctx.testLabels.length, `trajectory metrics need ${cfg.trajectory.images} test images, the split has ${ctx.testLabels.length}`,
     'eval.trajectory.images', 'score fewer images');
   if (cfg.trajectory.images > 0) validateTrajectoryConfig(cfg.trajectory, geo);
@@ -97,9 +96,11 @@ function checkContext(setting: EvalSetting, ctx: EvalContext, cfg: EvalConfig): 
  * measure FID / sFID against the real test statistics, IS, precision /
  * recall, class accuracy w.r.t. the conditioning class, the recognizability
  * curve along each sample's own block order (the full sample is decoded,
- * then undecoded blocks are blanked with renderPartialImages), exact NLL
- * bits per token on a disjoint slice of the test split under the setting's
- * policy (nllUnderPolicy), and one example trajectory. Then the
+ * then undecoded blocks are blanked with renderPartialImages), and one
+ * example trajectory. Exact NLL (bits per token, nllUnderPolicy) is scored
+ * once, under the first seed's policy, on the first `nllImages` test
+ * images: the same images for every setting, so settings compare image by
+ * image (headline.ts); later seeds carry the same numbers. Then the
  * trajectory metrics (cfg.trajectory: remaining-loss curves and the oracle
  * comparison on the first test images, the same for every setting) once per
  * setting, with the first seed's policy. Aggregates over seeds as summary.ts describes.
@@ -147,6 +148,8 @@ interface SettingRun {
   bar?: Progress;
   sec: EvalTimings;
   t0: number;
+  /** The shared-image NLL, once the first seed measured it. */
+  nll?: { bitsPerToken: number; perImageBits: Float64Array };
 }
 
 /** Check the setting against the context and open its timers and progress bar. */
@@ -179,12 +182,13 @@ async function evaluateSeed(run: SettingRun, k: number, seed: number, policy: Or
   const images = decodeSamples(run, tokens);
   const q = measureFeatures(run, seed, images, classes);
   const r = measureRecognizability(run, seed, images, classes, blockOrders);
-  const nll = await measureNll(run, k, seed, policy);
+  const nll = k === 0 ? await measureNll(run, seed, policy) : run.nll!;
+  run.nll = nll;
   const example = exampleTrajectory(run, images, classes, blockOrders);
   return {
     seed, n: run.N,
     metrics: { fid: q.fid, sfid: q.sfid, is: q.is, precision: q.precision, recall: q.recall, accuracy: mean(q.accuracy), recognizabilityAuc: r.curve.auc, nllBits: nll.bitsPerToken },
-    replicates: q.replicates, perSample: { accuracy: q.accuracy, recognizabilityAuc: r.perSampleAuc, nllBits: nll.perImageBits }, recognizedAt: r.recognizedAt, curve: r.curve.accuracy,
+    replicates: q.replicates, perSample: { accuracy: q.accuracy, recognizabilityAuc: r.perSampleAuc, nllBits: k === 0 ? nll.perImageBits : new Float64Array(0) }, recognizedAt: r.recognizedAt, curve: r.curve.accuracy,
     tokens, classes, blockOrders, example,
   };
 }
@@ -267,10 +271,10 @@ function measureRecognizability(run: SettingRun, seed: number, images: Float32Ar
   return { curve, recognizedAt, perSampleAuc };
 }
 
-/** 4. Exact NLL on this seed's slice of the test split, under this seed's policy. */
-async function measureNll(run: SettingRun, k: number, seed: number, policy: OrderPolicy): Promise<{ bitsPerToken: number; perImageBits: Float64Array }> {
+/** 4. Exact NLL on the shared test images (the first nllImages), under the first seed's policy. */
+async function measureNll(run: SettingRun, seed: number, policy: OrderPolicy): Promise<{ bitsPerToken: number; perImageBits: Float64Array }> {
   const { m, ctx, cfg, geo, T } = run;
-  const n0 = k * cfg.nllImages, n1 = n0 + cfg.nllImages;
+  const n0 = 0, n1 = cfg.nllImages;
   const nll = await timedAsync(run, 'nll', () => nllUnderPolicy(m, ctx.testTokens.subarray(n0 * T, n1 * T), ctx.testLabels.subarray(n0, n1), policy, geo, cfg.nllBatch));
   const perImageBits = Float64Array.from(nll.perImage, (v) => v / T / Math.LN2);
   run.bar?.tick(1, { seed, stage: 'nll' });
@@ -326,7 +330,8 @@ function aggregate(seeds: SeedResult[], cfg: EvalConfig, name: string): Record<E
   const set = (key: 'fid' | 'sfid' | 'is') => summarizeRecentred(seeds.map((s) => s.metrics[key]), seeds.map((s) => s.replicates[key]), nSamples, cfg.level,
     { min: key === 'is' ? 1 : 0 });
   const samples = (key: 'accuracy' | 'recognizabilityAuc' | 'nllBits') =>
-    summarizeSamples(seeds.map((s) => s.perSample[key]), cfg.bootstrapReps, `eval-bootstrap/${name}/${key}`, cfg.level);
+    // NLL: the shared images, scored once (the first seed's array; the others are empty).
+    summarizeSamples((key === 'nllBits' ? seeds.slice(0, 1) : seeds).map((s) => s.perSample[key]), cfg.bootstrapReps, `eval-bootstrap/${name}/${key}`, cfg.level);
   return {
     fid: set('fid'), sfid: set('sfid'), is: set('is'),
     precision: summarizeSeedRange(seeds.map((s) => s.metrics.precision), nSamples),

@@ -1,44 +1,29 @@
 /**
  * "What this run showed" for the evaluation notebook: the headline question
- * (does a learned order beat raster and random?) answered per metric from the
- * intervals, in words a reader can check against the tables; for the
+ * (does a learned order beat the best raster setting?) answered from the
+ * paired differences of headline.ts, one sentence per setting; for the
  * remaining-loss curves from the paired differences against the reference
  * setting (an interval that contains 0 is read as no difference).
  */
 import type { ProfileName } from '../runtime/profile';
 import { FEATURE_NET_CAVEAT } from './metrics';
-import { EVAL_METRIC_COLUMNS, ORACLE_COMPARISON_COLUMNS, TRAJECTORY_COLUMNS, TRAJECTORY_REFERENCE, trajectoryReference, withTrajectory } from './tables';
+import { ORACLE_COMPARISON_COLUMNS, TRAJECTORY_COLUMNS, TRAJECTORY_REFERENCE, trajectoryReference, withTrajectory } from './tables';
 import { MetricSummary } from './summary';
 import { pairedTrajectoryDifference } from './trajectory';
 import { SettingOutcome, SettingResult } from './results';
-import { isMissing } from './settings';
-
-/** 'lower', 'higher' or 'overlapping intervals' for a against b on one metric. */
-function compare(a: SettingResult, b: SettingResult, key: string): string {
-  const x = (a.metrics as Record<string, { mean: number; lo: number; hi: number }>)[key];
-  const y = (b.metrics as Record<string, { mean: number; lo: number; hi: number }>)[key];
-  if (!x || !y || !Number.isFinite(x.mean) || !Number.isFinite(y.mean)) return 'not measured';
-  if (x.hi < y.lo) return 'lower';
-  if (x.lo > y.hi) return 'higher';
-  return 'overlapping intervals';
-}
+import { isMissing, RASTER_SETTINGS } from './settings';
+import { headline, headlineFindings } from './headline';
 
 export function evaluationFindings(outcomes: readonly SettingOutcome[], profile: ProfileName, stamp: string): string {
   const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
   const missing = outcomes.filter(isMissing);
   const lines = [`In this run (**${stamp}**; ${done.length} settings evaluated${missing.length ? `, ${missing.length} missing: ${missing.map((m) => m.name).join(', ')}` : ''}):`];
-  const keys = ['nllBits', 'fid', 'accuracy', 'recognizabilityAuc'];
-  for (const key of keys) {
-    const col = EVAL_METRIC_COLUMNS.find((c) => c.key === key)!;
-    const scored = done.filter((o) => Number.isFinite((o.metrics as Record<string, { mean: number }>)[key]?.mean));
-    if (!scored.length) continue;
-    const val = (o: SettingResult) => (o.metrics as Record<string, { mean: number; lo: number; hi: number }>)[key];
-    const best = scored.reduce((a, b) => ((col.better === 'lower' ? val(b).mean < val(a).mean : val(b).mean > val(a).mean) ? b : a));
-    lines.push(`- **${col.label}** (${col.better} is better): best *${best.name}* ${val(best).mean.toFixed(col.digits)} [${val(best).lo.toFixed(col.digits)}, ${val(best).hi.toFixed(col.digits)}].`);
-    for (const p of scored.filter((o) => o.name.startsWith('OrderHead') || o.name === 'adaptive budget')) {
-      const refs = scored.filter((o) => o.name === 'raster baseline' || o.name === 'block-RAR + random order' || o.name === 'block-RAR + raster order');
-      lines.push(`  - ${p.name} ${val(p).mean.toFixed(col.digits)}: ${refs.map((r) => `${compare(p, r, key)} than ${r.name} (${val(r).mean.toFixed(col.digits)})`).join('; ')}.`);
-    }
+  // The headline: paired differences against the best raster setting, never overlaps of unpaired intervals.
+  if (done.some((o) => (RASTER_SETTINGS as readonly string[]).includes(o.name))) {
+    const h = headline(outcomes);
+    lines.push(...headlineFindings(h).map((l) => (l.startsWith('- ') ? l : `- ${l}`)));
+  } else {
+    lines.push('- No raster setting was evaluated, so there is no headline comparison.');
   }
   lines.push(...trajectoryFindings(outcomes));
   lines.push(`- ${FEATURE_NET_CAVEAT}`);

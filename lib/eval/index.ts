@@ -30,3 +30,5 @@ export * from './cache';
 export * from './tables';
 export * from './figures';
 export * from './findings';
+export * from './budgets';
+export * from './headline';

@@ -7,6 +7,7 @@
  * IS, seed range for precision / recall). Numbers from the feature network
  * carry FEATURE_NET_CAVEAT.
  */
+import type { TrainingBudget } from '../backbone/training-budget';
 import type { MissingSetting } from './settings';
 import type { MetricSummary } from './summary';
 import type { TrajectoryResult } from './trajectory';
@@ -77,6 +78,9 @@ export interface SettingResult {
   /** The sampling settings used (identical for every setting of a report). */
   sampling: { temperature: number; topK: number; topP: number; cfgScale: number };
   seconds: EvalTimings;
+  /** The backbone's training budget (when its checkpoint records one), and why it may differ from the contest's (evaluateSettings' allowUnmatched). */
+  budget?: TrainingBudget;
+  unmatchedBudget?: string;
 }
 
 export type SettingOutcome = SettingResult | MissingSetting;

@@ -10,7 +10,7 @@
  * so a report shows "missing" in their row instead of failing.
  */
 import { GPT } from '../backbone/gpt';
-import { BlockGeometry, OrderPolicy, randomPolicy, rasterPolicy, tokenRasterGeometry } from '../order';
+import { BlockGeometry, fixedOrderPolicy, OrderPolicy, randomPolicy, rasterPolicy, tokenRasterGeometry } from '../order';
 import { plannerPolicy } from '../planner/policy';
 import { LatentSteps, Planner } from '../planner/orderhead';
 import { OrderHeadError } from '../runtime/errors';
@@ -18,10 +18,13 @@ import { seedFrom } from '../runtime/seed';
 
 /** The setting names of METHOD.md section 7, in the order tables show them. */
 export const EVAL_SETTING_NAMES = [
-  'raster baseline', 'block-RAR + random order', 'block-RAR + raster order',
-  'OrderHead R=0', 'OrderHead R=1', 'OrderHead R=2', 'OrderHead R=4', 'adaptive budget',
+  'raster baseline', 'annealed to raster', 'block-RAR + random order', 'block-RAR + raster order',
+  'OrderHead R=0', 'OrderHead R=1', 'OrderHead R=2', 'OrderHead R=4', 'annealed to planner', 'annealed to fixed order', 'adaptive budget',
 ] as const;
 export type EvalSettingName = (typeof EVAL_SETTING_NAMES)[number];
+
+/** The raster settings: the headline compares every other setting with the best of these (headline.ts). */
+export const RASTER_SETTINGS: readonly EvalSettingName[] = ['raster baseline', 'annealed to raster'];
 
 /**
  * Which stage, notebook or command produces the inputs of each standard
@@ -29,9 +32,12 @@ export type EvalSettingName = (typeof EVAL_SETTING_NAMES)[number];
  */
 export const SETTING_PRODUCERS: Readonly<Record<EvalSettingName, string>> = Object.freeze({
   'raster baseline': 'Stage 1 raster-only backbone (notebooks/02_stage1_backbone.ipynb, orderMode raster)',
-  'block-RAR + random order': 'Stage 1 block-RAR backbone (notebooks/02_stage1_backbone.ipynb)',
-  'block-RAR + raster order': 'Stage 1 block-RAR backbone (notebooks/02_stage1_backbone.ipynb)',
-  'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb)',
+  'annealed to raster': 'Stage 1 block-RAR run, random phase then annealed to raster (notebooks/02_stage1_backbone.ipynb)',
+  'block-RAR + random order': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
+  'block-RAR + raster order': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
+  'annealed to planner': 'the continuation annealed to the planner\'s orders (notebooks/06_stage5_joint_tuning.ipynb) and the Stage 3 planner (04)',
+  'annealed to fixed order': 'the continuation annealed to the planner\'s average order (notebooks/06_stage5_joint_tuning.ipynb)',
+  'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb) on the kept-random continuation (06)',
   'OrderHead R=1': 'Stage 4 latent-reasoning curriculum, R = 1 (notebooks/05_stage4_latent_planner.ipynb)',
   'OrderHead R=2': 'Stage 4 latent-reasoning curriculum, R = 2 (notebooks/05_stage4_latent_planner.ipynb)',
   'OrderHead R=4': 'Stage 4 latent-reasoning curriculum, R = 4 (notebooks/05_stage4_latent_planner.ipynb)',
@@ -58,6 +64,8 @@ export interface EvalSetting {
    */
   geo?: BlockGeometry;
   notes?: string;
+  /** Other backbones the setting holds (the one its planner reads), for whoever disposes settings. */
+  alsoDisposes?: GPT[];
 }
 
 /** A setting that cannot be evaluated yet, and why (names the stage and what produces it). */
@@ -126,7 +134,22 @@ export function blockRarRasterSetting(backbone: GPT, geo: BlockGeometry, notes =
   return { name: 'block-RAR + raster order', backbone, policy: rasterPolicy(geo), geo, notes };
 }
 
-/** 'OrderHead R=<R>': the planner's argmax block at every step (plannerPolicy). */
-export function orderHeadSetting(backbone: GPT, planner: Planner, geo: BlockGeometry, R: LatentSteps = planner.cfg.latentSteps, notes?: string): EvalSetting {
-  return { name: `OrderHead R=${R}`, backbone, geo, policy: plannerPolicy(planner, backbone, geo, R), notes: notes ?? `planner with ${R} latent step(s)` };
+/**
+ * 'OrderHead R=<R>': the planner's argmax block at every step (plannerPolicy)
+ * driving `backbone`. The planner reads the features of `reads` (default the
+ * backbone itself): the frozen backbone C it was trained on, when it drives a
+ * continuation of C, so its inputs at inference are those it was trained on.
+ */
+export function orderHeadSetting(backbone: GPT, planner: Planner, geo: BlockGeometry, R: LatentSteps = planner.cfg.latentSteps, notes?: string, reads: GPT = backbone): EvalSetting {
+  return { name: `OrderHead R=${R}`, backbone, geo, policy: plannerPolicy(planner, reads, geo, R), notes: notes ?? `planner with ${R} latent step(s)`, ...(reads !== backbone ? { alsoDisposes: [reads] } : {}) };
+}
+
+/** 'annealed to raster': the block-RAR run's annealed end (RAR's recipe), decoding in token raster order as it annealed to. */
+export function annealedRasterSetting(backbone: GPT, notes = 'random phase, then annealed to token raster (RAR); token raster order'): EvalSetting {
+  return { ...rasterBaselineSetting(backbone, notes), name: 'annealed to raster' };
+}
+
+/** 'annealed to fixed order': the continuation annealed to one fixed block order, decoding in it. */
+export function annealedFixedSetting(backbone: GPT, geo: BlockGeometry, order: readonly number[], notes?: string): EvalSetting {
+  return { name: 'annealed to fixed order', backbone, geo, policy: fixedOrderPolicy(geo, [...order]), notes: notes ?? `fixed block order ${order.join(' ')}` };
 }

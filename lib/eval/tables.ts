@@ -195,7 +195,7 @@ export function evalResultsTable(outcomes: readonly SettingOutcome[], opts: Tabl
     const r = results[0];
     const s = r.sampling;
     note = `${r.seeds.length} seeds x ${r.samplesPerSeed} samples per setting; sampling temperature ${s.temperature}, top-k ${s.topK || 'off'}, top-p ${s.topP === 1 ? 'off' : s.topP}, CFG ${s.cfgScale === 1 ? 'off' : s.cfgScale}; ` +
-      `NLL on ${r.seeds[0].perSample.nllBits.length} held-out test images per seed`;
+      `NLL on the same ${r.seeds[0].perSample.nllBits.length} held-out test images for every setting`;
   }
   return resultTable(outcomes.map((o) => (isMissing(o) ? { name: o.name, missing: o.missing } : { name: o.name, values: o.metrics as Record<EvalMetric, MetricSummary> })),
     EVAL_METRIC_COLUMNS, { title: 'Sample quality and exact likelihood by setting', ...opts, note });

@@ -14,8 +14,29 @@ const SMOKE_NOTE = '- *Smoke profile*: a tiny backbone and a few steps; these nu
  * the planner's held-out top-1 and regret before and after tuning (paired 95%
  * bootstrap intervals on the same states).
  */
+/** Held-out NLL of each Stage 5 run at step 0 and at its kept checkpoint, in the planner's orders, raster and random blocks. */
+export function stage5ComparisonRows(runs: Readonly<Record<string, Pick<JointTuningResult, 'log' | 'bestStep'>>>): Record<string, string | number>[] {
+  return Object.entries(runs).map(([name, r]) => {
+    const e0 = r.log.evals[0], kept = r.log.evals.find((e) => e.step === r.bestStep) ?? e0;
+    return {
+      'L_AR on': name, 'kept step': r.bestStep, steps: r.log.steps,
+      'planner orders: step 0': e0.plannerBits, 'planner orders: kept': kept.plannerBits, 'Δ planner orders': kept.plannerBits - e0.plannerBits,
+      'raster: kept': kept.rasterBits, 'Δ raster': kept.rasterBits - e0.rasterBits, 'random blocks: kept': kept.randomBits, 'Δ random blocks': kept.randomBits - e0.randomBits,
+    };
+  });
+}
+
+/** What notebook 06 adds to the Stage 5 findings: the raster control, the contest's budgets and fixed order. */
+export interface Stage5Context {
+  control?: Pick<JointTuningResult, 'log' | 'bestStep'>;
+  budgets?: readonly { backbone: string; steps: number; 'tokens seen': number; epochs: number }[];
+  fixedOrder?: readonly number[];
+  orderImages?: number;
+  trainImages?: number;
+}
+
 export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'>, cfg: JointTuningConfig,
-  planner: { before: MetricsRow; after: MetricsRow }, profile: ProfileName, stamp: string): string {
+  planner: { before: MetricsRow; after: MetricsRow }, profile: ProfileName, stamp: string, ctx: Stage5Context = {}): string {
   const f3 = (v: number) => v.toFixed(3), f4 = (v: number) => v.toFixed(4);
   const signed = (v: number) => `${v >= 0 ? '+' : ''}${f4(v)}`;
   const { log } = joint, { before, after } = planner;
@@ -27,11 +48,22 @@ export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'
       `random-block NLL ${f4(log.before.random)} → ${f4(log.after.random)} (${signed(dRandom)}); threshold ${cfg.maxNllIncrease} bits/token: ` +
       `${Math.max(dRaster, dRandom) <= cfg.maxNllIncrease ? 'within it' : 'exceeded'}.` +
       (log.stoppedEarly ? ` The guard stopped the run (${log.stopReason}).` : ''),
-    `- **Kept checkpoint**: step ${joint.bestStep} (best planner validation loss among checkpoints within the threshold).`,
+    `- **Kept checkpoint**: step ${joint.bestStep} of ${log.steps}: the lowest held-out objective ln 2 · NLL in the pair's planner orders + λ · planner validation loss, among checkpoints within the threshold` +
+      (joint.bestStep === 0 ? ' (step 0: no tuned checkpoint did better on held-out data, so the untuned pair is kept).' : '.'),
+    ...stage5Comparison(joint, ctx.control),
+    ...(ctx.budgets?.length ? [`- **Matched budgets**: ${ctx.budgets.map((b) => `${b.backbone} ${b.steps} steps (${(b['tokens seen'] / 1e6).toFixed(2)}M tokens, ${b.epochs.toFixed(2)} epochs)`).join('; ')}.`] : []),
+    ...(ctx.fixedOrder ? [`- **Fixed order** (the planner's average order over ${ctx.orderImages ?? '?'} of ${ctx.trainImages ?? '?'} training images): ${ctx.fixedOrder.join(' ')}.`] : []),
     `- **Planner**: top-1 ${f3(before.summary.top1)} → ${f3(after.summary.top1)} (paired Δ ${f3(dTop1.diff)} [${f3(dTop1.lo)}, ${f3(dTop1.hi)}]: ${verdict(dTop1)}), ` +
       `regret ${f3(before.summary.regret)} → ${f3(after.summary.regret)} (Δ ${f3(dRegret.diff)} [${f3(dRegret.lo)}, ${f3(dRegret.hi)}]: ${verdict(dRegret, true)}).`,
     profile === 'smoke' ? SMOKE_NOTE : '',
   ].join('\n');
+}
+
+/** The planner-order NLL change of the kept checkpoints of the planner-order run and its raster control. */
+function stage5Comparison(joint: Pick<JointTuningResult, 'log' | 'bestStep'>, control?: Pick<JointTuningResult, 'log' | 'bestStep'>): string[] {
+  const rows = stage5ComparisonRows(control ? { 'planner orders': joint, 'raster orders': control } : { 'planner orders': joint });
+  const f = (v: unknown) => `${Number(v) >= 0 ? '+' : ''}${Number(v).toFixed(4)}`;
+  return rows.map((r) => `- **L_AR on ${r['L_AR on']}** (kept step ${r['kept step']}): held-out NLL in the planner's orders ${f(r['Δ planner orders'])} bits/token, raster ${f(r['Δ raster'])}, random blocks ${f(r['Δ random blocks'])} (the drift-guard images; one run each, no interval).`);
 }
 
 /** One row of notebook 07's sample-quality table: samples under one budget policy, scored by the feature network. */

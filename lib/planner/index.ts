@@ -11,6 +11,7 @@ export * from './metrics-table';
 export * from './stages';
 export * from './figures';
 export * from './joint';
+export * from './planner-orders';
 export * from './budget-set';
 export * from './router';
 export * from './router-target';

@@ -368,7 +368,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     'trainJointTuning(data.train)', 'pass the token cache split the backbone was trained on');
   checkTokenIds(mcfg, data.train.tokens, data.train.labels, 'trainJointTuning(data.train)');
   ensure(cfg.arOrders !== 'planner' || data.train.targetOrders !== undefined, "arOrders is 'planner' but the L_AR data carries no planner orders",
-    'trainJointTuning(data.train.targetOrders)', 'pass jointData(ds, cache, label, reading, plannerOrders) with the planner-order cache of notebook 06 (buildPlannerOrders)');
+    'trainJointTuning(data.train.targetOrders)', 'pass jointData(ds, cache, label, reading, plannerOrders) with the planner-order cache that notebooks/06_stage5_joint_tuning.ipynb builds (buildPlannerOrders)');
   const arTarget: TargetCells = cfg.arOrders === 'planner' ? targetOrderCells(data.train.targetOrders!, geo) : () => null;
   const arShare = cfg.arOrders === 'random' ? 1 : 0;
   const startBudget = backbone.budget;

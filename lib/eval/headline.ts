@@ -1,0 +1,188 @@
+/**
+ * The headline comparison (METHOD.md §7): every setting against the best
+ * raster setting, as paired differences with 95% intervals.
+ *
+ *   best raster = argmin over RASTER_SETTINGS of the mean NLL on the shared test images
+ *   Δ NLL       = mean_i [NLL_i(setting) − NLL_i(best raster)]          (bits/token; i: the shared test images; bootstrap over images)
+ *   Δ FID       = mean_s [FID_s(setting) − FID_s(best raster)]          (s: the seeds; interval: per-seed bootstrap replicates of
+ *                                                                        the difference, recentred, pooled)
+ *
+ * A difference whose interval contains 0 reads "no difference", whichever
+ * way its mean points. Δ < 0 is better for both.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../runtime/atomic';
+import { budgetEpochs, formatBudget, TrainingBudget } from '../backbone/training-budget';
+import { ensure } from '../runtime/errors';
+import { bootstrapInterval } from './bootstrap';
+import { SettingOutcome, SettingResult } from './results';
+import { isMissing, RASTER_SETTINGS } from './settings';
+import { MetricSummary, summarizeRecentred } from './summary';
+import { escapeLatex } from './tables';
+
+const escapeHtml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export type Verdict = 'lower' | 'higher' | 'no difference';
+
+export interface HeadlineRow {
+  setting: string;
+  /** The setting's own NLL (bits/token) and FID. */
+  nll: number;
+  fid: number;
+  /** Paired differences against the best raster setting (absent for that setting itself). */
+  dNll?: MetricSummary;
+  dFid?: MetricSummary;
+  nllVerdict?: Verdict;
+  fidVerdict?: Verdict;
+  budget?: TrainingBudget;
+  /** Why its budget differs from the contest's (evaluateSettings' allowUnmatched). */
+  unmatchedBudget?: string;
+}
+
+export interface Headline {
+  /** The best raster setting: the reference of every Δ. */
+  reference: string;
+  rows: HeadlineRow[];
+  /** Shared test images behind Δ NLL, samples per seed and seeds behind Δ FID. */
+  nllImages: number;
+  samplesPerSeed: number;
+  seeds: number;
+  level: number;
+  /** The settings that were missing. */
+  missing: string[];
+}
+
+export const verdictOf = (d: MetricSummary): Verdict => (d.hi < 0 ? 'lower' : d.lo > 0 ? 'higher' : 'no difference');
+
+/** Per-image NLL differences a − b on the shared images, with their bootstrap interval. */
+export function pairedNllDifference(a: SettingResult, b: SettingResult, reps: number, level: number): MetricSummary {
+  const x = a.seeds[0].perSample.nllBits, y = b.seeds[0].perSample.nllBits;
+  ensure(x.length === y.length && x.length > 0, `'${a.name}' scored ${x.length} NLL images, '${b.name}' ${y.length}`, 'pairedNllDifference',
+    'evaluate both settings with the same eval.nllImages (a cache from another config is recomputed)');
+  const d = Float64Array.from(x, (v, i) => v - y[i]);
+  const iv = bootstrapInterval(d, reps, `headline/nll/${a.name}`, level);
+  return { mean: iv.mean, lo: Math.min(iv.lo, iv.mean), hi: Math.max(iv.hi, iv.mean), level, interval: 'bootstrap-samples', perSeed: [iv.mean], n: d.length };
+}
+
+/** Per-seed FID differences a − b (same seeds, same class lists), the interval from the seeds' bootstrap replicates of the difference. */
+export function pairedFidDifference(a: SettingResult, b: SettingResult, level: number): MetricSummary {
+  ensure(a.seeds.length === b.seeds.length && a.seeds.every((s, i) => s.seed === b.seeds[i].seed), `'${a.name}' and '${b.name}' were sampled with different seeds`,
+    'pairedFidDifference', 'evaluate every setting with the same eval.seeds');
+  const values = a.seeds.map((s, i) => s.metrics.fid - b.seeds[i].metrics.fid);
+  const reps = a.seeds.map((s, i) => {
+    const ra = s.replicates.fid, rb = b.seeds[i].replicates.fid, n = Math.min(ra.length, rb.length);
+    return Float64Array.from({ length: n }, (_, r) => ra[r] - rb[r]);
+  });
+  return summarizeRecentred(values, reps, a.seeds.reduce((t, s) => t + s.n, 0), level);
+}
+
+/** The headline from a report's outcomes; the best raster setting must have been evaluated. */
+export function headline(outcomes: readonly SettingOutcome[], opts: { reps?: number; level?: number } = {}): Headline {
+  const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
+  const rasters = done.filter((o) => (RASTER_SETTINGS as readonly string[]).includes(o.name));
+  ensure(rasters.length > 0, `no raster setting was evaluated (${RASTER_SETTINGS.join(', ')})`, 'headline(outcomes)',
+    'evaluate the raster baseline (notebooks/02_stage1_backbone.ipynb trains it) before reading the headline');
+  const level = opts.level ?? done[0].metrics.nllBits.level ?? 0.95, reps = opts.reps ?? 2000;
+  const ref = rasters.reduce((a, b) => (b.metrics.nllBits.mean < a.metrics.nllBits.mean ? b : a));
+  const rows = done.map((o): HeadlineRow => {
+    const row: HeadlineRow = { setting: o.name, nll: o.metrics.nllBits.mean, fid: o.metrics.fid.mean, budget: o.budget, unmatchedBudget: o.unmatchedBudget };
+    if (o === ref) return row;
+    const dNll = pairedNllDifference(o, ref, reps, level), dFid = pairedFidDifference(o, ref, level);
+    return { ...row, dNll, dFid, nllVerdict: verdictOf(dNll), fidVerdict: verdictOf(dFid) };
+  });
+  return {
+    reference: ref.name, rows, nllImages: ref.seeds[0].perSample.nllBits.length, samplesPerSeed: ref.samplesPerSeed, seeds: ref.seeds.length, level,
+    missing: outcomes.filter(isMissing).map((o) => o.name),
+  };
+}
+
+const signed = (v: number, d: number) => `${v >= 0 ? '+' : ''}${v.toFixed(d)}`;
+const cellOf = (s: MetricSummary | undefined, d: number) => (s ? `${signed(s.mean, d)} [${signed(s.lo, d)}, ${signed(s.hi, d)}]` : 'reference');
+const verdictText = (v: Verdict | undefined, what: string) => (v === undefined ? '' : v === 'no difference' ? 'no difference' : `${v} ${what}`);
+
+/** The table's header and rows as text cells (Markdown, CSV and LaTeX share them). */
+function headlineCells(h: Headline): { header: string[]; rows: string[][] } {
+  const header = ['setting', 'NLL (bits/token)', `Δ NLL vs ${h.reference}`, 'NLL verdict', 'FID', `Δ FID vs ${h.reference}`, 'FID verdict', 'steps', 'tokens seen', 'epochs'];
+  const rows = h.rows.map((r) => [
+    r.unmatchedBudget ? `${r.setting} (budget not matched)` : r.setting,
+    r.nll.toFixed(3), cellOf(r.dNll, 3), verdictText(r.nllVerdict, 'NLL'),
+    r.fid.toFixed(2), cellOf(r.dFid, 2), verdictText(r.fidVerdict, 'FID'),
+    r.budget ? String(r.budget.steps) : 'n/a', r.budget ? String(r.budget.tokensSeen) : 'n/a', r.budget ? budgetEpochs(r.budget).toFixed(2) : 'n/a',
+  ]);
+  return { header, rows };
+}
+
+/** The caption: what the Δ are, over what, and the budget. */
+export function headlineCaption(h: Headline): string {
+  const lv = Math.round(h.level * 100);
+  const contest = h.rows.find((r) => r.budget && !r.unmatchedBudget)?.budget;
+  const unmatched = h.rows.filter((r) => r.unmatchedBudget).map((r) => `${r.setting}: ${r.unmatchedBudget}`);
+  return `Every setting against the best raster setting (${h.reference}, the raster setting with the lowest NLL). ` +
+    `Δ NLL: paired per test image over the same ${h.nllImages} held-out images, ${lv}% bootstrap interval over images. ` +
+    `Δ FID: paired per seed (${h.seeds} seeds x ${h.samplesPerSeed} samples, same classes), ${lv}% interval from per-seed bootstrap replicates. ` +
+    'Negative Δ is better; "no difference" where the interval contains 0. ' +
+    (contest ? `Matched budget: ${formatBudget(contest)} for every backbone${unmatched.length ? ` except ${unmatched.join('; ')}` : ''}. ` : '') +
+    'FID from a classifier trained on this dataset: comparable across these settings, not with ImageNet papers.' +
+    (h.missing.length ? ` Missing: ${h.missing.join(', ')}.` : '');
+}
+
+export function headlineMarkdown(h: Headline): string {
+  const { header, rows } = headlineCells(h);
+  const line = (c: string[]) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
+  return [`**The headline.** ${headlineCaption(h)}`, '', line(header), `|${header.map((_, i) => (i === 0 || i === 3 || i === 6 ? '---' : '---:')).join('|')}|`, ...rows.map(line), ''].join('\n');
+}
+
+export function headlineCsv(h: Headline): string {
+  const header = ['setting', 'nll', 'dnll', 'dnll_lo', 'dnll_hi', 'nll_verdict', 'fid', 'dfid', 'dfid_lo', 'dfid_hi', 'fid_verdict', 'steps', 'batch', 'tokens_seen', 'epochs', 'unmatched_budget'];
+  const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const n = (v: number | undefined) => (v === undefined ? '' : String(v));
+  const rows = h.rows.map((r) => [r.setting, n(r.nll), n(r.dNll?.mean), n(r.dNll?.lo), n(r.dNll?.hi), r.nllVerdict ?? 'reference', n(r.fid), n(r.dFid?.mean), n(r.dFid?.lo), n(r.dFid?.hi),
+    r.fidVerdict ?? 'reference', n(r.budget?.steps), r.budget?.batch ?? '', n(r.budget?.tokensSeen), r.budget ? n(budgetEpochs(r.budget)) : '', r.unmatchedBudget ?? ''].map(q).join(','));
+  return [header.join(','), ...rows].join('\n') + '\n';
+}
+
+export function headlineLatex(h: Headline): string {
+  const { header, rows } = headlineCells(h);
+  return [
+    '\\begin{table}[t]', '\\centering', `\\caption{${escapeLatex(headlineCaption(h))}}`, '\\label{tab:headline}', '\\small',
+    `\\begin{tabular}{l${'r'.repeat(header.length - 1)}}`, '\\toprule', `${header.map(escapeLatex).join(' & ')} \\\\`, '\\midrule',
+    ...rows.map((r) => `${r.map(escapeLatex).join(' & ')} \\\\`), '\\bottomrule', '\\end{tabular}', '\\end{table}', '',
+  ].join('\n');
+}
+
+export function headlineHtml(h: Headline): string {
+  const { header, rows } = headlineCells(h);
+  return `<table><caption>${escapeHtml(headlineCaption(h))}</caption><thead><tr>${header.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead><tbody>` +
+    rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
+}
+
+/** "OrderHead R=0: 0.03 bits/token below the best raster setting [0.01, 0.05]", or "no difference in NLL (+0.01 [-0.02, +0.04])". */
+function sentence(what: string, unit: string, d: MetricSummary, digits: number, ref: string): string {
+  const v = verdictOf(d);
+  if (v === 'no difference') return `no difference in ${what} from ${ref} (Δ ${cellOf(d, digits)} ${unit})`;
+  const [m, lo, hi] = v === 'lower' ? [-d.mean, -d.hi, -d.lo] : [d.mean, d.lo, d.hi];
+  return `${m.toFixed(digits)} ${unit} ${v === 'lower' ? 'below' : 'above'} ${ref} in ${what} [${lo.toFixed(digits)}, ${hi.toFixed(digits)}]`;
+}
+
+/** The findings under the table, one line per setting, from the paired differences only. */
+export function headlineFindings(h: Headline): string[] {
+  const lines = h.rows.filter((r) => r.dNll && r.dFid).map((r) =>
+    `- **${r.setting}**${r.unmatchedBudget ? ' (budget not matched)' : ''}: ${sentence('NLL', 'bits/token', r.dNll!, 3, h.reference)}; ${sentence('FID', 'FID points', r.dFid!, 2, h.reference)}.`);
+  const better = h.rows.filter((r) => r.nllVerdict === 'lower' && !r.unmatchedBudget);
+  const best = h.rows.filter((r) => r.dNll && !r.unmatchedBudget).sort((a, b) => a.dNll!.mean - b.dNll!.mean)[0];
+  const answer = better.length
+    ? `**Answer in this run:** ${better.map((r) => r.setting).join(', ')} beat${better.length === 1 ? 's' : ''} the best raster setting (${h.reference}) in NLL beyond the interval; best: ${better.sort((a, b) => a.dNll!.mean - b.dNll!.mean)[0].setting}.`
+    : `**Answer in this run:** no setting beats the best raster setting (${h.reference}) in NLL beyond its interval${best ? `; the closest is ${best.setting} (Δ ${cellOf(best.dNll, 3)} bits/token)` : ''}.`;
+  return [answer, ...lines];
+}
+
+/** Write `<dir>/<base>.md`, `.csv` and `.tex` atomically (the folder is created) and return the paths and the HTML. */
+export function writeHeadline(h: Headline, dir: string, base = 'eval-headline'): { md: string; csv: string; tex: string; html: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const md = path.join(dir, `${base}.md`), csv = path.join(dir, `${base}.csv`), tex = path.join(dir, `${base}.tex`);
+  writeFileAtomic(md, headlineMarkdown(h));
+  writeFileAtomic(csv, headlineCsv(h));
+  writeFileAtomic(tex, headlineLatex(h));
+  return { md, csv, tex, html: headlineHtml(h) };
+}
