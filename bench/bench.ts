@@ -255,7 +255,7 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
     const pl = o.setting === 'planner' ? createPlanner({ ...PLANNER_DEFAULTS, latentSteps: 1 },
       { numBlocks: geo.numBlocks, blocksY: geo.blocksY, blocksX: geo.blocksX, backboneDim: cfg.dModel, numClasses: cfg.numClasses }) : undefined;
     const r = rng('bench-eval');
-    const nTest = Math.max(ecfg.nllImages * ecfg.seeds.length, ecfg.trajectory.images);
+    const nTest = Math.max(ecfg.nllImages, ecfg.trajectory.images);
     const testTokens = Int32Array.from({ length: nTest * T }, () => r.int(cfg.vocabSize));
     const testLabels = Int32Array.from({ length: nTest }, (_, i) => i % cfg.numClasses);
     const realRows = 1000;
@@ -571,7 +571,7 @@ async function orchestrate(): Promise<void> {
     for (const w of which) cases[`eval-${w}`] = ours('eval', { setting: w }, `ours, eval setting ${w}`);
     const z = which.map((w) => R(cases[`eval-${w}`])).find((x) => x)?.sizes as Record<string, unknown> | undefined;
     lines.push('### One evaluation setting end to end: notebook 08\'s evaluateSetting, `small`, 16 blocks of 2x2, evalConfig(\'default\') sizes; seconds', '',
-      z ? `sizes: ${z.samplesPerSeed} samples x ${z.seeds} seeds (batch ${z.sampleBatch}), NLL ${z.nllImages} images per seed (batch ${z.nllBatch}), ` +
+      z ? `sizes: ${z.samplesPerSeed} samples x ${z.seeds} seeds (batch ${z.sampleBatch}), NLL ${z.nllImages} shared images (batch ${z.nllBatch}), ` +
         `${z.setBootstrapReps} FID/sFID/IS replicates per seed, trajectory ${z.trajectoryImages} images x ${z.trajectorySteps} steps (${z.trajectoryReading}); ` +
         `random-init weights throughout (speed only); ${z.realRows} real rows for precision / recall` : 'sizes: -', '',
       '| setting | sampling | NLL | metrics (decode, features, FID+sFID, bootstrap, P/R, recognizability) | trajectory | other | total | peak RSS (MB) | leaked tensors |',

@@ -789,7 +789,7 @@ test('case 34: joint.topBlocks k larger than the backbone\'s GPT blocks names th
   const m = tinyBackbone();
   const pl = createPlanner(PJ_PLANNER, PJ_SHAPE);
   const data = tinyJointData();
-  const cfg = jointTuningConfig('smoke', { topBlocks: 1, steps: 1, evalEvery: 1, heldOutEvery: 4, driftImages: 4, valStates: 8, maxNllIncrease: 10 });
+  const cfg = jointTuningConfig('smoke', { topBlocks: 1, steps: 1, evalEvery: 1, heldOutEvery: 4, driftImages: 4, valStates: 8, maxNllIncrease: 10, arOrders: 'random' });
   const done = trainJointTuning(root, 'stage5-joint', cfg, data, m, pl);
   disposePlanner(done.planner);
   disposeGPT(done.backbone);

@@ -37,8 +37,8 @@ test('curriculumRuns: every folder is the one its stage writes, and names a note
   for (const r of STAGE3_RUNS) assert.equal(runs.stage3[r.key].dir, path.join(runs.planner, stage3RunName(r.key)));
   for (const R of [1, 2, 4] as const) assert.equal(runs.stage4[R].dir, path.join(runs.planner, stage4RunName(PRIMARY_STAGE3_RUN, R)));
   assert.equal(runs.files.evalCache, path.join(runs.eval.dir, 'cache'));
-  const folders = [runs.tokenizer, runs.stage1['block-rar'], runs.stage1.raster, runs.oracle, ...Object.values(runs.stage3), ...Object.values(runs.stage4),
-    runs.joint, runs.router, runs.featureNet, runs.eval];
+  const folders = [runs.tokenizer, runs.stage1['block-rar'], runs.stage1.raster, runs.stage1['kept-random'], runs.stage1['annealed-planner'], runs.stage1['annealed-fixed'],
+    runs.oracle, ...Object.values(runs.stage3), ...Object.values(runs.stage4), runs.joint, runs.jointRaster, runs.router, runs.featureNet, runs.eval];
   for (const f of folders) {
     assert.equal(f.dir, path.join(f.root, f.name));
     for (const nb of f.producedBy.split(' or ')) assert.ok(fs.existsSync(path.join(repoRoot(), nb)), `${f.dir}: ${nb} does not exist`);

@@ -87,28 +87,21 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  * The evaluation config of a profile, with `overrides` on top
  * (`trajectory` overrides merge into the profile's).
  *
- * - smoke: 16 samples x 2 seeds, 16 NLL images per seed, remaining-loss
- *   curves on 4 test images, the per-step oracle comparison on 2 of them:
- *   seconds, for CI; the numbers mean nothing.
- * - default: 160 samples x 2 seeds (320 per setting), 96 NLL images per
- *   seed, remaining-loss curves on 64 test images (scoreRestLoss, every
- *   step: area and first-half drop compare settings image by image), the
- *   per-step oracle comparison (scoreStates at all 16 steps, ~|R| times the
- *   curve's cost per state) on the first 6 of them, 5 bootstrap replicates
- *   per seed for FID / sFID / IS. The trajectory part measured (`small`
- *   backbone, 1 engine thread, CPU seconds): 13 per 16-block setting with a
- *   fixed order (about 3/4 of it the curve), 15-16 with a planner policy (its
- *   rollout on 64 images included), 5 for the raster baseline's 8 rows:
- *   ~1.8 min for the eight settings.
- *   Sized so the eight settings fit the main job's
- *   60-minute budget on our 2-core machine: at 500 x 2 samples and 500 NLL
- *   images, one block-order setting took 100 s and a planner setting 6-7 min
- *   (a planner policy adds one backbone feature pass per planning step).
- *   FID at 320 samples is biased upwards; it compares settings of the same
- *   report (same n), not other reports.
- * - full: 2,500 samples x 3 seeds, 2,000 NLL images per seed, remaining-loss
- *   curves on 256 test images and the oracle comparison on 128, 20 replicates
- *   per seed.
+ * - smoke: 16 samples x 2 seeds, 16 NLL images, remaining-loss curves on 4
+ *   test images, the per-step oracle comparison on 2 of them: seconds, for
+ *   CI; the numbers mean nothing.
+ * - default: 1,000 samples x 3 seeds per setting (FID / sFID / IS / P&R),
+ *   exact NLL on the same 1,000 test images for every setting (paired
+ *   per-image differences in the headline, headline.ts), remaining-loss
+ *   curves on 64 test images, the oracle comparison on the first 6, 5
+ *   bootstrap replicates per seed for FID / sFID / IS. Sized for power: the
+ *   last report's 160 x 2 samples and 96-128 NLL images per seed gave
+ *   intervals (FID ±3 to ±9, NLL ±0.13) wider than every difference between
+ *   block-order settings. Planner-driven settings dominate the time (the
+ *   planner's features cost ~7x a random-block decode, bench/README.md).
+ * - full: 5,000 samples x 3 seeds, NLL on the whole test split (10,000),
+ *   remaining-loss curves on 256 test images and the oracle comparison on
+ *   128, 20 replicates per seed.
  */
 export function evalConfig(profile: ProfileName = activeProfile(), overrides: Partial<Omit<EvalConfig, 'trajectory'>> & { trajectory?: Partial<TrajectoryConfig> } = {}): EvalConfig {
   // The trajectory's bootstrap follows the evaluation's, unless set.

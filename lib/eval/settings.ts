@@ -37,7 +37,7 @@ export const SETTING_PRODUCERS: Readonly<Record<EvalSettingName, string>> = Obje
   'block-RAR + raster order': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
   'annealed to planner': 'the continuation annealed to the planner\'s orders (notebooks/06_stage5_joint_tuning.ipynb) and the Stage 3 planner (04)',
   'annealed to fixed order': 'the continuation annealed to the planner\'s average order (notebooks/06_stage5_joint_tuning.ipynb)',
-  'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb) on the kept-random continuation (06)',
+  'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb)',
   'OrderHead R=1': 'Stage 4 latent-reasoning curriculum, R = 1 (notebooks/05_stage4_latent_planner.ipynb)',
   'OrderHead R=2': 'Stage 4 latent-reasoning curriculum, R = 2 (notebooks/05_stage4_latent_planner.ipynb)',
   'OrderHead R=4': 'Stage 4 latent-reasoning curriculum, R = 4 (notebooks/05_stage4_latent_planner.ipynb)',

@@ -16,7 +16,7 @@ const SMOKE_NOTE = '- *Smoke profile*: a tiny backbone and a few steps; these nu
  */
 /** Held-out NLL of each Stage 5 run at step 0 and at its kept checkpoint, in the planner's orders, raster and random blocks. */
 export function stage5ComparisonRows(runs: Readonly<Record<string, Pick<JointTuningResult, 'log' | 'bestStep'>>>): Record<string, string | number>[] {
-  return Object.entries(runs).map(([name, r]) => {
+  return Object.entries(runs).filter(([, r]) => r.log.evals.length > 0).map(([name, r]) => {
     const e0 = r.log.evals[0], kept = r.log.evals.find((e) => e.step === r.bestStep) ?? e0;
     return {
       'L_AR on': name, 'kept step': r.bestStep, steps: r.log.steps,
