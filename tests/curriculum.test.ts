@@ -102,7 +102,7 @@ test('stage5Findings and stage6Findings: drift, kept step, paired planner differ
   const md5 = stage5Findings({ log, bestStep: 4 }, cfg, { before: metrics([0, 0, 1, 0], [1, 1, 0, 1], 0.25), after: metrics([1, 1, 1, 0], [0, 0, 0, 1], 0.75) }, 'smoke', 'STAMP');
   assert.match(md5, /raster NLL 3\.0000 → 3\.0100 bits\/token \(\+0\.0100\)/);
   assert.match(md5, /exceeded\. The guard stopped the run \(drift\)/);
-  assert.match(md5, /step 4 \(best planner/);
+  assert.match(md5, /step 4 of 8: the lowest held-out objective/);
   assert.match(md5, /top-1 0\.250 → 0\.750 \(paired Δ 0\.500/);
   assert.match(md5, /Smoke profile/);
   const nll = (order: string, bits: number, diff: number): OrderNllComparisonRow =>

@@ -166,7 +166,7 @@ test('missing settings: settingOrMissing catches OrderHeadError only, and every 
   assert.ok(!isMissing(ok));
   assert.equal(await evaluateSetting(m, ctx, cfg), m, 'a missing setting passes through evaluateSetting');
   // Inputs that cannot work are refused before any sampling, naming the field.
-  await assert.rejects(evaluateSetting(blockRarRasterSetting(fixture!.model, GEO), ctx, { ...cfg, nllImages: 30 }), /eval\.nllImages/);
+  await assert.rejects(evaluateSetting(blockRarRasterSetting(fixture!.model, GEO), ctx, { ...cfg, nllImages: 60 }), /eval\.nllImages/);
   await assert.rejects(evaluateSetting(blockRarRasterSetting(fixture!.model, GEO), ctx, { ...cfg, recognizabilityFractions: [0, 0.1, 1] }), /eval\.recognizabilityFractions/);
   assert.equal(formatCell(undefined, 2, 'pm'), 'n/a');
   assert.equal(formatCell({ mean: 1.5, lo: 1, hi: 2.5, level: 0.95, interval: 'bootstrap-samples', perSeed: [1.5], n: 4 }, 2, 'interval'), '1.50 [1.00, 2.50]');

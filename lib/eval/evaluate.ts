@@ -183,6 +183,7 @@ async function evaluateSeed(run: SettingRun, k: number, seed: number, policy: Or
   const q = measureFeatures(run, seed, images, classes);
   const r = measureRecognizability(run, seed, images, classes, blockOrders);
   const nll = k === 0 ? await measureNll(run, seed, policy) : run.nll!;
+  if (k > 0) run.bar?.tick(1, { seed, stage: 'nll (shared images: scored once)' });
   run.nll = nll;
   const example = exampleTrajectory(run, images, classes, blockOrders);
   return {
