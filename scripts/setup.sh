@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything OrderHead needs on a Debian machine:
-#   Debian packages (Jupyter, nbconvert, Fashion-MNIST; PyTorch + OpenBLAS for the benchmark, optional),
+#   Debian packages (Jupyter, nbconvert, Fashion-MNIST, Chromium for the browser test; PyTorch + OpenBLAS
+#   for the benchmark, optional),
 #   npm ci, the TypeScript build, and the tslab Jupyter kernel with an absolute binary path.
 # Safe to re-run: each step is skipped when it is already done.
 # Options: --no-apt (skip Debian packages, e.g. on conda; see environment.yml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUIRED_DEBS=(jupyter-notebook python3-nbconvert python3-nbclient python3-ipykernel dataset-fashion-mnist)
+REQUIRED_DEBS=(jupyter-notebook python3-nbconvert python3-nbclient python3-ipykernel dataset-fashion-mnist chromium)
 OPTIONAL_DEBS=(python3-torch libopenblas0-pthread)
 use_apt=1
 for arg in "$@"; do
