@@ -186,3 +186,24 @@ export function writeHeadline(h: Headline, dir: string, base = 'eval-headline'):
   writeFileAtomic(tex, headlineLatex(h));
   return { md, csv, tex, html: headlineHtml(h) };
 }
+
+/** The headline as a figure: Δ NLL of every setting against the best raster setting with its interval (a forest plot; the dashed line is "no difference"). */
+export function headlineFigure(h: Headline, stamp: string): { traces: object[]; layout: object } {
+  const rows = h.rows.filter((r) => r.dNll);
+  const y = rows.map((r) => (r.unmatchedBudget ? `${r.setting} (budget not matched)` : r.setting));
+  return {
+    traces: [{
+      type: 'scatter', mode: 'markers', x: rows.map((r) => r.dNll!.mean), y,
+      error_x: { type: 'data', symmetric: false, array: rows.map((r) => r.dNll!.hi - r.dNll!.mean), arrayminus: rows.map((r) => r.dNll!.mean - r.dNll!.lo) },
+      marker: { size: 9, color: rows.map((r) => (r.nllVerdict === 'lower' ? '#1a9850' : r.nllVerdict === 'higher' ? '#d73027' : '#777')) },
+      name: 'Δ NLL',
+    }],
+    layout: {
+      title: `Δ NLL against ${h.reference} (bits/token; paired over ${h.nllImages} test images, ${Math.round(h.level * 100)}% interval) — ${stamp}`,
+      xaxis: { title: 'Δ NLL (bits/token; < 0: better than the best raster setting)', zeroline: false },
+      yaxis: { automargin: true, autorange: 'reversed' },
+      shapes: [{ type: 'line', x0: 0, x1: 0, yref: 'paper', y0: 0, y1: 1, line: { dash: 'dash', color: '#333' } }],
+      height: 120 + 34 * rows.length, margin: { l: 230 },
+    },
+  };
+}

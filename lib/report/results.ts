@@ -1,0 +1,162 @@
+/**
+ * `npm run report -- <report folder>`: the results of one main-job report,
+ * regenerated into `docs/results/` without retraining anything:
+ *
+ *   docs/results/README.md   what produced them (command, commit, dataset, profile, machine, wall time per
+ *                            notebook), the headline table, the findings of notebook 08, the figures
+ *   docs/results/*.md|csv    the evaluation's tables, copied from <report>/runs/eval-<profile>/
+ *   docs/results/fig-*.png   key plotly figures of notebooks 06 and 08, rendered from their HTML exports
+ *                            by headless Chromium (the browser test's; ORDERHEAD_CHROMIUM)
+ *
+ * and the README's results section (between `<!-- results:begin -->` and
+ * `<!-- results:end -->`) is replaced by the headline table and a link. Every
+ * file is written atomically; a report without its headline is refused,
+ * naming the notebook that makes it.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../runtime/atomic';
+import { ensure, OrderHeadError } from '../runtime/errors';
+import { ProfileName } from '../runtime/profile';
+import { profileDataset } from '../session';
+
+const BEGIN = '<!-- results:begin -->', END = '<!-- results:end -->';
+
+interface NotebookRun { name: string; seconds: number; start: string }
+
+/** Wall time of an executed notebook: first cell's start to last cell's end (nbclient's execution timestamps). */
+function notebookRun(file: string): NotebookRun | undefined {
+  const nb = JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: { metadata?: { execution?: Record<string, string> } }[] };
+  const times = nb.cells.flatMap((c) => Object.values(c.metadata?.execution ?? {})).map((t) => Date.parse(t)).filter(Number.isFinite);
+  if (!times.length) return undefined;
+  const lo = Math.min(...times), hi = Math.max(...times);
+  return { name: path.basename(file, '.ipynb'), seconds: (hi - lo) / 1000, start: new Date(lo).toISOString() };
+}
+
+/** The markdown the last cell of an executed notebook displayed (its "What this run showed"). */
+function lastMarkdownOutput(file: string): string | undefined {
+  const nb = JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: { outputs?: { data?: Record<string, string | string[]> }[] }[] };
+  for (let i = nb.cells.length - 1; i >= 0; i--) {
+    for (const o of nb.cells[i].outputs ?? []) {
+      const md = o.data?.['text/markdown'];
+      if (md) return Array.isArray(md) ? md.join('') : md;
+    }
+  }
+  return undefined;
+}
+
+function machine(): string {
+  const cpu = /model name\s*:\s*(.+)/.exec(fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1] ?? os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} cores (${cpu.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.versions.node}`;
+}
+
+function git(repo: string, args: string[]): string {
+  try { return execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim(); } catch { return 'unknown'; }
+}
+
+/** Render the plotly figures of an HTML export to PNG files, one per figure; returns the files written. */
+async function renderFigures(html: string, outDir: string, prefix: string, pick: (title: string) => boolean): Promise<{ file: string; title: string }[]> {
+  const { chromium } = await import('playwright-core');
+  const exe = process.env.ORDERHEAD_CHROMIUM || '/usr/bin/chromium';
+  ensure(fs.existsSync(exe), `no Chromium at ${exe}`, 'npm run report (figures)', 'install it (apt-get install chromium; scripts/setup.sh does) or set ORDERHEAD_CHROMIUM');
+  const browser = await chromium.launch({ executablePath: exe, headless: true, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+  const out: { file: string; title: string }[] = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    await page.goto(`file://${path.resolve(html)}`, { waitUntil: 'load', timeout: 120_000 });
+    await page.waitForFunction(() => document.querySelectorAll('.js-plotly-plot').length > 0, undefined, { timeout: 60_000 }).catch(() => undefined);
+    const plots = await page.$$('.js-plotly-plot');
+    let k = 0;
+    for (const el of plots) {
+      const title = (await el.evaluate((e) => e.querySelector('.gtitle')?.textContent ?? '')) || `figure ${k + 1}`;
+      if (!pick(title)) continue;
+      const file = path.join(outDir, `${prefix}-${String(++k).padStart(2, '0')}.png`);
+      const tmp = `${file}.tmp-${process.pid}.png`;
+      await el.screenshot({ path: tmp });
+      fs.renameSync(tmp, file);
+      out.push({ file, title });
+    }
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+export interface ResultsOptions {
+  /** The report folder of a main job (reports/<profile>-<time>/). */
+  report: string;
+  /** The repository (docs/results and README.md are written there). */
+  repo: string;
+  /** Skip the PNG figures (no Chromium). */
+  noFigures?: boolean;
+}
+
+/** Regenerate docs/results from a report folder; returns the files written. */
+export async function writeResults(o: ResultsOptions): Promise<string[]> {
+  const report = path.resolve(o.report);
+  ensure(fs.existsSync(report), 'no such report folder', report, 'pass the folder scripts/main.sh printed (reports/<profile>-<time>/)');
+  const evalDirs = fs.existsSync(path.join(report, 'runs')) ? fs.readdirSync(path.join(report, 'runs')).filter((d) => d.startsWith('eval-')) : [];
+  ensure(evalDirs.length === 1, `found ${evalDirs.length} evaluation folders under runs/`, report, 'run notebooks/08_evaluation.ipynb on this report first (scripts/run-notebooks.sh --out <report> --only 08)');
+  const evalDir = path.join(report, 'runs', evalDirs[0]);
+  const profile = evalDirs[0].slice('eval-'.length);
+  const headline = path.join(evalDir, 'eval-headline.md');
+  if (!fs.existsSync(headline)) throw new OrderHeadError('the report has no headline table', headline, 'rerun notebooks/08_evaluation.ipynb on this report (it writes eval-headline.md)');
+  const out = path.join(o.repo, 'docs', 'results');
+  fs.mkdirSync(out, { recursive: true });
+  const written: string[] = [];
+  const put = (name: string, text: string) => { const f = path.join(out, name); writeFileAtomic(f, text); written.push(f); };
+  for (const f of fs.readdirSync(evalDir).filter((f) => /^eval-.*\.(md|csv)$/.test(f))) put(f, fs.readFileSync(path.join(evalDir, f), 'utf8'));
+  const runs = fs.readdirSync(report).filter((f) => /^\d\d_.*\.ipynb$/.test(f)).sort().map((f) => notebookRun(path.join(report, f))).filter((r): r is NotebookRun => !!r);
+  const total = runs.reduce((a, r) => a + r.seconds, 0);
+  const nb08 = path.join(report, '08_evaluation.ipynb');
+  const findings = fs.existsSync(nb08) ? lastMarkdownOutput(nb08) : undefined;
+  const figures: { file: string; title: string }[] = [];
+  if (!o.noFigures) {
+    for (const [nb, prefix, pick] of [
+      ['06_stage5_joint_tuning', 'fig-06', (t: string) => /Mean position/.test(t)],
+      ['08_evaluation', 'fig-08', (t: string) => /Δ NLL against|FID|recogniz|remaining|future/i.test(t)],
+    ] as const) {
+      const html = path.join(report, `${nb}.html`);
+      if (fs.existsSync(html)) figures.push(...await renderFigures(html, out, prefix, pick));
+    }
+    written.push(...figures.map((f) => f.file));
+  }
+  const commit = git(o.repo, ['rev-parse', '--short', 'HEAD']);
+  const head = fs.readFileSync(headline, 'utf8');
+  const md = [
+    `# Results of the latest ${profile} run`,
+    '',
+    `Regenerated by \`npm run report -- ${path.relative(o.repo, report) || report}\` from the report folder of one main job; nothing here is typed by hand.`,
+    '',
+    '| | |', '|---|---|',
+    `| command | \`ORDERHEAD_PROFILE=${profile} bash scripts/main.sh\` (notebooks 00-08, headless) |`,
+    `| commit | \`${commit}\` (at regeneration; the run's own commit is in each executed notebook's banner) |`,
+    `| profile | ${profile} |`,
+    `| dataset | ${profileDataset('train', profile as ProfileName).name} (as the profile loads it: lib/session.ts, profileDataset) |`,
+    `| machine | ${machine()} |`,
+    `| started | ${runs[0]?.start ?? 'unknown'} |`,
+    `| wall time | ${(total / 60).toFixed(1)} min over ${runs.length} notebooks: ${runs.map((r) => `${r.name.slice(0, 2)} ${Math.round(r.seconds)} s`).join(', ')} |`,
+    '',
+    head.trim(),
+    '',
+    '## What the run showed (notebook 08)',
+    '',
+    findings?.trim() ?? '(notebook 08 has no findings output)',
+    '',
+    ...(figures.length ? ['## Figures', '', ...figures.flatMap((f) => [`**${f.title}**`, '', `![${f.title}](${path.basename(f.file)})`, ''])] : []),
+    '## Tables', '',
+    ...fs.readdirSync(evalDir).filter((f) => /^eval-.*\.md$/.test(f)).map((f) => `- [${f}](${f})`),
+    '',
+  ].join('\n');
+  put('README.md', md);
+  const readme = path.join(o.repo, 'README.md');
+  const text = fs.readFileSync(readme, 'utf8');
+  if (text.includes(BEGIN) && text.includes(END)) {
+    const section = `${BEGIN}\n${head.trim()}\n\nFrom the default run of ${runs[0]?.start?.slice(0, 10) ?? 'unknown date'} (${(total / 60).toFixed(0)} min on ${os.cpus().length} cores); findings, figures and every table: [docs/results/](docs/results/README.md).\n${END}`;
+    writeFileAtomic(readme, text.slice(0, text.indexOf(BEGIN)) + section + text.slice(text.indexOf(END) + END.length));
+    written.push(readme);
+  }
+  return written;
+}
