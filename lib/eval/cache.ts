@@ -53,7 +53,7 @@ import type { EvalSetting } from './settings';
  * shape (/2: trajectory results hold the remaining-loss curve and an
  * `oracle` comparison on a subset of images).
  */
-export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/2';
+export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/3'; // /3: exact NLL on shared images, scored by the first seed only
 
 /** Everything a cached outcome depends on (see the module comment). */
 export interface EvalCacheIdentity {
