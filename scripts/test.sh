@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs (scripts/setup.sh), then unit tests
-# and every notebook headless in the smoke profile. Ends with one summary line.
+# The whole test suite: installs what it needs (scripts/setup.sh), then unit tests,
+# every notebook headless in the smoke profile, and the smoke main job killed and
+# resumed (tests/main-resume.test.ts). Ends with one summary line.
 # Options: --no-setup (skip installation; what `npm test` does)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,21 @@ nb_status=${PIPESTATUS[0]}
 nb_pass=$(grep -c '^    ok in' "$logs/nb.log")
 nb_fail=$(grep -c '^    FAILED' "$logs/nb.log")
 
-passed=$(( ${unit_pass:-0} + nb_pass ))
-failed=$(( ${unit_fail:-0} + nb_fail ))
+echo "==> main job killed and resumed (smoke profile; compared with the run above)"
+# tests/main-resume.test.ts: the smoke job killed 5 times, then finished; its results must equal
+# the uninterrupted run just made (reused as the reference when it finished).
+ORDERHEAD_MAIN_RESUME_TEST=1 ORDERHEAD_MAIN_RESUME_REFERENCE="$PWD/runs/test-notebooks" \
+  node --test --test-concurrency=1 dist/tests/main-resume.test.js | tee "$logs/resume.log"
+resume_status=${PIPESTATUS[0]}
+resume_pass=$(grep -E '^# pass [0-9]+' "$logs/resume.log" | tail -1 | awk '{print $3}')
+resume_fail=$(grep -E '^# fail [0-9]+' "$logs/resume.log" | tail -1 | awk '{print $3}')
+
+passed=$(( ${unit_pass:-0} + nb_pass + ${resume_pass:-0} ))
+failed=$(( ${unit_fail:-0} + nb_fail + ${resume_fail:-0} ))
 # A runner that crashed without counting still fails the suite.
 [ "$unit_status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$nb_status" = 0 ] || [ "$nb_fail" -gt 0 ] || failed=$(( failed + 1 ))
-echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed"
+[ "$resume_status" = 0 ] || [ "${resume_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
+echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed; main-job resume: ${resume_pass:-0} passed, ${resume_fail:-0} failed"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]
