@@ -8,6 +8,7 @@ import { activeProfile, profileBanner, ProfileName, pick } from './runtime/profi
 import { BackendReport, initBackend } from './runtime/backend';
 import { progress, Progress, ProgressOptions } from './runtime/progress';
 import { runRoot } from './runtime/paths';
+import { watchParent } from './runtime/parent-watch';
 import { DatasetOptions, DatasetStats } from './data/dataset';
 import { inNotebook, liveDisplay, showHtml } from './report/notebook';
 import { escapeHtml, toHtmlTable } from './report/table';
@@ -39,6 +40,8 @@ export function profileDataset(split: 'train' | 'test', profile: ProfileName = a
 /** Start a notebook (or script): profile, backend, versions, shown as a banner. */
 export async function startNotebook(notebook: string): Promise<NotebookSession> {
   const profile = activeProfile();
+  // A kernel whose runner was killed must not train on (see runtime/parent-watch.ts).
+  if (inNotebook()) watchParent();
   const backend = await initBackend({ quiet: inNotebook() });
   const versions: Record<string, string> = {
     node: process.versions.node,

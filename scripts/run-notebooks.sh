@@ -1,43 +1,86 @@
 #!/usr/bin/env bash
 # Run every notebook in notebooks/ headless, in order, in one profile, and collect
 # the executed notebooks, their HTML exports and the run artifacts in one report folder.
-# Usage: scripts/run-notebooks.sh [--profile smoke|default|full] [--out DIR] [--only PATTERN]
+# Usage: scripts/run-notebooks.sh [--profile smoke|default|full] [--out DIR] [--only PATTERN] [--fresh]
+#
+# Resumable: a run continues the newest unfinished report of its profile and dataset
+# (ORDERHEAD_DATA, default fashion-mnist) under reports/, or the --out folder when it
+# holds an unfinished one. Notebooks done with unchanged inputs (notebook file, dist/lib,
+# profile, dataset, the notebooks before it) are skipped; an interrupted one runs again
+# and its stages resume from their checkpoints under <report>/runs. The bookkeeping is
+# <report>/report-state.json (scripts/report-state.ts). A finished report (every notebook
+# ok) is not continued: the next run starts a new one. --fresh always starts a new report
+# (with --out: clears that folder first). Executed notebooks and HTML exports are written
+# to a temp name and renamed, so a kill never leaves a torn one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile="${ORDERHEAD_PROFILE:-default}"; out=""; only=""
+profile="${ORDERHEAD_PROFILE:-default}"; out=""; only=""; fresh=""
+data="${ORDERHEAD_DATA:-fashion-mnist}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
-    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --out, --only)" >&2; exit 2 ;;
+    --fresh) fresh="--fresh"; shift ;;
+    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --out, --only, --fresh)" >&2; exit 2 ;;
   esac
 done
 case "$profile" in smoke|default|full) ;; *) echo "unknown profile '$profile': use one of smoke, default, full" >&2; exit 2 ;; esac
-out="${out:-reports/$profile-$(date +%Y%m%d-%H%M%S)}"
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+state_cli=(node dist/scripts/report-state.js)
+for f in report-state kernel-preload; do
+  [ -f "dist/scripts/$f.js" ] || { echo "run-notebooks.sh: dist/scripts/$f.js is missing; run: npm run build" >&2; exit 2; }
+done
+out=$("${state_cli[@]}" open --profile "$profile" --data "$data" --notebooks notebooks --reports reports \
+        ${out:+--out "$out"} $fresh --pid $$)
+if [ -z "$out" ]; then
+  echo "nothing to do (the report is finished; --fresh runs it again from scratch)"
+  exit 0
+fi
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=$(command -v python3)
 timeout=$([ "$profile" = smoke ] && echo 600 || echo 7200)
 
 # This checkout's tslab kernel first (scripts/setup.sh registers it under .jupyter/).
 export JUPYTER_PATH="$PWD/.jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export ORDERHEAD_PROFILE="$profile" ORDERHEAD_RUN_ROOT="${ORDERHEAD_RUN_ROOT:-$out/runs}"
+# Kernels run in a session of their own, out of reach of a kill of this job's process group:
+# each one ends itself when its nbconvert is gone, from its start (scripts/kernel-preload.ts).
+export NODE_OPTIONS="--require \"$PWD/dist/scripts/kernel-preload.js\"${NODE_OPTIONS:+ $NODE_OPTIONS}"
+# nbconvert writes into a staging folder <report>/<name>.tmp-<pid>-<hex>, renamed into place when
+# complete; the runner's next start removes the staging folder of a killed run.
+staging() { local d; d="$out/$1.tmp-$$-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"; mkdir "$d"; echo "$d"; }
 status=0
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   [ -z "$only" ] || [[ "$nb" == *$only* ]] || continue
   name=$(basename "$nb" .ipynb)
   echo "==> $name (profile $profile)"
+  answer=$("${state_cli[@]}" begin "$out" "$nb")
+  decision=${answer%% *}; why=${answer#* }
+  if [ "$decision" = skip ]; then
+    echo "    skipped: $why"
+    continue
+  fi
+  echo "    running: $why"
   start=$(date +%s)
+  stage=$(staging "$name")
   if "$PY" -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout="$timeout" \
-       --ExecutePreprocessor.kernel_name=tslab --output-dir "$out" --output "$name.ipynb" "$nb" >"$out/$name.log" 2>&1; then
-    "$PY" -m nbconvert --to html "$out/$name.ipynb" --output-dir "$out" >>"$out/$name.log" 2>&1 || true
+       --ExecutePreprocessor.kernel_name=tslab --output-dir "$stage" --output "$name.ipynb" "$nb" >"$out/$name.log" 2>&1; then
+    mv -f "$stage/$name.ipynb" "$out/$name.ipynb"
+    if "$PY" -m nbconvert --to html "$out/$name.ipynb" --output-dir "$stage" >>"$out/$name.log" 2>&1; then
+      mv -f "$stage/$name.html" "$out/$name.html"
+    else
+      rm -f "$out/$name.html"
+    fi
+    rm -rf "$stage"
+    "${state_cli[@]}" end "$out" "$nb" ok $(( $(date +%s) - start ))
     echo "    ok in $(( $(date +%s) - start )) s"
   else
+    rm -rf "$stage"
+    "${state_cli[@]}" end "$out" "$nb" failed $(( $(date +%s) - start ))
     echo "    FAILED after $(( $(date +%s) - start )) s; last lines of $out/$name.log:" >&2
     tail -n 25 "$out/$name.log" >&2
     status=1
   fi
 done
+echo "report $("${state_cli[@]}" finish "$out")"
 echo "report folder: $out"
 exit $status
