@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../runtime/atomic';
+import type { Figure } from '../oracle/dataset-figures';
 import { budgetEpochs, formatBudget, TrainingBudget } from '../backbone/training-budget';
 import { ensure } from '../runtime/errors';
 import { bootstrapInterval } from './bootstrap';
@@ -188,7 +189,7 @@ export function writeHeadline(h: Headline, dir: string, base = 'eval-headline'):
 }
 
 /** The headline as a figure: Δ NLL of every setting against the best raster setting with its interval (a forest plot; the dashed line is "no difference"). */
-export function headlineFigure(h: Headline, stamp: string): { traces: object[]; layout: object } {
+export function headlineFigure(h: Headline, stamp: string): Figure {
   const rows = h.rows.filter((r) => r.dNll);
   const y = rows.map((r) => (r.unmatchedBudget ? `${r.setting} (budget not matched)` : r.setting));
   return {
