@@ -86,6 +86,7 @@ export const STAGE1_DEFAULTS: Omit<Stage1Config, 'orderMode'> = {
 /** The share r of random-order samples at `step`. */
 export function randomShare(cfg: Stage1Config, step: number): number {
   if (cfg.orderMode === 'raster') return 0;
+  if (cfg.annealStart >= 1) return 1; // kept random: r never falls (its last checkpoint is tagged r1.00 too)
   const start = cfg.annealStart * cfg.steps, end = cfg.annealEnd * cfg.steps;
   if (step < start) return 1;
   if (step >= end) return 0;
