@@ -586,7 +586,7 @@ test('case 23: out of disk while Stage 1 writes a checkpoint: error names the fi
   };
   try {
     expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 3) full = true; } }),
-      path.join(ckDir, 'stage1-step000004-r0.00.safetensors'), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
+      path.join(ckDir, 'stage1-step000004-r1.00.safetensors'), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
   } finally {
     (rawFs as { openSync: unknown }).openSync = realOpen;
     (rawFs as { writeSync: unknown }).writeSync = realWrite;
