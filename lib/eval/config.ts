@@ -100,8 +100,7 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  *   block at every step; bench/README.md), so 1,000 samples x 3 seeds and
  *   1,000 NLL images per planner setting (~10 min each) do not fit the main
  *   job's hour; the last report's 160 x 2 samples and 96-128 NLL images per
- *   seed were too few to tell settings apart. R = 2 and R = 4 are evaluated
- *   in the full profile only (PROFILE_SKIPPED_SETTINGS).
+ *   seed were too few to tell settings apart.
  * - full: 5,000 samples x 3 seeds, NLL on the whole test split (10,000),
  *   remaining-loss curves on 256 test images and the oracle comparison on
  *   128, 20 replicates per seed.
@@ -118,16 +117,6 @@ export function evalConfig(profile: ProfileName = activeProfile(), overrides: Pa
     full: { samplesPerSeed: 5000, sampleBatch: 250, nllImages: 10000, bootstrapReps: 1000, setBootstrapReps: 20, trajectory: { images: 256, oracleImages: 128 } },
   }, profile, overrides, withTrajectoryReps);
 }
-
-/** Settings a profile does not evaluate, with the reason its report shows in their row (notebook 08 marks them missing). */
-export const PROFILE_SKIPPED_SETTINGS: Readonly<Record<ProfileName, Readonly<Record<string, string>>>> = Object.freeze({
-  smoke: {},
-  default: {
-    'OrderHead R=2': 'evaluated in the full profile only: a planner setting costs ~10 min of the default main job, and R = 2, 4 cost more (latent steps)',
-    'OrderHead R=4': 'evaluated in the full profile only: a planner setting costs ~10 min of the default main job, and R = 2, 4 cost more (latent steps)',
-  },
-  full: {},
-});
 
 /** The default profile's evaluation (see evalConfig for the sizes). */
 export const EVAL_DEFAULTS: EvalConfig = {
