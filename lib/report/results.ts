@@ -132,7 +132,7 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     '',
     '| | |', '|---|---|',
     `| command | \`ORDERHEAD_PROFILE=${profile} bash scripts/main.sh\` (notebooks 00-08, headless) |`,
-    `| commit | \`${commit}\` (at regeneration; the run's own commit is in each executed notebook's banner) |`,
+    `| commit | \`${commit}\` (the checkout npm run report ran in) |`,
     `| profile | ${profile} |`,
     `| dataset | ${profileDataset('train', profile as ProfileName).name} (as the profile loads it: lib/session.ts, profileDataset) |`,
     `| machine | ${machine()} |`,
