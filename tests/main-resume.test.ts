@@ -19,8 +19,10 @@
  *   - every .json under runs/ except config.json and manifest.json (they record
  *     times, hosts, paths and a backbone fingerprint over checkpoint bytes with a
  *     time in the metadata): the stage 3-6 metrics and summaries, the
- *     evaluation outcomes and its cache, the tokenizer's evaluation, with the
- *     timing fields (keys ending in "seconds", savedAt, time) left out;
+ *     evaluation outcomes and its cache, the tokenizer's evaluation, the
+ *     planner-order cache and the contest summary, with the timing fields
+ *     (keys ending in "seconds", savedAt, time) and the fields naming C by its
+ *     file fingerprint or path (IDENTITY_KEYS) left out;
  *   - every .safetensors under runs/ (checkpoints, oracle dataset, token
  *     caches, features): the same files, with the same tensors byte for byte
  *     (the metadata holds a time and is left out).
@@ -136,6 +138,9 @@ function checkReport(dir: string, final: boolean): void {
   }
 }
 
+/** Per file: keys that name a checkpoint by its file fingerprint or path (planner-order cache, contest summary), left out like manifest.json's. */
+const IDENTITY_KEYS: Record<string, string[]> = { 'planner-orders.json': ['backbone'], 'contest.json': ['checkpointC', 'plannerOrders'] };
+
 /** Timing fields: left out of the comparison. */
 const TIMING_KEY = /seconds$|^savedAt$|^time$/i;
 function withoutTimings(v: unknown): unknown {
@@ -153,7 +158,10 @@ function results(report: string): Map<string, string> {
     const base = path.basename(rel);
     if (/\.(csv|md|tex)$/.test(base)) out.set(rel, fs.readFileSync(full, 'utf8'));
     else if (base.endsWith('.json') && base !== 'config.json' && base !== 'manifest.json') {
-      out.set(rel, JSON.stringify(withoutTimings(JSON.parse(fs.readFileSync(full, 'utf8')))));
+      const doc = withoutTimings(JSON.parse(fs.readFileSync(full, 'utf8'))) as Record<string, unknown>;
+      // Identities over checkpoint bytes (a time in their metadata) or absolute paths: the orders and budgets they describe are compared.
+      for (const k of IDENTITY_KEYS[base] ?? []) delete doc[k];
+      out.set(rel, JSON.stringify(doc));
     } else if (base.endsWith('.safetensors')) {
       const { tensors } = readSafetensors(full);
       const h = crypto.createHash('sha256');

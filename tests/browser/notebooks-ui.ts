@@ -430,7 +430,7 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
       // Stage 1 training (notebook 02): each arm's bar must have been on the page while
       // the training cell ran and then changed in place (smoke trains a few seconds, so
       // with the 2 s redraw throttle that is often first step -> done).
-      if (/session\.progress\(/.test(source) && /trainStage1/.test(source)) {
+      if (name.startsWith('02_') && /session\.progress\(/.test(source) && /trainStage1/.test(source)) {
         const stage1 = result.progress.filter((p) => p.label.startsWith('stage1 '));
         const live = stage1.filter((p) => p.whileRunning >= 1 && p.texts.length >= 2 && p.outputsAtEnd === 1);
         if (stage1.length < 2 || live.length < stage1.length) {
