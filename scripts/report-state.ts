@@ -27,7 +27,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ATOMIC_TEMP_RE, writeFileAtomic } from '../lib/runtime/atomic';
+import { ATOMIC_TEMP_RE, pidAlive as pidOnMachine, writeFileAtomic } from '../lib/runtime/atomic';
 import { OrderHeadError } from '../lib/runtime/errors';
 
 export const STATE_FILE = 'report-state.json';
@@ -124,16 +124,7 @@ export function writeState(report: string, state: ReportState): void {
   writeFileAtomic(statePath(report), `${JSON.stringify(state, null, 1)}\n`);
 }
 
-function pidAlive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
-}
+const pidAlive = (pid: number | undefined): boolean => !!pid && pidOnMachine(pid);
 
 /** A process's environment (Linux /proc; null when unreadable: another user's, gone, or not Linux). */
 function procEnv(pid: number): Record<string, string> | null {

@@ -42,6 +42,7 @@ import { ensure, OrderHeadError } from '../runtime/errors';
 import { rngFromState, rng, Rng, seedFrom } from '../runtime/seed';
 import { validateBlockOrder } from '../order';
 import { fileFingerprint } from '../runtime/checkpoint';
+import { writeFileAtomic } from '../runtime/atomic';
 import { addBudget, budgetFromExtra, runBudget, TrainingBudget } from './training-budget';
 
 export type OrderMode = 'block-rar' | 'raster';
@@ -204,7 +205,10 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     ...(start ? { from: { checkpoint: start.fingerprint, step: start.step } } : {}),
   } });
   // A continuation starts from a copy of C (written atomically): the loop resumes from it as from its own checkpoint.
-  if (start && !run.latestCheckpoint('stage1')) copyFileAtomic(from!, path.join(run.checkpointDir, path.basename(from!)));
+  if (start && !run.latestCheckpoint('stage1')) {
+    fs.mkdirSync(run.checkpointDir, { recursive: true });
+    writeFileAtomic(path.join(run.checkpointDir, path.basename(from!)), fs.readFileSync(from!));
+  }
   const m = createGPT(model, cfg.seed);
   let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
   let base: TrainingBudget | undefined = start?.budget;
@@ -323,13 +327,6 @@ function continuationStart(file: string, cfg: Stage1Config, model: GPTConfig): {
   ensure(Number(ck.extra.r) === 1, `checkpoint C has r = ${String(ck.extra.r)}, not a random-phase (r = 1) checkpoint`, file,
     'start continuations from randomPhaseCheckpoint(block-rar run)');
   return { step: ck.step, fingerprint: fileFingerprint(file), budget };
-}
-
-function copyFileAtomic(src: string, dst: string): void {
-  fs.mkdirSync(path.dirname(dst), { recursive: true });
-  const tmp = `${dst}.tmp-${process.pid}-copy`;
-  fs.copyFileSync(src, tmp);
-  fs.renameSync(tmp, dst);
 }
 
 /**

@@ -272,7 +272,7 @@ export function readJsonLines<T = Record<string, unknown>>(file: string, options
 }
 
 /** Whether a process with this id runs on this machine (EPERM: it runs, as another user). */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
