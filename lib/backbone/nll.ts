@@ -107,9 +107,14 @@ export async function rollOutOnGroundTruth(m: GPT, grids: Int32Array, classes: I
  */
 export async function nllUnderPolicy(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry,
   batch = 64): Promise<NllResult & { blockOrders: number[][] }> {
-  const T = seqLen(m.cfg);
   const blockOrders = await rollOutOnGroundTruth(m, grids, classes, policy, geo);
+  return { ...nllInBlockOrders(m, grids, classes, blockOrders, geo, batch), blockOrders };
+}
+
+/** exactNll of each image in its own block order (raster inside blocks). */
+export function nllInBlockOrders(m: GPT, grids: Int32Array, classes: Int32Array, blockOrders: readonly (readonly number[])[], geo: BlockGeometry, batch = 64): NllResult {
+  const T = seqLen(m.cfg);
   const cells = new Int32Array(classes.length * T);
   blockOrders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
-  return { ...exactNll(m, grids, classes, cells, batch), blockOrders };
+  return exactNll(m, grids, classes, cells, batch);
 }

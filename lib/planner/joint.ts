@@ -75,8 +75,8 @@ import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
 import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
 import { drawOrderBatch, loadBackbone, TargetCells, TargetOrderTable, targetOrderCells, TokenData } from '../backbone/stage1';
 import { addBudget, runBudget } from '../backbone/training-budget';
-import { exactNll } from '../backbone/nll';
-import { cellsOfBlockOrder, rollOutOrderSync } from '../order';
+import { nllInBlockOrders } from '../backbone/nll';
+import { rollOutOrderSync } from '../order';
 import { plannerPolicy } from './policy';
 import { restrictToOrders } from './planner-orders';
 import { nllByOrderType } from '../backbone/order-nll';
@@ -286,9 +286,7 @@ export function plannerOrderBits(m: GPT, pl: Planner, geo: BlockGeometry, heldOu
   const orders = rollOutOrderSync(plannerPolicy(pl, m, geo, 0), geo, n, {
     tokens: Array.from({ length: n }, (_, i) => grids.subarray(i * T, (i + 1) * T)), classIds: Array.from(classes),
   });
-  const cells = new Int32Array(n * T);
-  orders.forEach((o, i) => cells.set(cellsOfBlockOrder(geo, o), i * T));
-  return exactNll(m, grids, classes, cells).bitsPerToken;
+  return nllInBlockOrders(m, grids, classes, orders, geo).bitsPerToken;
 }
 
 export interface JointTuningLog {
