@@ -170,7 +170,7 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
    * Planner-driven sampling against random-block sampling of the same `small`
    * model at one batch size: the planner (R = o.R) reading the sampler's KV
    * cache (only the unseen blocks' queries run per planning step), the same
-   * planner recomputing every visible prefix (`readsContext` hidden), and a
+   * planner recomputing every visible prefix (`contextOf` hidden), and a
    * random block order.
    */
   async 'planner-sample'(o) {
@@ -185,7 +185,7 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
     const policies: Record<string, OrderPolicy> = {
       random: randomPolicy(geo, 0),
       'planner, cached': cached,
-      'planner, full prefix': { name: 'planner, full prefix', nextBlocks: (st) => cached.nextBlocks(st) }, // no readsContext: no cache handed over
+      'planner, full prefix': { name: 'planner, full prefix', nextBlocks: (st) => cached.nextBlocks(st) }, // no contextOf: no cache handed over
     };
     const classes = new Int32Array(B).map((_, i) => i % cfg.numClasses);
     const out: Record<string, unknown> = { batch: B, R: o.R };

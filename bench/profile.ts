@@ -193,7 +193,7 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
     const base: OrderPolicy = o.policy === 'raster' ? rasterPolicy(geo) : o.policy === 'random' ? randomPolicy(geo, 0)
       : plannerPolicy(createPlanner({ ...PLANNER_DEFAULTS, latentSteps: 1 },
         { numBlocks: geo.numBlocks, blocksY: geo.blocksY, blocksX: geo.blocksX, backboneDim: cfg.dModel, numClasses: cfg.numClasses }), m, geo);
-    // The same policy with a clock and a flag around nextBlocks (readsContext and the rest kept: the planner still reads the KV cache).
+    // The same policy with a clock and a flag around nextBlocks (contextOf and the rest kept: the planner still reads the KV cache).
     let inPolicy = false, policyMs = 0;
     const policy: OrderPolicy = {
       ...base,

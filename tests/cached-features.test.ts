@@ -22,14 +22,14 @@ const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => { let m = 0; for 
 /** Wraps a context-reading policy: at every call, the cached features against the full pass; counts the calls that used the cache. */
 function checking(inner: OrderPolicy, m: GPT, geo: BlockGeometry, log: { calls: number; cached: number; worst: number }): OrderPolicy {
   return {
-    name: inner.name, readsContext: true,
+    name: inner.name, contextOf: m,
     nextBlocks(states: readonly PolicyState[]) {
       log.calls++;
       if (states[0].sequence.length > 0) {
         assert.ok(states.every((s) => s.context !== undefined), 'the decoder filled no context');
         const cached: PlannerFeatures = policyFeatures(m, geo, states, inner.name);
         const full = plannerFeatures(m, geo, featureItems(states, inner.name));
-        for (const k of ['hidden', 'entropy', 'blockEntropy'] as const) {
+        for (const k of ['hidden', 'entropy'] as const) {
           const d = maxAbs(cached[k], full[k]);
           log.worst = Math.max(log.worst, d);
           assert.ok(d <= 1e-4, `step ${states[0].sequence.length}: ${k} differs by ${d}`);
@@ -72,18 +72,22 @@ for (const world of [
   });
 }
 
-test('a policy on another backbone than the decoder\'s ignores its cache (full pass, same choices)', async () => {
+test('a policy reading another backbone than the decoder\'s gets a second cache of that backbone: the full pass\'s features and choices, with and without CFG; nothing leaks', async () => {
   await useWasm();
-  const cfg = gptConfig('tiny', { initStd: 0.5 });
-  const geo = blockGeometry({ gridH: 4, gridW: 4, blockH: 2, blockW: 2 });
+  const cfg = gptConfig('tiny', { gridH: 8, gridW: 8, initStd: 0.5 });
+  const geo = blockGeometry({ gridH: 8, gridW: 8, blockH: 2, blockW: 2 });
   const a = createGPT(cfg, 5), b = createGPT(cfg, 6);
   const classes = Int32Array.from([0, 1, 2]);
-  let sawContext = 0;
   const inner = entropyPolicy(b, geo);
-  const spy: OrderPolicy = { name: 'spy', readsContext: true, nextBlocks(states) { if (states[0].context) sawContext++; return inner.nextBlocks(states); } };
-  const withCache = await sampleImages(a, { classes, policy: spy, geometry: geo, seed: 2 });
-  const reference = await sampleImages(a, { classes, policy: { name: 'plain', nextBlocks: (s) => inner.nextBlocks(s.map((x) => ({ ...x, context: undefined }))) }, geometry: geo, seed: 2 });
-  assert.ok(sawContext > 0);
-  assert.deepEqual(withCache.blockOrders, reference.blockOrders);
+  for (const cfgScale of [1, 2]) {
+    const before = tf.memory().numTensors;
+    const log = { calls: 0, cached: 0, worst: 0 };
+    const fed = await sampleImages(a, { classes, policy: checking(inner, b, geo, log), geometry: geo, seed: 2, cfgScale });
+    assert.equal(log.cached, geo.numBlocks - 1, 'every planning step after the first read the fed cache');
+    const reference = await sampleImages(a, { classes, policy: { name: 'plain', nextBlocks: (s) => inner.nextBlocks(s.map((x) => ({ ...x, context: undefined }))) }, geometry: geo, seed: 2, cfgScale });
+    assert.deepEqual(fed.blockOrders, reference.blockOrders);
+    assert.deepEqual(fed.tokens, reference.tokens);
+    assert.equal(tf.memory().numTensors, before, 'tensors leaked');
+  }
   disposeGPT(a); disposeGPT(b);
 });

@@ -49,7 +49,7 @@ test('features: first-cell entropy equals a full causal pass whose next block is
     const f = plannerFeatures(m, GEO, [it]);
     for (let u = 0; u < 4; u++) {
       if (it.visible.includes(u)) {
-        assert.equal(f.entropy[u], 0); assert.equal(f.blockEntropy[u], 0); assert.equal(f.visible[u], 1);
+        assert.equal(f.entropy[u], 0); assert.equal(f.visible[u], 1);
         continue;
       }
       // Order: S's cells, then u's cells, then the rest. Slot n predicts u's first cell.
@@ -61,7 +61,6 @@ test('features: first-cell entropy equals a full causal pass whose next block is
       const row = (logits.dataSync() as Float32Array).slice(size * 4 * CFG.vocabSize, (size * 4 + 1) * CFG.vocabSize);
       logits.dispose();
       assert.ok(Math.abs(f.entropy[u] - entropyOfLogits(row)) < 1e-4, `|S|=${size} block ${u}: ${f.entropy[u]} vs ${entropyOfLogits(row)}`);
-      assert.ok(f.blockEntropy[u] >= f.entropy[u]);
     }
   }
 });
@@ -76,7 +75,7 @@ test('features: a state reads the same alone and in a batch of mixed |S|, and hi
     for (let b = 0; b < 4; b++) if (!it.visible.includes(b)) for (const c of blockCells(GEO, b)) hidden[c] = -1;
     const one = plannerFeatures(m, GEO, [{ ...it, tokens: hidden }]);
     for (let j = 0; j < nb * d; j++) assert.ok(Math.abs(one.hidden[j] - all.hidden[i * nb * d + j]) < 1e-4, `state ${i} hidden[${j}]`);
-    for (let j = 0; j < nb; j++) assert.ok(Math.abs(one.blockEntropy[j] - all.blockEntropy[i * nb + j]) < 1e-4);
+    for (let j = 0; j < nb; j++) assert.ok(Math.abs(one.entropy[j] - all.entropy[i * nb + j]) < 1e-4);
   });
 });
 
@@ -100,7 +99,7 @@ test('masking: visible blocks get zero probability even when their features favo
   const m = await backbone();
   const pl = createPlanner(SMALL, SHAPE);
   const { items, f } = inputsFor(m, 8, 100);
-  f.entropy.fill(50); f.blockEntropy.fill(200); // every block looks maximally uncertain, visible ones too
+  f.entropy.fill(50); // every block looks maximally uncertain, visible ones too
   const probs = tf.tidy(() => tf.softmax(plannerForward(pl, plannerInputs(f)).logits).arraySync() as number[][]);
   items.forEach((it, i) => {
     for (const b of it.visible) assert.equal(probs[i][b], 0, `state ${i} visible block ${b}`);

@@ -58,10 +58,13 @@ export class BlockHiddenSums {
 }
 
 /**
- * Teacher-forced decoding of ground-truth grids alongside a policy rollout:
- * before each planning step, the blocks revealed since the last one are fed
- * to a KV cache (one extend of L = tokensPerBlock slots for every sample), so
- * the policy sees the same context as during sampling. `dispose` frees the cache.
+ * Teacher-forced decoding of token grids alongside a policy rollout: before
+ * each planning step, the blocks revealed since the last one are fed to a KV
+ * cache of `m` (one extend of L = tokensPerBlock slots for every sample), so
+ * the policy sees the same context as during sampling. Two users: the exact-NLL
+ * rollout on ground-truth grids, and the sampler when the policy reads another
+ * backbone than the one generating (then `grids` is the sampler's token buffer,
+ * read block by block as it fills). `dispose` frees the cache.
  */
 export function teacherForcedContexts(m: GPT, geo: BlockGeometry, grids: Int32Array, classes: Int32Array) {
   const N = classes.length, T = geo.numTokens, tpb = geo.tokensPerBlock;

@@ -92,7 +92,7 @@ export function exactNll(m: GPT, grids: Int32Array, classes: Int32Array, cells: 
 export async function rollOutOnGroundTruth(m: GPT, grids: Int32Array, classes: Int32Array, policy: OrderPolicy, geo: BlockGeometry): Promise<number[][]> {
   const T = seqLen(m.cfg), N = classes.length;
   const tokens = Array.from({ length: N }, (_, i) => grids.subarray(i * T, (i + 1) * T));
-  const decoder = policy.readsContext ? teacherForcedContexts(m, geo, grids, classes) : undefined;
+  const decoder = policy.contextOf ? teacherForcedContexts(policy.contextOf as GPT, geo, grids, classes) : undefined; // the backbone the policy reads, not always m
   try {
     return await rollOutOrder(policy, geo, N, { tokens, classIds: Array.from(classes), contexts: decoder && ((states) => decoder.contexts(states)) });
   } finally {

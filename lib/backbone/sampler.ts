@@ -10,7 +10,7 @@
  * this order-policy interface.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BlockHiddenSums, DecodingContext } from './decoding-context';
+import { BlockHiddenSums, DecodingContext, teacherForcedContexts } from './decoding-context';
 import { decodeStep, disposeCache, emptyCache, extend, ForwardOut, GPT } from './gpt';
 import { checkTokenIds, seqLen } from './config';
 import { BlockGeometry, blockCells, checkPolicyChoice, emptyState, OrderPolicy, PolicyState, reveal } from '../order';
@@ -183,13 +183,17 @@ export async function sampleImages(m: GPT, opts: SampleOptions): Promise<SampleR
     tf.dispose([full.logits, full.hidden]);
     return res;
   };
-  // What the planner reads from the decoded slots (decoding-context.ts); only the cached decoder has them.
-  const sums = cached && policy.readsContext ? new BlockHiddenSums(B, geo, m.cfg.dModel) : null;
+  // What a policy reads from decoded slots (decoding-context.ts): this decoder's own cache when it runs the
+  // backbone the policy reads, else a second cache of that backbone fed with each revealed block's tokens.
+  const ownContext = cached && policy.contextOf === m;
+  const sums = ownContext ? new BlockHiddenSums(B, geo, m.cfg.dModel) : null;
+  const fed = policy.contextOf && !ownContext ? teacherForcedContexts(policy.contextOf as GPT, geo, tokens, classes) : undefined;
   let t = 0;
   try {
     for (let k = 0; k < geo.numBlocks; k++) {
+      const fedContexts = fed?.contexts(states);
       states = states.map((st, i) => {
-        const context: DecodingContext | undefined = sums && t > 0 ? { model: m, cache, row: i, blockHidden: sums.row(i) } : undefined;
+        const context: DecodingContext | undefined = sums ? (t > 0 ? { model: m, cache, row: i, blockHidden: sums.row(i) } : undefined) : fedContexts?.[i];
         return { ...st, tokens: tokens.subarray(i * T, (i + 1) * T), context };
       });
       const chosen = await policy.nextBlocks(states);
@@ -222,6 +226,7 @@ export async function sampleImages(m: GPT, opts: SampleOptions): Promise<SampleR
     }
   } finally {
     disposeCache(cache);
+    fed?.dispose();
   }
   return { tokens, blockOrders: states.map((st) => st.sequence.slice()), cells };
 }

@@ -35,8 +35,14 @@ export interface OrderPolicy {
    * evaluation (evaluateSettings with a cacheDir) keys its cache on it.
    */
   readonly fingerprint?: string;
-  /** Optional: the policy reads `context` (a decoder's cached backbone states); decoders fill it only then. */
-  readonly readsContext?: boolean;
+  /**
+   * Optional: the backbone (a GPT) whose decoding states the policy reads in
+   * `context`; decoders fill it only then. A decoder running that backbone
+   * hands over its own KV cache; any other decoder keeps a second cache of
+   * that backbone, fed with the tokens of each revealed block
+   * (lib/backbone/decoding-context.ts). Opaque here: this layer sits below the backbone.
+   */
+  readonly contextOf?: object;
   /** The next block for each state, in the same order as `states`; never a visible block. */
   nextBlocks(states: readonly PolicyState[]): number[] | Promise<number[]>;
 }

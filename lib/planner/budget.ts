@@ -56,7 +56,7 @@ function queuedPolicy(name: string, pl: Planner, backbone: GPT, geo: BlockGeomet
     name,
     /** Planner weights, R and how k is chosen (router weights or the fixed k), read when asked (an evaluation cache key). */
     get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R} ${chooser()}`; },
-    readsContext: true,
+    contextOf: backbone,
     nextBlocks(states) {
       const seen = new Set<number>();
       for (const s of states) {

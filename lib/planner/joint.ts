@@ -236,7 +236,6 @@ export function plannerLossThroughBackbone(m: GPT, pl: Planner, geo: BlockGeomet
   const out = plannerForward(pl, {
     hidden: cat(parts.map((p) => p.hidden)), // [B, nb, d]
     entropy: cat(parts.map((p) => p.entropy)), // [B, nb]
-    blockEntropy: cat(parts.map((p) => p.blockEntropy)),
     visible: tf.tensor2d(visible, [order.length, nb]),
     classId: tf.tensor1d(order.map((r) => items[r].classId), 'int32'),
   });

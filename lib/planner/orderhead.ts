@@ -10,18 +10,17 @@
  *   q_t  = Head(z_R) + e·E + (-1e9 on visible)        next-block logits [B, nb]
  *
  * In: the backbone's per-block hidden state (lib/planner/features.ts),
- * RMS-normalised and projected to the planner width w, plus the two
- * predictive entropies of the block (first token, whole block; each scaled
- * by a learned vector), a learned embedding of
+ * RMS-normalised and projected to the planner width w, plus the predictive
+ * entropy at the block's first token (scaled by a learned vector), a learned embedding of
  * the block mask m_t (visible / unseen), of the block's grid position, and of
  * the class. Read(x) re-injects the input at every latent step, so each step
  * reads H_t and m_t again (z_r = PlannerCore(z_{r-1}, H_t, m_t)). step_r is a
  * learned per-step embedding: the core knows which step it is taking, and its
  * gradient shows that the loss reaches every step (tests).
  *
- * E = the block's two entropies; e starts at (0, 1) so an untrained planner
- * already follows "most uncertain block first" and training learns where the
- * oracle departs from it.
+ * E = the entropy at the block's first token; e starts at 1 so an untrained
+ * planner already follows "most uncertain block first" and training learns
+ * where the oracle departs from it.
  *
  * R = 0 is the one-shot planner; the core's weights exist at every R so the
  * R curriculum (0 -> 1 -> 2 -> 4) initialises each stage from the previous.
@@ -84,8 +83,6 @@ export interface PlannerInputs {
   hidden: tf.Tensor3D;
   /** [B, nb] entropy at unseen blocks' first token (0 on visible). */
   entropy: tf.Tensor2D;
-  /** [B, nb] summed one-step entropy over unseen blocks' tokens (0 on visible). */
-  blockEntropy: tf.Tensor2D;
   /** [B, nb] float: 1 = visible. */
   visible: tf.Tensor2D;
   /** [B] int32 class ids. */
@@ -120,13 +117,13 @@ function blockShapes(prefix: string, w: number, ff: number): [string, number[]][
 export function plannerParamShapes(cfg: PlannerConfig, shape: PlannerShape): [string, number[]][] {
   const w = cfg.width;
   const out: [string, number[]][] = [
-    ['in.norm', [shape.backboneDim]], ['in.w', [shape.backboneDim, w]], ['in.entropy', [2, w]], ['in.mask', [2, w]],
+    ['in.norm', [shape.backboneDim]], ['in.w', [shape.backboneDim, w]], ['in.entropy', [1, w]], ['in.mask', [2, w]],
     ['in.pos', [shape.numBlocks, w]], ['in.class', [shape.numClasses + 1, w]],
   ];
   for (let l = 0; l < cfg.poolLayers; l++) out.push(...blockShapes(`pool${l}.`, w, cfg.ff));
   out.push(['core.step', [MAX_STEPS, w]], ['core.read', [w, w]]);
   for (let l = 0; l < cfg.coreLayers; l++) out.push(...blockShapes(`core${l}.`, w, cfg.ff));
-  out.push(['head.norm', [w]], ['head.w', [w, 1]], ['head.entropy', [2, 1]]);
+  out.push(['head.norm', [w]], ['head.w', [w, 1]], ['head.entropy', [1, 1]]);
   return out;
 }
 
@@ -140,7 +137,7 @@ export function createPlanner(cfg: PlannerConfig, shape: PlannerShape): Planner 
     const size = s.reduce((a, b) => a * b, 1);
     const v = new Float32Array(size);
     if (name.endsWith('norm')) v.fill(1);
-    else if (name === 'head.entropy') v.set([0, 1]); // start from the prior "most uncertain block first"; training moves it
+    else if (name === 'head.entropy') v.set([1]); // start from the prior "most uncertain block first"; training moves it
     else {
       const std = name.endsWith('wo') || name.endsWith('w2') ? 0.02 / Math.sqrt(2 * depth) : 0.02;
       for (let i = 0; i < size; i++) v[i] = r.normal() * std;
@@ -183,10 +180,10 @@ export function plannerForward(pl: Planner, x: PlannerInputs, R: LatentSteps = p
   }
   const w = cfg.width;
   const hN = rms(tf.reshape(x.hidden, [B * nb, d]), p['in.norm']) as tf.Tensor2D;
-  const entropies = tf.stack([x.entropy, tf.div(x.blockEntropy, 4)], -1); // [B, nb, 2]
+  const entropy = tf.reshape(x.entropy, [B * nb, 1]); // [B*nb, 1]
   const inp = [
     tf.reshape(tf.matMul(hN, p['in.w']), [B, nb, w]),
-    tf.reshape(tf.matMul(tf.reshape(entropies, [B * nb, 2]), p['in.entropy']), [B, nb, w]), // entropies * learned vectors
+    tf.reshape(tf.matMul(entropy, p['in.entropy']), [B, nb, w]), // entropy * a learned vector
     tf.reshape(tf.matMul(tf.reshape(tf.oneHot(tf.cast(x.visible, 'int32'), 2), [B * nb, 2]), p['in.mask']), [B, nb, w]),
     tf.reshape(p['in.pos'], [1, nb, w]), // broadcast over the batch
     tf.reshape(tf.gather(p['in.class'], x.classId), [B, 1, w]), // broadcast over the blocks
@@ -205,7 +202,7 @@ export function plannerForward(pl: Planner, x: PlannerInputs, R: LatentSteps = p
   }
   const logits = tf.add(
     tf.reshape(tf.matMul(rms(tf.reshape(z, [B * nb, w]), p['head.norm']) as tf.Tensor2D, p['head.w']), [B, nb]),
-    tf.reshape(tf.matMul(tf.reshape(entropies, [B * nb, 2]), p['head.entropy']), [B, nb])); // direct path from the backbone's uncertainty
+    tf.reshape(tf.matMul(entropy, p['head.entropy']), [B, nb])); // direct path from the backbone's uncertainty
   return { logits: tf.add(logits, tf.mul(x.visible, -1e9)) as tf.Tensor2D, latents };
 }
 
@@ -217,7 +214,6 @@ export function plannerInputs(f: PlannerFeatures, rows?: readonly number[]) {
   return {
     hidden: tf.tensor3d(g.hidden, [g.n, g.numBlocks, g.dim]),
     entropy: tf.tensor2d(g.entropy, [g.n, g.numBlocks]),
-    blockEntropy: tf.tensor2d(g.blockEntropy, [g.n, g.numBlocks]),
     visible: tf.tensor2d(Float32Array.from(g.visible), [g.n, g.numBlocks]),
     classId: tf.tensor1d(g.classId, 'int32'),
   };

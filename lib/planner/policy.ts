@@ -55,7 +55,7 @@ export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R:
     name,
     /** The planner's weights and R, read when asked (an evaluation cache key). */
     get fingerprint() { return `planner ${weightsFingerprint(pl.params)} R=${R}`; },
-    readsContext: true,
+    contextOf: backbone,
     nextBlocks(states) {
       const probs = plannerProbs(pl, policyFeatures(backbone, geo, states, name), undefined, R);
       const out = argmaxUnseen(states, probs, geo.numBlocks);
@@ -70,7 +70,7 @@ export function entropyPolicy(backbone: GPT, geo: BlockGeometry): OrderPolicy {
   const name = 'highest entropy';
   return {
     name,
-    readsContext: true,
+    contextOf: backbone,
     nextBlocks(states) {
       const out = argmaxUnseen(states, policyFeatures(backbone, geo, states, name).entropy, geo.numBlocks);
       states.forEach((s, i) => checkPolicyChoice(s, out[i], name));

@@ -44,7 +44,7 @@ export const stage4RunName = (from: string, R: LatentSteps): string => latentRun
 export const FEATURES_FILE = 'oracle-features.safetensors';
 /** The feature cache of the Stage 5 tuned backbone (Stage 6 reads it), beside the planner runs. */
 export const JOINT_FEATURES_FILE = 'oracle-features-stage5.safetensors';
-const FEATURES_FORMAT = 'orderhead-planner-features/1';
+const FEATURES_FORMAT = 'orderhead-planner-features/2';
 
 export interface OracleStateFeaturesOptions {
   /** Called after each batch of states with (states done, total): a progress bar. */
@@ -73,7 +73,7 @@ export function oracleStateFeatures(dir: string, ds: OracleDataset, cache: Token
         const t = (k: string) => tensors[k].data;
         const f: PlannerFeatures = {
           n: ds.n, numBlocks: ds.geo.numBlocks, dim: Number(metadata.dim), hidden: t('hidden') as Float32Array, entropy: t('entropy') as Float32Array,
-          blockEntropy: t('blockEntropy') as Float32Array, visible: t('visible') as Uint8Array, classId: t('classId') as Int32Array,
+          visible: t('visible') as Uint8Array, classId: t('classId') as Int32Array,
         };
         ensure(f.dim === backbone.cfg.dModel && f.hidden.length === ds.n * ds.geo.numBlocks * f.dim, 'cached features do not fit the backbone', file, 'delete the file; it is recomputed');
         return { features: f, cached: true, seconds: 0 };
@@ -90,7 +90,6 @@ export function oracleStateFeatures(dir: string, ds: OracleDataset, cache: Token
   writeFileAtomic(file, encodeSafetensors({
     hidden: { dtype: 'F32', shape: [ds.n, nb, d], data: f.hidden },
     entropy: { dtype: 'F32', shape: [ds.n, nb], data: f.entropy },
-    blockEntropy: { dtype: 'F32', shape: [ds.n, nb], data: f.blockEntropy },
     visible: { dtype: 'U8', shape: [ds.n, nb], data: f.visible },
     classId: { dtype: 'I32', shape: [ds.n], data: f.classId },
   }, { format: FEATURES_FORMAT, key, dim: String(d), dataset: ds.dir, backbone: ds.manifest.backbone.fingerprint }));
@@ -106,7 +105,7 @@ export interface Chooser {
   probs?: Float32Array;
 }
 
-/** The baselines of the planner issue, on feature rows: random, raster-next, nearest-visible, and both entropies. */
+/** The baselines of the planner issue, on feature rows: random, raster-next, nearest-visible, and the first-token entropy. */
 export function baselineChoosers(data: PlannerData, rows: readonly number[], geo: BlockGeometry, seed = 0): Chooser[] {
   const nb = geo.numBlocks, n = rows.length;
   const pick = (a: ArrayLike<number>) => { const o = new Float32Array(n * nb); rows.forEach((r, i) => { for (let b = 0; b < nb; b++) o[i * nb + b] = a[r * nb + b]; }); return o; };
@@ -120,7 +119,6 @@ export function baselineChoosers(data: PlannerData, rows: readonly number[], geo
     make('raster-next block', 'raster-next'),
     make('nearest-to-visible block', 'nearest-visible'),
     make('highest entropy (first token)', 'entropy', pick(data.features.entropy)),
-    make('highest entropy (whole block, one-step)', 'entropy', pick(data.features.blockEntropy)),
   ];
 }
 
