@@ -90,17 +90,13 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  * - smoke: 16 samples x 2 seeds, 16 NLL images, remaining-loss curves on 4
  *   test images, the per-step oracle comparison on 2 of them: seconds, for
  *   CI; the numbers mean nothing.
- * - default: 334 samples x 3 seeds per setting (1,002; FID / sFID / IS /
- *   P&R, paired by seed in the headline), exact NLL on the same 500 test
- *   images for every setting (paired per image, headline.ts), remaining-loss
- *   curves on 64 test images, the oracle comparison on the first 6, 5
- *   bootstrap replicates per seed. What bounds it is the planner: a
- *   planner-driven sample costs ~150 ms and a planner rollout on a test image
- *   ~110 ms on one of our cores (the features query every cell of every unseen
- *   block at every step; bench/README.md), so 1,000 samples x 3 seeds and
- *   1,000 NLL images per planner setting (~10 min each) do not fit the main
- *   job's hour; the last report's 160 x 2 samples and 96-128 NLL images per
- *   seed were too few to tell settings apart.
+ * - default: 1,000 samples x 3 seeds per setting (FID / sFID / IS / P&R,
+ *   paired by seed in the headline), exact NLL on the same 1,000 test images
+ *   for every setting (paired per image, headline.ts), remaining-loss curves
+ *   on 64 test images, the oracle comparison on the first 6, 5 bootstrap
+ *   replicates per seed. What bounds it is the planner: a planner-driven
+ *   sample costs ~4x a raster one on our cores (one query per unseen block at
+ *   every step, lib/planner/features.ts), and 7 of the 11 settings read it.
  * - full: 5,000 samples x 3 seeds, NLL on the whole test split (10,000),
  *   remaining-loss curves on 256 test images and the oracle comparison on
  *   128, 20 replicates per seed.
@@ -120,7 +116,7 @@ export function evalConfig(profile: ProfileName = activeProfile(), overrides: Pa
 
 /** The default profile's evaluation (see evalConfig for the sizes). */
 export const EVAL_DEFAULTS: EvalConfig = {
-  samplesPerSeed: 334, seeds: [0, 1, 2], sampleBatch: 112, nllImages: 500, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
+  samplesPerSeed: 1000, seeds: [0, 1, 2], sampleBatch: 200, nllImages: 1000, isSplits: 10, bootstrapReps: 500, setBootstrapReps: 5,
   temperature: 1, topK: 0, topP: 1, cfgScale: 1,
   nllBatch: 64, fill: BACKGROUND_FILL, precisionRecall: true, prK: 3, level: 0.95, featureBatch: 256,
   trajectory: { ...DEFAULT_TRAJECTORY_CONFIG, images: 64, oracleImages: 6, bootstrapReps: 500 },
