@@ -1,7 +1,7 @@
 /**
  * OrderHead's public API: the one module notebooks and scripts import.
  * Layers, bottom to top: runtime -> data -> order -> tokenizer -> backbone -> oracle
- * -> planner -> eval -> report -> session, curriculum; a lower layer never imports a higher one
+ * -> planner -> eval -> report -> session, curriculum -> evaluation (notebook 08 on both cores); a lower layer never imports a higher one
  * (the planner reaches the sampler only through the order-policy interface).
  */
 export * from './runtime/errors';
@@ -35,6 +35,7 @@ export * from './report/notebook';
 export * from './report/table';
 export * from './session';
 export * from './curriculum';
+export * from './evaluation';
 export * as tf from '@tensorflow/tfjs';
 export * from './order';
 export * from './tokenizer';

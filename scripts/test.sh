@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (scripts/setup.sh), then unit tests,
-# every notebook headless in the smoke profile (nbconvert), the smoke main job killed and
+# every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
+# workers against one thread on that run (tests/evaluation-workers.test.ts), the smoke main job killed and
 # resumed (tests/main-resume.test.ts), and every notebook again in the Jupyter Notebook UI
 # in headless Chromium (tests/browser/notebooks-ui.ts; screenshots in test-output/browser/).
 # Ends with one summary line.
@@ -24,6 +25,13 @@ nb_status=${PIPESTATUS[0]}
 nb_pass=$(grep -c '^    ok in' "$logs/nb.log")
 nb_fail=$(grep -c '^    FAILED' "$logs/nb.log")
 
+echo "==> notebook 08 on two workers equals one thread (on the smoke run above)"
+ORDERHEAD_EVAL_WORKERS_RUNS="$PWD/runs/test-notebooks/runs" \
+  node --test --test-concurrency=1 dist/tests/evaluation-workers.test.js | tee "$logs/workers.log"
+workers_status=${PIPESTATUS[0]}
+workers_pass=$(grep -E '^# pass [0-9]+' "$logs/workers.log" | tail -1 | awk '{print $3}')
+workers_fail=$(grep -E '^# fail [0-9]+' "$logs/workers.log" | tail -1 | awk '{print $3}')
+
 echo "==> main job killed and resumed (smoke profile; compared with the run above)"
 # tests/main-resume.test.ts: the smoke job killed 5 times, then finished; its results must equal
 # the uninterrupted run just made (reused as the reference when it finished).
@@ -39,13 +47,14 @@ br_status=${PIPESTATUS[0]}
 br_pass=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $3}')
 br_fail=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $5}')
 
-passed=$(( ${unit_pass:-0} + nb_pass + ${resume_pass:-0} + ${br_pass:-0} ))
-failed=$(( ${unit_fail:-0} + nb_fail + ${resume_fail:-0} + ${br_fail:-0} ))
+passed=$(( ${unit_pass:-0} + nb_pass + ${workers_pass:-0} + ${resume_pass:-0} + ${br_pass:-0} ))
+failed=$(( ${unit_fail:-0} + nb_fail + ${workers_fail:-0} + ${resume_fail:-0} + ${br_fail:-0} ))
 # A runner that crashed without counting still fails the suite.
 [ "$unit_status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$nb_status" = 0 ] || [ "$nb_fail" -gt 0 ] || failed=$(( failed + 1 ))
+[ "$workers_status" = 0 ] || [ "${workers_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
 [ "$resume_status" = 0 ] || [ "${resume_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
 [ "$br_status" = 0 ] || [ "${br_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
-echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed; main-job resume: ${resume_pass:-0} passed, ${resume_fail:-0} failed; browser notebooks: ${br_pass:-0} passed, ${br_fail:-0} failed"
+echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed; 08 on workers: ${workers_pass:-0} passed, ${workers_fail:-0} failed; main-job resume: ${resume_pass:-0} passed, ${resume_fail:-0} failed; browser notebooks: ${br_pass:-0} passed, ${br_fail:-0} failed"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -38,6 +38,8 @@ export interface EvaluateSettingsOptions {
   onSetting?: (event: EvalSettingEvent) => void;
   /** Settings whose backbone may have another training budget, each with the reason the report prints (budgets.ts). */
   allowUnmatched?: UnmatchedBudgets;
+  /** evalContextFingerprint(ctx), when the caller has it (several threads keying one cache use the same). */
+  contextFingerprint?: string;
 }
 
 /**
@@ -66,7 +68,7 @@ export async function evaluateSettings(settings: readonly (EvalSetting | Missing
     }
     removeStaleTempFiles(dir); // of writers killed mid-write
   }
-  let contextPrint: string | undefined;
+  let contextPrint = opts.contextFingerprint;
   for (const s of settings) {
     if (isMissing(s)) {
       out.push(s);
