@@ -422,10 +422,10 @@ function findIdxByPattern(dir: string): Record<Split, IdxPaths> {
   const one = (split: Split, kind: keyof IdxPaths): string => {
     const other = kind === 'images' ? 'labels' : 'images', otherSplit = split === 'train' ? 'test' : 'train';
     const hits = names.filter((f) => IDX_SPLIT_RE[split].test(f) && !IDX_SPLIT_RE[otherSplit].test(f) && IDX_KIND_RE[kind].test(f) && !IDX_KIND_RE[other].test(f));
-    const wanted = `a ${split} ${kind} file (a name containing ${split === 'train' ? "'train'" : "'t10k' or 'test'"} and ${kind === 'images' ? "'images' or 'idx3'" : "'labels' or 'idx1'"})`;
+    const wanted = `${split} ${kind} file (a name containing ${split === 'train' ? "'train'" : "'t10k' or 'test'"} and ${kind === 'images' ? "'images' or 'idx3'" : "'labels' or 'idx1'"})`;
     const fix = `name the files like train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, or list them in ${path.join(dir, IDX_MANIFEST)}`;
     ensure(hits.length > 0, `holds no ${wanted}; it holds: ${names.join(', ') || 'no files'}`, dir, fix);
-    ensure(hits.length === 1, `holds ${hits.length} candidates for ${wanted}: ${hits.join(', ')}`, dir, fix);
+    ensure(hits.length === 1, `holds ${hits.length} candidates for the ${wanted}: ${hits.join(', ')}`, dir, fix);
     return path.join(dir, hits[0]);
   };
   return { train: { images: one('train', 'images'), labels: one('train', 'labels') }, test: { images: one('test', 'images'), labels: one('test', 'labels') } };
