@@ -20,6 +20,7 @@ export * from './runtime/optim';
 export * from './runtime/train-loop';
 export * from './data/idx';
 export * from './data/dataset';
+export * from './data/profile-data';
 export * from './backbone/config';
 export * as gpt from './backbone/gpt';
 export * from './backbone/nll';

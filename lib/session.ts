@@ -4,12 +4,13 @@
  * notebook's live display).
  */
 import * as tf from '@tensorflow/tfjs';
-import { activeProfile, profileBanner, ProfileName, pick } from './runtime/profile';
+import { activeProfile, profileBanner, ProfileName } from './runtime/profile';
 import { BackendReport, initBackend } from './runtime/backend';
 import { progress, Progress, ProgressOptions } from './runtime/progress';
 import { runRoot } from './runtime/paths';
 import { watchParent } from './runtime/parent-watch';
-import { DatasetOptions, DatasetStats } from './data/dataset';
+import { DatasetStats } from './data/dataset';
+import { DataSummary, dataSummary } from './data/profile-data';
 import { inNotebook, liveDisplay, showHtml } from './report/notebook';
 import { escapeHtml, toHtmlTable } from './report/table';
 
@@ -24,22 +25,18 @@ export interface NotebookSession {
   versions: Record<string, string>;
   /** A progress bar for a long loop: live in the notebook, a bar on the command line. */
   progress(opts: Omit<ProgressOptions, 'sink'>): Progress;
-  /** "profile smoke, backend wasm": the stamp every figure and table carries. */
+  /** The dataset (ORDERHEAD_DATA): its name for captions, its class names (index = label), notes on capped counts. */
+  dataset: DataSummary;
+  /** "profile smoke, Fashion-MNIST subset, backend wasm": the stamp every figure and table carries. */
   stamp: string;
 }
 
-/** The dataset each profile trains and evaluates on. */
-export function profileDataset(split: 'train' | 'test', profile: ProfileName = activeProfile()): DatasetOptions {
-  return pick<DatasetOptions>({
-    smoke: { name: 'subset', split, limit: split === 'train' ? 512 : 128, pad: 32 },
-    default: { name: 'fashion-mnist', split, pad: 32 },
-    full: { name: 'fashion-mnist', split, pad: 32 },
-  }, profile);
-}
 
 /** Start a notebook (or script): profile, backend, versions, shown as a banner. */
 export async function startNotebook(notebook: string): Promise<NotebookSession> {
   const profile = activeProfile();
+  // Before the backend starts: a bad ORDERHEAD_DATA fails the first cell at once, with its fix.
+  const dataset = dataSummary(profile);
   // A kernel whose runner was killed must not train on (see runtime/parent-watch.ts).
   if (inNotebook()) watchParent();
   const backend = await initBackend({ quiet: inNotebook() });
@@ -48,9 +45,11 @@ export async function startNotebook(notebook: string): Promise<NotebookSession> 
     tfjs: tf.version.tfjs,
     backend: `${backend.kind} (tfjs '${backend.tfBackend}')`,
   };
-  const stamp = `profile ${profile}, backend ${backend.kind}`;
+  const stamp = `profile ${profile}, ${dataset.title}, backend ${backend.kind}`;
+  const dataLine = `Dataset: ${dataset.title} (${dataset.key}), ${dataset.classes.length} classes: ${dataset.classes.join(', ')}` +
+    dataset.notes.map((n) => `; note: ${n}`).join('');
   const session: NotebookSession = {
-    notebook, profile, backend, runRoot: runRoot(), versions, stamp,
+    notebook, profile, backend, runRoot: runRoot(), versions, stamp, dataset,
     progress: (opts) => {
       const live = inNotebook() ? liveDisplay() : null;
       // tslab sends display updates through zeromq without waiting; hundreds of
@@ -62,10 +61,10 @@ export async function startNotebook(notebook: string): Promise<NotebookSession> 
   };
   if (inNotebook()) {
     showHtml(`<div style="padding:6px 10px;border-left:4px solid #4c78a8;background:#f4f7fb">
-<b>${escapeHtml(notebook)}</b> — ${escapeHtml(profileBanner(profile))}<br>${escapeHtml(backend.summary)}</div>` +
+<b>${escapeHtml(notebook)}</b> — ${escapeHtml(profileBanner(profile))}<br>${escapeHtml(dataLine)}<br>${escapeHtml(backend.summary)}</div>` +
       toHtmlTable(Object.entries(versions).map(([what, version]) => ({ what, version }))));
   } else {
-    console.log(`${notebook}: ${profileBanner(profile)}`);
+    console.log(`${notebook}: ${profileBanner(profile)}\n${dataLine}`);
   }
   return session;
 }

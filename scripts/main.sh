@@ -2,9 +2,11 @@
 # The main job: set everything up, then run the whole curriculum (every notebook, in
 # order) on the embedded default dataset and print the report folder.
 # ORDERHEAD_PROFILE=smoke|default|full chooses the profile (default: default).
+# ORDERHEAD_DATA or --data fashion-mnist|subset|idx:DIR chooses the dataset (default: the
+# profile's own, fashion-mnist for default and full; README, Data).
 # Resumable: rerun after a kill and it continues the newest unfinished report of that
-# profile and dataset (ORDERHEAD_DATA, default fashion-mnist), skipping the notebooks done;
-# --fresh starts a new report. Other options (--out, --only) go to run-notebooks.sh.
+# profile and dataset, skipping the notebooks done; --fresh starts a new report.
+# Other options (--data, --out, --only) go to run-notebooks.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -34,6 +34,8 @@ fi
 # This checkout's tslab kernel first (as scripts/run-notebooks.sh does); the kernel inherits the rest.
 export JUPYTER_PATH="$PWD/.jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export ORDERHEAD_PROFILE="$profile"
+# ORDERHEAD_DATA as its key (idx:DIR made absolute: the kernels run in notebooks/); a bad value stops here.
+if [ -n "${ORDERHEAD_DATA:-}" ]; then ORDERHEAD_DATA=$(node dist/scripts/report-state.js data --profile "$profile" --data "$ORDERHEAD_DATA") || exit 2; export ORDERHEAD_DATA; fi
 export ORDERHEAD_RUN_ROOT="${ORDERHEAD_RUN_ROOT:-$PWD/reports/interactive-$profile/runs}"
 mkdir -p "$ORDERHEAD_RUN_ROOT"
 ORDERHEAD_RUN_ROOT=$(cd "$ORDERHEAD_RUN_ROOT" && pwd)
@@ -42,6 +44,7 @@ root_flag=(); [ "$(id -u)" != 0 ] || root_flag=(--allow-root)
 name=$([ "$app" = lab ] && echo JupyterLab || echo "Jupyter Notebook")
 echo "==> $name on notebooks/ (kernel: TypeScript, this checkout's tslab)"
 echo "    profile:   $profile (ORDERHEAD_PROFILE)"
+echo "    dataset:   ${ORDERHEAD_DATA:-the profile default} (ORDERHEAD_DATA)"
 echo "    run root:  $ORDERHEAD_RUN_ROOT (ORDERHEAD_RUN_ROOT; run 00_setup ... 08_evaluation in order, each reads the runs of the ones before)"
 echo "    stop with Ctrl+C"
 exec jupyter "$app" --notebook-dir=notebooks ${root_flag[@]+"${root_flag[@]}"} ${extra[@]+"${extra[@]}"}

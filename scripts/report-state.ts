@@ -18,6 +18,7 @@
  * continued any more: the next run starts a new report.
  *
  * CLI (used by scripts/run-notebooks.sh; messages on stderr, answers on stdout):
+ *   data   --profile P [--data D]  -> the dataset key (D or the profile's default; idx:DIR with DIR absolute)
  *   open   --profile P --data D --notebooks DIR --reports DIR [--out DIR] [--fresh] [--pid N]
  *          -> the report folder (created, or the one continued)
  *   begin  REPORT NOTEBOOK.ipynb  -> "run <why>" (recorded as running) or "skip <why>"
@@ -29,10 +30,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ATOMIC_TEMP_RE, pidAlive as pidOnMachine, writeFileAtomic } from '../lib/runtime/atomic';
 import { OrderHeadError } from '../lib/runtime/errors';
+import { ProfileName } from '../lib/runtime/profile';
+import { PROFILE_DEFAULT_DATA, parseData } from '../lib/data/profile-data';
 
 export const STATE_FILE = 'report-state.json';
 export const STATE_FORMAT = 'orderhead-report-state/1';
-export const DEFAULT_DATA = 'fashion-mnist';
 
 export type NotebookStatus = 'running' | 'ok' | 'failed';
 
@@ -312,11 +314,10 @@ export function openReport(o: OpenOptions): string {
   const log = o.log ?? ((m: string) => console.error(m));
   const now = o.now ?? new Date();
   const notebooksDir = path.resolve(o.notebooksDir);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(o.data)) {
-    throw new OrderHeadError(`the dataset name '${o.data}' is not a plain name`, 'ORDERHEAD_DATA', `use letters, digits, '.', '_' or '-' (default: ${DEFAULT_DATA})`);
-  }
+  // The dataset's key (fashion-mnist, subset, idx:<absolute DIR>) is what a report is continued by.
+  const data = dataKey(o.profile, o.data);
   const fresh = (): ReportState => ({
-    format: STATE_FORMAT, profile: o.profile, data: o.data, created: now.toISOString(), finished: false, notebooksDir, notebooks: {},
+    format: STATE_FORMAT, profile: o.profile, data: data, created: now.toISOString(), finished: false, notebooksDir, notebooks: {},
   });
   const claim = (dir: string, state: ReportState): string => {
     // The runner shell calling us (our parent) may have claimed it already; any other live one has it.
@@ -333,7 +334,7 @@ export function openReport(o: OpenOptions): string {
   };
   const create = (dir: string): string => {
     fs.mkdirSync(dir, { recursive: true });
-    log(`new report: ${dir} (profile ${o.profile}, dataset ${o.data})`);
+    log(`new report: ${dir} (profile ${o.profile}, dataset ${data})`);
     return claim(dir, fresh());
   };
 
@@ -350,8 +351,8 @@ export function openReport(o: OpenOptions): string {
       log(`continuing folder ${dir}: no ${STATE_FILE} in it, so every notebook runs (their stages resume from checkpoints under runs/)`);
       return claim(dir, fresh());
     }
-    if (state.profile !== o.profile || state.data !== o.data) {
-      throw new OrderHeadError(`the report there is for profile ${state.profile} and dataset ${state.data}, not ${o.profile} and ${o.data}`, dir, 'choose another --out, or the matching profile and dataset');
+    if (state.profile !== o.profile || state.data !== data) {
+      throw new OrderHeadError(`the report there is for profile ${state.profile} and dataset ${state.data}, not ${o.profile} and ${data}`, dir, 'choose another --out, or the matching profile and dataset');
     }
     if (o.fresh) {
       if (state.pid !== o.pid && state.pid !== process.ppid && pidAlive(state.pid)) {
@@ -374,18 +375,28 @@ export function openReport(o: OpenOptions): string {
     const candidates = fs.readdirSync(reportsDir, { withFileTypes: true })
       .filter((e) => e.isDirectory())
       .map((e) => ({ dir: path.join(reportsDir, e.name), state: readState(path.join(reportsDir, e.name)) }))
-      .filter((c): c is { dir: string; state: ReportState } => !!c.state && c.state.profile === o.profile && c.state.data === o.data && !c.state.finished)
+      .filter((c): c is { dir: string; state: ReportState } => !!c.state && c.state.profile === o.profile && c.state.data === data && !c.state.finished)
       .sort((a, b) => (a.state.created < b.state.created ? 1 : a.state.created > b.state.created ? -1 : a.dir < b.dir ? 1 : -1));
     if (candidates.length) {
       const { dir, state } = candidates[0];
-      log(`continuing report ${dir} (the newest unfinished ${o.profile} report on ${o.data}: ${progress(state)}; --fresh starts a new one)`);
+      log(`continuing report ${dir} (the newest unfinished ${o.profile} report on ${data}: ${progress(state)}; --fresh starts a new one)`);
       return claim(dir, state);
     }
   }
-  const base = `${o.profile}${o.data === DEFAULT_DATA ? '' : `-${o.data}`}-${stamp(now)}`;
+  const base = `${o.profile}${data === PROFILE_DEFAULT_DATA[o.profile as ProfileName] ? '' : `-${dataSlug(data)}`}-${stamp(now)}`;
   let dir = path.join(reportsDir, base);
   for (let i = 2; fs.existsSync(dir); i++) dir = path.join(reportsDir, `${base}-${i}`);
   return create(dir);
+}
+
+/** The key of dataset value `value` (empty: the profile's default) for `profile`; an unknown value is refused, naming ORDERHEAD_DATA. */
+export function dataKey(profile: string, value: string | undefined): string {
+  return parseData(value, profile as ProfileName, 'ORDERHEAD_DATA (or --data)').key;
+}
+
+/** A dataset key as part of a folder name: idx:/x/my-set -> idx-my-set. */
+function dataSlug(key: string): string {
+  return key.startsWith('idx:') ? `idx-${path.basename(key.slice(4)).replace(/[^A-Za-z0-9._-]+/g, '_')}` : key;
 }
 
 function mustState(report: string): ReportState {
@@ -450,9 +461,12 @@ function main(argv: string[]): number {
   }
   const str = (k: string) => (typeof flags[k] === 'string' ? (flags[k] as string) : undefined);
   switch (cmd) {
+    case 'data':
+      process.stdout.write(`${dataKey(str('profile') ?? 'default', str('data'))}\n`);
+      return 0;
     case 'open': {
       const dir = openReport({
-        profile: str('profile') ?? 'default', data: str('data') || DEFAULT_DATA, notebooksDir: str('notebooks') ?? 'notebooks',
+        profile: str('profile') ?? 'default', data: str('data') ?? '', notebooksDir: str('notebooks') ?? 'notebooks',
         reportsDir: str('reports') ?? 'reports', out: str('out') || undefined, fresh: flags.fresh === true,
         pid: str('pid') ? Number(str('pid')) : undefined,
       });
@@ -473,7 +487,7 @@ function main(argv: string[]): number {
       return 0;
     }
     default:
-      console.error(`report-state: unknown command '${cmd}' (open, begin, end, finish)`);
+      console.error(`report-state: unknown command '${cmd}' (data, open, begin, end, finish)`);
       return 2;
   }
 }

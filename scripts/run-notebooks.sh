@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run every notebook in notebooks/ headless, in order, in one profile, and collect
 # the executed notebooks, their HTML exports and the run artifacts in one report folder.
-# Usage: scripts/run-notebooks.sh [--profile smoke|default|full] [--out DIR] [--only PATTERN] [--fresh]
+# Usage: scripts/run-notebooks.sh [--profile smoke|default|full] [--data fashion-mnist|subset|idx:DIR]
+#                                [--out DIR] [--only PATTERN] [--fresh]
+# --data (or ORDERHEAD_DATA) chooses the dataset; unset, the profile's own (smoke: subset,
+# default and full: fashion-mnist). See the README's Data section for idx:DIR.
 #
 # Resumable: a run continues the newest unfinished report of its profile and dataset
-# (ORDERHEAD_DATA, default fashion-mnist) under reports/, or the --out folder when it
+# under reports/, or the --out folder when it
 # holds an unfinished one. Notebooks done with unchanged inputs (notebook file, dist/lib,
 # profile, dataset, the notebooks before it) are skipped; an interrupted one runs again
 # and its stages resume from their checkpoints under <report>/runs. The bookkeeping is
@@ -15,14 +18,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${ORDERHEAD_PROFILE:-default}"; out=""; only=""; fresh=""
-data="${ORDERHEAD_DATA:-fashion-mnist}"
+data="${ORDERHEAD_DATA:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
+    --data) data="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --fresh) fresh="--fresh"; shift ;;
-    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --out, --only, --fresh)" >&2; exit 2 ;;
+    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --data, --out, --only, --fresh)" >&2; exit 2 ;;
   esac
 done
 case "$profile" in smoke|default|full) ;; *) echo "unknown profile '$profile': use one of smoke, default, full" >&2; exit 2 ;; esac
@@ -30,6 +34,9 @@ state_cli=(node dist/scripts/report-state.js)
 for f in report-state kernel-preload; do
   [ -f "dist/scripts/$f.js" ] || { echo "run-notebooks.sh: dist/scripts/$f.js is missing; run: npm run build" >&2; exit 2; }
 done
+# The dataset's key (idx:DIR made absolute: the kernels run in notebooks/), for the report and the kernels.
+data=$("${state_cli[@]}" data --profile "$profile" --data "$data")
+export ORDERHEAD_DATA="$data"
 out=$("${state_cli[@]}" open --profile "$profile" --data "$data" --notebooks notebooks --reports reports \
         ${out:+--out "$out"} $fresh --pid $$)
 if [ -z "$out" ]; then
@@ -52,7 +59,7 @@ status=0
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   [ -z "$only" ] || [[ "$nb" == *$only* ]] || continue
   name=$(basename "$nb" .ipynb)
-  echo "==> $name (profile $profile)"
+  echo "==> $name (profile $profile, dataset $data)"
   answer=$("${state_cli[@]}" begin "$out" "$nb")
   decision=${answer%% *}; why=${answer#* }
   if [ "$decision" = skip ]; then

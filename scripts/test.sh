@@ -2,7 +2,8 @@
 # The whole test suite: installs what it needs (scripts/setup.sh), then unit tests,
 # every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
 # workers against one thread on that run (tests/evaluation-workers.test.ts), the smoke main job killed and
-# resumed (tests/main-resume.test.ts), and every notebook again in the Jupyter Notebook UI
+# resumed (tests/main-resume.test.ts), the smoke main job on a synthetic idx:DIR dataset
+# (tests/data-main.test.ts), and every notebook again in the Jupyter Notebook UI
 # in headless Chromium (tests/browser/notebooks-ui.ts; screenshots in test-output/browser/).
 # Ends with one summary line.
 # Options: --no-setup (skip installation; what `npm test` does)
@@ -41,20 +42,28 @@ resume_status=${PIPESTATUS[0]}
 resume_pass=$(grep -E '^# pass [0-9]+' "$logs/resume.log" | tail -1 | awk '{print $3}')
 resume_fail=$(grep -E '^# fail [0-9]+' "$logs/resume.log" | tail -1 | awk '{print $3}')
 
+echo "==> main job on your own data (smoke profile, ORDERHEAD_DATA=idx:DIR on a synthetic set)"
+# tests/data-main.test.ts: every notebook on four shape classes of 20x20 images, with their names in the outputs.
+ORDERHEAD_DATA_MAIN_TEST=1 node --test --test-concurrency=1 dist/tests/data-main.test.js | tee "$logs/data.log"
+data_status=${PIPESTATUS[0]}
+data_pass=$(grep -E '^# pass [0-9]+' "$logs/data.log" | tail -1 | awk '{print $3}')
+data_fail=$(grep -E '^# fail [0-9]+' "$logs/data.log" | tail -1 | awk '{print $3}')
+
 echo "==> notebooks in the browser (smoke profile, Jupyter Notebook UI)"
 node dist/tests/browser/notebooks-ui.js --out test-output/browser 2>&1 | tee "$logs/browser.log"
 br_status=${PIPESTATUS[0]}
 br_pass=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $3}')
 br_fail=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $5}')
 
-passed=$(( ${unit_pass:-0} + nb_pass + ${workers_pass:-0} + ${resume_pass:-0} + ${br_pass:-0} ))
-failed=$(( ${unit_fail:-0} + nb_fail + ${workers_fail:-0} + ${resume_fail:-0} + ${br_fail:-0} ))
+passed=$(( ${unit_pass:-0} + nb_pass + ${workers_pass:-0} + ${resume_pass:-0} + ${data_pass:-0} + ${br_pass:-0} ))
+failed=$(( ${unit_fail:-0} + nb_fail + ${workers_fail:-0} + ${resume_fail:-0} + ${data_fail:-0} + ${br_fail:-0} ))
 # A runner that crashed without counting still fails the suite.
 [ "$unit_status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 [ "$nb_status" = 0 ] || [ "$nb_fail" -gt 0 ] || failed=$(( failed + 1 ))
 [ "$workers_status" = 0 ] || [ "${workers_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
 [ "$resume_status" = 0 ] || [ "${resume_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
+[ "$data_status" = 0 ] || [ "${data_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
 [ "$br_status" = 0 ] || [ "${br_fail:-0}" -gt 0 ] || failed=$(( failed + 1 ))
-echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed; 08 on workers: ${workers_pass:-0} passed, ${workers_fail:-0} failed; main-job resume: ${resume_pass:-0} passed, ${resume_fail:-0} failed; browser notebooks: ${br_pass:-0} passed, ${br_fail:-0} failed"
+echo "unit tests: ${unit_pass:-0} passed, ${unit_fail:-0} failed; notebooks: $nb_pass passed, $nb_fail failed; 08 on workers: ${workers_pass:-0} passed, ${workers_fail:-0} failed; main-job resume: ${resume_pass:-0} passed, ${resume_fail:-0} failed; own-data main job: ${data_pass:-0} passed, ${data_fail:-0} failed; browser notebooks: ${br_pass:-0} passed, ${br_fail:-0} failed"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" = 0 ]

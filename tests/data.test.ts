@@ -239,7 +239,7 @@ describe('datasets', () => {
   });
 
   test('unknown name or split lists the valid ones', () => {
-    throwsOrderHead(() => loadDataset({ name: 'mnist' as never, split: 'train' }), 'loadDataset(name)', 'fashion-mnist, subset, custom');
+    throwsOrderHead(() => loadDataset({ name: 'mnist' as never, split: 'train' }), 'loadDataset(name)', 'fashion-mnist, subset, idx, custom');
     throwsOrderHead(() => loadDataset({ name: 'subset', split: 'val' as never }), 'loadDataset(split)', 'train, test');
   });
 

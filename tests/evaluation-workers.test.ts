@@ -21,7 +21,7 @@ import { loadTokenizer, loadTokenCache } from '../lib/tokenizer';
 import { loadOracleDataset } from '../lib/oracle';
 import { evalConfig, evaluateSettings, featureNetOutputs, isMissing, realFeatureStats, SettingOutcome, SettingResult } from '../lib/eval';
 import { loadFeatureNet } from '../lib/eval/feature-net-train';
-import { profileDataset } from '../lib/session';
+import { profileDataset } from '../lib/data/profile-data';
 import { OrderHeadError } from '../lib/runtime/errors';
 
 const RUNS = process.env.ORDERHEAD_EVAL_WORKERS_RUNS;

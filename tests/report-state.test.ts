@@ -28,7 +28,7 @@ function world(): { root: string; notebooks: string; reports: string; opts: (o?:
   fs.writeFileSync(path.join(notebooks, 'scratch.ipynb'), '{}'); // not NN_: not part of the curriculum
   const reports = path.join(root, 'reports');
   const logs: string[] = [];
-  return { root, notebooks, reports, logs, opts: (o = {}) => ({ profile: 'smoke', data: 'fashion-mnist', notebooksDir: notebooks, reportsDir: reports, log: (m) => logs.push(m), ...o }) };
+  return { root, notebooks, reports, logs, opts: (o = {}) => ({ profile: 'smoke', data: 'subset', notebooksDir: notebooks, reportsDir: reports, log: (m) => logs.push(m), ...o }) };
 }
 
 const LIB = 'lib-hash-1';
@@ -54,7 +54,7 @@ test('a new report is created, continued after a kill, and skips the notebooks d
   assert.equal(dir, path.join(w.reports, 'smoke-20261202-040506'));
   const state = readState(dir)!;
   assert.equal(state.profile, 'smoke');
-  assert.equal(state.data, 'fashion-mnist');
+  assert.equal(state.data, 'subset');
   assert.equal(state.finished, false);
   // Killed during the second notebook.
   assert.deepEqual(runAll(dir, w.notebooks, LIB, (n) => (n === '01_b' ? 'kill' : 'ok')), { ran: ['00_a', '01_b'], skipped: [] });
@@ -96,11 +96,16 @@ test('--fresh starts a new report; the newest unfinished report of the same prof
   const b = openReport(w.opts({ fresh: true, now: new Date(2026, 0, 2, 0, 0, 0) }));
   assert.notEqual(a, b);
   const other = openReport(w.opts({ profile: 'default', now: new Date(2026, 0, 3, 0, 0, 0) }));
-  const otherData = openReport(w.opts({ data: 'mnist', now: new Date(2026, 0, 4, 0, 0, 0) }));
-  assert.equal(path.basename(otherData), 'smoke-mnist-20260104-000000');
-  assert.equal(openReport(w.opts()), b, 'newest smoke / fashion-mnist report');
+  const otherData = openReport(w.opts({ data: 'idx:/data/my set', now: new Date(2026, 0, 4, 0, 0, 0) }));
+  assert.equal(path.basename(otherData), 'smoke-idx-my_set-20260104-000000');
+  assert.equal(readState(otherData)!.data, 'idx:/data/my set', 'the key names the folder');
+  assert.equal(openReport(w.opts()), b, 'newest smoke / subset report');
   assert.equal(openReport(w.opts({ profile: 'default' })), other);
-  assert.equal(openReport(w.opts({ data: 'mnist' })), otherData);
+  assert.equal(openReport(w.opts({ data: 'idx:/data/my set' })), otherData);
+  // Unset: the profile's own dataset (smoke: the shipped subset), whose reports have no dataset in their folder name.
+  assert.equal(openReport(w.opts({ data: '' })), b);
+  assert.equal(path.basename(b), 'smoke-20260102-000000');
+  assert.equal(readState(b)!.data, 'subset');
   assert.throws(() => openReport(w.opts({ data: '../x' })), /ORDERHEAD_DATA/);
   // Same second: a suffix, not the same folder.
   const t = new Date(2026, 0, 5, 0, 0, 0);

@@ -69,6 +69,43 @@ export function readIdx(file: string): IdxArray {
   return parseIdx(maybeGunzip(raw, file), file);
 }
 
+/**
+ * The dimensions of an IDX file without reading its items: only the first
+ * kilobytes are read (and, for .gz, inflated), so the size of a split can be
+ * checked before the dataset is loaded. The magic is checked as readIdx does.
+ */
+export function readIdxHeader(file: string): { dims: number[] } {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      head = Buffer.alloc(4096);
+      head = head.subarray(0, fs.readSync(fd, head, 0, head.length, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OrderHeadError('file not found', file, missingFileFix(file));
+    throw new OrderHeadError(`cannot read the file (${code ?? String(err)})`, file, 'check the path and the file permissions');
+  }
+  ensure(head.length > 0, 'file is empty (0 bytes)', file, 'replace it with a complete copy of the IDX file');
+  let bytes: Uint8Array = head;
+  if (isGzip(head)) {
+    try {
+      // A prefix of the stream: flush what inflates instead of failing on the missing end.
+      bytes = zlib.gunzipSync(head, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    } catch (err) {
+      throw new OrderHeadError(`corrupt gzip data (${(err as Error).message})`, file, 'the file is damaged; replace it with a complete copy');
+    }
+  }
+  ensure(bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 0 && bytes[2] in IDX_DTYPE_NAMES && bytes[3] > 0 && bytes.length >= 4 + 4 * bytes[3],
+    `not an IDX file (magic bytes ${hex(bytes.subarray(0, 4))}; expected 00 00 08 <ndims>)`, file,
+    'pass an IDX file such as train-images-idx3-ubyte.gz or train-labels-idx1-ubyte.gz');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { dims: Array.from({ length: bytes[3] }, (_, i) => view.getUint32(4 + 4 * i, false)) };
+}
+
 /** Gunzip when the gzip magic is present; a broken stream becomes an OrderHeadError naming the file. */
 function maybeGunzip(raw: Buffer, file: string): Uint8Array {
   if (!isGzip(raw)) return raw;

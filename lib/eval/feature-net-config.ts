@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { ensure } from '../runtime/errors';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { OPTIM_CONFIG_DOCS, OptimConfig, validateOptimConfig } from '../runtime/optim';
-import { DatasetOptions } from '../data/dataset';
+import { DatasetOptions, datasetClasses } from '../data/dataset';
+import { profileDataPair } from '../data/profile-data';
 
 /** Checkpoint prefix and run stage of feature-network runs. */
 export const FEATURE_NET_STAGE = 'featurenet';
@@ -17,7 +18,7 @@ export interface FeatureNetDataConfig {
 export interface FeatureNetConfig extends OptimConfig {
   /** Side of the square single-channel input images. Default 32 (Fashion-MNIST padded, as the tokenizer sees it). */
   imageSize: number;
-  /** Number of classes. Default 10 (Fashion-MNIST). */
+  /** Number of classes. Default: the profile's dataset's (10 for Fashion-MNIST). */
   classes: number;
   /** Output channels of each conv stage; each stage halves the resolution. Default [16, 32] (32x32 -> 16x16 -> 8x8). */
   channels: number[];
@@ -86,15 +87,15 @@ export const FEATURE_NET_CONFIG_DOCS: Record<keyof FeatureNetConfig, string> = {
  *   only 88.4% in 70 s. Batch 128 costs 0.85 ms per image against 1.2 ms at 64.
  * - full: the same net trained four times longer (not measured; expect
  *   about 91%).
+ * The data and the class count are the profile's dataset's (ORDERHEAD_DATA, profileDataset).
  */
 export function featureNetConfig(profile: ProfileName = activeProfile(), overrides: Partial<FeatureNetConfig> = {}): FeatureNetConfig {
-  const fashion = { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } } as const;
+  const data = overrides.data ?? profileDataPair(profile);
   return profileConfig<FeatureNetConfig>(FEATURE_NET_DEFAULTS, {
-    smoke: { steps: 30, batch: 32, warmup: 5, logEvery: 5, checkpointEvery: 15,
-      data: { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } } },
+    smoke: { steps: 30, batch: 32, warmup: 5, logEvery: 5, checkpointEvery: 15 },
     default: {},
-    full: { steps: 3120, warmup: 100, logEvery: 50, checkpointEvery: 500, data: fashion },
-  }, profile, overrides, validateFeatureNetConfig);
+    full: { steps: 3120, warmup: 100, logEvery: 50, checkpointEvery: 500 },
+  }, profile, { data, classes: datasetClasses(data.train).length, ...overrides }, validateFeatureNetConfig);
 }
 
 /** The default profile's feature network (see featureNetConfig for how it was sized). β2 = 0.999: the measured runs used it. */

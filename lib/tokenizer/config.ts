@@ -14,6 +14,7 @@ import { ensure } from '../runtime/errors';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { OPTIM_CONFIG_DOCS, OptimConfig, validateOptimConfig } from '../runtime/optim';
 import { DatasetOptions } from '../data/dataset';
+import { profileDataPair } from '../data/profile-data';
 
 /** Which images a tokenizer run trains and evaluates on (recorded in its config). */
 export interface TokenizerDataConfig {
@@ -87,6 +88,7 @@ export function patchPixels(cfg: Pick<TokenizerConfig, 'patchSize'>): number {
  * - smoke: 40 steps of 32 images on the 512-image subset (seconds);
  * - default: Fashion-MNIST train (60,000), 1,800 steps of 32 images (about one
  *   epoch), a few minutes on the single-threaded wasm backend;
+ * the data is the profile's dataset (ORDERHEAD_DATA, profileDataset);
  * - full: the same model trained four times longer.
  *
  * The defaults were chosen by measurement on wasm (2-core machine, ~3 minutes
@@ -99,13 +101,11 @@ export function patchPixels(cfg: Pick<TokenizerConfig, 'patchSize'>): number {
  * codeDim 8 (LlamaGen's) and 16 were within 0.1 dB; lr 1e-3 was 0.3 dB worse than 2e-3.
  */
 export function tokenizerConfig(profile: ProfileName = activeProfile(), overrides: Partial<TokenizerConfig> = {}): TokenizerConfig {
-  const subset = { train: { name: 'subset', split: 'train', limit: 512, pad: 32 }, test: { name: 'subset', split: 'test', limit: 128, pad: 32 } } as const;
-  const fashion = { train: { name: 'fashion-mnist', split: 'train', pad: 32 }, test: { name: 'fashion-mnist', split: 'test', pad: 32 } } as const;
   return profileConfig<TokenizerConfig>(TOKENIZER_DEFAULTS, {
-    smoke: { steps: 40, warmup: 5, logEvery: 5, evalEvery: 20, evalImages: 128, checkpointEvery: 20, deadAfter: 10, restartEvery: 10, data: subset },
-    default: { data: fashion },
-    full: { steps: 7200, warmup: 100, logEvery: 50, evalEvery: 600, evalImages: 2000, checkpointEvery: 600, deadAfter: 100, restartEvery: 50, data: fashion },
-  }, profile, overrides, validateTokenizerConfig);
+    smoke: { steps: 40, warmup: 5, logEvery: 5, evalEvery: 20, evalImages: 128, checkpointEvery: 20, deadAfter: 10, restartEvery: 10 },
+    default: {},
+    full: { steps: 7200, warmup: 100, logEvery: 50, evalEvery: 600, evalImages: 2000, checkpointEvery: 600, deadAfter: 100, restartEvery: 50 },
+  }, profile, { data: profileDataPair(profile), ...overrides }, validateTokenizerConfig);
 }
 
 /** The default profile's tokenizer (see tokenizerConfig for how it was chosen). */
