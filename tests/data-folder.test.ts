@@ -117,7 +117,7 @@ describe('profile sizes', () => {
   test('a set smaller than the profile needs is refused, naming the split, the need and the fix', () => {
     const d = writeShapesSet(fresh(), { train: 20, test: 40 });
     throwsOrderHead(() => profileDataset('train', 'smoke', env(d)), `${DATA_ENV}=idx:${d}`, 'has 20 images', 'needs at least 32', 'add train images');
-    throwsOrderHead(() => profileDataset('test', 'default', env(d)), 'needs at least 500', 'ORDERHEAD_PROFILE=smoke');
+    throwsOrderHead(() => profileDataset('test', 'default', env(d)), 'needs at least 1000', 'ORDERHEAD_PROFILE=smoke');
   });
 
   test('each profile\'s minimum is what its stages take from the split (the table follows the configs)', () => {

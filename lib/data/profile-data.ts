@@ -64,7 +64,7 @@ export function activeData(profile: ProfileName = activeProfile(), env: NodeJS.P
  */
 export const PROFILE_DATA_SIZES: Record<ProfileName, Record<Split, { asks?: number; needs: number }>> = {
   smoke: { train: { asks: 512, needs: 32 }, test: { asks: 128, needs: 16 } },
-  default: { train: { needs: 384 }, test: { needs: 500 } },
+  default: { train: { needs: 384 }, test: { needs: 1000 } },
   full: { train: { needs: 1536 }, test: { needs: 10000 } },
 };
 
