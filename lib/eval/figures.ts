@@ -17,10 +17,16 @@ import { EVAL_METRIC_COLUMNS, headerOf, MetricColumn } from './tables';
 
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
-/** The caveat as a small note under a plot. */
-function caveatAnnotation(): Record<string, unknown> {
-  return { text: wrap(FEATURE_NET_CAVEAT, 140), showarrow: false, xref: 'paper', yref: 'paper', x: 0, y: -0.28, xanchor: 'left', yanchor: 'top', align: 'left', font: { size: 10, color: '#555' } };
+/**
+ * The caveat as a small note under a plot, `below` pixels under the plot area
+ * (in pixels, not a fraction of the plot's height: the tick labels above it
+ * take the same room whatever the height).
+ */
+function caveatAnnotation(below: number): Record<string, unknown> {
+  return { text: wrap(FEATURE_NET_CAVEAT, 140), showarrow: false, xref: 'paper', yref: 'paper', x: 0, y: 0, yshift: -below, xanchor: 'left', yanchor: 'top', align: 'left', font: { size: 10, color: '#555' } };
 }
+/** Room under a bar chart's plot area for its slanted setting names, then the caveat's three lines. */
+const BAR_LABELS_PX = 120, CAVEAT_PX = 50;
 
 function wrap(text: string, width: number): string {
   const out: string[] = [];
@@ -51,9 +57,9 @@ export function metricBarsFigure(outcomes: readonly SettingOutcome[], metric: Ev
     }],
     layout: {
       title: { text: `${headerOf(col)} by setting (mean over seeds${level ? `, ${Math.round(level * 100)}% interval` : ''}) — ${stamp}`, font: { size: 14 } },
-      yaxis: { title: headerOf(col) }, xaxis: { tickangle: -20 }, height: 420, showlegend: false,
-      margin: col.featureNet ? { b: 170 } : undefined,
-      annotations: col.featureNet ? [caveatAnnotation()] : [],
+      yaxis: { title: headerOf(col) }, xaxis: { tickangle: -20, automargin: false }, height: 460 + (col.featureNet ? CAVEAT_PX : 0), showlegend: false,
+      margin: { b: BAR_LABELS_PX + (col.featureNet ? CAVEAT_PX : 0) },
+      annotations: col.featureNet ? [caveatAnnotation(BAR_LABELS_PX)] : [],
     },
   };
 }
@@ -76,7 +82,7 @@ export function recognizabilityCurvesFigure(outcomes: readonly SettingOutcome[],
     layout: {
       title: { text: `Progressive recognizability of generated samples along their own order — ${stamp}${missing.length ? ` (missing: ${missing.join(', ')})` : ''}`, font: { size: 14 } },
       xaxis: { title: 'fraction of blocks decoded', range: [0, 1] }, yaxis: { title: 'feature-net accuracy (conditioning class)', range: [0, 1.02] },
-      height: 460, margin: { b: 170 }, annotations: [caveatAnnotation()],
+      height: 460, margin: { b: 60 + CAVEAT_PX }, annotations: [caveatAnnotation(50)],
     },
   };
 }
