@@ -182,10 +182,13 @@ const CASES: Record<string, (o: Opts) => Promise<Record<string, unknown>>> = {
     const pl = createPlanner({ ...PLANNER_DEFAULTS, latentSteps: o.R as LatentSteps },
       { numBlocks: geo.numBlocks, blocksY: geo.blocksY, blocksX: geo.blocksX, backboneDim: cfg.dModel, numClasses: cfg.numClasses });
     const cached = plannerPolicy(pl, m, geo);
+    const other = createGPT(cfg, 1);
     const policies: Record<string, OrderPolicy> = {
       random: randomPolicy(geo, 0),
       'planner, cached': cached,
       'planner, full prefix': { name: 'planner, full prefix', nextBlocks: (st) => cached.nextBlocks(st) }, // no contextOf: no cache handed over
+      // The contest's case: the planner reads C while another backbone generates (the sampler feeds it a cache of C).
+      'planner reading another backbone': plannerPolicy(pl, other, geo),
     };
     const classes = new Int32Array(B).map((_, i) => i % cfg.numClasses);
     const out: Record<string, unknown> = { batch: B, R: o.R };
@@ -501,15 +504,16 @@ async function orchestrate(): Promise<void> {
   if (only.includes('planner')) {
     console.error('planner-driven sampling against random blocks (small, 16 blocks of 2x2):');
     lines.push('### Planner-driven sampling: `small`, 16 blocks of 2x2, planner width 64, R = 1; best of the repeats', '',
-      '| batch | random blocks: tokens/s | planner, cached: tokens/s | planner, full prefix: tokens/s | cached / random time | full prefix / random time | peak RSS (MB) |',
-      '|---:|---:|---:|---:|---:|---:|---:|');
+      '| batch | random blocks: tokens/s | planner, cached: tokens/s | planner, full prefix: tokens/s | cached / random time | full prefix / random time | reading another backbone / random time | peak RSS (MB) |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const B of [1, BATCH]) {
       const c = cases[`planner-sample-b${B}`] = ours('planner-sample', { batch: B, R: 1, repeats: B === 1 ? 2 : 2 }, `ours, planner sampling, batch ${B}`);
       const r = R(c);
       const sec = (k: string) => (r ? ((r[k] as Record<string, number>).bestSeconds) : NaN);
       const tps = (k: string) => (r ? ((r[k] as Record<string, number>).tokensPerSecond) : NaN);
       const cachedRatio = sec('planner, cached') / sec('random'), fullRatio = sec('planner, full prefix') / sec('random');
-      lines.push(`| ${B} | ${f(tps('random'))} | ${f(tps('planner, cached'))} | ${f(tps('planner, full prefix'))} | ${f(cachedRatio, 2)} | ${f(fullRatio, 2)} | ${f(r?.vmHwmMB)} |`);
+      const otherRatio = sec('planner reading another backbone') / sec('random');
+      lines.push(`| ${B} | ${f(tps('random'))} | ${f(tps('planner, cached'))} | ${f(tps('planner, full prefix'))} | ${f(cachedRatio, 2)} | ${f(fullRatio, 2)} | ${f(otherRatio, 2)} | ${f(r?.vmHwmMB)} |`);
       goals.push({ goal: `planner-driven sampling time / random-block, batch ${B}`, value: Number.isFinite(cachedRatio) ? cachedRatio : null, target: '<= 1.5',
         met: Number.isFinite(cachedRatio) ? cachedRatio <= 1.5 : null, note: Number.isFinite(fullRatio) ? `recomputing every prefix: ${fullRatio.toFixed(2)}x` : undefined });
     }
