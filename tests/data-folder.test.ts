@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { OrderHeadError } from '../lib/runtime/errors';
+import { throwsOH } from './helpers';
 import { writeIdx } from '../lib/data/idx';
 import { IDX_MANIFEST, ImageDataset, datasetClasses, fitTo, idxFolder, loadDataset } from '../lib/data/dataset';
 import { DATA_ENV, PROFILE_DATA_SIZES, activeData, dataSummary, parseData, profileDataPair, profileDataset } from '../lib/data/profile-data';
@@ -25,18 +25,6 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orderhead-data-folder-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let k = 0;
 const fresh = () => { const d = path.join(tmp, `set-${k++}`); fs.mkdirSync(d); return d; };
-
-function throwsOrderHead(fn: () => unknown, ...fragments: string[]): OrderHeadError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof OrderHeadError, `expected an OrderHeadError, got ${String(caught)}`);
-  for (const f of fragments) assert.ok(caught.message.includes(f), `message lacks '${f}': ${caught.message}`);
-  return caught;
-}
 
 const env = (dir: string) => ({ [DATA_ENV]: `idx:${dir}` });
 
@@ -63,9 +51,9 @@ describe('idx folders', () => {
     assert.equal(ds.n, 32);
     assert.match(ds.source, /^shapes test \(idx:/);
     fs.writeFileSync(path.join(d, IDX_MANIFEST), '{ "train": ');
-    throwsOrderHead(() => idxFolder(d), path.join(d, IDX_MANIFEST), 'not valid JSON', 'write it as');
+    throwsOH(() => idxFolder(d), path.join(d, IDX_MANIFEST), 'not valid JSON', 'write it as');
     fs.writeFileSync(path.join(d, IDX_MANIFEST), JSON.stringify({ train: { images: 'a.bin', labels: 'b.bin' } }));
-    throwsOrderHead(() => idxFolder(d), IDX_MANIFEST, 'no "test"');
+    throwsOH(() => idxFolder(d), IDX_MANIFEST, 'no "test"');
   });
 
   test('class names: classes.txt, else the label numbers; the class count follows the dataset', () => {
@@ -92,8 +80,8 @@ describe('idx folders', () => {
     assert.equal(activeData('default', {}).key, 'fashion-mnist');
     assert.equal(activeData('smoke', { [DATA_ENV]: 'fashion-mnist' }).key, 'fashion-mnist');
     assert.equal(parseData('idx:rel/dir', 'smoke').key, `idx:${path.resolve('rel/dir')}`);
-    throwsOrderHead(() => parseData('mnist', 'smoke'), DATA_ENV, "unknown dataset 'mnist'", 'idx:DIR');
-    throwsOrderHead(() => parseData('idx:', 'smoke'), DATA_ENV, 'fashion-mnist, subset or idx:DIR');
+    throwsOH(() => parseData('mnist', 'smoke'), DATA_ENV, "unknown dataset 'mnist'", 'idx:DIR');
+    throwsOH(() => parseData('idx:', 'smoke'), DATA_ENV, 'fashion-mnist, subset or idx:DIR');
     // The built-in datasets keep their options (the same run configs as before).
     assert.deepEqual(profileDataset('train', 'smoke', {}), { name: 'subset', split: 'train', limit: 512, pad: 32 });
     assert.deepEqual(profileDataset('test', 'default', {}), { name: 'fashion-mnist', split: 'test', pad: 32 });
@@ -116,8 +104,8 @@ describe('profile sizes', () => {
 
   test('a set smaller than the profile needs is refused, naming the split, the need and the fix', () => {
     const d = writeShapesSet(fresh(), { train: 20, test: 40 });
-    throwsOrderHead(() => profileDataset('train', 'smoke', env(d)), `${DATA_ENV}=idx:${d}`, 'has 20 images', 'needs at least 32', 'add train images');
-    throwsOrderHead(() => profileDataset('test', 'default', env(d)), 'needs at least 1000', 'ORDERHEAD_PROFILE=smoke');
+    throwsOH(() => profileDataset('train', 'smoke', env(d)), `${DATA_ENV}=idx:${d}`, 'has 20 images', 'needs at least 32', 'add train images');
+    throwsOH(() => profileDataset('test', 'default', env(d)), 'needs at least 1000', 'ORDERHEAD_PROFILE=smoke');
   });
 
   test('each profile\'s minimum is what its stages take from the split (the table follows the configs)', () => {
@@ -168,37 +156,37 @@ describe('bad idx folders: each names the file and the fix', () => {
     const d = writeShapesSet(fresh());
     const file = path.join(d, 'train-images-idx3-ubyte.gz');
     writeIdx(file, [64, 20, 20, 3], new Uint8Array(64 * 20 * 20 * 3));
-    throwsOrderHead(() => idxFolder(d), file, '4-D images [64, 20, 20, 3]', 'colour', 'convert the images to grayscale');
-    throwsOrderHead(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), file, 'grayscale');
+    throwsOH(() => idxFolder(d), file, '4-D images [64, 20, 20, 3]', 'colour', 'convert the images to grayscale');
+    throwsOH(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), file, 'grayscale');
   });
 
   test('a label outside the names of classes.txt', () => {
     const d = writeShapesSet(fresh());
     fs.writeFileSync(path.join(d, 'classes.txt'), 'ring\nbar\ncross\n');
-    throwsOrderHead(() => idxFolder(d), path.join(d, 'classes.txt'), 'names 3 classes', 'holds label 3', 'add the missing class names');
+    throwsOH(() => idxFolder(d), path.join(d, 'classes.txt'), 'names 3 classes', 'holds label 3', 'add the missing class names');
     fs.writeFileSync(path.join(d, 'classes.txt'), 'ring\n\ncross\ndot\n');
-    throwsOrderHead(() => idxFolder(d), 'classes.txt', 'empty class name');
+    throwsOH(() => idxFolder(d), 'classes.txt', 'empty class name');
   });
 
   test('train and test images of different sizes', () => {
     const d = writeShapesSet(fresh());
     writeIdx(path.join(d, 't10k-images-idx3-ubyte.gz'), [32, 24, 24], new Uint8Array(32 * 24 * 24));
-    throwsOrderHead(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), path.join(d, 'train-images-idx3-ubyte.gz'), 'are 20x20', 'are 24x24', 'same size');
+    throwsOH(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), path.join(d, 'train-images-idx3-ubyte.gz'), 'are 20x20', 'are 24x24', 'same size');
   });
 
   test('images and labels of different counts (in either split, found before training)', () => {
     const d = writeShapesSet(fresh());
     writeIdx(path.join(d, 't10k-labels-idx1-ubyte.gz'), [31], new Uint8Array(31));
-    throwsOrderHead(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), path.join(d, 't10k-labels-idx1-ubyte.gz'), 'holds 31 labels', '32 images', 'same split');
+    throwsOH(() => loadDataset({ name: 'idx', dir: d, split: 'train' }), path.join(d, 't10k-labels-idx1-ubyte.gz'), 'holds 31 labels', '32 images', 'same split');
   });
 
   test('no file, or two, for a split and kind; a missing folder', () => {
     const d = writeShapesSet(fresh());
     fs.rmSync(path.join(d, 't10k-labels-idx1-ubyte.gz'));
-    throwsOrderHead(() => idxFolder(d), d, 'holds no test labels file', IDX_MANIFEST);
+    throwsOH(() => idxFolder(d), d, 'holds no test labels file', IDX_MANIFEST);
     writeIdx(path.join(d, 't10k-labels-idx1-ubyte.gz'), [32], new Uint8Array(32));
     writeIdx(path.join(d, 'test-labels-copy.idx1'), [32], new Uint8Array(32));
-    throwsOrderHead(() => idxFolder(d), '2 candidates', 'test-labels-copy.idx1');
-    throwsOrderHead(() => profileDataset('train', 'smoke', env(path.join(d, 'nope'))), path.join(d, 'nope'), 'is not a folder');
+    throwsOH(() => idxFolder(d), '2 candidates', 'test-labels-copy.idx1');
+    throwsOH(() => profileDataset('train', 'smoke', env(path.join(d, 'nope'))), path.join(d, 'nope'), 'is not a folder');
   });
 });

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { OrderHeadError } from '../lib/runtime/errors';
+import { throwsOH } from './helpers';
 import { DEBIAN_FASHION_MNIST_DIR, encodeIdx, readIdx, writeIdx } from '../lib/data/idx';
 import {
   classMeanImages,
@@ -24,19 +24,6 @@ import {
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orderhead-data-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** Assert `fn` throws an OrderHeadError whose message contains every fragment. */
-function throwsOrderHead(fn: () => unknown, ...fragments: string[]): OrderHeadError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  assert.ok(caught instanceof OrderHeadError, `expected an OrderHeadError, got ${String(caught)}`);
-  for (const fragment of fragments) assert.ok(caught.message.includes(fragment), `message lacks '${fragment}': ${caught.message}`);
-  return caught;
-}
 
 /** Deterministic bytes 0..255. */
 function pattern(count: number): Uint8Array {
@@ -80,27 +67,27 @@ describe('IDX files', () => {
 
   test('missing file names the path; the Debian location suggests the package', () => {
     const file = path.join(tmp, 'nope.gz');
-    throwsOrderHead(() => readIdx(file), file, 'file not found');
+    throwsOH(() => readIdx(file), file, 'file not found');
     const debian = path.join(DEBIAN_FASHION_MNIST_DIR, 'no-such-file-idx3-ubyte.gz');
-    throwsOrderHead(() => readIdx(debian), debian, 'apt-get install dataset-fashion-mnist', 'bash scripts/setup.sh');
+    throwsOH(() => readIdx(debian), debian, 'apt-get install dataset-fashion-mnist', 'bash scripts/setup.sh');
   });
 
   test('empty file', () => {
     const file = path.join(tmp, 'empty.gz');
     fs.writeFileSync(file, '');
-    throwsOrderHead(() => readIdx(file), file, 'empty');
+    throwsOH(() => readIdx(file), file, 'empty');
   });
 
   test('wrong magic', () => {
     const file = path.join(tmp, 'png-not-idx');
     fs.writeFileSync(file, Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1, 2]));
-    throwsOrderHead(() => readIdx(file), file, 'not an IDX file', '89 50 4e 47');
+    throwsOH(() => readIdx(file), file, 'not an IDX file', '89 50 4e 47');
     const badType = path.join(tmp, 'bad-type');
     fs.writeFileSync(badType, Buffer.from([0, 0, 0x42, 1, 0, 0, 0, 1, 7]));
-    throwsOrderHead(() => readIdx(badType), badType, 'unknown type code 0x42');
+    throwsOH(() => readIdx(badType), badType, 'unknown type code 0x42');
     const floats = path.join(tmp, 'floats');
     fs.writeFileSync(floats, Buffer.from([0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0]));
-    throwsOrderHead(() => readIdx(floats), floats, 'float32', 'only unsigned bytes');
+    throwsOH(() => readIdx(floats), floats, 'float32', 'only unsigned bytes');
   });
 
   test('truncated data and truncated header, plain and gzip', () => {
@@ -109,14 +96,14 @@ describe('IDX files', () => {
     for (const [name, bytes] of [['cut.idx', cut], ['cut.idx.gz', zlib.gzipSync(cut)]] as const) {
       const file = path.join(tmp, name);
       fs.writeFileSync(file, bytes);
-      throwsOrderHead(() => readIdx(file), file, 'truncated data', `${28 * 28 * 10 - 100} are there`);
+      throwsOH(() => readIdx(file), file, 'truncated data', `${28 * 28 * 10 - 100} are there`);
     }
     const header = path.join(tmp, 'cut-header');
     fs.writeFileSync(header, full.subarray(0, 9));
-    throwsOrderHead(() => readIdx(header), header, 'truncated header');
+    throwsOH(() => readIdx(header), header, 'truncated header');
     const extra = path.join(tmp, 'extra');
     fs.writeFileSync(extra, Buffer.concat([full, Buffer.from([1, 2, 3])]));
-    throwsOrderHead(() => readIdx(extra), extra, '3 unexpected bytes');
+    throwsOH(() => readIdx(extra), extra, '3 unexpected bytes');
   });
 
   test('corrupt gzip: flipped bytes and a cut-off stream', () => {
@@ -125,14 +112,14 @@ describe('IDX files', () => {
     for (let i = 20; i < 60; i++) flipped[i] ^= 0xff;
     const flippedFile = path.join(tmp, 'flipped.gz');
     fs.writeFileSync(flippedFile, flipped);
-    throwsOrderHead(() => readIdx(flippedFile), flippedFile, 'corrupt gzip');
+    throwsOH(() => readIdx(flippedFile), flippedFile, 'corrupt gzip');
     const cutFile = path.join(tmp, 'cut-stream.gz');
     fs.writeFileSync(cutFile, gz.subarray(0, gz.length >> 1));
-    throwsOrderHead(() => readIdx(cutFile), cutFile, 'corrupt gzip');
+    throwsOH(() => readIdx(cutFile), cutFile, 'corrupt gzip');
   });
 
   test('writeIdx rejects a shape that does not match the data', () => {
-    throwsOrderHead(() => writeIdx(path.join(tmp, 'x.gz'), [2, 3], new Uint8Array(5)), 'describe 6 items', 'holds 5');
+    throwsOH(() => writeIdx(path.join(tmp, 'x.gz'), [2, 3], new Uint8Array(5)), 'describe 6 items', 'holds 5');
   });
 });
 
@@ -152,20 +139,20 @@ describe('image/label pairs', () => {
 
   test('count mismatch names both files', () => {
     const { images, labels } = writePair(tmp, 8, 7);
-    throwsOrderHead(() => loadIdxPair(images, labels), images, labels, '7 labels', '8 images');
+    throwsOH(() => loadIdxPair(images, labels), images, labels, '7 labels', '8 images');
   });
 
   test('swapped images and labels files', () => {
     const { images, labels } = writePair(tmp, 4);
-    throwsOrderHead(() => loadIdxPair(labels, images), labels, '3 dimensions');
+    throwsOH(() => loadIdxPair(labels, images), labels, '3 dimensions');
   });
 
   test('label out of range names the labels file and the index', () => {
     const { images } = writePair(tmp, 3);
     const labels = path.join(tmp, 'bad-labels.gz');
     writeIdx(labels, [3], Uint8Array.of(1, 12, 2));
-    throwsOrderHead(() => loadIdxPair(images, labels), labels, 'label 12 at index 1');
-    throwsOrderHead(() => loadIdxPair(images, labels, { classes: ['a', 'b'] }), labels, 'label 12', '0 .. 1');
+    throwsOH(() => loadIdxPair(images, labels), labels, 'label 12 at index 1');
+    throwsOH(() => loadIdxPair(images, labels, { classes: ['a', 'b'] }), labels, 'label 12', '0 .. 1');
   });
 
   test('limit takes the first N; too large a limit is an error', () => {
@@ -175,8 +162,8 @@ describe('image/label pairs', () => {
     assert.equal(first.n, 5);
     assert.deepEqual(Array.from(first.images), Array.from(all.images.subarray(0, 5 * 784)));
     assert.ok(first.source.includes('first 5 of 20'));
-    throwsOrderHead(() => loadIdxPair(images, labels, { limit: 21 }), images, 'limit 21');
-    throwsOrderHead(() => loadIdxPair(images, labels, { limit: 2.5 }), 'positive integer');
+    throwsOH(() => loadIdxPair(images, labels, { limit: 21 }), images, 'limit 21');
+    throwsOH(() => loadIdxPair(images, labels, { limit: 2.5 }), 'positive integer');
   });
 });
 
@@ -201,7 +188,7 @@ describe('padding', () => {
       }
     }
     assert.equal(padded.labels, ds.labels);
-    throwsOrderHead(() => padTo(ds, 27), 'padTo(size)');
+    throwsOH(() => padTo(ds, 27), 'padTo(size)');
   });
 });
 
@@ -235,12 +222,12 @@ describe('datasets', () => {
     assert.equal(ds.height, 32);
     assert.equal(ds.images.length, 10 * 1024);
     assert.ok(ds.source.includes('first 10 of 2000') && ds.source.includes('padded to 32x32'), ds.source);
-    throwsOrderHead(() => loadDataset({ name: 'subset', split: 'test', limit: 501 }), 'limit 501');
+    throwsOH(() => loadDataset({ name: 'subset', split: 'test', limit: 501 }), 'limit 501');
   });
 
   test('unknown name or split lists the valid ones', () => {
-    throwsOrderHead(() => loadDataset({ name: 'mnist' as never, split: 'train' }), 'loadDataset(name)', 'fashion-mnist, subset, idx, custom');
-    throwsOrderHead(() => loadDataset({ name: 'subset', split: 'val' as never }), 'loadDataset(split)', 'train, test');
+    throwsOH(() => loadDataset({ name: 'mnist' as never, split: 'train' }), 'loadDataset(name)', 'fashion-mnist, subset, idx, custom');
+    throwsOH(() => loadDataset({ name: 'subset', split: 'val' as never }), 'loadDataset(split)', 'train, test');
   });
 
   test(`'fashion-mnist' reads ${FASHION_MNIST_DIR_ENV} when set`, () => {
@@ -251,7 +238,7 @@ describe('datasets', () => {
       assert.equal(ds.n, 3);
       assert.ok(ds.source.includes(subsetDir()));
       process.env[FASHION_MNIST_DIR_ENV] = tmp;
-      throwsOrderHead(() => loadDataset({ name: 'fashion-mnist', split: 'train' }), path.join(tmp, 'train-images-idx3-ubyte.gz'), FASHION_MNIST_DIR_ENV);
+      throwsOH(() => loadDataset({ name: 'fashion-mnist', split: 'train' }), path.join(tmp, 'train-images-idx3-ubyte.gz'), FASHION_MNIST_DIR_ENV);
     } finally {
       if (saved === undefined) delete process.env[FASHION_MNIST_DIR_ENV];
       else process.env[FASHION_MNIST_DIR_ENV] = saved;
@@ -274,10 +261,10 @@ describe('datasets', () => {
     const pair = writePair(tmp, 6);
     const ds = loadDataset({ name: 'custom', split: 'test', paths: { test: pair } });
     assert.equal(ds.n, 6);
-    throwsOrderHead(() => loadDataset({ name: 'custom', split: 'train', paths: { test: pair } }), 'paths.train');
-    throwsOrderHead(() => loadDataset({ name: 'custom', split: 'train', paths: { train: pair, test: pair } }), 'same file', pair.images);
+    throwsOH(() => loadDataset({ name: 'custom', split: 'train', paths: { test: pair } }), 'paths.train');
+    throwsOH(() => loadDataset({ name: 'custom', split: 'train', paths: { train: pair, test: pair } }), 'same file', pair.images);
     const missing = { images: path.join(tmp, 'missing-images.gz'), labels: pair.labels };
-    throwsOrderHead(() => loadDataset({ name: 'custom', split: 'train', paths: { train: missing } }), missing.images, 'file not found');
+    throwsOH(() => loadDataset({ name: 'custom', split: 'train', paths: { train: missing } }), missing.images, 'file not found');
   });
 
   test('datasetStats: class counts and pixel moments', () => {
