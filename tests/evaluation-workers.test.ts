@@ -58,7 +58,10 @@ test('evaluateSettingsOnWorkers equals evaluateSettings in one thread on the smo
   });
   assert.ok((onWorkers[2] as SettingResult).seeds[0].blockOrders.length > 0);
   // A second call finds everything cached and starts no worker.
-  const again = await evaluateSettingsOnWorkers(contestSettings(runs, inputs, only), ctx, cfg, undefined, { cacheDir, runs: { runRoot: RUNS!, profile: 'smoke', inputs } });
+  const againEvents: string[] = [];
+  const again = await evaluateSettingsOnWorkers(contestSettings(runs, inputs, only), ctx, cfg, undefined,
+    { cacheDir, runs: { runRoot: RUNS!, profile: 'smoke', inputs }, onSetting: (e) => againEvents.push(`${e.name}: ${e.source}`) });
+  assert.deepEqual(againEvents, NAMES.map((n) => `${n}: cached`), 'a worker computed a setting that was already cached');
   assert.deepEqual(again.map(untimed), onWorkers.map(untimed));
   // A worker whose setting cannot be built stops the evaluation with an error naming the worker, the setting and the fix.
   const broken = { ...inputs, checkpointC: path.join(cacheDir, 'no-such-C.safetensors') };
