@@ -101,6 +101,14 @@ test('Stage 1 training saves checkpoints named with step and r, resumes to the s
   const resumed = trainStage1(root, 'split', cfg, data, model);
   assert.equal(resumed.steps, 4);
   disposeGPT(resumed.model);
+  // The result lists the run's checkpoints, not only this call's: notebook 02 reads them all (NLL per checkpoint, the last one's samples).
+  const names = (r: { checkpoints: string[] }) => r.checkpoints.map((p) => path.basename(p));
+  assert.deepEqual(names(resumed), names(full), 'a resumed run lists the checkpoints of its killed call too');
+  // Killed after training ended (before the notebook did): the rerun trains nothing and still lists every checkpoint.
+  const again = trainStage1(root, 'split', cfg, data, model);
+  assert.equal(again.steps, 4);
+  assert.deepEqual(names(again), names(full), 'a rerun after training ended lists every checkpoint');
+  disposeGPT(again.model);
   const a = loadBackbone(full.checkpoints[1]), b = loadBackbone(resumed.checkpoints[resumed.checkpoints.length - 1]);
   for (const k of Object.keys(a.params)) assert.deepEqual(a.params[k].dataSync(), b.params[k].dataSync(), `weight ${k} differs after resume`);
   disposeGPT(a); disposeGPT(b);

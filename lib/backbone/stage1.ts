@@ -172,7 +172,11 @@ export interface Stage1Hooks {
   maxSteps?: number;
 }
 
-export interface Stage1Result { run: Run; model: GPT; steps: number; checkpoints: string[] }
+export interface Stage1Result {
+  run: Run; model: GPT; steps: number;
+  /** Every resume checkpoint of the run, oldest first: those of earlier, killed calls too (a rerun after training ended writes none). */
+  checkpoints: string[];
+}
 
 const paramNames = (m: GPTConfig) => paramShapes(m).map(([n]) => n);
 
@@ -246,7 +250,7 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
       row: (_step, s) => ({ loss: s.loss, lr: s.lr, r: share, randomShare: randomCount / cfg.batch, gradNorm: s.gradNorm, ms: s.ms }),
       onStep: (step, row) => hooks.onStep?.(step, row as Record<string, number>),
     });
-    return { run, model: m, steps: outcome.step, checkpoints: outcome.checkpoints };
+    return { run, model: m, steps: outcome.step, checkpoints: run.checkpoints('stage1').map((c) => c.path) };
   } catch (err) {
     // A failure (bad checkpoint, NaN loss, full disk) must not leak the model tensors.
     disposeGPT(m);

@@ -338,32 +338,34 @@ function escapeRegExp(s: string): string {
 }
 
 /**
- * The checkpoint `<prefix>-step<N>[-tags].safetensors` in `dir` with the
- * highest step (ties: the most recently modified), or undefined when there is
- * none or the folder does not exist yet, which simply means "start from
- * scratch". Temp files from interrupted saves never match.
+ * Every checkpoint `<prefix>-step<N>[-tags].safetensors` in `dir`, oldest step
+ * first (ties: the least recently modified first); empty when there is none or
+ * the folder does not exist yet, which simply means "start from scratch". Temp
+ * files from interrupted saves never match.
  */
-export function latestCheckpoint(dir: string, prefix: string): CheckpointRef | undefined {
+export function listCheckpoints(dir: string, prefix: string): CheckpointRef[] {
   let files: string[];
   try {
     files = fs.readdirSync(dir);
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    if ((err as { code?: string }).code === 'ENOENT') return [];
     throw new OrderHeadError(`cannot list the folder (${(err as Error).message})`, dir, 'check the path and its permissions');
   }
   const pattern = new RegExp(`^${escapeRegExp(prefix)}-step(\\d+)(?:-[A-Za-z0-9._-]*)?${escapeRegExp(EXT)}$`);
-  let best: (CheckpointRef & { mtime: number }) | undefined;
+  const found: (CheckpointRef & { mtime: number })[] = [];
   for (const f of files) {
     const m = pattern.exec(f);
     if (!m) continue;
-    const step = Number(m[1]);
     const full = path.join(dir, f);
-    const mtime = fs.statSync(full).mtimeMs;
-    if (!best || step > best.step || (step === best.step && mtime > best.mtime)) {
-      best = { path: full, name: f.slice(0, -EXT.length), step, mtime };
-    }
+    found.push({ path: full, name: f.slice(0, -EXT.length), step: Number(m[1]), mtime: fs.statSync(full).mtimeMs });
   }
-  return best && { path: best.path, name: best.name, step: best.step };
+  found.sort((a, b) => a.step - b.step || a.mtime - b.mtime);
+  return found.map(({ path: p, name, step }) => ({ path: p, name, step }));
+}
+
+/** The checkpoint of `listCheckpoints(dir, prefix)` with the highest step (ties: the most recently modified), or undefined. */
+export function latestCheckpoint(dir: string, prefix: string): CheckpointRef | undefined {
+  return listCheckpoints(dir, prefix).at(-1);
 }
 
 /** Short hash of parameter values (name, shape and bytes, by sorted name): which weights a run started from. */

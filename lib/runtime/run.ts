@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from './errors';
 import { appendJsonLine, readJsonLines, removeStaleTempFiles, writeFileAtomic, ReadJsonLinesOptions, ATOMIC_TEMP_RE } from './atomic';
-import { canonicalJson, diffConfig, formatDifferences, latestCheckpoint, CheckpointRef } from './checkpoint';
+import { canonicalJson, diffConfig, formatDifferences, latestCheckpoint, listCheckpoints, CheckpointRef } from './checkpoint';
 import { activeProfile, ProfileName } from './profile';
 
 export interface OpenRunOptions<C extends object> {
@@ -95,6 +95,8 @@ export interface Run<C extends object = Record<string, unknown>> {
   saveArtifact(name: string, data: string | Uint8Array): string;
   /** Newest checkpoint of this run for `prefix` (default: the stage), for resume. */
   latestCheckpoint(prefix?: string): CheckpointRef | undefined;
+  /** Every checkpoint of this run for `prefix` (default: the stage), oldest step first: a resumed call's earlier ones included. */
+  checkpoints(prefix?: string): CheckpointRef[];
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -314,6 +316,9 @@ export function openRun<C extends object>(options: OpenRunOptions<C>): Run<C> {
     },
     latestCheckpoint(prefix: string = stage): CheckpointRef | undefined {
       return latestCheckpoint(checkpointDir, prefix);
+    },
+    checkpoints(prefix: string = stage): CheckpointRef[] {
+      return listCheckpoints(checkpointDir, prefix);
     },
   };
 }
