@@ -356,10 +356,20 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
       await page.keyboard.press('Shift+Enter');
       // Watch the cell until its reply came and the kernel is idle; meanwhile record live progress text.
       const seen = new Map<number, { texts: string[]; whileRunning: number }>();
+      let started = false, pressedAgain = false;
       for (;;) {
         const texts = await page.evaluate(outputTexts, i);
         info = await page.evaluate(cellInfo, i);
         const finished = typeof info.prompt === 'number' && info.status !== null && !info.busy;
+        started ||= finished || info.prompt === '*' || info.busy;
+        // A Shift+Enter the page did not take (focus moved while it loaded): no prompt '*', no busy kernel after 15 s.
+        // Pressed once more, on the cell selected again, and said in the notes; a cell that then still does not start fails below.
+        if (!started && !pressedAgain && Date.now() - cellStart > 15_000) {
+          pressedAgain = true;
+          result.notes.push(`cell ${i}: had not started 15 s after Shift+Enter (prompt ${JSON.stringify(info.prompt)}, selected ${info.selected}); pressed it again`);
+          await page.evaluate((k) => { Jupyter.notebook.select(k); Jupyter.notebook.command_mode(); }, i);
+          await page.keyboard.press('Shift+Enter');
+        }
         texts.forEach((t, k) => {
           const line = t.trim();
           if (!PROGRESS_RE.test(line)) return;
@@ -373,7 +383,10 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
         });
         if (finished) break;
         if (Date.now() - cellStart > cellTimeoutMs) {
-          result.failures.push(`cell ${i} did not finish within ${cellTimeoutMs / 1000} s: ${info.source.split('\n')[0]}`);
+          const state = await page.evaluate(() => ({ kernel: Jupyter.notebook.kernel?.is_connected?.() ? 'connected' : 'not connected', status: String(document.querySelector('#kernel_indicator_icon')?.getAttribute('title') ?? '') }));
+          result.failures.push(`cell ${i} did not finish within ${cellTimeoutMs / 1000} s: ${info.source.split('\n')[0]} ` +
+            `(${started ? 'it started' : 'it never started'}; prompt ${JSON.stringify(info.prompt)}, kernel ${state.kernel}, busy ${info.busy}, indicator '${state.status}'` +
+            `${info.stderr.trim() ? `; stderr: ${info.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''})`);
           break;
         }
         await sleep(250);
