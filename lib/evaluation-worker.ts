@@ -6,7 +6,6 @@
  * built by contestSettings, evaluated into the shared cache, disposed.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { disposeGPT } from './backbone/gpt';
 import { blockGeometry } from './order';
 import { BackendChoice, initBackend } from './runtime/backend';
 import { OrderHeadError } from './runtime/errors';
@@ -14,7 +13,7 @@ import { loadTokenizer } from './tokenizer';
 import { loadFeatureNet } from './eval/feature-net-train';
 import { EvalContext } from './eval/context';
 import { evaluateSettings } from './eval/evaluate-settings';
-import { isMissing } from './eval/settings';
+import { disposeSetting, isMissing } from './eval/settings';
 import { curriculumRuns } from './curriculum';
 import { contestSettings, EvaluationWorkerJob, EvaluationWorkerMessage } from './evaluation';
 
@@ -46,7 +45,7 @@ async function main(): Promise<void> {
         } catch (e) {
           fail(e);
         } finally {
-          for (const s of settings) if (!isMissing(s)) for (const b of new Set([s.backbone, ...(s.alsoDisposes ?? [])])) disposeGPT(b);
+          for (const s of settings) if (!isMissing(s)) disposeSetting(s);
         }
       })();
     });

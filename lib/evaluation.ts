@@ -22,6 +22,8 @@ import { backendReport } from './runtime/backend';
 import { ProfileName } from './runtime/profile';
 import { Progress } from './runtime/progress';
 import { budgetPolicy } from './planner/budget';
+import { disposePlanner } from './planner/orderhead';
+import { disposeRouter } from './planner/router';
 import { loadJointPair } from './planner/joint';
 import { PRIMARY_STAGE3_RUN } from './planner/stages';
 import { EvalConfig } from './eval/config';
@@ -77,7 +79,9 @@ export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, onl
     ['annealed to fixed order', () => annealedFixedSetting(final(runs.stage1['annealed-fixed']), geo, fixedOrder(), `annealed to the planner's average order ${fixedOrder().join(' ')}`)],
     ['adaptive budget', () => {
       const pair = loadJointPair(runs.joint.dir);
-      return { name: 'adaptive budget', backbone: pair.backbone, geo, policy: budgetPolicy(pair.planner, loadRunRouter(runs.router), pair.backbone, geo, 0), notes: 'Stage 5 tuned pair + Stage 6 router' };
+      const router = loadRunRouter(runs.router);
+      return { name: 'adaptive budget', backbone: pair.backbone, geo, policy: budgetPolicy(pair.planner, router, pair.backbone, geo, 0), notes: 'Stage 5 tuned pair + Stage 6 router',
+        release: () => { disposePlanner(pair.planner); disposeRouter(router); } };
     }],
   ];
   return all.filter(([name]) => only(name)).map(([name, build]) => settingOrMissing(name, build));

@@ -51,7 +51,7 @@ import {
   createPlanner, createRouter, disposePlanner, disposeRouter, jointTuningConfig, loadPlanner, plannerPolicy, trainJointTuning, trainLatentCurriculum,
   trainPlanner, trainRouter,
 } from '../lib/planner';
-import { evaluateSetting, orderHeadSetting } from '../lib/eval';
+import { disposeSetting, evaluateSetting, orderHeadSetting } from '../lib/eval';
 import { Progress } from '../lib/runtime/progress';
 import { nllUnderPolicy } from '../lib/backbone/nll';
 import { OrderPolicy } from '../lib/order';
@@ -262,6 +262,19 @@ test('evaluation of an OrderHead setting: numTensors flat at every progress tick
   }
   assertFlat(perCall.at, 2, 'evaluateSetting calls');
   w.dispose();
+});
+
+test('disposeSetting frees all an OrderHead setting holds: its backbone, its planner and the other backbone the planner reads (a worker evaluates settings one after another)', async () => {
+  await useWasm();
+  const before = tf.memory().numTensors;
+  const s = orderHeadSetting(tinyBackbone(1), createPlanner(PJ_PLANNER, PJ_SHAPE), PJ_GEO, 0, undefined, tinyBackbone(2));
+  assert.ok(tf.memory().numTensors > before);
+  disposeSetting(s);
+  assert.equal(tf.memory().numTensors, before, `${tf.memory().numTensors - before} tensor(s) of the setting left`);
+  // Reading its own backbone: that one is freed once.
+  const own = orderHeadSetting(tinyBackbone(1), createPlanner(PJ_PLANNER, PJ_SHAPE), PJ_GEO, 0);
+  disposeSetting(own);
+  assert.equal(tf.memory().numTensors, before);
 });
 
 test('teardown', () => { if (model) disposeGPT(model); model = null; });

@@ -9,10 +9,10 @@
  * implemented) are carried as `{ name, missing }` markers (settingOrMissing),
  * so a report shows "missing" in their row instead of failing.
  */
-import { GPT } from '../backbone/gpt';
+import { disposeGPT, GPT } from '../backbone/gpt';
 import { BlockGeometry, fixedOrderPolicy, OrderPolicy, randomPolicy, rasterPolicy, tokenRasterGeometry } from '../order';
 import { plannerPolicy } from '../planner/policy';
-import { LatentSteps, Planner } from '../planner/orderhead';
+import { disposePlanner, LatentSteps, Planner } from '../planner/orderhead';
 import { OrderHeadError } from '../runtime/errors';
 import { seedFrom } from '../runtime/seed';
 
@@ -64,8 +64,14 @@ export interface EvalSetting {
    */
   geo?: BlockGeometry;
   notes?: string;
-  /** Other backbones the setting holds (the one its planner reads), for whoever disposes settings. */
-  alsoDisposes?: GPT[];
+  /** Frees what the setting holds besides its backbone (its planner, the backbone the planner reads, a router); disposeSetting calls it. */
+  release?: () => void;
+}
+
+/** Free a setting's backbone and whatever else it holds (a worker evaluates one setting after another in one engine). */
+export function disposeSetting(s: EvalSetting): void {
+  disposeGPT(s.backbone);
+  s.release?.();
 }
 
 /** A setting that cannot be evaluated yet, and why (names the stage and what produces it). */
@@ -141,7 +147,10 @@ export function blockRarRasterSetting(backbone: GPT, geo: BlockGeometry, notes =
  * continuation of C, so its inputs at inference are those it was trained on.
  */
 export function orderHeadSetting(backbone: GPT, planner: Planner, geo: BlockGeometry, R: LatentSteps = planner.cfg.latentSteps, notes?: string, reads: GPT = backbone): EvalSetting {
-  return { name: `OrderHead R=${R}`, backbone, geo, policy: plannerPolicy(planner, reads, geo, R), notes: notes ?? `planner with ${R} latent step(s)`, ...(reads !== backbone ? { alsoDisposes: [reads] } : {}) };
+  return {
+    name: `OrderHead R=${R}`, backbone, geo, policy: plannerPolicy(planner, reads, geo, R), notes: notes ?? `planner with ${R} latent step(s)`,
+    release: () => { disposePlanner(planner); if (reads !== backbone) disposeGPT(reads); },
+  };
 }
 
 /** 'annealed to raster': the block-RAR run's annealed end (RAR's recipe), decoding in token raster order as it annealed to. */
