@@ -30,6 +30,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ATOMIC_TEMP_RE, pidAlive as pidOnMachine, writeFileAtomic } from '../lib/runtime/atomic';
 import { OrderHeadError } from '../lib/runtime/errors';
+import { checkoutCommit } from '../lib/runtime/paths';
 import { ProfileName } from '../lib/runtime/profile';
 import { PROFILE_DEFAULT_DATA, parseData } from '../lib/data/profile-data';
 
@@ -57,6 +58,8 @@ export interface NotebookEntry {
   startedAt: string;
   finishedAt?: string;
   seconds?: number;
+  /** The checkout's commit when it started (checkoutCommit: "+changes" when tracked files differed). */
+  commit?: string;
 }
 
 export interface ReportState {
@@ -415,7 +418,7 @@ export function beginNotebook(report: string, file: string, lib = treeHash(libDi
     return { run: false, why: `done${e.finishedAt ? ` at ${e.finishedAt}` : ''}, inputs unchanged (notebook, dist/lib, profile, dataset, earlier notebooks)` };
   }
   const cur = currentInputs(state, name, lib);
-  state.notebooks[name] = { status: 'running', key: cur.key, inputs: cur.inputs, beforeNames: cur.beforeNames, startedAt: now.toISOString() };
+  state.notebooks[name] = { status: 'running', key: cur.key, inputs: cur.inputs, beforeNames: cur.beforeNames, startedAt: now.toISOString(), commit: checkoutCommit() };
   state.finished = false;
   writeState(report, state);
   return { run: true, why };

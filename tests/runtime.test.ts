@@ -17,6 +17,7 @@ import { configHash, openRun } from '../lib/runtime/run';
 import { activeProfile, pick, profileBanner, PROFILES } from '../lib/runtime/profile';
 import { rng, rngFromState, seedFrom } from '../lib/runtime/seed';
 import { formatDuration, progress } from '../lib/runtime/progress';
+import { checkoutCommit } from '../lib/runtime/paths';
 import { throwsOH } from './helpers';
 
 let tmpRoot = '';
@@ -601,4 +602,25 @@ test('progress: TTY redraws in place (throttled), logs print about every 10%, si
   assert.equal(shown.length, 3);
   assert.match(shown[2], /sample .* 100% 4\/4/);
   assert.equal(formatDuration(3723), '1:02:03');
+});
+
+test('checkoutCommit: the short hash, "+changes" when a tracked file differs, "unknown" outside a repository', () => {
+  const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'oh-commit-'));
+  try {
+    const git = (...args: string[]) => spawnSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { encoding: 'utf8' });
+    assert.equal(checkoutCommit(repo), 'unknown', 'not a repository yet');
+    git('init', '-q');
+    fs.writeFileSync(path.join(repo, 'a.txt'), 'one');
+    git('add', 'a.txt');
+    git('commit', '-qm', 'first');
+    const head = git('rev-parse', '--short', 'HEAD').stdout.trim();
+    assert.match(head, /^[0-9a-f]{7,}$/);
+    assert.equal(checkoutCommit(repo), head);
+    fs.writeFileSync(path.join(repo, 'untracked.txt'), 'x'); // untracked files are not the code that ran
+    assert.equal(checkoutCommit(repo), head);
+    fs.writeFileSync(path.join(repo, 'a.txt'), 'two');
+    assert.equal(checkoutCommit(repo), `${head}+changes`);
+  } finally {
+    fs.rmSync(repo, { recursive: true, force: true });
+  }
 });

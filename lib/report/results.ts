@@ -13,7 +13,6 @@
  * file is written atomically; a report without its headline is refused,
  * naming the notebook that makes it.
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -21,6 +20,7 @@ import { writeFileAtomic } from '../runtime/atomic';
 import { ensure, OrderHeadError } from '../runtime/errors';
 import { ProfileName } from '../runtime/profile';
 import { PROFILE_DEFAULT_DATA } from '../data/profile-data';
+import { checkoutCommit } from '../runtime/paths';
 
 const BEGIN = '<!-- results:begin -->', END = '<!-- results:end -->';
 
@@ -52,9 +52,6 @@ function machine(): string {
   return `${os.cpus().length} cores (${cpu.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.versions.node}`;
 }
 
-function git(repo: string, args: string[]): string {
-  try { return execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8' }).trim(); } catch { return 'unknown'; }
-}
 
 /** Render the plotly figures of an HTML export to PNG files, one per figure; returns the files written. */
 async function renderFigures(html: string, outDir: string, prefix: string, pick: (title: string) => boolean): Promise<{ file: string; title: string }[]> {
@@ -123,7 +120,9 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     }
     written.push(...figures.map((f) => f.file));
   }
-  const commit = git(o.repo, ['rev-parse', '--short', 'HEAD']);
+  const commits = reportCommits(report, runs.map((r) => r.name));
+  const commit = commits.length ? `${commits.map((c) => `\`${c}\``).join(', ')} (the commit${commits.length > 1 ? 's' : ''} the notebooks ran at, from report-state.json)`
+    : `\`${checkoutCommit(o.repo)}\` (the checkout npm run report ran in: the report does not record its own)`;
   const data = reportData(report, profile as ProfileName);
   const dataCommand = data === PROFILE_DEFAULT_DATA[profile as ProfileName] ? '' : `ORDERHEAD_DATA=${data} `;
   const head = fs.readFileSync(headline, 'utf8');
@@ -134,7 +133,7 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     '',
     '| | |', '|---|---|',
     `| command | \`${dataCommand}ORDERHEAD_PROFILE=${profile} bash scripts/main.sh\` (notebooks 00-08, headless) |`,
-    `| commit | \`${commit}\` (the checkout npm run report ran in) |`,
+    `| commit | ${commit} |`,
     `| profile | ${profile} |`,
     `| dataset | ${data} (ORDERHEAD_DATA of the main job, from its report-state.json) |`,
     `| machine | ${machine()} |`,
@@ -164,6 +163,16 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
 }
 
 /** The dataset key a report was made on (its report-state.json), else the profile's default dataset (a report of an older runner). */
+/** The commits the report's notebooks ran at (report-state.json; none for an older report), in notebook order, each once. */
+function reportCommits(report: string, notebooks: string[]): string[] {
+  try {
+    const state = JSON.parse(fs.readFileSync(path.join(report, 'report-state.json'), 'utf8')) as { notebooks?: Record<string, { commit?: unknown }> };
+    return [...new Set(notebooks.map((n) => state.notebooks?.[n]?.commit).filter((c): c is string => typeof c === 'string'))];
+  } catch {
+    return [];
+  }
+}
+
 function reportData(report: string, profile: ProfileName): string {
   try {
     const data = (JSON.parse(fs.readFileSync(path.join(report, 'report-state.json'), 'utf8')) as { data?: unknown }).data;

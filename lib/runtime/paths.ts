@@ -1,4 +1,5 @@
 /** Where things live: the project root, and the root of run folders. */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OrderHeadError } from './errors';
@@ -27,4 +28,18 @@ export function repoRoot(): string {
 export function runRoot(env: NodeJS.ProcessEnv = process.env): string {
   const fromEnv = env.ORDERHEAD_RUN_ROOT;
   return fromEnv && fromEnv.trim() !== '' ? path.resolve(fromEnv) : path.join(repoRoot(), 'runs');
+}
+
+/**
+ * The commit checked out in `repo` (short hash), with "+changes" when tracked
+ * files differ from it; "unknown" without git. Reports record it so a result
+ * names the code that made it, not the checkout that later reads it.
+ */
+export function checkoutCommit(repo: string = repoRoot()): string {
+  const git = (args: string[]) => execFileSync('git', ['-C', repo, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    return `${git(['rev-parse', '--short', 'HEAD'])}${git(['status', '--porcelain', '--untracked-files=no']) ? '+changes' : ''}`;
+  } catch {
+    return 'unknown';
+  }
 }
