@@ -72,24 +72,16 @@ export function threadsForLoad(cores: number, othersBusy: number): number {
   return Math.max(1, Math.min(cores, Math.round(cores - othersBusy)));
 }
 
-/**
- * Busy and total jiffies of the whole machine (/proc/stat), and this process's own (/proc/self/stat).
- * Busy leaves out idle and iowait, and the `nice` field too unless this process is niced itself:
- * a niced process gives way to one of normal priority at once, so it does not keep a pool thread
- * off its core (a background `nice` job would otherwise cost the main job its second thread).
- */
-export function cpuTimesFrom(procStat: string, selfStat: string, selfNiced: boolean): { busy: number; total: number; own: number } {
-  const cpu = procStat.split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
-  const idle = cpu[3] + (cpu[4] ?? 0) + (selfNiced ? 0 : cpu[1]);
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const f = selfStat.slice(selfStat.lastIndexOf(')') + 2).split(' ').map(Number);
-  return { busy: total - idle, total, own: f[11] + f[12] };
-}
-
+/** Busy and total jiffies of the whole machine (/proc/stat), and this process's own (/proc/self/stat). */
 function cpuTimes(): { busy: number; total: number; own: number } | null {
   try {
-    return cpuTimesFrom(fs.readFileSync('/proc/stat', 'utf8'), fs.readFileSync('/proc/self/stat', 'utf8'), os.getPriority() > 0);
+    const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = cpu[3] + (cpu[4] ?? 0);
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const self = fs.readFileSync('/proc/self/stat', 'utf8');
+    const f = self.slice(self.lastIndexOf(')') + 2).split(' ').map(Number);
+    return { busy: total - idle, total, own: f[11] + f[12] };
   } catch {
     return null;
   }
@@ -100,8 +92,8 @@ function cpuTimes(): { busy: number; total: number; own: number } | null {
  * processes leave free, measured over `sampleMs` when the engine starts
  * (Linux /proc; every core where it cannot be read). The results do not
  * depend on it (tests/threads.test.ts: two threads equal one); only the speed
- * does. Niced processes count as free (cpuTimesFrom). A load that arrives
- * later is not seen: set ORDERHEAD_THREADS=1 on a machine shared with other jobs.
+ * does. A load that arrives later is not seen: set ORDERHEAD_THREADS=1 on a
+ * machine shared with other jobs.
  */
 export async function defaultThreads(sampleMs = 200): Promise<{ threads: number; why: string }> {
   const cores = machineCores();
