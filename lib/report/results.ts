@@ -52,7 +52,6 @@ function machine(): string {
   return `${os.cpus().length} cores (${cpu.trim()}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.versions.node}`;
 }
 
-
 /** Render the plotly figures of an HTML export to PNG files, one per figure; returns the files written. */
 async function renderFigures(html: string, outDir: string, prefix: string, pick: (title: string) => boolean): Promise<{ file: string; title: string }[]> {
   const { chromium } = await import('playwright-core');
@@ -120,10 +119,11 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     }
     written.push(...figures.map((f) => f.file));
   }
-  const commits = reportCommits(report, runs.map((r) => r.name));
+  const state = reportState(report);
+  const commits = reportCommits(state, runs.map((r) => r.name));
   const commit = commits.length ? `${commits.map((c) => `\`${c}\``).join(', ')} (the commit${commits.length > 1 ? 's' : ''} the notebooks ran at, from report-state.json)`
     : `\`${checkoutCommit(o.repo)}\` (the checkout npm run report ran in: the report does not record its own)`;
-  const data = reportData(report, profile as ProfileName);
+  const data = reportData(state, profile as ProfileName);
   const dataCommand = data === PROFILE_DEFAULT_DATA[profile as ProfileName] ? '' : `ORDERHEAD_DATA=${data} `;
   const head = fs.readFileSync(headline, 'utf8');
   const md = [
@@ -162,23 +162,23 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
   return written;
 }
 
-/** The dataset key a report was made on (its report-state.json), else the profile's default dataset (a report of an older runner). */
-/** The commits the report's notebooks ran at (report-state.json; none for an older report), in notebook order, each once. */
-function reportCommits(report: string, notebooks: string[]): string[] {
+/** What results.ts reads of a report's report-state.json (scripts/report-state.ts writes it); empty for an older report without one. */
+interface ReportStateFields { data?: unknown; notebooks?: Record<string, { commit?: unknown }> }
+
+function reportState(report: string): ReportStateFields {
   try {
-    const state = JSON.parse(fs.readFileSync(path.join(report, 'report-state.json'), 'utf8')) as { notebooks?: Record<string, { commit?: unknown }> };
-    return [...new Set(notebooks.map((n) => state.notebooks?.[n]?.commit).filter((c): c is string => typeof c === 'string'))];
+    return JSON.parse(fs.readFileSync(path.join(report, 'report-state.json'), 'utf8')) as ReportStateFields;
   } catch {
-    return [];
+    return {}; // no state file: an older report
   }
 }
 
-function reportData(report: string, profile: ProfileName): string {
-  try {
-    const data = (JSON.parse(fs.readFileSync(path.join(report, 'report-state.json'), 'utf8')) as { data?: unknown }).data;
-    if (typeof data === 'string' && data !== '') return data;
-  } catch {
-    /* no state file: an older report */
-  }
-  return PROFILE_DEFAULT_DATA[profile];
+/** The commits the report's notebooks ran at, in notebook order, each once (none for an older report). */
+function reportCommits(state: ReportStateFields, notebooks: string[]): string[] {
+  return [...new Set(notebooks.map((n) => state.notebooks?.[n]?.commit).filter((c): c is string => typeof c === 'string'))];
+}
+
+/** The dataset key a report was made on, else the profile's default dataset (a report of an older runner). */
+function reportData(state: ReportStateFields, profile: ProfileName): string {
+  return typeof state.data === 'string' && state.data !== '' ? state.data : PROFILE_DEFAULT_DATA[profile];
 }
