@@ -27,7 +27,8 @@
  *
  * Prints a table of ratios (ours / PyTorch, cached / uncached, fast /
  * reference, 2 workers / 1 worker) with the goals of issue 8, and writes
- * bench/results/latest.json plus a dated copy, so commits can be compared.
+ * bench/results/latest.json (a whole run only: a BENCH_ONLY subset writes
+ * just its dated copy) plus a dated copy, so commits can be compared.
  * Other processes share this machine: ratios within one invocation are what
  * count; the load average is recorded at the start and the end.
  *
@@ -55,6 +56,7 @@ import { AdamW, accumulateGrads } from '../lib/runtime/optim';
 import { encodeSafetensors, readSafetensors } from '../lib/runtime/safetensors';
 import { checkpointName, saveCheckpoint } from '../lib/runtime/checkpoint';
 import { rng } from '../lib/runtime/seed';
+import { writeFileAtomic } from '../lib/runtime/atomic';
 import { TOKEN_CACHE_FORMAT } from '../lib/tokenizer/cache';
 import { mergeOracleDataset, oracleDatasetConfig, ORACLE_DATASET_DEFAULTS, ORACLE_DATASET_FILE } from '../lib/oracle';
 import { buildOracleDatasetParallel } from '../lib/oracle/parallel';
@@ -395,11 +397,14 @@ function machine() {
 
 const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
 
+/** The parts of a whole bench run; only a whole run replaces latest.json (a subset would hide the other parts' last figures). */
+const ALL_PARTS = ['train', 'sample', 'planner', 'oracle', 'parallel', 'eval'];
+
 type Goal = { goal: string; value: number | null; target: string; met: boolean | null; note?: string };
 
 async function orchestrate(): Promise<void> {
   const backend = await initBackend({ quiet: true });
-  const only = (process.env.BENCH_ONLY ?? 'train,sample,planner,oracle,parallel,eval').split(',').map((s) => s.trim());
+  const only = (process.env.BENCH_ONLY ?? ALL_PARTS.join(',')).split(',').map((s) => s.trim());
   const trainSizes = (process.env.BENCH_TRAIN_SIZES ?? 'small,bench').split(',').map((s) => s.trim());
   const steps = Number(process.env.BENCH_STEPS ?? 3), micro = Number(process.env.BENCH_MICRO ?? 16);
   const torchThreads = (process.env.BENCH_TORCH_THREADS ?? '1,2').split(',').map(Number);
@@ -607,10 +612,11 @@ async function orchestrate(): Promise<void> {
     torchNote: ts.note || null, goals, tables: lines, cases };
   fs.mkdirSync(RESULTS, { recursive: true });
   const text = JSON.stringify(result, null, 2) + '\n';
-  fs.writeFileSync(path.join(RESULTS, 'latest.json'), text);
   const dated = path.join(RESULTS, `bench-${result.date.replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(dated, text);
-  console.log(`results: ${path.relative(process.cwd(), path.join(RESULTS, 'latest.json'))}, ${path.relative(process.cwd(), dated)}`);
+  const whole = ALL_PARTS.every((p) => only.includes(p));
+  const written = whole ? [path.join(RESULTS, 'latest.json'), dated] : [dated];
+  for (const f of written) writeFileAtomic(f, text);
+  console.log(`results: ${written.map((f) => path.relative(process.cwd(), f)).join(', ')}${whole ? '' : ' (a subset: latest.json keeps the last whole run)'}`);
 }
 
 /** Same tensors, byte for byte (the merged files' metadata holds creation times). */

@@ -64,6 +64,9 @@ test('a run resumed from its checkpoints takes the same steps as an uninterrupte
     const part = toyStage(dir, { untilStep: until });
     const o = await runTrainingAsync(part.spec);
     assert.equal(o.step, until);
+    // A call lists what it wrote; the run lists every resume checkpoint so far (what Stage 1 reports).
+    assert.deepEqual(o.written.map((f) => path.basename(f)), [`${checkpointName('toy', until)}.safetensors`]);
+    assert.deepEqual(part.run.checkpoints('toy').map((c) => c.step), [4, 8, 12].filter((s) => s <= until));
     if (until === 12) {
       assert.deepEqual(part.weights(), wA, 'resumed weights differ from the uninterrupted run');
       assert.deepEqual(o.best, a.best);

@@ -453,10 +453,10 @@ export function continuationConfig(profile: ProfileName, arm: ContinuationArm, f
 }
 
 /**
- * The Stage 1 config of each profile. `default`'s N = 300 is the largest that
- * keeps the whole default main job within 60 minutes on our 2-core machine
- * (measured: N = 200 took 50 min, N = 400 about 67 min idle); its checkpoints
- * every 75 steps include C at N/2 = 150.
+ * The Stage 1 config of each profile. `default`'s N = 300 keeps the whole
+ * default main job within 60 minutes on our 2-core machine (measured from a
+ * fresh clone: 56 min; N = 200 took 50 min, N = 400 about 67 min idle); its
+ * checkpoints every 75 steps include C at N/2 = 150.
  */
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {

@@ -115,8 +115,8 @@ export interface TrainingOutcome {
   step: number;
   /** The resume checkpoint this call started from. */
   resumedFrom?: string;
-  /** Resume checkpoints written by this call, oldest first. */
-  checkpoints: string[];
+  /** Resume checkpoints written by this call, oldest first: a resumed call lists only its own (the run's are `Run.checkpoints`). */
+  written: string[];
   /** The newest resume checkpoint (this call's or the resumed one). */
   checkpoint?: string;
   best?: { step: number; value: number };
@@ -151,7 +151,7 @@ function* trainingSteps(spec: TrainingSpec): Generator<number, TrainingOutcome, 
   const saved = { ...spec.params, ...(spec.fixed ?? {}) };
   const checkpointEvery = spec.checkpointEvery ?? optim.evalEvery;
   ensure(checkpointEvery > 0, 'no checkpoint cadence (checkpointEvery and evalEvery are 0)', `${spec.configName}.evalEvery`, 'set a positive evalEvery');
-  const out: TrainingOutcome = { startStep: 0, step: 0, checkpoints: [], seconds: 0 };
+  const out: TrainingOutcome = { startStep: 0, step: 0, written: [], seconds: 0 };
   let loop: LoopState = { optStep: 0 };
   try {
     const last = run.latestCheckpoint(stage);
@@ -178,7 +178,7 @@ function* trainingSteps(spec: TrainingSpec): Generator<number, TrainingOutcome, 
         weights: { ...saved, ...opt.state(), ...arrays }, config: spec.checkpointConfig, step, kind: stage,
         extra: { ...spec.state.save(step), optStep: opt.step, best: out.best ?? null, stopReason: out.stopReason ?? null },
       });
-      out.checkpoints.push(file);
+      out.written.push(file);
       out.checkpoint = file;
     };
     /** Evaluate at `step`, keep the best, apply the stop rule; returns the values. */
