@@ -51,7 +51,7 @@ const llamaGen = (nLayer: number, nHead: number, dModel: number) => ({
 });
 
 /**
- * Model sizes by name. Parameter counts are pinned in tests/gpt-registry.test.ts;
+ * Model sizes by name. Parameter counts are pinned in tests/unit/backbone/gpt-registry.test.ts;
  * a LlamaGen size has LlamaGen's count plus our target-position table (T x dModel).
  */
 export const GPT_SIZES = {

@@ -393,7 +393,7 @@ export const FUSED_OPS_MAX = 1 << 16;
  * state this way. With `keep`, the cache grows by the new slots (then its
  * batch must be 1 or B); otherwise the cache is left as it was.
  *
- * Fast paths (same numbers up to float rounding; tests/decode.test.ts): one
+ * Fast paths (same numbers up to float rounding; tests/unit/backbone/decode.test.ts): one
  * new slot without a mask (L = 1, decoding) runs attention as one fused
  * kernel over the cached slots (runtime/decode-kernels.ts); a preallocated
  * cache (`emptyCache(m, { capacity })`) is written in place.

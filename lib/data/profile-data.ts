@@ -59,7 +59,7 @@ export function activeData(profile: ProfileName = activeProfile(), env: NodeJS.P
  * fewest it needs. The minimum is the most any stage of the profile takes from
  * the split and refuses to run without: the training batches (tokenizer,
  * Stage 1, feature network) and oracle.images on train; eval.nllImages and
- * eval.trajectory.images on test (tests/data-folder.test.ts keeps this table
+ * eval.trajectory.images on test (tests/unit/data/data-folder.test.ts keeps this table
  * equal to those configs).
  */
 export const PROFILE_DATA_SIZES: Record<ProfileName, Record<Split, { asks?: number; needs: number }>> = {

@@ -207,7 +207,7 @@ export function plannerFeatures(m: GPT, geo: BlockGeometry, items: readonly Feat
  * decoded slots' hidden states, and one pass over the cache runs only the
  * unseen blocks' query slots (each sees the cached prefix and itself). All
  * states share one cache and one |S| (the decoders move in lockstep).
- * Equal to `plannerFeatures` up to float rounding (tests/cached-features.test.ts).
+ * Equal to `plannerFeatures` up to float rounding (tests/unit/eval/cached-features.test.ts).
  */
 export function contextFeatures(m: GPT, geo: BlockGeometry, items: readonly FeatureItem[], contexts: readonly DecodingContext[]): PlannerFeatures {
   const B = items.length, nb = geo.numBlocks, d = m.cfg.dModel, tpb = geo.tokensPerBlock;

@@ -20,7 +20,7 @@
  *
  * All are forward-only (decoding is never differentiated): `extend` uses them
  * only outside gradient tapes (`decodeKernelsAvailable`) and the plain ops
- * elsewhere. Checked against the plain ops in tests/decode.test.ts.
+ * elsewhere. Checked against the plain ops in tests/unit/backbone/decode.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { CpuBackend, cpuF32, hasLocalMemory, heapF32, localF32, WasmBackend, wasmHeap } from './backend-memory';

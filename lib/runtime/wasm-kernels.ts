@@ -17,7 +17,7 @@
  *    along axis 0 (every lookup here) we copy rows.
  *
  * Every kernel here is checked against the `cpu` backend in
- * tests/wasm-kernels.test.ts.
+ * tests/unit/runtime/wasm-kernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { heapBuffer, heapF32, WasmBackend } from './backend-memory';

@@ -17,7 +17,7 @@
  * head widths divisible by 4, 8 or 16): one accumulator is one chain of
  * dependent adds, which leaves most of the SIMD unit idle. Accumulates in
  * float32 lanes (as XNNPACK does); checked against the JS loops and the op
- * path in tests/decode.test.ts.
+ * path in tests/unit/backbone/decode.test.ts.
  */
 
 // Opcodes (WebAssembly core + SIMD).
