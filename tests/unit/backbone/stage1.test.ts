@@ -187,3 +187,85 @@ test('trainStage1Parallel: an arm that fails in its worker names the arm and the
   for (const k of Object.keys(b.params)) assert.deepEqual(Array.from(a.params[k].dataSync()), Array.from(b.params[k].dataSync()), `${k} differs after the resumed rerun`);
   disposeGPT(a); disposeGPT(b);
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, sandbox, untouched } from '../../helpers';
+import { stage1Checkpoint, tinyStage1 } from '../../fixtures/stage1-job';
+import { encodeSafetensors, readSafetensors } from '../../../lib/runtime/safetensors';
+
+describe('bad input', () => {
+  test('a corrupt weights file (garbage over the header, or a tensor with a wrong shape) is refused', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { file, model } = stage1Checkpoint(root);
+    const bytes = fs.readFileSync(file);
+    const garbled = path.join(root, 'garbled.safetensors');
+    const g = Buffer.from(bytes);
+    g.fill(0x7b, 8, 40); // '{{{{...' over the start of the JSON header
+    fs.writeFileSync(garbled, g);
+    // A well-formed file whose tok_emb has the wrong shape for its config.
+    const { tensors, metadata } = readSafetensors(file);
+    const wrong = path.join(root, 'wrong-shape.safetensors');
+    fs.writeFileSync(wrong, encodeSafetensors({ ...tensors, tok_emb: { dtype: 'F32', shape: [3, 3], data: new Float32Array(9) } }, metadata));
+    const lacking = path.join(root, 'lacking.safetensors');
+    const { tok_emb: _drop, ...rest } = tensors;
+    fs.writeFileSync(lacking, encodeSafetensors(rest, metadata));
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadBackbone(garbled), garbled, 'not valid JSON');
+      expectOH(() => loadBackbone(lacking), lacking, 'lacks weight tok_emb');
+      expectOH(() => loadBackbone(wrong), wrong, "weight 'tok_emb' has shape [3,3]", `needs [${model.vocabSize},${model.dModel}]`);
+    });
+    assert.equal(tf.memory().numTensors, before, 'a refused load leaked tensors');
+  });
+
+  test('Stage 1 on an empty token set, or labels that do not match the tokens, is refused before a run folder is made', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg, model, data } = tinyStage1();
+    await untouched(root, () => {
+      expectOH(() => trainStage1(root, 'x', cfg, { tokens: new Int32Array(0), labels: new Int32Array(0), n: 0 }, model), 'stage1 token data', 'holds no images');
+      expectOH(() => trainStage1(root, 'x', cfg, { ...data, labels: data.labels.slice(1) }, model), 'stage1 token data', `${data.n - 1} labels for ${data.n} images`);
+    });
+  });
+
+  test('token ids outside the vocabulary (tokens of another tokenizer) name the image and cell, not "GatherV2"', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg, model, data } = tinyStage1();
+    const alien = Int32Array.from(data.tokens);
+    alien[2 * 16 + 5] = 300;
+    const badLabels = Int32Array.from(data.labels);
+    badLabels[4] = 7;
+    await untouched(root, () => {
+      expectOH(() => trainStage1(root, 'x', cfg, { ...data, tokens: alien }, model), 'stage1 token data', 'token 300 of image 2 (cell 5)', 'vocabSize');
+      expectOH(() => trainStage1(root, 'x', cfg, { ...data, labels: badLabels }, model), 'stage1 token data', 'class 7 of image 4', 'numClasses 3');
+    });
+  });
+
+  test('exact NLL of out-of-vocabulary tokens, a broken order or no images is refused', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { model } = tinyStage1();
+    const m = createGPT(model, 1);
+    const N = 2, T = 16;
+    const grids = new Int32Array(N * T).map((_, i) => i % 16), classes = new Int32Array([0, 1]);
+    const raster = new Int32Array(N * T).map((_, i) => i % T);
+    const twice = Int32Array.from(raster);
+    twice[T + 3] = 2;
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => exactNll(m, grids.map((v) => v + 16), classes, raster), 'exactNll(grids, classes)', 'token 16 of image 0', 'vocabulary 0 .. 15');
+      expectOH(() => exactNll(m, grids, classes, twice), 'exactNll(cells)', 'order of image 1 is not a permutation', 'cell 2, already decoded');
+      expectOH(() => exactNll(m, new Int32Array(0), new Int32Array(0), new Int32Array(0)), 'exactNll', 'no images');
+      expectOH(() => exactNll(m, grids, classes, raster.subarray(1)), 'exactNll', 'N*T cells');
+    });
+    assert.equal(tf.memory().numTensors, before);
+    disposeGPT(m);
+  });
+});

@@ -299,3 +299,73 @@ test('classMeanImages averages each class and leaves empty classes at background
   assert.deepEqual(Array.from(m), [0.5, 0.5, -1, -1, -1, 1]);
   assert.deepEqual(seen, [0, 1, 2]);
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { expectOH, sandbox, untouched } from '../../helpers';
+
+describe('bad input', () => {
+  test('a corrupt idx.gz file (flipped bytes in the gzip stream) names the file and says to replace it', async () => {
+    const dir = sandbox();
+    const { images, labels } = writePair(dir, 4);
+    const gz = fs.readFileSync(images);
+    for (let i = 12; i < gz.length - 8; i += 5) gz[i] ^= 0x5a;
+    fs.writeFileSync(images, gz);
+    await untouched(dir, () => {
+      expectOH(() => readIdx(images), images, 'corrupt gzip', 'replace it');
+      expectOH(() => loadIdxPair(images, labels), images, 'corrupt gzip');
+    });
+  });
+
+  test('a truncated idx file (cut mid-data, plain and gzip) names the file and the missing bytes', async () => {
+    const dir = sandbox();
+    const plain = path.join(dir, 'images.idx');
+    writeIdx(plain, [3, 28, 28], pattern(3 * 28 * 28));
+    const bytes = fs.readFileSync(plain);
+    fs.writeFileSync(plain, bytes.subarray(0, bytes.length - 100));
+    const gz = path.join(dir, 'images.idx.gz');
+    fs.writeFileSync(gz, zlib.gzipSync(bytes.subarray(0, 10)));
+    const cut = path.join(dir, 'cut.idx.gz');
+    const whole = zlib.gzipSync(bytes);
+    fs.writeFileSync(cut, whole.subarray(0, whole.length >> 1));
+    await untouched(dir, () => {
+      expectOH(() => readIdx(plain), plain, 'truncated data', 'only 2252 are there', 'complete copy');
+      expectOH(() => readIdx(gz), gz, 'truncated header');
+      expectOH(() => readIdx(cut), cut, /corrupt gzip|truncated/);
+    });
+  });
+
+  test('a wrong-magic file (a PNG and a text file renamed to .idx) is not read as images', async () => {
+    const dir = sandbox();
+    const png = path.join(dir, 'train-images-idx3-ubyte');
+    fs.writeFileSync(png, Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]));
+    const text = path.join(dir, 'labels.idx');
+    fs.writeFileSync(text, '\0\0\x07\x01 not an idx file');
+    await untouched(dir, () => {
+      expectOH(() => readIdx(png), png, 'not an IDX file', 'magic bytes 89 50 4e 47', 'expected 00 00 08');
+      expectOH(() => readIdx(text), text, 'unknown type code 0x07');
+    });
+  });
+
+  test('an images file and a labels file of different counts name both files and the split fix', async () => {
+    const dir = sandbox();
+    const { images, labels } = writePair(dir, 5, 4);
+    await untouched(dir, () => {
+      expectOH(() => loadIdxPair(images, labels), labels, 'holds 4 labels', `images file ${images} holds 5 images`, 'same split');
+    });
+  });
+
+  test('an empty dataset (an idx file of 0 images) is refused instead of training on nothing', async () => {
+    const dir = sandbox();
+    const { images, labels } = writePair(dir, 0);
+    const empty = path.join(dir, 'empty.idx');
+    fs.writeFileSync(empty, '');
+    await untouched(dir, () => {
+      expectOH(() => loadIdxPair(images, labels), images, 'holds no images', 'non-empty images file');
+      expectOH(() => readIdx(empty), empty, 'empty (0 bytes)');
+    });
+  });
+});

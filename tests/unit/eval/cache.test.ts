@@ -5,8 +5,8 @@
  * another config, planner or backbone is ignored (recomputed), never mixed;
  * an unreadable cache file is recomputed and replaced; the exact JSON
  * encoding round-trips bit for bit. The SIGKILL variant is in
- * tests/integration/kill-resume.test.ts; a cacheDir that is a file is case 38 of
- * tests/unit/bad-input.test.ts.
+ * tests/integration/kill-resume.test.ts; a cacheDir that is a file is in the
+ * 'bad input' tests at the end of this file.
  */
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -140,4 +140,29 @@ test('the exact JSON encoding round-trips typed arrays bit for bit, NaN, ±Infin
   assert.deepStrictEqual(back, { ...value, sub: Float64Array.from([8, 7]) });
   assert.ok(Object.is(back.nums[3], -0) && Object.is(back.f64[2], -0));
   assert.ok('a' in back.nested);
+});
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { rejectsOH, untouched } from '../../helpers';
+
+describe('bad input', () => {
+  test('an evaluation cacheDir that is a file, or an invalid eval config with a cacheDir, is refused before anything is written', async () => {
+    await useWasm();
+    const root = sandbox();
+    const file = path.join(root, 'eval-cache');
+    fs.writeFileSync(file, 'a file, not a folder');
+    const world = evalWorld();
+    await untouched(root, async () => {
+      await rejectsOH(() => evaluateSettings(world.settings(), world.ctx, world.cfg, undefined, { cacheDir: file }), `${file} (cacheDir)`,
+        'cannot create the evaluation cache folder', 'writable folder');
+      await rejectsOH(() => evaluateSettings(world.settings(), world.ctx, { ...world.cfg, seeds: [0] }, undefined, { cacheDir: path.join(root, 'cache') }),
+        'eval.seeds', 'at least 2 distinct');
+    });
+    world.dispose();
+  });
 });

@@ -242,3 +242,65 @@ test('missing settings: settingOrMissing catches OrderHeadError only, and every 
   assert.equal(read[0].metrics.fid.mean, (res[0] as SettingResult).metrics.fid.mean);
   assert.equal(read[0].seeds[0].tokens, undefined);
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { sandbox, untouched } from '../../helpers';
+import { evalWorld, PJ_GEO, plannerRun } from '../../fixtures/planner-jobs';
+import { bestPlannerCheckpoint, loadJointPair, loadPlanner, plannerPolicy } from '../../../lib/planner';
+import { evaluateSettings, MissingSetting, orderHeadSetting } from '../../../lib/eval';
+
+describe('bad input', () => {
+  test('an evaluation setting whose stage has not run becomes a missing marker naming the folder and the notebook; evaluation passes it through', async () => {
+    await useWasm();
+    const root = sandbox();
+    const plannerDir = path.join(root, 'planner-smoke');
+    fs.mkdirSync(path.join(plannerDir, 'stage3-u_extrap-hard', 'checkpoints'), { recursive: true });
+    const p = plannerRun(plannerDir, 'stage4-u_extrap-hard-R1');
+    const world = evalWorld();
+    const before = tf.memory().numTensors;
+    const outcomes = await untouched(root, async () => {
+      // As notebooks/08_evaluation.ipynb builds them.
+      const settings = [
+        settingOrMissing('OrderHead R=0', () => {
+          const pl = loadPlanner(bestPlannerCheckpoint(path.join(plannerDir, 'stage3-u_extrap-hard'), 'notebooks/04_stage3_orderhead.ipynb')).planner;
+          return orderHeadSetting(world.backbone, pl, PJ_GEO, 0);
+        }),
+        settingOrMissing('OrderHead R=2', () => {
+          const pl = loadPlanner(bestPlannerCheckpoint(path.join(plannerDir, 'stage4-u_extrap-hard-R2'), 'notebooks/05_stage4_latent_planner.ipynb')).planner;
+          return orderHeadSetting(world.backbone, pl, PJ_GEO, 2);
+        }),
+        // A planner that exists but was trained on another backbone.
+        settingOrMissing('OrderHead R=1', () => {
+          const pl = loadPlanner(p.best, { backboneFingerprint: 'the-evaluated-backbone' }).planner;
+          return orderHeadSetting(world.backbone, pl, PJ_GEO, 1);
+        }),
+        settingOrMissing('adaptive budget', () => {
+          const pair = loadJointPair(path.join(plannerDir, 'stage5-joint'));
+          return { name: 'adaptive budget', backbone: pair.backbone, geo: PJ_GEO, policy: plannerPolicy(pair.planner, pair.backbone, PJ_GEO) };
+        }),
+      ];
+      const [r0, r2, r1, budget] = settings;
+      for (const s of settings) assert.ok(isMissing(s), `${s.name} is not missing`);
+      const missing = (s: (typeof settings)[number]) => (s as MissingSetting).missing;
+      assert.ok(missing(r0).includes(path.join(plannerDir, 'stage3-u_extrap-hard')) && missing(r0).includes('no trained planner here'), missing(r0));
+      assert.match(missing(r0), /notebooks\/04_stage3_orderhead\.ipynb\); run it in this profile first/);
+      assert.ok(missing(r2).includes('stage4-u_extrap-hard-R2') && missing(r2).includes('05_stage4_latent_planner'), missing(r2));
+      assert.ok(missing(r1).includes(`${p.best} (backboneFingerprint)`) && missing(r1).includes('05_stage4_latent_planner'), missing(r1));
+      assert.ok(missing(budget).includes(path.join(plannerDir, 'stage5-joint')) && missing(budget).includes('06_stage5_joint_tuning')
+        && missing(budget).includes('07_stage6_adaptive_budget'), missing(budget));
+      const events: string[] = [];
+      const out = await evaluateSettings(settings, world.ctx, world.cfg, undefined, { onSetting: (e) => events.push(e.source) });
+      assert.deepEqual(events, ['missing', 'missing', 'missing', 'missing']);
+      return out;
+    });
+    assert.deepEqual(outcomes.map((o) => isMissing(o)), [true, true, true, true]);
+    assert.match(tableMarkdown(evalResultsTable(outcomes)), /\| OrderHead R=0 \| missing/);
+    assert.equal(tf.memory().numTensors, before, 'a failed setting leaked tensors');
+    world.dispose();
+  });
+});

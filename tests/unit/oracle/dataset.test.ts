@@ -376,3 +376,102 @@ test('analysis: buckets, distances, locality against chance, agreement, Spearman
   const sc = utilityScatterFigure(ds, ds.labelings[0], ds.labelings[1], 'u', 'STAMP');
   for (const fig of [ex, pos, locFig, sc]) assert.match(JSON.stringify(fig.layout.title), /STAMP/);
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, rejectsOH as rejectsOHNaming, sandbox, untouched } from '../../helpers';
+import { saveCheckpoint } from '../../../lib/runtime/checkpoint';
+import { OracleDatasetConfig } from '../../../lib/oracle';
+
+/** The oracle world of tests/fixtures/oracle-world.ts, with a 2-image dataset config and no comparison labelings. */
+function badInputWorld(root: string): { cfg: OracleDatasetConfig; runDir: string } {
+  const w = oracleWorld(root);
+  const cfg = oracleDatasetConfig('smoke', { backbone: w.backbone, tokens: w.tokens }, { images: 2, statesPerImage: 4, imagesPerPart: 1, statesPerCall: 4, compare: [] });
+  return { cfg, runDir: path.dirname(path.dirname(w.backbone)) };
+}
+
+describe('bad input', () => {
+  // Shadows this file's rejectsOH (a promise, no file or field to name) with the one of tests/helpers.ts.
+  const rejectsOH = rejectsOHNaming;
+
+  test('an invalid shard spec is refused with the valid form, before the dataset folder is made', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg } = badInputWorld(root);
+    await untouched(root, async () => {
+      for (const bad of ['2/2', '0/0', 'a/b', '-1/2', '1.5/2']) {
+        await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), cfg, { shard: bad }), 'oracle shard', `invalid shard '${bad}'`, 'i/N');
+      }
+    });
+  });
+
+  test('an oracle build without a Stage 1 checkpoint (empty run folder, only annealed ones, a missing file) names notebook 02', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg, runDir } = badInputWorld(root);
+    const empty = path.join(root, 'stage1', 'not-trained');
+    fs.mkdirSync(empty);
+    const annealed = path.join(root, 'stage1', 'annealed');
+    fs.mkdirSync(path.join(annealed, 'checkpoints'), { recursive: true });
+    fs.copyFileSync(cfg.backbone, path.join(annealed, 'checkpoints', 'stage1-step000010-r0.00.safetensors'));
+    await untouched(root, async () => {
+      expectOH(() => randomPhaseCheckpoint(empty), path.join(empty, 'checkpoints'), 'no Stage 1 checkpoints here', '02_stage1_backbone');
+      expectOH(() => randomPhaseCheckpoint(annealed), path.join(annealed, 'checkpoints'), 'no random-phase (r = 1.00) checkpoint', 'newest: stage1-step000010-r0.00');
+      const missing = path.join(runDir, 'checkpoints', 'stage1-step000099-r1.00.safetensors');
+      await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), { ...cfg, backbone: missing }), missing, 'does not exist', '02_stage1_backbone');
+    });
+  });
+
+  test('an oracle build from a folder without a token cache names notebook 01', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg } = badInputWorld(root);
+    const noTokens = path.join(root, 'tokenizer-default');
+    fs.mkdirSync(noTokens);
+    await untouched(root, async () => {
+      await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), { ...cfg, tokens: noTokens }), path.join(noTokens, 'tokens.safetensors'), 'no token cache', '01_tokenizer');
+    });
+  });
+
+  test('an oracle build given a tokenizer checkpoint as its backbone, or a block size the backbone was not trained on', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg } = badInputWorld(root);
+    const tokCk = saveCheckpoint(path.join(root, 'tok'), 'tokenizer-step000001', { weights: { w: new Float32Array(2) }, config: { imageSize: 32 }, step: 1 });
+    await untouched(root, async () => {
+      await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), { ...cfg, backbone: tokCk }), tokCk, 'not a backbone checkpoint', 'stage1-step*');
+      await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), { ...cfg, blockH: 1 }), 'oracle.blockH', 'trained on 2x2-token blocks', 'set blockH: 2');
+      await rejectsOH(() => buildOracleDataset(path.join(root, 'ds'), { ...cfg, blockH: 3 }), 'order.blockSize', 'does not tile');
+    });
+  });
+
+  test('a damaged part file met on resume names the part and says to delete it (not "use an earlier checkpoint")', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg } = badInputWorld(root);
+    const ds = path.join(root, 'ds');
+    await buildOracleDataset(ds, cfg, { maxParts: 1 });
+    const part = path.join(ds, fs.readdirSync(ds).find((f) => f.startsWith('part-'))!);
+    const bytes = fs.readFileSync(part);
+    fs.writeFileSync(part, bytes.subarray(0, bytes.length - 7));
+    await untouched(root, async () => {
+      const e = await rejectsOH(() => buildOracleDataset(ds, cfg), part, 'truncated', 'delete this part file');
+      assert.ok(!e.fix.includes('checkpoint'), e.fix);
+    });
+  });
+
+  test('an oracle dataset folder reopened with another config names each differing field', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg } = badInputWorld(root);
+    const ds = path.join(root, 'ds');
+    await buildOracleDataset(ds, cfg, { maxParts: 1 });
+    await untouched(root, async () => {
+      await rejectsOH(() => buildOracleDataset(ds, { ...cfg, seed: 3, statesPerImage: 8 }), ds, 'seed: dataset 0, current 3', 'statesPerImage: dataset 4, current 8', 'never mixed');
+    });
+  });
+});

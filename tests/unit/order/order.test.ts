@@ -332,3 +332,26 @@ test('rollOutOrder: the policy sees only the tokens of visible blocks, and the c
   await rejectsOH(() => rollOutOrder(spy, geo, 1, { tokens: [new Int32Array(64).fill(-1)] }), 'negative ids');
   await rejectsOH(() => rollOutOrder(spy, geo, 2, { classIds: [1] }), 'rollOutOrder(opts.classIds)');
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, sandbox, untouched, useWasm } from '../../helpers';
+import { tinyStage1 } from '../../fixtures/stage1-job';
+import { trainStage1 } from '../../../lib/backbone/stage1';
+
+describe('bad input', () => {
+  test('a block size that does not tile the token grid names order.blockSize and the divisors', async () => {
+    await useWasm();
+    const root = sandbox();
+    const job = tinyStage1();
+    await untouched(root, () => {
+      expectOH(() => blockGeometry({ gridH: 8, gridW: 8, blockH: 3, blockW: 2 }), 'order.blockSize', 'does not tile the 8x8 token grid', '1, 2, 4, 8');
+      expectOH(() => trainStage1(root, 'bad', { ...job.cfg, blockH: 3 }, job.data, job.model), 'order.blockSize', 'blockH 3');
+      expectOH(() => blockGeometry({ gridH: 4, gridW: 4, blockH: 0, blockW: 2 }), 'order.blockSize', 'positive integers');
+    });
+  });
+});

@@ -201,3 +201,33 @@ test('router training: leak-free steps, targets counted, resume equals an uninte
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, sandbox, untouched } from '../../helpers';
+import { routerJob } from '../../fixtures/planner-jobs';
+
+describe('bad input', () => {
+  test('an invalid budget set (no 1, not powers of two, above the block count, unsorted, empty) names router.budgets, before a run folder', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { cfg, data, planner } = routerJob(6);
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      for (const [budgets, msg] of [
+        [[2, 4], 'lacks 1'], [[1, 3], 'budget 3 is not a power of two'], [[1, 2, 8], 'budget 8 exceeds the 4 blocks'],
+        [[1, 4, 2], 'not strictly increasing'], [[], 'the budget set is empty'],
+      ] as const) {
+        expectOH(() => trainRouter(root, 'router', { ...cfg, router: { ...cfg.router, budgets: [...budgets] } }, data, planner), 'router.budgets', msg,
+          'powers of two starting at 1, at most 4', '[1, 2, 4]');
+      }
+      expectOH(() => createRouter({ budgets: [1, 2, 3], hidden: 8, seed: 0 }, { plannerWidth: 16, numBlocks: 4 }), 'router.budgets', 'budget 3');
+    });
+    assert.equal(tf.memory().numTensors, before, 'a refused router run leaked tensors');
+    disposePlanner(planner);
+  });
+});

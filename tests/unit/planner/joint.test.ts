@@ -205,3 +205,39 @@ test('drift guard: a huge learning rate degrades the held-out NLL, the run stops
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, sandbox, untouched } from '../../helpers';
+import { tinyJointData } from '../../fixtures/planner-jobs';
+import { disposeGPT } from '../../../lib/backbone/gpt';
+
+describe('bad input', () => {
+  test('joint.topBlocks k larger than the backbone\'s GPT blocks names the layer count, before a run folder; a changed k does not resume a run', async () => {
+    await useWasm();
+    const root = sandbox();
+    const m = tinyBackbone();
+    const pl = createPlanner(PJ_PLANNER, PJ_SHAPE);
+    const data = tinyJointData();
+    const cfg = jointTuningConfig('smoke', { topBlocks: 1, steps: 1, evalEvery: 1, heldOutEvery: 4, driftImages: 4, valStates: 8, maxNllIncrease: 10, arOrders: 'random' });
+    const done = trainJointTuning(root, 'stage5-joint', cfg, data, m, pl);
+    disposePlanner(done.planner);
+    disposeGPT(done.backbone);
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => trainJointTuning(root, 'k3', { ...cfg, topBlocks: 3 }, data, m, pl), 'joint.topBlocks', 'topBlocks = 3, but the backbone has 2 layers (h0 .. h1)',
+        'choose k between 1 and 2');
+      expectOH(() => jointTuningConfig('smoke', { topBlocks: 1.5 }), 'joint.topBlocks', 'not a positive integer');
+      expectOH(() => jointTuningConfig('smoke', { topBlocks: 0 }), 'joint.topBlocks', 'k = 0 is Stage 3');
+      // The existing run folder reopened with another k: refused, naming the field.
+      expectOH(() => trainJointTuning(root, 'stage5-joint', { ...cfg, topBlocks: 2 }, data, m, pl), path.join(root, 'stage5-joint'), 'joint.topBlocks: run 1, current 2');
+    });
+    assert.equal(tf.memory().numTensors, before, 'a refused joint run leaked tensors');
+    disposePlanner(pl);
+    disposeGPT(m);
+  });
+});

@@ -185,3 +185,129 @@ test('the planner as an order policy: valid orders, never a visible block, exact
   throwsOH(() => plannerPolicy(pl, m, other), 'trained for 2x2 blocks');
   disposePlanner(pl);
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, sandbox, untouched } from '../../helpers';
+import { plannerRun, tinyJointData } from '../../fixtures/planner-jobs';
+import { stage1Checkpoint } from '../../fixtures/stage1-job';
+import { disposeGPT } from '../../../lib/backbone/gpt';
+import { openRun } from '../../../lib/runtime/run';
+import { encodeSafetensors, readSafetensors } from '../../../lib/runtime/safetensors';
+import { orderHeadSetting } from '../../../lib/eval';
+import {
+  bestPlannerCheckpoint, fixedBudgetPolicy, jointTuningConfig, LatentSteps, loadJointPair, routerTrainConfig, trainJointTuning,
+  trainLatentCurriculum,
+} from '../../../lib/planner';
+
+describe('bad input', () => {
+  test('a planner checkpoint used with another backbone (fingerprint) or block grid names the field and says to retrain Stage 3', async () => {
+    await useWasm();
+    const root = sandbox();
+    const p = plannerRun(root);
+    const m = tinyBackbone();
+    const pl = loadPlanner(p.best).planner;
+    const otherGrid = blockGeometry({ gridH: 4, gridW: 4, blockH: 1, blockW: 2 }); // 4x2 = 8 blocks
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadPlanner(p.best, { backboneFingerprint: 'another-backbone' }), `${p.best} (backboneFingerprint)`,
+        'trained on backbone test-backbone, not on another-backbone', 'retrain Stage 3');
+      expectOH(() => loadPlanner(p.best, { shape: { numBlocks: 8, blocksY: 4 } }), `${p.best} (shape.numBlocks)`, 'numBlocks = 4, here it is 8', '04_stage3_orderhead');
+      expectOH(() => plannerPolicy(pl, m, otherGrid), "policy 'orderhead R=0'", 'trained for 2x2 blocks of a 16-wide backbone', 'here: 4x2 blocks');
+      expectOH(() => orderHeadSetting(m, pl, otherGrid, 0), "policy 'orderhead R=0'", 'here: 4x2 blocks');
+      // Resuming the run on another backbone's features: refused before a step, naming the field with both values.
+      expectOH(() => trainPlanner(root, 'stage3-u_extrap-hard', p.cfg, { ...p.data, backboneFingerprint: 'another-backbone' }, p.grid), p.runDir,
+        'backboneFingerprint: run "test-backbone", current "another-backbone"', 'never mixed');
+      // A block grid that does not hold the features' blocks: refused before a run folder is made.
+      expectOH(() => trainPlanner(root, 'wrong-grid', p.cfg, p.data, { ...p.grid, blocksX: 4 }), 'trainPlanner(grid)', 'grid 2x4 does not hold 4 blocks', 'ds.geo');
+      // Stage 5 given a planner of another grid.
+      const pl8 = createPlanner(PJ_PLANNER, { ...PJ_SHAPE, numBlocks: 8, blocksY: 4 });
+      expectOH(() => trainJointTuning(root, 'joint', jointTuningConfig('smoke', { heldOutEvery: 4, driftImages: 4 }), tinyJointData(), m, pl8),
+        'trainJointTuning(planner)', 'built for 8 blocks', 'trained on this backbone and block grid');
+      disposePlanner(pl8);
+    });
+    assert.equal(tf.memory().numTensors, before, 'a refused load or resume leaked tensors');
+    disposePlanner(pl);
+    disposeGPT(m);
+  });
+
+  test('R outside {0, 1, 2, 4} is refused with the valid values, before a run folder or a sampling step', async () => {
+    await useWasm();
+    const root = sandbox();
+    const p = plannerRun(root);
+    const m = tinyBackbone();
+    const pl = loadPlanner(p.best).planner;
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      const bad = { ...PJ_PLANNER, latentSteps: 3 as LatentSteps };
+      expectOH(() => plannerTrainConfig('smoke', { planner: bad }), 'planner.latentSteps', 'R = 3 latent steps is not supported', 'use one of: 0, 1, 2, 4');
+      expectOH(() => trainPlanner(root, 'r3', { ...p.cfg, planner: bad }, p.data, p.grid), 'planner.latentSteps', '0, 1, 2, 4');
+      expectOH(() => loadPlanner(p.best, { latentSteps: 5 as LatentSteps }), `${p.best} (latentSteps)`, 'R = 5');
+      expectOH(() => orderHeadSetting(m, pl, PJ_GEO, 3 as LatentSteps), "policy 'orderhead R=3' (R)", 'R = 3', '0, 1, 2, 4');
+      expectOH(() => fixedBudgetPolicy(pl, m, PJ_GEO, 2, 8 as LatentSteps), "policy 'orderhead R=8 top-2' (R)", '0, 1, 2, 4');
+      expectOH(() => routerTrainConfig('smoke', { latentSteps: 3 as LatentSteps }), 'router.latentSteps', '0, 1, 2, 4');
+      // The R curriculum checks every R before its first stage trains: no R = 1 run folder appears for [1, 3].
+      expectOH(() => trainLatentCurriculum(root, 'stage4', p.cfg, p.data, p.grid, pl, [1, 3 as LatentSteps]), 'trainLatentCurriculum(latentSteps)', 'R = 3', '0, 1, 2, 4');
+    });
+    assert.equal(tf.memory().numTensors, before);
+    disposePlanner(pl);
+    disposeGPT(m);
+  });
+
+  test('a planner run folder without a checkpoint, and a Stage 5 folder without its pair, name the folder and the notebook to run', async () => {
+    await useWasm();
+    const root = sandbox();
+    const empty = path.join(root, 'planner-smoke', 'stage3-u_extrap-hard');
+    fs.mkdirSync(path.join(empty, 'checkpoints'), { recursive: true });
+    // A Stage 3 run stopped before its first validation: only config, manifest, metrics.
+    const early = openRun({ root: path.join(root, 'planner-smoke'), stage: 'planner', name: 'stage4-u_extrap-hard-R1', config: { a: 1 } }).dir;
+    // Stage 5 with the tuned backbone but no planner (its best-step file deleted by hand).
+    const half = path.join(root, 'planner-smoke', 'stage5-joint');
+    fs.mkdirSync(path.join(half, 'checkpoints'), { recursive: true });
+    fs.writeFileSync(path.join(half, 'checkpoints', 'backbone-step000004-r1.00.safetensors'), 'not read');
+    const never = path.join(root, 'planner-smoke', 'stage6-router');
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => bestPlannerCheckpoint(empty, 'notebooks/04_stage3_orderhead.ipynb'), empty, 'no trained planner here', 'run notebooks/04_stage3_orderhead.ipynb in this profile first');
+      expectOH(() => bestPlannerCheckpoint(early, 'notebooks/05_stage4_latent_planner.ipynb'), early, 'no best-step', '05_stage4_latent_planner');
+      expectOH(() => bestPlannerCheckpoint(never, 'notebooks/07_stage6_adaptive_budget.ipynb'), never, 'no trained planner here', '07_stage6_adaptive_budget');
+      expectOH(() => loadJointPair(half), half, 'no tuned backbone and planner here (Stage 5 has not run)', 'run notebooks/06_stage5_joint_tuning.ipynb');
+      expectOH(() => loadJointPair(never), never, 'Stage 5 has not run', '06_stage5_joint_tuning');
+    });
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  test('a corrupt planner checkpoint (truncated, garbled, NaN weight, lacking a weight, another kind) names the file; resuming from it trains nothing', async () => {
+    await useWasm();
+    const root = sandbox();
+    const p = plannerRun(root);
+    const bytes = fs.readFileSync(p.best);
+    const cut = path.join(root, 'cut-best.safetensors');
+    fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 50));
+    const { tensors, metadata } = readSafetensors(p.best);
+    const nan = path.join(root, 'nan-best.safetensors');
+    const poisoned = { ...tensors, 'in.w': { ...tensors['in.w'], data: Float32Array.from(tensors['in.w'].data as Float32Array, (v, i) => (i === 5 ? NaN : v)) } };
+    fs.writeFileSync(nan, encodeSafetensors(poisoned, metadata));
+    const lacking = path.join(root, 'lacking-best.safetensors');
+    const { 'head.w': _drop, ...rest } = tensors;
+    fs.writeFileSync(lacking, encodeSafetensors(rest, metadata));
+    const s1 = stage1Checkpoint(path.join(root, 'stage1'));
+    // The newest planner-step checkpoint of the run garbled (a bad copy): the resume must stop on it.
+    const g = Buffer.from(fs.readFileSync(p.last));
+    g.fill(0x7b, 8, 40);
+    fs.writeFileSync(p.last, g);
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadPlanner(cut), cut, 'truncated');
+      expectOH(() => loadPlanner(nan), nan, "weight 'in.w'", 'non-finite', 'earlier checkpoint');
+      expectOH(() => loadPlanner(lacking), lacking, 'weight head.w is missing', 'use another checkpoint');
+      expectOH(() => loadPlanner(s1.file), s1.file, "is a 'stage1' checkpoint, not a planner", 'best-step*.safetensors');
+      expectOH(() => trainPlanner(root, 'stage3-u_extrap-hard', p.cfg, p.data, p.grid), p.last, 'not valid JSON');
+    }, ['stage3-u_extrap-hard/manifest.json']);
+    assert.equal(tf.memory().numTensors, before, 'a refused load or resume leaked the planner or its optimizer state');
+  });
+});

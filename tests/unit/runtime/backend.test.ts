@@ -38,3 +38,34 @@ test('forcing a backend that is not installed fails with the reason and the fix'
   await assert.rejects(initBackend({ force: 'tensorflow-gpu', quiet: true }),
     (e: unknown) => e instanceof OrderHeadError && /tfjs-node-gpu not installed; see README: GPU/.test(e.message));
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { rejectsOH, sandbox, untouched, useWasm, withEnv } from '../../helpers';
+
+describe('bad input', () => {
+  test('an invalid ORDERHEAD_BACKEND lists the valid names (the active backend is kept)', async () => {
+    await useWasm();
+    const root = sandbox();
+    await withEnv({ ORDERHEAD_BACKEND: 'gpu' }, async () => {
+      await untouched(root, async () => {
+        await rejectsOH(() => initBackend(), 'ORDERHEAD_BACKEND', "unknown value 'gpu'", 'auto, tensorflow-gpu, tensorflow, wasm, cpu');
+      });
+    });
+    assert.equal(tf.getBackend(), 'wasm');
+    // The oracle CLI reports it as one line and exit code 2, not a stack trace, before making the dataset folder.
+    await untouched(root, () => {
+      const cli = spawnSync(process.execPath, [path.join(__dirname, '..', '..', '..', 'lib', 'oracle', 'cli.js'), 'build', '--run', path.join(root, 'ds'),
+        '--backbone', path.join(root, 'b.safetensors'), '--tokens', root], { encoding: 'utf8', env: { ...process.env, ORDERHEAD_BACKEND: 'gpu', ORDERHEAD_PROFILE: 'smoke' }, timeout: 60_000 });
+      assert.equal(cli.status, 2, cli.stderr);
+      assert.match(cli.stderr, /^error: ORDERHEAD_BACKEND: unknown value 'gpu'\. Fix: use one of: auto, /m);
+      assert.ok(!/\n\s+at /.test(cli.stderr), `a stack trace was printed: ${cli.stderr}`);
+    });
+  });
+});

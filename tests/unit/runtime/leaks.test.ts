@@ -21,7 +21,8 @@
  * (tests/unit/planner/joint.test.ts 'freezing: ... steps leak no tensors'), the budget
  * policies inside nllUnderPolicy and sampleImages (tests/unit/planner/budget.test.ts),
  * whole evaluateSetting calls and trajectory metrics (tests/unit/eval/settings.test.ts),
- * refused planner loads and resumes (tests/unit/bad-input.test.ts cases 31-37) and
+ * refused planner loads and resumes (the 'bad input' tests of tests/unit/planner/{planner,budget,joint}.test.ts
+ * and tests/unit/eval/settings.test.ts) and
  * a crashed evaluation (tests/unit/eval/cache.test.ts). Below: the plain planner
  * policy block by block, whole Stage 3-6 runs, and an OrderHead evaluation
  * batch by batch.

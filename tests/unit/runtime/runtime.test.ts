@@ -624,3 +624,167 @@ test('checkoutCommit: the short hash, "+changes" when a tracked file differs, "u
     fs.rmSync(repo, { recursive: true, force: true });
   }
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { enospc, expectOH, sandbox, snapshot, tmpFiles, untouched, useWasm, withEnv } from '../../helpers';
+import { stage1Checkpoint, tinyStage1 } from '../../fixtures/stage1-job';
+import { gptConfig } from '../../../lib/backbone/config';
+import { createGPT, disposeGPT } from '../../../lib/backbone/gpt';
+import { loadBackbone, trainStage1 } from '../../../lib/backbone/stage1';
+import { tokenizerConfig } from '../../../lib/tokenizer';
+
+// Node's fs module itself (not the import wrapper), so a test can make one call fail.
+const rawFs: typeof fs = require('node:fs');
+
+describe('bad input', () => {
+  test('a truncated weights file (safetensors cut short) is refused, naming the file', async () => {
+    await useWasm();
+    const root = sandbox();
+    const { file } = stage1Checkpoint(root);
+    const bytes = fs.readFileSync(file);
+    const cut = path.join(root, 'cut.safetensors'), headerOnly = path.join(root, 'header-only.safetensors');
+    fs.writeFileSync(cut, bytes.subarray(0, bytes.length - 40));
+    fs.writeFileSync(headerOnly, bytes.subarray(0, 6));
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadBackbone(cut), cut, 'truncated', 'earlier checkpoint');
+      expectOH(() => loadCheckpoint(headerOnly), headerOnly, 'fewer than the 8-byte header length');
+    });
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  test('weights containing NaN are refused on load, naming the tensor (and so is resuming from them)', async () => {
+    await useWasm();
+    const root = sandbox();
+    const s1 = stage1Checkpoint(root);
+    const { tensors, metadata } = readSafetensors(s1.file);
+    const name = 'h1.wq';
+    (tensors[name].data as Float32Array)[3] = NaN;
+    fs.writeFileSync(s1.file, encodeSafetensors(tensors, metadata));
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadBackbone(s1.file), s1.file, `weight '${name}'`, 'non-finite', 'earlier checkpoint');
+      // Resuming the run whose newest checkpoint is poisoned stops before training a step.
+      expectOH(() => trainStage1(root, 'block-rar', s1.cfg, s1.data, s1.model), s1.file, `'${name}'`);
+    }, ['block-rar/manifest.json']);
+    assert.equal(tf.memory().numTensors, before, 'a refused load leaked tensors');
+    // Saving NaN weights is refused too, and the good file stays.
+    const m = createGPT(s1.model, 1);
+    const w = m.params['tok_emb'];
+    const good = saveCheckpoint(root, 'good', { weights: { tok_emb: w }, config: s1.model, step: 1 });
+    const nanW = tf.fill(w.shape, NaN);
+    await untouched(root, () => expectOH(() => saveCheckpoint(root, 'good', { weights: { tok_emb: nanW }, config: s1.model, step: 2 }), good,
+      "weight 'tok_emb'", 'refusing to save', 'previous checkpoint is unchanged'));
+    nanW.dispose();
+    disposeGPT(m);
+  });
+
+  test('a Stage 1 checkpoint from another config names the field, on load and on resume', async () => {
+    await useWasm();
+    const root = sandbox();
+    const s1 = stage1Checkpoint(root, 'a');
+    // Another run (dModel 32) whose checkpoints/ received the dModel-16 checkpoint by mistake.
+    const bigger = gptConfig('tiny', { gridH: 4, gridW: 4, vocabSize: 16, numClasses: 3, dModel: 32 });
+    const bDir = openRun({ root, stage: 'stage1', name: 'b', config: { stage1: s1.cfg, model: bigger, data: { n: s1.data.n, tokenizer: 'tok0' } } }).dir;
+    fs.copyFileSync(s1.file, path.join(bDir, 'checkpoints', path.basename(s1.file)));
+    const before = tf.memory().numTensors;
+    await untouched(root, () => {
+      expectOH(() => loadBackbone(s1.file, { dModel: 32 }), s1.file, 'different config', 'dModel: checkpoint 16, current 32');
+      expectOH(() => trainStage1(root, 'b', s1.cfg, s1.data, bigger), path.join(bDir, 'checkpoints'), 'dModel: checkpoint 16, current 32', path.join(root, 'b'));
+      // The run folder itself reopened with another Stage 1 config.
+      expectOH(() => trainStage1(root, 'a', { ...s1.cfg, lr: 0.5 }, s1.data, s1.model), path.join(root, 'a'), 'stage1.lr: run 0.001, current 0.5');
+    }, ['b/manifest.json']);
+    assert.equal(tf.memory().numTensors, before, 'a refused resume leaked the model or the optimizer');
+  });
+
+  test('a torn run config.json (killed editor, bad merge) is refused, naming it', async () => {
+    await useWasm();
+    const root = sandbox();
+    const s1 = stage1Checkpoint(root);
+    const cfgFile = path.join(s1.runDir, 'config.json');
+    fs.writeFileSync(cfgFile, fs.readFileSync(cfgFile, 'utf8').slice(0, 40));
+    await untouched(root, () => {
+      expectOH(() => trainStage1(root, 'block-rar', s1.cfg, s1.data, s1.model), cfgFile, 'cannot read the run config', 'delete the file');
+    });
+  });
+
+  test('an invalid ORDERHEAD_PROFILE lists the valid names and creates no run folder', async () => {
+    await useWasm();
+    const root = sandbox();
+    const s1 = stage1Checkpoint(root);
+    await withEnv({ ORDERHEAD_PROFILE: 'smok' }, async () => {
+      await untouched(root, () => {
+        expectOH(() => activeProfile(), 'ORDERHEAD_PROFILE', "unknown value 'smok'", 'smoke, default, full');
+        expectOH(() => tokenizerConfig(), 'ORDERHEAD_PROFILE', 'smoke, default, full');
+        expectOH(() => openRun({ root, stage: 'stage1', name: 'new', config: { a: 1 } }), 'ORDERHEAD_PROFILE');
+        // Resuming an existing run under the bad profile leaves its manifest and metrics as they were.
+        expectOH(() => trainStage1(root, 'block-rar', { ...s1.cfg, steps: 4 }, s1.data, s1.model), 'ORDERHEAD_PROFILE');
+      });
+    });
+  });
+
+  test('out of disk while Stage 1 writes a checkpoint: error names the file, the previous checkpoint is byte-identical, no temp file, no leak', async () => {
+    await useWasm();
+    const root = sandbox();
+    const job = tinyStage1();
+    const cfg = { ...job.cfg, steps: 4 };
+    const first = trainStage1(root, 'full', cfg, job.data, job.model, { maxSteps: 2 });
+    disposeGPT(first.model);
+    const good = first.checkpoints[0];
+    const ckDir = path.dirname(good);
+    const before = snapshot(ckDir);
+    const tensors = tf.memory().numTensors;
+    // Every write to a temp file fails as on a full disk, from step 4's save on (onStep runs after a step's checkpoint, so the disk fills after step 3).
+    const realOpen = rawFs.openSync, realWrite = rawFs.writeSync;
+    const tempFds = new Set<number>();
+    let full = false;
+    (rawFs as { openSync: unknown }).openSync = (...args: Parameters<typeof fs.openSync>) => {
+      const fd = realOpen(...args);
+      if (String(args[0]).includes('.tmp-')) tempFds.add(fd);
+      return fd;
+    };
+    (rawFs as { writeSync: unknown }).writeSync = (fd: number, ...rest: unknown[]) => {
+      if (full && tempFds.has(fd)) throw enospc();
+      return (realWrite as (...a: unknown[]) => number)(fd, ...rest);
+    };
+    try {
+      expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 3) full = true; } }),
+        path.join(ckDir, 'stage1-step000004-r1.00.safetensors'), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
+    } finally {
+      (rawFs as { openSync: unknown }).openSync = realOpen;
+      (rawFs as { writeSync: unknown }).writeSync = realWrite;
+    }
+    assert.deepEqual(snapshot(ckDir), before, 'the checkpoints folder changed');
+    assert.deepEqual(tmpFiles(root), [], 'a temp file was left behind');
+    assert.equal(tf.memory().numTensors, tensors, 'the failed run leaked tensors');
+    // With space again, the run resumes from the good checkpoint and finishes.
+    const done = trainStage1(root, 'full', cfg, job.data, job.model);
+    assert.equal(done.steps, 4);
+    disposeGPT(done.model);
+  });
+
+  test('out of disk on an injected write failure in saveCheckpoint: the old file stays byte-identical', async () => {
+    await useWasm();
+    const root = sandbox();
+    const w = { w: new Float32Array([1, 2, 3]) };
+    const file = saveCheckpoint(root, 'tokenizer-step000001', { weights: w, config: { a: 1 }, step: 1 });
+    let calls = 0;
+    await untouched(root, () => {
+      // Fails after a partial write, as a disk filling up mid-file does.
+      expectOH(() => saveCheckpoint(root, 'tokenizer-step000001', {
+        weights: { w: new Float32Array(4096) }, config: { a: 1 }, step: 2,
+        io: { writeSync: (fd, buf, off) => { if (calls++ === 0) return rawFs.writeSync(fd, buf, off, 16); throw enospc(); } },
+      }), file, 'no space left', 'ENOSPC');
+      // A failing rename (the disk went read-only) too.
+      expectOH(() => saveCheckpoint(root, 'tokenizer-step000001', {
+        weights: w, config: { a: 1 }, step: 3, io: { renameSync: () => { throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' }); } },
+      }), file, 'not allowed to write here', 'writable folder');
+    });
+    assert.equal(loadCheckpoint(file).step, 1);
+  });
+});

@@ -291,3 +291,107 @@ test('config errors name the field', () => {
   assert.throws(() => tokenizerConfig('smoke', { batch: 10, microBatch: 3 }), /tokenizer\.microBatch/);
   assert.deepEqual(tokenizerConfig('default').data.train, { name: 'fashion-mnist', split: 'train', pad: 32 });
 });
+
+// ---- bad input ----
+// What a user (or a crash) can get wrong here. Each test asserts an
+// OrderHeadError naming the file or config field with a fix (expectOH /
+// rejectsOH), and that the temp folder is byte-identical afterwards, nothing
+// added (untouched); both in tests/helpers.ts.
+import { describe } from 'node:test';
+import { expectOH, rejectsOH, sandbox, untouched, useWasm } from '../../helpers';
+import { stage1Checkpoint } from '../../fixtures/stage1-job';
+import { saveCheckpoint } from '../../../lib/runtime/checkpoint';
+
+/** A small tokenizer config on 32x32 images (8x8 tokens). */
+function tinyTokenizer(over: Partial<TokenizerConfig> = {}): TokenizerConfig {
+  return tokenizerConfig('smoke', {
+    codebookSize: 16, codeDim: 4, width: 8, depth: 1, batch: 4, steps: 1, warmup: 1, logEvery: 1, evalEvery: 0, evalImages: 2,
+    checkpointEvery: 1, restartEvery: 0, ...over,
+  });
+}
+
+const blankImages = (n: number) => ({ images: Float32Array.from({ length: n * 1024 }, (_, i) => ((i * 7) % 13) / 6.5 - 1), n });
+
+describe('bad input', () => {
+  test('tokenizer training on an empty or misaligned image set is refused before a run folder is made', async () => {
+    await useWasm();
+    const root = sandbox();
+    const cfg = tinyTokenizer();
+    await untouched(root, async () => {
+      await rejectsOH(() => trainTokenizer({ config: cfg, runDir: path.join(root, 'tok'), train: { images: new Float32Array(0), n: 0 }, test: blankImages(2) }),
+        'trainTokenizer(train)', 'holds no images');
+      await rejectsOH(() => trainTokenizer({ config: cfg, runDir: path.join(root, 'tok'), train: blankImages(4), test: { images: new Float32Array(0), n: 0 } }),
+        'trainTokenizer(test)', 'holds no images');
+      // 28x28 images given to a 32x32 tokenizer (forgot the padding).
+      await rejectsOH(() => trainTokenizer({ config: cfg, runDir: path.join(root, 'tok'), train: { images: new Float32Array(4 * 784), n: 4 }, test: blankImages(2) }),
+        'trainTokenizer(train)', '3136 pixels for 4 images', 'need 4096', 'pad: 32');
+    });
+  });
+
+  test('a tokenizer patch size that does not tile the image names tokenizer.patchSize', async () => {
+    const root = sandbox();
+    await untouched(root, () => {
+      expectOH(() => tinyTokenizer({ patchSize: 5 }), 'tokenizer.patchSize', 'not a multiple of patchSize 5', 'divides the image size');
+      expectOH(() => tinyTokenizer({ batch: 10, microBatch: 3 }), 'tokenizer.microBatch');
+    });
+  });
+
+  test('a tokenizer checkpoint from another config names each differing field with both values', async () => {
+    await useWasm();
+    const root = sandbox();
+    const cfg = tinyTokenizer();
+    const a = await trainTokenizer({ config: cfg, runDir: path.join(root, 'a'), train: blankImages(4), test: blankImages(2) });
+    a.tokenizer.dispose();
+    const before = tf.memory().numTensors;
+    await untouched(root, async () => {
+      expectOH(() => loadTokenizer(path.join(root, 'a'), { expectConfig: { ...cfg, codebookSize: 32, width: 12 } }), a.checkpoint,
+        'codebookSize: checkpoint 16, current 32', 'width: checkpoint 8, current 12', 'retrain');
+      // The same run folder reopened with another config.
+      await rejectsOH(() => trainTokenizer({ config: { ...cfg, codeDim: 8 }, runDir: path.join(root, 'a'), train: blankImages(4), test: blankImages(2) }),
+        path.join(root, 'a'), 'codeDim: run 4, current 8', 'never mixed');
+    });
+    assert.equal(tf.memory().numTensors, before, 'a refused load leaked tensors');
+  });
+
+  test('a Stage 1 checkpoint, or a run folder without checkpoints, given as the tokenizer', async () => {
+    await useWasm();
+    const root = sandbox();
+    const s1 = stage1Checkpoint(root);
+    fs.mkdirSync(path.join(root, 'tokenizer-smoke'));
+    await untouched(root, () => {
+      expectOH(() => loadTokenizer(s1.file), s1.file, "is a 'stage1' checkpoint, not a tokenizer checkpoint");
+      expectOH(() => loadTokenizer(path.join(root, 'tokenizer-smoke')), path.join(root, 'tokenizer-smoke', 'checkpoints'), 'no tokenizer checkpoint', '01_tokenizer');
+    });
+  });
+
+  test('loading a token cache from a folder without tokens (tokenizer not run yet) names notebook 01', async () => {
+    const root = sandbox();
+    const dir = path.join(root, 'tokenizer-smoke');
+    fs.mkdirSync(dir);
+    await untouched(root, () => {
+      expectOH(() => loadTokenCache(dir), path.join(dir, 'tokens.safetensors'), 'no token cache here', '01_tokenizer');
+    });
+  });
+
+  test('a truncated or corrupt token cache says to rebuild it (not to "use an earlier checkpoint")', async () => {
+    await useWasm();
+    const root = sandbox();
+    const tok = VqTokenizer.init(tinyTokenizer());
+    const dir = path.join(root, 'tokenizer-smoke');
+    await tokenizeDataset(tok, dir, { train: { ...blankImages(3), labels: new Int32Array(3) }, test: { ...blankImages(2), labels: new Int32Array(2) } });
+    tok.dispose();
+    const file = path.join(dir, 'tokens.safetensors');
+    const bytes = fs.readFileSync(file);
+    fs.writeFileSync(file, bytes.subarray(0, bytes.length - 9));
+    await untouched(root, () => {
+      const e = expectOH(() => loadTokenCache(dir), file, 'truncated', 'rebuild it with tokenizeDataset');
+      assert.ok(!e.fix.includes('checkpoint'), e.fix);
+    });
+    fs.writeFileSync(file, 'this is not a safetensors file at all');
+    await untouched(root, () => expectOH(() => loadTokenCache(dir), file, 'not a safetensors file', 'rebuild'));
+    // A checkpoint put where the cache belongs.
+    saveCheckpoint(dir, 'x', { weights: { w: new Float32Array(2) }, config: {}, step: 0 });
+    fs.renameSync(path.join(dir, 'x.safetensors'), file);
+    await untouched(root, () => expectOH(() => loadTokenCache(dir), file, 'not a token cache', 'rebuild'));
+  });
+});
