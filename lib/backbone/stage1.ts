@@ -24,6 +24,10 @@
  * random orders do not depend on the target order, every annealed arm sees
  * the same images in the same steps: the arms are paired by construction.
  * Each checkpoint records its training budget (training-budget.ts).
+ *
+ * One training step (trainStage1's loop) is drawStage1Batch → stage1Loss →
+ * guarded AdamW update (stage1Optimizer) → metrics row → checkpoint; each
+ * piece is exported, so a notebook can show one step inline.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -214,7 +218,7 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     writeFileAtomic(path.join(run.checkpointDir, path.basename(from!)), fs.readFileSync(from!));
   }
   const m = createGPT(model, cfg.seed);
-  let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
+  let r = stage1DataRng(cfg);
   let base: TrainingBudget | undefined = start?.budget;
   const budgetAt = (step: number) => {
     const fromStep = base ? base.steps : 0;
@@ -257,6 +261,9 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     throw err;
   }
 }
+
+/** The RNG of a fresh Stage 1 run's draws (images, class dropout, random orders); resume checkpoints carry its state. */
+export const stage1DataRng = (cfg: Stage1Config): Rng => rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
 
 /** AdamW over a Stage 1 model's weights with the config's betas, weight decay and clipping; `opt.apply(grads, scheduledLr(cfg, step))` is one update. */
 export function stage1Optimizer(m: GPT, cfg: Stage1Config): AdamW {

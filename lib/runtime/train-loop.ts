@@ -3,15 +3,16 @@
  * planner, router, joint tuning, feature network). Each stage writes its own
  * `for` loop, and every one of them reads:
  *
- *   t = resumeTraining(...)           newest `<stage>-step*` checkpoint: weights, AdamW moments, step, the stage's state
- *   for s = t.step .. t.until − 1:
- *     lr_s          = warmup + cosine(s)                  scheduledLr
- *     batch_s       = the stage's draw (its RNG or cursor lives in its state)
- *     loss_s, g_s   = forward and backward on batch_s
- *     t.update(s, loss_s, g_s, lr_s)  guard: a non-finite loss or ‖g_s‖ stops before any update → clip → AdamW
- *     if t.isEvalStep(s+1):  e = evaluate();  t.keepBest(s+1, e.metric, writeBest)
- *     run.logMetrics(s+1, row_s ∪ e)
- *     if t.isCheckpointStep(s+1):  t.checkpoint(s+1, the stage's state)
+ *   t = resumeTraining(...)              newest `<stage>-step*` checkpoint: weights, AdamW moments, step, the stage's state
+ *   for step = t.step .. t.until − 1:
+ *     lr          = scheduledLr(optim, step)             warmup + cosine
+ *     batch       = the stage's draw                     its RNG or data cursor is part of its state
+ *     loss, grads = forward and backward on batch
+ *     t.update(step, loss, grads, lr)                    guard (non-finite loss or ‖grads‖: stop, nothing updated) → clip → AdamW
+ *     s = step + 1
+ *     e = t.isEvalStep(s) ? evaluate() : {}              t.keepBest(s, e.metric, writeBest): the best checkpoint
+ *     run.logMetrics(s, row ∪ e)
+ *     t.isCheckpointStep(s) ? t.checkpoint(s, the stage's state)
  *   t.outcome()
  *
  * Why the row comes before the checkpoint: a kill between the two re-runs the
