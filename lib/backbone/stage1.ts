@@ -24,6 +24,10 @@
  * random orders do not depend on the target order, every annealed arm sees
  * the same images in the same steps: the arms are paired by construction.
  * Each checkpoint records its training budget (training-budget.ts).
+ *
+ * One training step (trainStage1's loop) is drawStage1Batch → stage1Loss →
+ * guarded AdamW update (stage1Optimizer) → metrics row → checkpoint; each
+ * piece is exported, so a notebook can show one step inline.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -33,8 +37,8 @@ import { backendReport } from '../runtime/backend';
 import { checkTokenIds, GPTConfig, GPTSize, gptConfig, seqLen } from './config';
 import { createGPT, disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params, DecodeOrder, tokensInOrder } from './gpt';
 import { blockGeometry, BlockGeometry, cellsOfBlockOrder, randomBlockOrder } from '../order';
-import { accumulateGrads, OptimConfig, validateOptimConfig } from '../runtime/optim';
-import { runTraining } from '../runtime/train-loop';
+import { accumulateGrads, AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
+import { resumeTraining } from '../runtime/train-loop';
 import { profileConfig, ProfileName } from '../runtime/profile';
 import { openRun, Run } from '../runtime/run';
 import { loadCheckpoint } from '../runtime/checkpoint';
@@ -214,48 +218,90 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     writeFileAtomic(path.join(run.checkpointDir, path.basename(from!)), fs.readFileSync(from!));
   }
   const m = createGPT(model, cfg.seed);
-  let r = rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
+  let r = stage1DataRng(cfg);
   let base: TrainingBudget | undefined = start?.budget;
   const budgetAt = (step: number) => {
     const fromStep = base ? base.steps : 0;
     const own = runBudget(`stage1 ${name}`, fromStep, step, cfg.batch, T, data.n);
     return base ? addBudget(base, own) : own;
   };
-  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
-  let share = 0, randomCount = 0;
   try {
-    const outcome = runTraining({
-      run, stage: 'stage1', configName: 'stage1', optim: cfg, params: m.params, checkpointConfig: model,
+    const t = resumeTraining({
+      run, stage: 'stage1', configName: 'stage1', optim: cfg, optimizer: stage1Optimizer(m, cfg), checkpointConfig: model,
       checkpointEvery: cfg.checkpointEvery, maxSteps: hooks.maxSteps,
-      tags: (step) => [`r${randomShare(cfg, step).toFixed(2)}`],
-      state: {
-        save: (step) => ({ orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: randomShare(cfg, step), rngState: r.state(), budget: budgetAt(step), ...(base ? { from: base } : {}) }),
-        restore: (extra) => { r = rngFromState(Number(extra.rngState)); if (extra.from) base = extra.from as TrainingBudget; },
-      },
-      step: (step) => {
-        share = randomShare(cfg, step);
-        // Draw the whole batch on the host: images, orders, class dropout.
-        const micro: OrderBatch[] = [];
-        randomCount = 0;
-        for (let i = 0; i < nMicro; i++) {
-          const mb = drawOrderBatch(r, data, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), share, cfg.classDropout, model.numClasses, target);
-          micro.push(mb);
-          randomCount += mb.randomCount;
-        }
-        return accumulateGrads(m.params, nMicro, (i) => {
-          const { order, toks, classes } = micro[i];
-          return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
-        });
-      },
-      row: (_step, s) => ({ loss: s.loss, lr: s.lr, r: share, randomShare: randomCount / cfg.batch, gradNorm: s.gradNorm, ms: s.ms }),
-      onStep: (step, row) => hooks.onStep?.(step, row as Record<string, number>),
+      restore: (extra) => { r = rngFromState(Number(extra.rngState)); if (extra.from) base = extra.from as TrainingBudget; },
     });
-    return { run, model: m, steps: outcome.step, checkpoints: run.checkpoints('stage1').map((c) => c.path) };
+    try {
+      for (let step = t.step; step < t.until; step++) {
+        const t0 = performance.now();
+        const lr = scheduledLr(cfg, step);
+        const batch = drawStage1Batch(r, data, geo, cfg, step, model.numClasses, target);
+        const { loss, grads } = stage1Loss(m, batch);
+        const gradNorm = t.update(step, loss, grads, lr);
+        const s = step + 1;
+        // Stage 1 evaluates nothing in the loop (evalEvery 0): notebook 02 scores every checkpoint afterwards.
+        const row = { loss, lr, r: batch.share, randomShare: batch.randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
+        run.logMetrics(s, row);
+        if (t.isCheckpointStep(s)) {
+          const rs = randomShare(cfg, s);
+          t.checkpoint(s, {
+            extra: { orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: rs, rngState: r.state(), budget: budgetAt(s), ...(base ? { from: base } : {}) },
+            tags: [`r${rs.toFixed(2)}`],
+          });
+        }
+        hooks.onStep?.(s, row);
+      }
+    } finally {
+      t.dispose();
+    }
+    return { run, model: m, steps: t.step, checkpoints: run.checkpoints('stage1').map((c) => c.path) };
   } catch (err) {
     // A failure (bad checkpoint, NaN loss, full disk) must not leak the model tensors.
     disposeGPT(m);
     throw err;
   }
+}
+
+/** The RNG of a fresh Stage 1 run's draws (images, class dropout, random orders); resume checkpoints carry its state. */
+export const stage1DataRng = (cfg: Stage1Config): Rng => rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
+
+/** AdamW over a Stage 1 model's weights with the config's betas, weight decay and clipping; `opt.apply(grads, scheduledLr(cfg, step))` is one update. */
+export function stage1Optimizer(m: GPT, cfg: Stage1Config): AdamW {
+  return AdamW.fromConfig(m.params, cfg);
+}
+
+/** One Stage 1 batch, drawn on the host: its micro-batches, the share r of step `step`, and how many samples got a random order. */
+export interface Stage1Batch {
+  micro: OrderBatch[];
+  /** r(step): the probability of a random block order. */
+  share: number;
+  randomCount: number;
+}
+
+/** Sizes of the micro-batches one step of `batch` examples runs as: `microBatch` each, the last one the rest. */
+export const microBatchSizes = (batch: number, microBatch: number): number[] =>
+  Array.from({ length: Math.ceil(batch / microBatch) }, (_, i) => Math.min(microBatch, batch - i * microBatch));
+
+/**
+ * Draw the batch of Stage 1 step `step` (0-based) from `r`: per sample an
+ * image, its class (or the null class) and its decode order, with a random
+ * block order at probability r(step), else the target order.
+ */
+export function drawStage1Batch(r: Rng, data: TokenData, geo: BlockGeometry, cfg: Stage1Config, step: number, numClasses: number,
+  target: TargetCells = () => null): Stage1Batch {
+  const share = randomShare(cfg, step);
+  const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch(r, data, geo, B, share, cfg.classDropout, numClasses, target));
+  return { micro, share, randomCount: micro.reduce((n, mb) => n + mb.randomCount, 0) };
+}
+
+/** The next-token loss of one micro-batch in its samples' decode orders (lmLoss on the batch's tokens and classes). */
+export function orderBatchLoss(m: GPT, b: OrderBatch): tf.Scalar {
+  return lmLoss(m, b.order, tf.tensor2d(b.toks, [b.order.B, b.order.T], 'int32'), tf.tensor1d(b.classes, 'int32'));
+}
+
+/** Forward and backward of one Stage 1 step: the mean loss over the batch and its gradients (micro-batches summed; the caller disposes them). */
+export function stage1Loss(m: GPT, batch: Stage1Batch): { loss: number; grads: Record<string, tf.Tensor> } {
+  return accumulateGrads(m.params, batch.micro.length, (i) => orderBatchLoss(m, batch.micro[i]));
 }
 
 /** One micro-batch of block-RAR training samples, drawn on the host. */
@@ -266,6 +312,8 @@ export interface OrderBatch {
   toks: Int32Array;
   /** [B] class ids, the null class where class dropout hit. */
   classes: Int32Array;
+  /** [B] the training image of each sample. */
+  image: Int32Array;
   /** How many samples got a random block order. */
   randomCount: number;
 }
@@ -295,10 +343,11 @@ function drawSample(r: Rng, n: number, geo: BlockGeometry, share: number, classD
 export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number,
   target: TargetCells = () => null): OrderBatch {
   const T = geo.numTokens;
-  const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T);
+  const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T), image = new Int32Array(B);
   let randomCount = 0;
   for (let b = 0; b < B; b++) {
     const d = drawSample(r, data.n, geo, share, classDropout);
+    image[b] = d.image;
     grids.set(data.tokens.subarray(d.image * T, (d.image + 1) * T), b * T);
     classes[b] = d.dropClass ? numClasses : data.labels[d.image];
     const own = d.randomOrder ? null : target(d.image);
@@ -307,7 +356,7 @@ export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: n
     else for (let t = 0; t < T; t++) cells[b * T + t] = t;
   }
   const order = { B, T, cells };
-  return { order, toks: tokensInOrder(grids, order), classes, randomCount };
+  return { order, toks: tokensInOrder(grids, order), classes, image, randomCount };
 }
 
 /** The checks of a Stage 1 config beyond the optimiser's: the schedule and the anneal target. */
@@ -343,12 +392,10 @@ export function plannerOrderImages(cfg: Stage1Config, n: number, geo: BlockGeome
   const ck = loadCheckpoint(from);
   tf.dispose(Object.values(ck.weights));
   const r = rngFromState(Number(ck.extra.rngState));
-  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
   const seen = new Uint8Array(n);
   for (let step = ck.step; step < cfg.steps; step++) {
     const share = randomShare(cfg, step);
-    for (let i = 0; i < nMicro; i++) {
-      const B = Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch);
+    for (const B of microBatchSizes(cfg.batch, cfg.microBatch)) {
       for (let b = 0; b < B; b++) { const d = drawSample(r, n, geo, share, cfg.classDropout); if (!d.randomOrder) seen[d.image] = 1; }
     }
   }

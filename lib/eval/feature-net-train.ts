@@ -10,12 +10,12 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { accumulateGrads } from '../runtime/optim';
+import { accumulateGrads, AdamW, scheduledLr } from '../runtime/optim';
 import { openRun, Run } from '../runtime/run';
 import { assignWeights, latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
-import { Progress } from '../runtime/progress';
+import { Progress, yieldToEventLoop } from '../runtime/progress';
 import { loadDataset } from '../data/dataset';
-import { EpochCursor, runTrainingAsync, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
+import { EpochCursor, resumeTraining, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
 import type { LabelledImages } from '../tokenizer/cache';
 import { FEATURE_NET_MODEL_KEYS, FEATURE_NET_STAGE, FeatureNetConfig, validateFeatureNetConfig } from './feature-net-config';
 import { checkLabelled, crossEntropy, evaluateFeatureNet, FeatureNet, featureNetForward } from './feature-net';
@@ -80,7 +80,6 @@ export async function trainFeatureNet(options: TrainFeatureNetOptions): Promise<
 
 async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>, net: FeatureNet): Promise<TrainFeatureNetResult> {
   const cfg = options.config;
-  const until = Math.min(cfg.steps, options.untilStep ?? cfg.steps);
   const test = loadSplit(options.test, cfg, 'test');
   checkLabelled(cfg, test, 'trainFeatureNet(test)');
   const S = cfg.imageSize, px = S * S, B = cfg.batch;
@@ -104,22 +103,22 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
     record = { testAccuracy: ev.accuracy, testLoss: ev.loss, testImages: ev.n };
     return { test_accuracy: ev.accuracy, test_loss: ev.loss, test_images: ev.n };
   };
-  let bar: Progress | undefined, correct = 0;
+  let bar: Progress | undefined;
   let win = { loss: 0, correct: 0, norm: 0, steps: 0, start: Date.now() };
   let outcome: TrainingOutcome;
   try {
-    outcome = await runTrainingAsync({
-      run, stage: FEATURE_NET_STAGE, configName: 'featureNet', optim: cfg, params: net.params, checkpointConfig: cfg,
-      checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evaluateAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
-      state: {
-        save: () => ({ ...data.state(), ...record }),
-        restore: (extra) => {
-          data.restore(extra);
-          record = { testAccuracy: extra.testAccuracy as number | undefined, testLoss: extra.testLoss as number | undefined, testImages: extra.testImages as number | undefined };
-        },
+    const t = resumeTraining({
+      run, stage: FEATURE_NET_STAGE, configName: 'featureNet', optim: cfg, optimizer: AdamW.fromConfig(net.params, cfg), checkpointConfig: cfg,
+      checkpointEvery: cfg.checkpointEvery, untilStep: options.untilStep,
+      restore: (extra) => {
+        data.restore(extra);
+        record = { testAccuracy: extra.testAccuracy as number | undefined, testLoss: extra.testLoss as number | undefined, testImages: extra.testImages as number | undefined };
       },
-      onStart: ({ startStep }) => { if (startStep < until) bar = options.progress?.({ total: until - startStep, label: 'feature net train' }); },
-      step: () => {
+    });
+    try {
+      if (t.step < t.until) bar = options.progress?.({ total: t.until - t.step, label: 'feature net train' });
+      for (let step = t.step; step < t.until; step++) {
+        const lr = scheduledLr(cfg, step);
         nextBatch();
         let correctT: tf.Tensor | undefined;
         const { grads, loss } = accumulateGrads(net.params, 1, () => {
@@ -129,25 +128,32 @@ async function train(options: TrainFeatureNetOptions, run: Run<FeatureNetConfig>
           correctT = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
           return crossEntropy(logits, labels, cfg.classes);
         });
-        correct = correctT!.dataSync()[0];
+        const correct = correctT!.dataSync()[0];
         correctT!.dispose();
-        return { loss, grads };
-      },
-      row: (step, r) => {
-        win.loss += r.loss; win.correct += correct; win.norm += r.gradNorm; win.steps++;
-        if (step % cfg.logEvery !== 0 && step !== until) return undefined;
-        const now = Date.now(), n = win.steps;
-        const row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr: r.lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(trainSet!.n) };
-        win = { loss: 0, correct: 0, norm: 0, steps: 0, start: now };
-        return row;
-      },
-      evaluate,
-      onStep: (step, row, evaluation) => {
-        if (row) options.onLog?.({ step, ...(row as Record<string, number>) });
-        if (evaluation) options.onLog?.({ step, test_accuracy: Number(evaluation.test_accuracy), test_loss: Number(evaluation.test_loss) });
-        bar?.tick(1, { acc: Number((correct / B).toFixed(3)), ...(evaluation ? { test_acc: Number(Number(evaluation.test_accuracy).toFixed(4)) } : {}) });
-      },
-    });
+        const gradNorm = t.update(step, loss, grads, lr);
+        const s = step + 1;
+        // One row per logEvery steps (and at the end of the call), averaged over its window.
+        win.loss += loss; win.correct += correct; win.norm += gradNorm; win.steps++;
+        let row: Record<string, number> | undefined;
+        if (s % cfg.logEvery === 0 || s === t.until) {
+          const now = Date.now(), n = win.steps;
+          row = { loss: win.loss / n, train_accuracy: win.correct / (n * B), grad_norm: win.norm / n, lr, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(trainSet!.n) };
+          win = { loss: 0, correct: 0, norm: 0, steps: 0, start: now };
+        }
+        // Also at the end of the call: its last checkpoint records the test accuracy.
+        const evaluation = t.isEvalStep(s) || s === t.until ? evaluate() : undefined;
+        if (row) run.logMetrics(s, row);
+        if (evaluation) run.logMetrics(s, evaluation);
+        if (t.isCheckpointStep(s) || s === t.until) t.checkpoint(s, { extra: { ...data.state(), ...record } });
+        if (row) options.onLog?.({ step: s, ...row });
+        if (evaluation) options.onLog?.({ step: s, test_accuracy: evaluation.test_accuracy, test_loss: evaluation.test_loss });
+        bar?.tick(1, { acc: Number((correct / B).toFixed(3)), ...(evaluation ? { test_acc: Number(evaluation.test_accuracy.toFixed(4)) } : {}) });
+        await yieldToEventLoop();
+      }
+    } finally {
+      t.dispose();
+    }
+    outcome = t.outcome();
   } catch (err) {
     bar?.done({ stopped: 'error' });
     throw err;

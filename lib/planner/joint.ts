@@ -62,8 +62,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { accumulateGrads, OptimConfig, validateOptimConfig } from '../runtime/optim';
-import { runTraining, TrainingOutcome } from '../runtime/train-loop';
+import { accumulateGrads, AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
+import { resumeTraining, TrainingOutcome } from '../runtime/train-loop';
 import { MetricValues } from '../runtime/run';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
@@ -72,8 +72,8 @@ export { fileFingerprint, weightsFingerprint };
 import { profileConfig, ProfileName } from '../runtime/profile';
 import { BlockGeometry } from '../order';
 import { checkTokenIds, GPTConfig, seqLen } from '../backbone/config';
-import { disposeGPT, GPT, gptFromParams, lmLoss, paramShapes, Params } from '../backbone/gpt';
-import { drawOrderBatch, loadBackbone, TargetCells, TargetOrderTable, targetOrderCells, TokenData } from '../backbone/stage1';
+import { disposeGPT, GPT, gptFromParams, paramShapes, Params } from '../backbone/gpt';
+import { drawOrderBatch, loadBackbone, microBatchSizes, orderBatchLoss, TargetCells, TargetOrderTable, targetOrderCells, TokenData } from '../backbone/stage1';
 import { addBudget, runBudget } from '../backbone/training-budget';
 import { nllInBlockOrders } from '../backbone/nll';
 import { rollOutOrderSync } from '../order';
@@ -392,8 +392,6 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
   let bestNll = { raster: NaN, random: NaN }, before = { raster: NaN, random: NaN };
   let r = rng(seedFrom(cfg.seed, 'joint-batches'));
   const ckpt = run.checkpointDir;
-  const nMicro = Math.ceil(cfg.batch / cfg.microBatch);
-  let lAR = NaN, lOH = NaN;
 
   /** Held-out NLL under raster and random block orders (the drift guard), and the planner's validation loss through the current backbone. */
   const evaluate = (step: number): JointEvalValues => {
@@ -425,47 +423,64 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     return [{ prefix: 'backbone', file: bFile }, { prefix: 'best', file: pFile }];
   };
 
+  const state = () => ({ extra: { rngState: r.state(), before, bestNll } });
+
   let outcome: TrainingOutcome;
   try {
-    outcome = runTraining({
-      run, stage: 'joint', configName: 'joint', optim: cfg, params: allVars, checkpointConfig: runCfg, maxSteps: hooks.maxSteps, evaluateAtStart: true,
-      state: {
-        save: () => ({ rngState: r.state(), before, bestNll }),
-        restore: (x) => { r = rngFromState(Number(x.rngState)); before = x.before as typeof before; bestNll = x.bestNll as typeof bestNll; },
-      },
-      step: () => {
+    const t = resumeTraining({
+      run, stage: 'joint', configName: 'joint', optim: cfg, optimizer: AdamW.fromConfig(allVars, cfg), checkpointConfig: runCfg, maxSteps: hooks.maxSteps,
+      restore: (x) => { r = rngFromState(Number(x.rngState)); before = x.before as typeof before; bestNll = x.bestNll as typeof bestNll; },
+    });
+    /** Why the drift guard stops the run at `step`: both held-out NLLs at step 0 and now. */
+    const driftStop = (e: JointEvalValues, step: number) =>
+      `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
+      `raster ${before.raster.toFixed(4)} -> ${e.rasterBits.toFixed(4)} (${signed(e.rasterBits - before.raster)}), ` +
+      `random blocks ${before.random.toFixed(4)} -> ${e.randomBits.toFixed(4)} (${signed(e.randomBits - before.random)})`;
+    /** Evaluate at `step`; keep the best pair within the drift guard, and stop the run for good once the guard is crossed. */
+    const evaluated = (step: number): JointEvalValues => {
+      const e = evaluate(step);
+      if (e.withinDrift) t.keepBest(step, e.valObjective, () => writeBest(step, e));
+      else t.stop(driftStop(e, step));
+      return e;
+    };
+    try {
+      // A fresh run evaluates and checkpoints step 0 first: the drift guard's reference.
+      if (!t.resumedFrom) {
+        run.logMetrics(0, evaluated(0));
+        t.checkpoint(0, state());
+      }
+      for (let step = t.step; step < t.until && t.stopReason === undefined; step++) {
+        const t0 = performance.now();
+        const lr = scheduledLr(cfg, step);
         // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
-        const micro = Array.from({ length: nMicro }, (_, i) =>
-          drawOrderBatch(r, data.train, geo, Math.min(cfg.microBatch, cfg.batch - i * cfg.microBatch), arShare, cfg.classDropout, mcfg.numClasses, arTarget));
+        const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch(r, data.train, geo, B, arShare, cfg.classDropout, mcfg.numClasses, arTarget));
         const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
         // L_AR: gradients for the tuned GPT blocks only.
-        const ar = accumulateGrads(gptVars, nMicro, (i) => {
-          const { order, toks, classes } = micro[i];
-          return lmLoss(m, order, tf.tensor2d(toks, [order.B, T], 'int32'), tf.tensor1d(classes, 'int32'));
-        });
+        const ar = accumulateGrads(gptVars, micro.length, (i) => orderBatchLoss(m, micro[i]));
         // λ·L_OH: gradients for the tuned blocks (through featureTensors) and the planner.
         const oh = tf.variableGrads(() => tf.mul(plannerLossThroughBackbone(m, pl, geo, data.items, data.aStar, rows), cfg.lambda) as tf.Scalar, Object.values(allVars));
         const lOHw = oh.value.dataSync()[0];
         oh.value.dispose();
-        lAR = ar.loss;
-        lOH = cfg.lambda > 0 ? lOHw / cfg.lambda : NaN;
         const ohGrads = gradsByName(allVars, oh.grads); // the planner core at R = 0 gets none
         const grads: Record<string, tf.Tensor> = {}, owned: tf.Tensor[] = [...Object.values(ar.grads), ...Object.values(ohGrads)];
         for (const k of Object.keys(allVars)) {
           const a = ar.grads[k], b = ohGrads[k];
           if (a && b) { grads[k] = tf.add(a, b); owned.push(grads[k]); } else if (a || b) grads[k] = (a ?? b)!;
         }
-        return { loss: ar.loss + lOHw, grads, owned, detail: `L_AR ${ar.loss}, λ·L_OH ${lOHw}` };
-      },
-      row: (_step, s) => ({ lAR, lOH, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm, ms: s.ms }),
-      evaluate,
-      best: { metric: 'valObjective', eligible: (e) => e.withinDrift === true, write: writeBest },
-      stopWhen: (e, step) => e.withinDrift ? undefined :
-        `held-out NLL rose past joint.maxNllIncrease = ${cfg.maxNllIncrease} bits/token at step ${step}: ` +
-        `raster ${before.raster.toFixed(4)} -> ${Number(e.rasterBits).toFixed(4)} (${signed(Number(e.rasterBits) - before.raster)}), ` +
-        `random blocks ${before.random.toFixed(4)} -> ${Number(e.randomBits).toFixed(4)} (${signed(Number(e.randomBits) - before.random)})`,
-      onStep: (step, row) => hooks.onStep?.(step, row as unknown as JointStepMetrics, { backbone: m, planner: pl }),
-    });
+        const loss = ar.loss + lOHw;
+        const gradNorm = t.update(step, loss, grads, lr, { owned, detail: `L_AR ${ar.loss}, λ·L_OH ${lOHw}` });
+        const s = step + 1;
+        let row: MetricValues = { lAR: ar.loss, lOH: cfg.lambda > 0 ? lOHw / cfg.lambda : NaN, loss, lr, gradNorm, ms: performance.now() - t0 };
+        if (t.isEvalStep(s)) row = { ...row, ...evaluated(s) };
+        run.logMetrics(s, row);
+        // A stopped run checkpoints at once, so a resumed one stays stopped.
+        if (t.isCheckpointStep(s) || t.stopReason !== undefined) t.checkpoint(s, state());
+        hooks.onStep?.(s, row as unknown as JointStepMetrics, { backbone: m, planner: pl });
+      }
+    } finally {
+      t.dispose();
+    }
+    outcome = t.outcome();
   } finally {
     disposeGPT(m);
     disposePlanner(pl);

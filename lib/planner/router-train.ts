@@ -7,12 +7,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from '../runtime/errors';
-import { OptimConfig, validateOptimConfig } from '../runtime/optim';
+import { AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
+import { assignWeights, checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
 import { profileConfig, ProfileName } from '../runtime/profile';
-import { runTraining, TrainingOutcome } from '../runtime/train-loop';
+import { resumeTraining, TrainingOutcome } from '../runtime/train-loop';
 import { PlannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, plannerInputs } from './orderhead';
 import { gradsByName, PlannerData, splitByImage } from './train';
@@ -171,31 +171,42 @@ export function trainRouter(root: string, name: string, cfg: RouterTrainConfig, 
   };
   let outcome: TrainingOutcome;
   try {
-    outcome = runTraining({
-      run, stage: 'router', configName: 'router', optim: cfg, params: rt.params, fixed, checkpointConfig: ckCfg, maxSteps: opts.maxSteps,
-      state: { save: () => ({ rngState: r.state() }), restore: (extra) => { r = rngFromState(Number(extra.rngState)); } },
-      step: () => {
+    const t = resumeTraining({
+      run, stage: 'router', configName: 'router', optim: cfg, optimizer: AdamW.fromConfig(rt.params, cfg), checkpointConfig: ckCfg, maxSteps: opts.maxSteps,
+      restore: (extra, weights, file) => {
+        assignWeights(fixed, weights, file, 'the file does not belong to this config: delete the run folder or use another one');
+        r = rngFromState(Number(extra.rngState));
+      },
+    });
+    try {
+      for (let step = t.step; step < t.until; step++) {
+        const lr = scheduledLr(cfg, step);
         const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
         const { value, grads } = tf.variableGrads(() => routerCE(rows).loss, Object.values(rt.params));
         const loss = value.dataSync()[0];
         value.dispose();
-        return { loss, grads: gradsByName(rt.params, grads) };
-      },
-      row: (_step, s) => ({ loss: s.loss, lr: s.lr }),
-      evaluate: () => {
-        const [loss, logits] = tf.tidy(() => { const o = routerCE(split.val); return [o.loss, o.logits]; });
-        const valLoss = loss.dataSync()[0];
-        const chosen = chooseBudgets(rt, logits as tf.Tensor2D);
-        tf.dispose([loss, logits]);
-        return { valLoss, valAcc: chosen.filter((k, i) => k === budgets[targets[split.val[i]]]).length / split.val.length };
-      },
-      best: {
-        metric: 'valLoss',
-        write: (step, values) => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', step),
-          { weights: { ...rt.params, ...fixed }, config: ckCfg, step, kind: 'router', extra: { valLoss: values.valLoss, valAcc: values.valAcc } }) }],
-      },
-      onStep: (step, row) => opts.onStep?.(step, row as { loss: number; lr: number; valLoss?: number; valAcc?: number }),
-    });
+        t.update(step, loss, gradsByName(rt.params, grads), lr);
+        const s = step + 1;
+        let row: { loss: number; lr: number; valLoss?: number; valAcc?: number } = { loss, lr };
+        if (t.isEvalStep(s)) {
+          const [lossT, logits] = tf.tidy(() => { const o = routerCE(split.val); return [o.loss, o.logits]; });
+          const valLoss = lossT.dataSync()[0];
+          const chosen = chooseBudgets(rt, logits as tf.Tensor2D);
+          tf.dispose([lossT, logits]);
+          const e = { valLoss, valAcc: chosen.filter((k, i) => k === budgets[targets[split.val[i]]]).length / split.val.length };
+          t.keepBest(s, e.valLoss, () => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', s),
+            { weights: { ...rt.params, ...fixed }, config: ckCfg, step: s, kind: 'router', extra: { valLoss: e.valLoss, valAcc: e.valAcc } }) }]);
+          row = { ...row, ...e };
+        }
+        run.logMetrics(s, row);
+        // The input statistics are saved with the weights (a router checkpoint is self-contained) but never trained.
+        if (t.isCheckpointStep(s)) t.checkpoint(s, { extra: { rngState: r.state() }, weights: fixed });
+        opts.onStep?.(s, row);
+      }
+    } finally {
+      t.dispose();
+    }
+    outcome = t.outcome();
   } finally {
     disposeRouter(rt);
   }

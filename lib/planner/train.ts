@@ -20,8 +20,8 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { OptimConfig, validateOptimConfig } from '../runtime/optim';
-import { runTraining, TrainingOutcome } from '../runtime/train-loop';
+import { AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
+import { resumeTraining, TrainingOutcome } from '../runtime/train-loop';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
@@ -203,10 +203,13 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   try {
     if (opts.init) copyPlannerWeights(opts.init, pl, 'trainPlanner(init)');
     const valTargets = plannerTargets(data, split.val, cfg.target, cfg.softTemperature);
-    outcome = runTraining({
-      run, stage: 'planner', configName: 'planner', optim: cfg, params: pl.params, checkpointConfig: ckCfg, maxSteps: opts.maxSteps,
-      state: { save: () => ({ rngState: r.state() }), restore: (extra) => { r = rngFromState(Number(extra.rngState)); } },
-      step: () => {
+    const t = resumeTraining({
+      run, stage: 'planner', configName: 'planner', optim: cfg, optimizer: AdamW.fromConfig(pl.params, cfg), checkpointConfig: ckCfg, maxSteps: opts.maxSteps,
+      restore: (extra) => { r = rngFromState(Number(extra.rngState)); },
+    });
+    try {
+      for (let step = t.step; step < t.until; step++) {
+        const lr = scheduledLr(cfg, step);
         const rows = Array.from({ length: cfg.batch }, () => split.train[r.int(split.train.length)]);
         const targets = plannerTargets(data, rows, cfg.target, cfg.softTemperature);
         const { value, grads } = tf.variableGrads(() => {
@@ -216,16 +219,22 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
         const loss = value.dataSync()[0];
         value.dispose();
         // At R = 0 the core's weights take no part: they get no gradient and stay as they are.
-        return { loss, grads: gradsByName(pl.params, grads) };
-      },
-      row: (_step, s) => ({ loss: s.loss, lr: s.lr }),
-      evaluate: () => validationMetrics(plannerProbs(pl, data.features, split.val), valTargets, split.val.map((row) => data.aStar[row]), nb),
-      best: {
-        metric: 'valLoss',
-        write: (step, values) => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', step), { weights: pl.params, config: ckCfg, step, kind: 'planner', extra: { valLoss: values.valLoss } }) }],
-      },
-      onStep: (step, row) => opts.onStep?.(step, row as { loss: number; lr: number; valLoss?: number; valTop1?: number }),
-    });
+        t.update(step, loss, gradsByName(pl.params, grads), lr);
+        const s = step + 1;
+        let row: { loss: number; lr: number; valLoss?: number; valTop1?: number } = { loss, lr };
+        if (t.isEvalStep(s)) {
+          const e = validationMetrics(plannerProbs(pl, data.features, split.val), valTargets, split.val.map((i) => data.aStar[i]), nb);
+          t.keepBest(s, e.valLoss, () => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', s), { weights: pl.params, config: ckCfg, step: s, kind: 'planner', extra: { valLoss: e.valLoss } }) }]);
+          row = { ...row, ...e };
+        }
+        run.logMetrics(s, row);
+        if (t.isCheckpointStep(s)) t.checkpoint(s, { extra: { rngState: r.state() } });
+        opts.onStep?.(s, row);
+      }
+    } finally {
+      t.dispose();
+    }
+    outcome = t.outcome();
   } finally {
     disposePlanner(pl);
   }

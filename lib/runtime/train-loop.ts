@@ -1,111 +1,68 @@
 /**
- * The one resumable training loop every stage runs on (tokenizer, Stage 1,
- * planner, router, joint tuning, feature network). A stage brings its model,
- * its step and its evaluation; the loop owns everything else:
+ * The shared pieces of every stage's training loop (tokenizer, Stage 1,
+ * planner, router, joint tuning, feature network). Each stage writes its own
+ * `for` loop, and every one of them reads:
  *
- *   resume   newest `<stage>-step*` checkpoint of the run: weights, AdamW moments, step, the stage's state
- *   step s   lr_s = warmup + cosine(s);  (loss, grads) = stage.step(s, lr_s)
- *   guard    a non-finite loss or gradient norm stops the run before any update: the last good checkpoint stays
- *   update   AdamW(grads, lr_s)
- *   record   evaluate on eval steps (writing the best checkpoint) → metrics row → resume checkpoint, in that order
+ *   t = resumeTraining(...)              newest `<stage>-step*` checkpoint: weights, AdamW moments, step, the stage's state
+ *   for step = t.step .. t.until − 1:
+ *     lr          = scheduledLr(optim, step)             warmup + cosine
+ *     batch       = the stage's draw                     its RNG or data cursor is part of its state
+ *     loss, grads = forward and backward on batch
+ *     t.update(step, loss, grads, lr)                    guard (non-finite loss or ‖grads‖: stop, nothing updated) → clip → AdamW
+ *     s = step + 1
+ *     e = t.isEvalStep(s) ? evaluate() : {}              t.keepBest(s, e.metric, writeBest): the best checkpoint
+ *     run.logMetrics(s, row ∪ e)
+ *     t.isCheckpointStep(s) ? t.checkpoint(s, the stage's state)
+ *   t.outcome()
  *
  * Why the row comes before the checkpoint: a kill between the two re-runs the
  * step on resume and logs the same row again, whereas a checkpoint without
  * its row would leave the step unlogged for good. A resumed run takes exactly
  * the steps of an uninterrupted one, because every source of randomness lives
- * in the stage's state and is saved with the weights.
- *
- * The loop is written once, as a generator that yields after every step; the
- * synchronous driver runs it straight through (Stage 1 in a worker, the
- * planner and router), the asynchronous one lets the event loop through
- * between steps so a notebook's live display (and Ctrl-C) stays responsive.
+ * in the stage's state and is saved with the weights. Stages with a live
+ * notebook display (tokenizer, feature network) `await yieldToEventLoop()` at
+ * the end of each step so the display (and Ctrl-C) stays responsive.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from './errors';
-import { AdamW, OptimConfig, scheduledLr } from './optim';
+import { AdamW, OptimConfig } from './optim';
 import { assignWeights, checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
-import { MetricValues, Run } from './run';
-import { Progress, yieldToEventLoop } from './progress';
+import { Run } from './run';
+import { Progress } from './progress';
 import { rng, seedFrom } from './seed';
 
-/** What one training step hands back to the loop. */
-export interface StepResult {
-  /** Mean training loss of the step (host number). */
-  loss: number;
-  /** Gradients keyed like the trained parameters; a parameter without one (unused at this setting) is not updated. */
-  grads: Record<string, tf.Tensor>;
-  /** Further tensors the loop disposes with the gradients (sums built from them). */
-  owned?: tf.Tensor[];
-  /** Adds to the divergence message, e.g. `reconstruction NaN`. */
-  detail?: string;
-}
-
-/** A stage's state beyond its weights (RNG, data cursor, usage counts), saved in every resume checkpoint. */
-export interface StageState {
-  /** JSON-safe values for the checkpoint's `extra` at `step`. */
-  save(step: number): Record<string, unknown>;
-  /** Host arrays saved beside the weights (e.g. the tokenizer's code usage). */
-  arrays?(): Record<string, Int32Array | Float32Array>;
-  /** Restore from a resume checkpoint's `extra` and tensors. */
-  restore(extra: Record<string, unknown>, weights: Record<string, tf.Tensor>): void;
-}
-
-/** Best-checkpoint keeping: the lowest `metric` among eligible evaluations is written by `write`. */
-export interface BestRule {
-  /** Evaluation value to minimise, e.g. `valLoss`. */
-  metric: string;
-  /** Only evaluations passing this may become the best (the joint drift guard); default all. */
-  eligible?: (values: MetricValues) => boolean;
-  /** Write the best files of `step`; the loop then removes every other `<prefix>-step*` file it returned. */
-  write: (step: number, values: MetricValues) => { prefix: string; file: string }[];
-}
-
-export interface TrainingSpec {
-  /** The run folder (openRun) the loop logs to and checkpoints in. */
+export interface ResumeOptions {
+  /** The run folder (openRun) the stage logs to and checkpoints in. */
   run: Run<object>;
   /** Checkpoint prefix and kind of resume checkpoints, e.g. `tokenizer`. */
   stage: string;
   /** The config section that holds the optimiser fields, for messages: `tokenizer`, `planner`. */
   configName: string;
   optim: OptimConfig;
-  /** The trained variables, by checkpoint name. */
-  params: Record<string, tf.Variable>;
-  /** Variables saved and restored with the weights but not trained (e.g. the router's input statistics). */
-  fixed?: Record<string, tf.Variable>;
+  /** AdamW over the trained variables (`optimizer.params`, by checkpoint name); the Training owns and disposes it. */
+  optimizer: AdamW;
   /** The config written in each checkpoint and expected on resume. */
   checkpointConfig: object;
-  state: StageState;
-  /** One step at `step` (0-based, before the update) with learning rate `lr`. */
-  step: (step: number, lr: number) => StepResult;
-  /** After the update of step `step` (1-based), e.g. dead-code restarts. */
-  afterUpdate?: (step: number) => void;
-  /** The metrics row of step `step`; undefined for no row (stages that log windows). Default `{ loss, lr, gradNorm }`. */
-  row?: (step: number, r: { loss: number; lr: number; gradNorm: number; ms: number }) => MetricValues | undefined;
-  /** Held-out evaluation, on eval steps (and at step 0 with `evaluateAtStart`). */
-  evaluate?: (step: number) => MetricValues;
-  /** Evaluation values go into the step's row (default), or into a row of their own. */
-  evalRow?: 'merge' | 'separate';
-  /** Evaluate at the end of every call too (the feature network records its test accuracy in its last checkpoint). */
-  evaluateAtCallEnd?: boolean;
-  /** A fresh run evaluates and checkpoints step 0 first (the joint tuning's drift reference). */
-  evaluateAtStart?: boolean;
-  best?: BestRule;
-  /** After an evaluation: a reason to stop the run for good (recorded; a resumed run stays stopped). */
-  stopWhen?: (values: MetricValues, step: number) => string | undefined;
+  /** Restore the stage's state (RNG, data cursor, usage counts) from a resume checkpoint's `extra` and tensors. */
+  restore?: (extra: Record<string, unknown>, weights: Record<string, tf.Tensor>, file: string) => void;
   /** Resume checkpoints every this many steps; default `optim.evalEvery`. Always at the last step. */
   checkpointEvery?: number;
-  /** Also write a resume checkpoint when a call stops early (`untilStep`, `maxSteps`). */
-  checkpointAtCallEnd?: boolean;
-  /** Tags in resume checkpoint names, e.g. Stage 1's `r1.00`. */
-  tags?: (step: number) => string[];
   /** Stop this call at this step (train in slices). */
   untilStep?: number;
   /** Stop this call after this many steps (resume tests). */
   maxSteps?: number;
-  /** Once resumed (or not), before the first step: where the call starts, and the optimizer (e.g. to zero restarted rows' moments). */
-  onStart?: (info: { startStep: number; optimizer: AdamW }) => void;
-  /** After every step, with its metrics row (if any) and its evaluation (on eval steps). */
-  onStep?: (step: number, row: MetricValues | undefined, evaluation: MetricValues | undefined) => void;
+}
+
+/** What a stage saves in a resume checkpoint besides its trained weights and AdamW moments. */
+export interface StageCheckpoint {
+  /** JSON-safe state (RNG, data cursor, budget), into the checkpoint's `extra`. */
+  extra: Record<string, unknown>;
+  /** Variables saved beside the trained ones but not trained (the router's input statistics). */
+  weights?: Record<string, tf.Variable>;
+  /** Host arrays saved after the AdamW moments (the tokenizer's code usage). */
+  arrays?: Record<string, Int32Array | Float32Array>;
+  /** Tags in the file name, e.g. Stage 1's `r1.00`. */
+  tags?: string[];
 }
 
 export interface TrainingOutcome {
@@ -121,135 +78,140 @@ export interface TrainingOutcome {
   checkpoint?: string;
   best?: { step: number; value: number };
   stopReason?: string;
-  /** Values of the last evaluation of this call. */
-  lastEval?: MetricValues;
-  /** Wall time of the steps of this call. */
+  /** Wall time from the resume to `outcome()`. */
   seconds: number;
 }
 
-/** Run the loop to its end without yielding (workers, small stages). */
-export function runTraining(spec: TrainingSpec): TrainingOutcome {
-  const it = trainingSteps(spec);
-  for (let r = it.next(); ; r = it.next()) if (r.done) return r.value;
+/** Resume (or start) a stage's training: the returned Training is what the stage's own loop calls. The caller disposes it. */
+export function resumeTraining(options: ResumeOptions): Training {
+  return new Training(options);
 }
 
-/** Run the loop, letting pending I/O (notebook displays, Ctrl-C) through between steps. */
-export async function runTrainingAsync(spec: TrainingSpec): Promise<TrainingOutcome> {
-  const it = trainingSteps(spec);
-  for (let r = it.next(); ; r = it.next()) {
-    if (r.done) return r.value;
-    await yieldToEventLoop();
-  }
-}
+/** The shared state of one call of a stage's loop: step, AdamW, best evaluation, stop reason, checkpoints written. */
+export class Training {
+  readonly optimizer: AdamW;
+  /** Step the call started from (0, or the resumed checkpoint's). */
+  readonly startStep: number = 0;
+  /** Steps done (updated by `update`). */
+  step = 0;
+  /** The step this call stops at: the run's end, `untilStep` or `startStep + maxSteps`. */
+  readonly until: number;
+  readonly resumedFrom?: string;
+  /** The newest resume checkpoint (this call's or the resumed one). */
+  checkpointFile?: string;
+  readonly written: string[] = [];
+  best?: { step: number; value: number };
+  /** Set by `stop` (or by the resumed checkpoint): a stopped run stays stopped. */
+  stopReason?: string;
+  private readonly checkpointEvery: number;
+  private readonly t0: number;
 
-/** Extra keys the loop keeps in resume checkpoints. */
-interface LoopState { optStep: number; best?: { step: number; value: number }; stopReason?: string | null }
-
-function* trainingSteps(spec: TrainingSpec): Generator<number, TrainingOutcome, void> {
-  const { run, stage, optim } = spec;
-  const opt = AdamW.fromConfig(spec.params, optim);
-  const saved = { ...spec.params, ...(spec.fixed ?? {}) };
-  const checkpointEvery = spec.checkpointEvery ?? optim.evalEvery;
-  ensure(checkpointEvery > 0, 'no checkpoint cadence (checkpointEvery and evalEvery are 0)', `${spec.configName}.evalEvery`, 'set a positive evalEvery');
-  const out: TrainingOutcome = { startStep: 0, step: 0, written: [], seconds: 0 };
-  let loop: LoopState = { optStep: 0 };
-  try {
-    const last = run.latestCheckpoint(stage);
-    if (last) {
-      const ck = loadCheckpoint(last.path, { expectConfig: spec.checkpointConfig });
-      try {
-        assignWeights(saved, ck.weights, last.path, 'the file does not belong to this config: delete the run folder or use another one');
-        const extra = ck.extra as Record<string, unknown>;
-        loop = { optStep: Number(extra.optStep ?? ck.step), best: extra.best as LoopState['best'], stopReason: extra.stopReason as string | null | undefined };
-        opt.loadState(ck.weights, loop.optStep, last.path);
-        spec.state.restore(extra, ck.weights);
-      } finally {
-        tf.dispose(Object.values(ck.weights));
-      }
-      out.startStep = out.step = ck.step;
-      out.resumedFrom = out.checkpoint = last.path;
-    }
-    out.best = loop.best;
-    out.stopReason = loop.stopReason ?? undefined;
-
-    const saveResume = (step: number) => {
-      const arrays = spec.state.arrays?.() ?? {};
-      const file = saveCheckpoint(run.checkpointDir, checkpointName(stage, step, spec.tags?.(step) ?? []), {
-        weights: { ...saved, ...opt.state(), ...arrays }, config: spec.checkpointConfig, step, kind: stage,
-        extra: { ...spec.state.save(step), optStep: opt.step, best: out.best ?? null, stopReason: out.stopReason ?? null },
-      });
-      out.written.push(file);
-      out.checkpoint = file;
-    };
-    /** Evaluate at `step`, keep the best, apply the stop rule; returns the values. */
-    const evaluate = (step: number): MetricValues => {
-      const values = spec.evaluate!(step);
-      out.lastEval = values;
-      const rule = spec.best;
-      if (rule) {
-        const v = Number(values[rule.metric]);
-        if ((rule.eligible?.(values) ?? true) && v < (out.best?.value ?? Infinity)) {
-          out.best = { step, value: v };
-          for (const { prefix, file } of rule.write(step, values)) removeOtherCheckpoints(run.checkpointDir, prefix, file);
+  constructor(private readonly o: ResumeOptions) {
+    const { run, stage, optim, optimizer } = o;
+    this.optimizer = optimizer;
+    try {
+      this.checkpointEvery = o.checkpointEvery ?? optim.evalEvery;
+      ensure(this.checkpointEvery > 0, 'no checkpoint cadence (checkpointEvery and evalEvery are 0)', `${o.configName}.evalEvery`, 'set a positive evalEvery');
+      const last = run.latestCheckpoint(stage);
+      if (last) {
+        const ck = loadCheckpoint(last.path, { expectConfig: o.checkpointConfig });
+        try {
+          assignWeights(optimizer.params, ck.weights, last.path, 'the file does not belong to this config: delete the run folder or use another one');
+          const extra = ck.extra as Record<string, unknown>;
+          optimizer.loadState(ck.weights, Number(extra.optStep ?? ck.step), last.path);
+          o.restore?.(extra, ck.weights, last.path);
+          this.best = (extra.best ?? undefined) as Training['best'];
+          this.stopReason = (extra.stopReason ?? undefined) as string | undefined;
+        } finally {
+          tf.dispose(Object.values(ck.weights));
         }
+        this.startStep = this.step = ck.step;
+        this.resumedFrom = this.checkpointFile = last.path;
       }
-      out.stopReason = spec.stopWhen?.(values, step) ?? out.stopReason;
-      return values;
-    };
-
-    spec.onStart?.({ startStep: out.startStep, optimizer: opt });
-    if (spec.evaluateAtStart && !last) {
-      const values = evaluate(0);
-      run.logMetrics(0, values);
-      saveResume(0);
+    } catch (err) {
+      optimizer.dispose();
+      throw err;
     }
+    this.until = Math.min(optim.steps, o.untilStep ?? optim.steps, o.maxSteps !== undefined ? this.startStep + o.maxSteps : optim.steps);
+    this.t0 = performance.now();
+  }
 
-    const until = Math.min(optim.steps, spec.untilStep ?? optim.steps, spec.maxSteps !== undefined ? out.step + spec.maxSteps : optim.steps);
-    const lastGood = () => (out.checkpoint ? `the last good checkpoint ${out.checkpoint} is unchanged` : 'no checkpoint had been saved yet');
-    const t0 = performance.now();
-    while (out.step < until && out.stopReason === undefined) {
-      const tStep = performance.now();
-      const step = out.step;
-      const lr = scheduledLr(optim, step);
-      const r = spec.step(step, lr);
+  /**
+   * The update of step `step` (0-based): a non-finite loss or gradient norm
+   * stops the run before any parameter changes (the last good checkpoint
+   * stays); else clip and AdamW at `lr`. Disposes `grads` (and `owned`, sums
+   * built from them) either way. Returns the gradient norm before clipping.
+   */
+  update(step: number, loss: number, grads: Record<string, tf.Tensor>, lr: number, more: { owned?: tf.Tensor[]; detail?: string } = {}): number {
+    const { run, stage, configName, optim } = this.o;
+    const lastGood = this.checkpointFile ? `the last good checkpoint ${this.checkpointFile} is unchanged` : 'no checkpoint had been saved yet';
+    try {
+      if (!Number.isFinite(loss)) {
+        throw new OrderHeadError(`the training loss is ${loss}${more.detail ? ` (${more.detail})` : ''} at step ${step + 1}; training stopped before updating, ${lastGood}`,
+          run.dir, `check the data for NaN/Inf, then lower ${configName}.lr (now ${optim.lr}) or set ${configName}.clipNorm, and resume: the run continues from the last good checkpoint`);
+      }
       let gradNorm: number;
       try {
-        if (!Number.isFinite(r.loss)) {
-          throw new OrderHeadError(`the training loss is ${r.loss}${r.detail ? ` (${r.detail})` : ''} at step ${step + 1}; training stopped before updating, ${lastGood()}`,
-            run.dir, `check the data for NaN/Inf, then lower ${spec.configName}.lr (now ${optim.lr}) or set ${spec.configName}.clipNorm, and resume: the run continues from the last good checkpoint`);
-        }
-        try {
-          gradNorm = opt.apply(r.grads, lr);
-        } catch (err) {
-          if (!(err instanceof OrderHeadError)) throw err;
-          throw new OrderHeadError(`${err.problem} (${stage} step ${step + 1}); ${lastGood()}`, run.dir,
-            `lower ${spec.configName}.lr (now ${optim.lr}) or ${spec.configName}.clipNorm and resume from the last good checkpoint`);
-        }
-      } finally {
-        tf.dispose([...Object.values(r.grads), ...(r.owned ?? [])]);
+        gradNorm = this.optimizer.apply(grads, lr);
+      } catch (err) {
+        if (!(err instanceof OrderHeadError)) throw err;
+        throw new OrderHeadError(`${err.problem} (${stage} step ${step + 1}); ${lastGood}`, run.dir,
+          `lower ${configName}.lr (now ${optim.lr}) or ${configName}.clipNorm and resume from the last good checkpoint`);
       }
-      const s = (out.step = step + 1);
-      spec.afterUpdate?.(s);
-
-      const callEnd = s === until;
-      const evalStep = spec.evaluate !== undefined &&
-        ((optim.evalEvery > 0 && s % optim.evalEvery === 0) || s === optim.steps || (spec.evaluateAtCallEnd === true && callEnd));
-      const stepRow = spec.row ? spec.row(s, { loss: r.loss, lr, gradNorm, ms: performance.now() - tStep }) : { loss: r.loss, lr, gradNorm };
-      const evalValues = evalStep ? evaluate(s) : undefined;
-      const merged = spec.evalRow !== 'separate';
-      const row = merged && evalValues ? { ...(stepRow ?? {}), ...evalValues } : stepRow;
-      if (row) run.logMetrics(s, row);
-      if (!merged && evalValues) run.logMetrics(s, evalValues);
-      if (s % checkpointEvery === 0 || s === optim.steps || (spec.checkpointAtCallEnd === true && callEnd) || out.stopReason !== undefined) {
-        saveResume(s);
-      }
-      spec.onStep?.(s, row, evalValues);
-      yield s;
+      this.step = step + 1;
+      return gradNorm;
+    } finally {
+      tf.dispose([...Object.values(grads), ...(more.owned ?? [])]);
     }
-    out.seconds = (performance.now() - t0) / 1000;
-    return out;
-  } finally {
-    opt.dispose();
+  }
+
+  /** Evaluate after step `s` (1-based): every `evalEvery` steps and at the run's last step. */
+  isEvalStep(s: number): boolean {
+    const { evalEvery, steps } = this.o.optim;
+    return (evalEvery > 0 && s % evalEvery === 0) || s === steps;
+  }
+
+  /**
+   * Best-checkpoint keeping: when `value` (lower is better) beats the best so
+   * far, `write` the best files of step `s`, and every other file of their
+   * prefixes goes (also ones left by a kill between a write and its clean-up).
+   */
+  keepBest(s: number, value: number, write: () => { prefix: string; file: string }[]): void {
+    if (!(value < (this.best?.value ?? Infinity))) return;
+    this.best = { step: s, value };
+    for (const { prefix, file } of write()) removeOtherCheckpoints(this.o.run.checkpointDir, prefix, file);
+  }
+
+  /** End the run for good (recorded in the next checkpoint: a resumed run stays stopped). */
+  stop(reason: string): void {
+    this.stopReason = reason;
+  }
+
+  /** Write a resume checkpoint after step `s`: every `checkpointEvery` steps and at the run's last step. */
+  isCheckpointStep(s: number): boolean {
+    return s % this.checkpointEvery === 0 || s === this.o.optim.steps;
+  }
+
+  /** Write the resume checkpoint of step `s`: trained weights, `state.weights`, AdamW moments, `state.arrays`; the stage's and the loop's state in `extra`. */
+  checkpoint(s: number, state: StageCheckpoint): void {
+    const { run, stage, checkpointConfig } = this.o;
+    const file = saveCheckpoint(run.checkpointDir, checkpointName(stage, s, state.tags ?? []), {
+      weights: { ...this.optimizer.params, ...(state.weights ?? {}), ...this.optimizer.state(), ...(state.arrays ?? {}) }, config: checkpointConfig, step: s, kind: stage,
+      extra: { ...state.extra, optStep: this.optimizer.step, best: this.best ?? null, stopReason: this.stopReason ?? null },
+    });
+    this.written.push(file);
+    this.checkpointFile = file;
+  }
+
+  outcome(): TrainingOutcome {
+    return {
+      startStep: this.startStep, step: this.step, resumedFrom: this.resumedFrom, written: [...this.written], checkpoint: this.checkpointFile,
+      best: this.best, stopReason: this.stopReason, seconds: (performance.now() - this.t0) / 1000,
+    };
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
   }
 }
 

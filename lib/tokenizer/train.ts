@@ -15,11 +15,11 @@
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { AdamW, accumulateGrads } from '../runtime/optim';
-import { EpochCursor, runTrainingAsync, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
+import { AdamW, accumulateGrads, scheduledLr } from '../runtime/optim';
+import { EpochCursor, resumeTraining, TrainCallOptions, TrainCallResult, trainCallResult, TrainingOutcome } from '../runtime/train-loop';
 import { openRun, Run } from '../runtime/run';
 import { diffConfig, formatDifferences, latestCheckpoint, loadCheckpoint } from '../runtime/checkpoint';
-import { Progress } from '../runtime/progress';
+import { Progress, yieldToEventLoop } from '../runtime/progress';
 import { rng, seedFrom, Rng } from '../runtime/seed';
 import { loadDataset } from '../data/dataset';
 import { TokenizerConfig, patchPixels, tokensPerImage, validateTokenizerConfig } from './config';
@@ -151,18 +151,17 @@ export async function trainTokenizer(options: TrainTokenizerOptions): Promise<Tr
 
 async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, tokenizer: VqTokenizer): Promise<TrainTokenizerResult> {
   const cfg = options.config;
-  const until = Math.min(cfg.steps, options.untilStep ?? cfg.steps);
   const K = cfg.codebookSize, T = tokensPerImage(cfg), PP = patchPixels(cfg), px = cfg.imageSize * cfg.imageSize;
   const B = cfg.batch, mb = Math.min(cfg.microBatch, B), micro = B / mb;
   // The stage's state: data position, code usage (a code's last step of use), restart count.
   let lastUsed = new Int32Array(K);
   const data = new EpochCursor(cfg.seed, 'tokenizer-data-order');
   let restarts = 0;
-  let train: TokenizerImages | undefined, evalImages: Float32Array | undefined, evalN = 0, opt: AdamW | undefined;
+  let train: TokenizerImages | undefined, evalImages: Float32Array | undefined, evalN = 0;
   const batchImages = new Float32Array(B * px), batchPatches = new Float32Array(B * T * PP);
   const window = new Float64Array(K);
   let win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: Date.now() };
-  let restartsHere = 0, lastEval: TokenizerMetrics | undefined, stepIndices: Int32Array[] = [], stepRec = 0, stepDist = 0;
+  let restartsHere = 0, lastEval: TokenizerMetrics | undefined;
   let bar: Progress | undefined;
   const load = () => {
     if (train) return;
@@ -181,69 +180,72 @@ async function train(options: TrainTokenizerOptions, run: Run<TokenizerConfig>, 
 
   let outcome: TrainingOutcome;
   try {
-    outcome = await runTrainingAsync({
-      run, stage: TOKENIZER_STAGE, configName: 'tokenizer', optim: cfg, params: tokenizer.params, checkpointConfig: cfg,
-      checkpointEvery: cfg.checkpointEvery, checkpointAtCallEnd: true, evalRow: 'separate', untilStep: options.untilStep,
-      state: {
-        save: () => ({ ...data.state(), restarts }),
-        arrays: () => ({ 'usage.lastUsed': lastUsed }),
-        restore: (extra, weights) => {
-          data.restore(extra);
-          restarts = Number(extra.restarts ?? 0);
-          const lu = weights['usage.lastUsed'];
-          if (lu) lastUsed = Int32Array.from(lu.dataSync() as Int32Array);
-        },
+    const t = resumeTraining({
+      run, stage: TOKENIZER_STAGE, configName: 'tokenizer', optim: cfg, optimizer: AdamW.fromConfig(tokenizer.params, cfg), checkpointConfig: cfg,
+      checkpointEvery: cfg.checkpointEvery, untilStep: options.untilStep,
+      restore: (extra, weights) => {
+        data.restore(extra);
+        restarts = Number(extra.restarts ?? 0);
+        const lu = weights['usage.lastUsed'];
+        if (lu) lastUsed = Int32Array.from(lu.dataSync() as Int32Array);
       },
-      step: () => {
+    });
+    try {
+      if (t.step < t.until) bar = options.progress?.({ total: t.until - t.step, label: 'tokenizer train' });
+      for (let step = t.step; step < t.until; step++) {
+        const lr = scheduledLr(cfg, step);
         load();
         nextBatch();
-        stepIndices = []; stepRec = 0; stepDist = 0;
+        const indices: Int32Array[] = [];
+        let rec = 0, dist = 0;
         const { grads, loss } = accumulateGrads(tokenizer.params, micro, (i) => {
           const x = tf.tensor2d(batchPatches.subarray(i * mb * T * PP, (i + 1) * mb * T * PP), [mb * T, PP]);
           const parts = vqLoss(cfg, tokenizer.params, x, mb);
-          stepIndices.push(parts.indices);
-          stepRec += parts.recMse / micro;
-          stepDist += parts.vqDist / micro;
+          indices.push(parts.indices);
+          rec += parts.recMse / micro;
+          dist += parts.vqDist / micro;
           return parts.loss;
         });
-        return { loss: Number.isFinite(stepRec) ? loss : NaN, grads, detail: `reconstruction ${stepRec}` };
-      },
-      afterUpdate: (step) => {
-        for (const idx of stepIndices) for (let i = 0; i < idx.length; i++) { lastUsed[idx[i]] = step; window[idx[i]]++; }
-        if (cfg.restartEvery > 0 && step % cfg.restartEvery === 0 && step < cfg.steps) {
-          // Seeded per step, so a resumed run restarts the same codes as an uninterrupted one.
-          const dead = restartDeadCodes(tokenizer, batchPatches, B, lastUsed, step, rng(seedFrom(cfg.seed, 'tokenizer-restart', step)), opt);
+        const gradNorm = t.update(step, Number.isFinite(rec) ? loss : NaN, grads, lr, { detail: `reconstruction ${rec}` });
+        const s = step + 1;
+        // Code usage, then dead-code restarts (seeded per step, so a resumed run restarts the same codes as an uninterrupted one).
+        for (const idx of indices) for (let i = 0; i < idx.length; i++) { lastUsed[idx[i]] = s; window[idx[i]]++; }
+        if (cfg.restartEvery > 0 && s % cfg.restartEvery === 0 && s < cfg.steps) {
+          const dead = restartDeadCodes(tokenizer, batchPatches, B, lastUsed, s, rng(seedFrom(cfg.seed, 'tokenizer-restart', s)), t.optimizer);
           restartsHere += dead.length; win.restarted += dead.length; restarts += dead.length;
         }
-      },
-      row: (step, r) => {
-        win.loss += r.loss; win.rec += stepRec; win.dist += stepDist; win.norm += r.gradNorm; win.steps++;
-        if (step % cfg.logEvery !== 0 && step !== until) return undefined;
-        const u = codeUsageStats(window), now = Date.now(), n = win.steps;
-        const row = {
-          loss: win.loss / n, rec_mse: win.rec / n, train_psnr: psnrFromMse(win.rec / n), vq_dist: win.dist / n,
-          commit_loss: cfg.beta * win.dist / n, codebook_loss: cfg.codebookWeight * win.dist / n,
-          grad_norm: win.norm / n, lr: r.lr, codes_used: u.used, usage: u.usage, perplexity: u.perplexity,
-          restarted: win.restarted, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(train!.n),
-        };
-        window.fill(0);
-        win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: now };
-        return row;
-      },
-      evaluate: () => {
-        lastEval = tokenizer.evaluate(evalImages!);
-        return { test_mse: lastEval.mse, test_psnr: lastEval.psnr, test_usage: lastEval.usage, test_perplexity: lastEval.perplexity, test_images: evalN };
-      },
-      onStart: ({ startStep, optimizer }) => {
-        opt = optimizer;
-        if (startStep < until) bar = options.progress?.({ total: until - startStep, label: 'tokenizer train' });
-      },
-      onStep: (step, row, evaluation) => {
-        if (row) options.onLog?.({ step, ...(row as Record<string, number>) });
-        if (evaluation) options.onLog?.({ step, ...(evaluation as Record<string, number>) });
-        bar?.tick(1, { psnr: Number(psnrFromMse(stepRec).toFixed(2)), ...(evaluation ? { test_psnr: Number(lastEval!.psnr.toFixed(2)) } : {}) });
-      },
-    });
+        // One row per logEvery steps (and at the end of the call), averaged over its window.
+        win.loss += loss; win.rec += rec; win.dist += dist; win.norm += gradNorm; win.steps++;
+        let row: Record<string, number> | undefined;
+        if (s % cfg.logEvery === 0 || s === t.until) {
+          const u = codeUsageStats(window), now = Date.now(), n = win.steps;
+          row = {
+            loss: win.loss / n, rec_mse: win.rec / n, train_psnr: psnrFromMse(win.rec / n), vq_dist: win.dist / n,
+            commit_loss: cfg.beta * win.dist / n, codebook_loss: cfg.codebookWeight * win.dist / n,
+            grad_norm: win.norm / n, lr, codes_used: u.used, usage: u.usage, perplexity: u.perplexity,
+            restarted: win.restarted, sec_per_step: (now - win.start) / 1000 / n, epoch: data.progress(train!.n),
+          };
+          window.fill(0);
+          win = { loss: 0, rec: 0, dist: 0, norm: 0, steps: 0, restarted: 0, start: now };
+        }
+        let evaluation: Record<string, number> | undefined;
+        if (t.isEvalStep(s)) {
+          lastEval = tokenizer.evaluate(evalImages!);
+          evaluation = { test_mse: lastEval.mse, test_psnr: lastEval.psnr, test_usage: lastEval.usage, test_perplexity: lastEval.perplexity, test_images: evalN };
+        }
+        if (row) run.logMetrics(s, row);
+        if (evaluation) run.logMetrics(s, evaluation);
+        // Also at the end of the call: a notebook trains in slices.
+        if (t.isCheckpointStep(s) || s === t.until) t.checkpoint(s, { extra: { ...data.state(), restarts }, arrays: { 'usage.lastUsed': lastUsed } });
+        if (row) options.onLog?.({ step: s, ...row });
+        if (evaluation) options.onLog?.({ step: s, ...evaluation });
+        bar?.tick(1, { psnr: Number(psnrFromMse(rec).toFixed(2)), ...(evaluation ? { test_psnr: Number(lastEval!.psnr.toFixed(2)) } : {}) });
+        await yieldToEventLoop();
+      }
+    } finally {
+      t.dispose();
+    }
+    outcome = t.outcome();
   } catch (err) {
     bar?.done({ stopped: 'error' });
     throw err;

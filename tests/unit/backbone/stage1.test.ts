@@ -10,7 +10,10 @@ import { gptConfig, seqLen } from '../../../lib/backbone/config';
 import { createGPT, disposeGPT, rasterOrder } from '../../../lib/backbone/gpt';
 import { exactNll, nllUnderPolicy } from '../../../lib/backbone/nll';
 import { sampleImages, sampleToken } from '../../../lib/backbone/sampler';
-import { loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, trainStage1Parallel } from '../../../lib/backbone/stage1';
+import {
+  drawStage1Batch, loadBackbone, randomShare, STAGE1_DEFAULTS, Stage1Config, stage1DataRng, stage1Geometry, stage1Loss, stage1ModelConfig, stage1Optimizer, trainStage1, trainStage1Parallel,
+} from '../../../lib/backbone/stage1';
+import { scheduledLr } from '../../../lib/runtime/optim';
 import { blockGeometry, cellsOfBlockOrder, randomPolicy, rasterPolicy, validateBlockOrder } from '../../../lib/order';
 import { OrderHeadError } from '../../../lib/runtime/errors';
 import { rng } from '../../../lib/runtime/seed';
@@ -114,6 +117,29 @@ test('Stage 1 training saves checkpoints named with step and r, resumes to the s
   disposeGPT(a); disposeGPT(b);
   const lines = fs.readFileSync(path.join(root, 'split', 'metrics.jsonl'), 'utf8').trim().split('\n');
   assert.equal(lines.length, 4, 'one metrics row per step across the interruption');
+});
+
+test('one Stage 1 step written inline from the exported pieces is the first step of trainStage1', async () => {
+  await useWasm();
+  const { cfg, data, model } = tinyJob(4);
+  const root = tmp();
+  const trained = trainStage1(root, 'one', cfg, data, model, { maxSteps: 1 });
+  const before = tf.memory().numTensors;
+  const m = createGPT(model, cfg.seed);
+  const batch = drawStage1Batch(stage1DataRng(cfg), data, stage1Geometry(cfg, model), cfg, 0, model.numClasses);
+  const T = seqLen(model);
+  assert.deepEqual(batch.micro.map((mb) => [mb.image.length, mb.classes.length, mb.order.cells.length]), [[2, 2, 2 * T], [2, 2, 2 * T]]);
+  const { loss, grads } = stage1Loss(m, batch);
+  const opt = stage1Optimizer(m, cfg);
+  const gradNorm = opt.apply(grads, scheduledLr(cfg, 0));
+  tf.dispose(Object.values(grads));
+  opt.dispose();
+  const row = trained.run.readMetrics()[0];
+  assert.deepEqual([row.loss, row.gradNorm, row.r], [loss, gradNorm, batch.share]);
+  for (const k of Object.keys(m.params)) assert.deepEqual(m.params[k].dataSync(), trained.model.params[k].dataSync(), `weight ${k}`);
+  disposeGPT(m);
+  assert.equal(tf.memory().numTensors, before, 'the inline step leaked tensors');
+  disposeGPT(trained.model);
 });
 
 test('a backbone checkpoint loaded with another config names the mismatched field', async () => {

@@ -11,18 +11,23 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { useWasm, throwsOH } from '../../helpers';
 import { openRun } from '../../../lib/runtime/run';
-import { OptimConfig, validateOptimConfig } from '../../../lib/runtime/optim';
+import { AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../../../lib/runtime/optim';
 import { latestCheckpoint } from '../../../lib/runtime/checkpoint';
 import { saveCheckpoint, checkpointName } from '../../../lib/runtime/checkpoint';
 import { rng, rngFromState, seedFrom } from '../../../lib/runtime/seed';
 import { OrderHeadError } from '../../../lib/runtime/errors';
-import { runTraining, runTrainingAsync, TrainingSpec } from '../../../lib/runtime/train-loop';
+import { resumeTraining, TrainingOutcome } from '../../../lib/runtime/train-loop';
+import { MetricValues } from '../../../lib/runtime/run';
 
 const OPTIM: OptimConfig = { steps: 12, batch: 8, lr: 0.05, warmup: 2, minLrRatio: 0.1, weightDecay: 0, betas: [0.9, 0.95], clipNorm: 1, seed: 3, evalEvery: 4 };
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-loop-'));
 
-/** y = x·w* with w* = [1, -2, 3]; the stage learns w from seeded batches and validates on a fixed set. */
-function toyStage(dir: string, opts: { poison?: number; stopAt?: number; untilStep?: number; maxSteps?: number } = {}) {
+/**
+ * y = x·w* with w* = [1, -2, 3]; the stage learns w from seeded batches and
+ * validates on a fixed set. Its `train` is a stage's loop as every stage
+ * writes it (with the joint tuning's stop rule, `stopAt`).
+ */
+function toyStage(dir: string, opts: { poison?: number; stopAt?: number; untilStep?: number; maxSteps?: number; onStep?: (step: number) => void } = {}) {
   const run = openRun({ root: path.dirname(dir), name: path.basename(dir), stage: 'toy', config: OPTIM, resume: true });
   const init = tf.zeros([3, 1]);
   const w = tf.variable(init, true);
@@ -36,33 +41,51 @@ function toyStage(dir: string, opts: { poison?: number; stopAt?: number; untilSt
   const val = batch(16, rng(7));
   const mse = (b: { x: Float32Array; y: Float32Array }) =>
     tf.mean(tf.square(tf.sub(tf.matMul(tf.tensor2d(b.x, [b.y.length, 3]), w), tf.tensor2d(b.y, [b.y.length, 1])))) as tf.Scalar;
-  const spec: TrainingSpec = {
-    run, stage: 'toy', configName: 'toy', optim: OPTIM, params: { w }, checkpointConfig: OPTIM, untilStep: opts.untilStep, maxSteps: opts.maxSteps,
-    state: { save: () => ({ rngState: r.state() }), restore: (x) => { r = rngFromState(Number(x.rngState)); } },
-    step: (step) => {
-      const b = batch(OPTIM.batch);
-      const { value, grads } = tf.variableGrads(() => mse(b), [w]);
-      const loss = step + 1 === opts.poison ? NaN : value.dataSync()[0];
-      value.dispose();
-      return { loss, grads: { w: grads[w.name] } };
-    },
-    evaluate: (step) => { const l = tf.tidy(() => mse(val)); const v = l.dataSync()[0]; l.dispose(); return { valLoss: v, step }; },
-    best: { metric: 'valLoss', write: (step) => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', step), { weights: { w }, config: OPTIM, step }) }] },
-    stopWhen: (_v, step) => (opts.stopAt !== undefined && step >= opts.stopAt ? `stopped at ${step}` : undefined),
+  const train = (): TrainingOutcome => {
+    const t = resumeTraining({
+      run, stage: 'toy', configName: 'toy', optim: OPTIM, optimizer: AdamW.fromConfig({ w }, OPTIM), checkpointConfig: OPTIM, untilStep: opts.untilStep, maxSteps: opts.maxSteps,
+      restore: (x) => { r = rngFromState(Number(x.rngState)); },
+    });
+    try {
+      for (let step = t.step; step < t.until && t.stopReason === undefined; step++) {
+        const lr = scheduledLr(OPTIM, step);
+        const b = batch(OPTIM.batch);
+        const { value, grads } = tf.variableGrads(() => mse(b), [w]);
+        const loss = step + 1 === opts.poison ? NaN : value.dataSync()[0];
+        value.dispose();
+        const gradNorm = t.update(step, loss, { w: grads[w.name] }, lr);
+        const s = step + 1;
+        let row: MetricValues = { loss, lr, gradNorm };
+        if (t.isEvalStep(s)) {
+          const l = tf.tidy(() => mse(val));
+          const e = { valLoss: l.dataSync()[0], step: s };
+          l.dispose();
+          t.keepBest(s, e.valLoss, () => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', s), { weights: { w }, config: OPTIM, step: s }) }]);
+          if (opts.stopAt !== undefined && s >= opts.stopAt) t.stop(`stopped at ${s}`);
+          row = { ...row, ...e };
+        }
+        run.logMetrics(s, row);
+        if (t.isCheckpointStep(s) || t.stopReason !== undefined) t.checkpoint(s, { extra: { rngState: r.state() } });
+        opts.onStep?.(s);
+      }
+    } finally {
+      t.dispose();
+    }
+    return t.outcome();
   };
-  return { run, w, spec, weights: () => Array.from(w.dataSync()), dispose: () => w.dispose() };
+  return { run, w, train, weights: () => Array.from(w.dataSync()), dispose: () => w.dispose() };
 }
 
 test('a run resumed from its checkpoints takes the same steps as an uninterrupted one, and logs each step once', async () => {
   await useWasm();
   const whole = toyStage(path.join(tmp(), 'whole'));
-  const a = runTraining(whole.spec);
+  const a = whole.train();
   const wA = whole.weights();
   whole.dispose();
   const dir = path.join(tmp(), 'sliced');
   for (const until of [4, 8, 12]) {
     const part = toyStage(dir, { untilStep: until });
-    const o = await runTrainingAsync(part.spec);
+    const o = part.train();
     assert.equal(o.step, until);
     // A call lists what it wrote; the run lists every resume checkpoint so far (what Stage 1 reports).
     assert.deepEqual(o.written.map((f) => path.basename(f)), [`${checkpointName('toy', until)}.safetensors`]);
@@ -81,18 +104,32 @@ test('a run resumed from its checkpoints takes the same steps as an uninterrupte
   assert.equal(latestCheckpoint(path.join(dir, 'checkpoints'), 'best')?.step, a.best!.step);
 });
 
+test('an evaluation step writes the best checkpoint, then its metrics row, then the resume checkpoint', async () => {
+  await useWasm();
+  const dir = path.join(tmp(), 'order');
+  const s = toyStage(dir, { untilStep: 4 });
+  const files = () => (fs.existsSync(s.run.checkpointDir) ? fs.readdirSync(s.run.checkpointDir) : []);
+  const atRow: string[][] = [];
+  const log = s.run.logMetrics.bind(s.run);
+  s.run.logMetrics = (step, values) => { if (step === 4) atRow.push(files()); log(step, values); };
+  s.train();
+  s.dispose();
+  assert.deepEqual(atRow, [[`${checkpointName('best', 4)}.safetensors`]], 'at the row of step 4: the best checkpoint, no resume checkpoint yet');
+  assert.ok(files().includes(`${checkpointName('toy', 4)}.safetensors`));
+});
+
 test('a non-finite loss stops before any update, names the step and the last good checkpoint, and leaks nothing', async () => {
   await useWasm();
   const dir = path.join(tmp(), 'nan');
   const good = toyStage(dir, { untilStep: 4 });
-  runTraining(good.spec);
+  good.train();
   good.dispose();
   const ck = latestCheckpoint(path.join(dir, 'checkpoints'), 'toy')!;
   const bytes = fs.readFileSync(ck.path);
   const before = tf.memory().numTensors;
   const bad = toyStage(dir, { poison: 6 });
   const w0 = bad.weights();
-  assert.throws(() => runTraining(bad.spec), (e: unknown) => e instanceof OrderHeadError && /loss is NaN at step 6/.test(e.message) &&
+  assert.throws(() => bad.train(), (e: unknown) => e instanceof OrderHeadError && /loss is NaN at step 6/.test(e.message) &&
     e.message.includes(path.basename(ck.path)) && e.message.includes('toy.lr'));
   assert.notDeepEqual(bad.weights(), w0, 'step 5 ran');
   bad.dispose();
@@ -103,12 +140,13 @@ test('a non-finite loss stops before any update, names the step and the last goo
 
 test('the loop keeps tf.memory().numTensors flat over its steps', async () => {
   await useWasm();
-  const s = toyStage(path.join(tmp(), 'leak'), { untilStep: 2 });
-  runTraining(s.spec);
+  const dir = path.join(tmp(), 'leak');
+  const first = toyStage(dir, { untilStep: 2 });
+  first.train();
+  first.dispose();
   const counts: number[] = [];
-  s.spec.untilStep = 12;
-  s.spec.onStep = () => counts.push(tf.memory().numTensors);
-  runTraining(s.spec);
+  const s = toyStage(dir, { onStep: () => counts.push(tf.memory().numTensors) });
+  s.train();
   s.dispose();
   assert.equal(new Set(counts).size, 1, `tensor counts per step: ${counts.join(', ')}`);
 });
@@ -117,12 +155,12 @@ test('a stop rule ends the run at that evaluation, and a resumed run stays stopp
   await useWasm();
   const dir = path.join(tmp(), 'stop');
   const a = toyStage(dir, { stopAt: 8 });
-  const o = runTraining(a.spec);
+  const o = a.train();
   a.dispose();
   assert.equal(o.step, 8);
   assert.equal(o.stopReason, 'stopped at 8');
   const b = toyStage(dir);
-  const again = runTraining(b.spec);
+  const again = b.train();
   b.dispose();
   assert.equal(again.step, 8, 'a stopped run trained on');
   assert.equal(again.stopReason, 'stopped at 8');
