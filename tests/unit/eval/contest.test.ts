@@ -192,6 +192,6 @@ test('the headline: the best raster setting is the reference; paired Δ and verd
   assert.equal(row('block-RAR + random order').nllVerdict, 'no difference');
   assert.equal(row('raster baseline').nllVerdict, 'higher');
   assert.equal(row('annealed to raster').dNll, undefined);
-  assert.equal(verdictOf({ mean: -1, lo: -2, hi: 0.1, level: 0.95, interval: 'seed-range', perSeed: [], n: 1 }), 'no difference');
+  assert.equal(verdictOf({ lo: -2, hi: 0.1 }), 'no difference');
   throwsOH(() => pairedNllDifference(outs[2], outcome('short', [1, 2], [1, 1, 1]), 100, 0.95), 'nllImages');
 });
