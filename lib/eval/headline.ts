@@ -24,9 +24,6 @@ import { escapeLatex } from './tables';
 import { estimateCell, Finding, finding, findingSentence, magnitudeParts, Phrasebook, signedCell } from '../stats/findings';
 import { Verdict, verdictOf } from '../stats/verdict';
 
-export { verdictOf };
-export type { Verdict };
-
 const escapeHtml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export interface HeadlineRow {

@@ -5,10 +5,10 @@
  * words are a lookup on the finding's verdict (a Phrasebook), so no finding
  * decides its wording from the interval again.
  */
-import { Direction, Interval, Merit, meritOf, Verdict, verdictOf } from './verdict';
+import { Direction, IntervalEnds, Merit, meritOf, Verdict, verdictOf } from './verdict';
 
 /** One claim of a findings section, with the verdict its interval supports. */
-export interface Finding extends Interval {
+export interface Finding extends IntervalEnds {
   /** What the claim is about: a setting, an order, a reading. */
   subject: string;
   /** The quantity, e.g. 'top-1', 'Δ NLL', 'mean rank'. */
@@ -28,7 +28,7 @@ export interface Finding extends Interval {
   unit: string;
 }
 
-export interface FindingInput extends Interval {
+export interface FindingInput extends IntervalEnds {
   subject: string;
   claim: string;
   reference: string;
@@ -64,7 +64,7 @@ export const verdictWords = (f: Finding): string => (f.merit ? MERIT_WORDS[f.mer
 export const signedNumber = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`;
 
 /** "+0.012 [-0.010, +0.034]": an estimate and its interval, every number signed. */
-export const signedCell = (estimate: number, d: Interval, digits: number): string =>
+export const signedCell = (estimate: number, d: IntervalEnds, digits: number): string =>
   `${signedNumber(estimate, digits)} [${signedNumber(d.lo, digits)}, ${signedNumber(d.hi, digits)}]`;
 
 /** The finding's estimate and interval, signed. */

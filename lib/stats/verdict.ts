@@ -8,7 +8,7 @@
  */
 
 /** The ends of an interval. */
-export interface Interval {
+export interface IntervalEnds {
   lo: number;
   hi: number;
 }
@@ -23,7 +23,7 @@ export type Merit = 'better' | 'worse' | 'no difference';
 export type Direction = 'lower is better' | 'higher is better';
 
 /** 'lower' when the whole interval lies below `against`, 'higher' when wholly above it, else 'no difference'. */
-export function verdictOf(d: Interval, against = 0): Verdict {
+export function verdictOf(d: IntervalEnds, against = 0): Verdict {
   if (d.hi < against) return 'lower';
   if (d.lo > against) return 'higher';
   return 'no difference';

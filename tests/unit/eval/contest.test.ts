@@ -21,7 +21,8 @@ import { randomPhaseCheckpoint } from '../../../lib/backbone/checkpoints';
 import { rng } from '../../../lib/runtime/seed';
 import { averageOrder, loadPlannerOrders, restrictToOrders } from '../../../lib/planner/planner-orders';
 import { checkMatchedBudgets } from '../../../lib/eval/budgets';
-import { headline, pairedNllDifference, verdictOf } from '../../../lib/eval/headline';
+import { headline, pairedNllDifference } from '../../../lib/eval/headline';
+import { verdictOf } from '../../../lib/stats/verdict';
 import { rasterBaselineSetting } from '../../../lib/eval/settings';
 import { SettingResult } from '../../../lib/eval/results';
 
