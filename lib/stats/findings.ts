@@ -95,7 +95,7 @@ export const findingSentence = (f: Finding, words?: Phrasebook): string => (word
 /** Findings as one Markdown table, a row each: subject, claim, reference, estimate with interval, verdict. */
 export function findingsTable(rows: readonly Finding[]): string {
   const line = (c: readonly string[]) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
-  return [line(['', 'claim', 'against', 'estimate [95% interval]', 'verdict']), '|---|---|---|---:|---|',
+  return [line(['', 'claim', 'against', 'estimate [interval]', 'verdict']), '|---|---|---|---:|---|',
     ...rows.map((f) => line([f.subject, f.unit ? `${f.claim} (${f.unit})` : f.claim, f.against === 0 ? f.reference : `${f.reference} (${f.against})`, estimateCell(f), verdictWords(f)])),
   ].join('\n');
 }
