@@ -1,6 +1,6 @@
 /**
  * OrderHead's public API: the one module notebooks and scripts import.
- * Layers, bottom to top: runtime -> data -> order -> tokenizer -> backbone -> oracle
+ * Layers, bottom to top: runtime -> stats -> data -> order -> tokenizer -> backbone -> oracle
  * -> planner -> eval -> report -> session, curriculum -> evaluation (notebook 08 on both cores); a lower layer never imports a higher one
  * (the planner reaches the sampler only through the order-policy interface).
  */

@@ -8,11 +8,12 @@
 import type { ProfileName } from '../runtime/profile';
 import { FEATURE_NET_CAVEAT } from './metrics';
 import { ORACLE_COMPARISON_COLUMNS, TRAJECTORY_COLUMNS, TRAJECTORY_REFERENCE, trajectoryReference, withTrajectory } from './tables';
-import { MetricSummary } from './summary';
 import { pairedTrajectoryDifference } from './trajectory';
 import { SettingOutcome, SettingResult } from './results';
 import { isMissing, RASTER_SETTINGS } from './settings';
 import { headline, headlineFindings } from './headline';
+import { Direction } from '../stats/verdict';
+import { estimateCell, Finding, finding, findingSentence, magnitudeCell, Phrasebook, signedCell } from '../stats/findings';
 
 export function evaluationFindings(outcomes: readonly SettingOutcome[], profile: ProfileName, stamp: string): string {
   const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
@@ -33,16 +34,33 @@ export function evaluationFindings(outcomes: readonly SettingOutcome[], profile:
 
 const digitsOf = (key: string) => [...TRAJECTORY_COLUMNS, ...ORACLE_COMPARISON_COLUMNS].find((c) => c.key === key)!.digits;
 
-/** "2.20 [1.10, 3.30]" of |d| (the interval flipped with the sign), in a column's digits. */
-function magnitude(d: MetricSummary, digits: number): string {
-  const [m, lo, hi] = d.mean < 0 ? [-d.mean, -d.hi, -d.lo] : [d.mean, d.lo, d.hi];
-  return `${m.toFixed(digits)} [${lo.toFixed(digits)}, ${hi.toFixed(digits)}]`;
+/** "front-loads the information more than *block-RAR + raster order*: area lower by 2.20 [1.10, 3.30] nats" and its other verdicts. */
+const AREA_WORDS: Phrasebook = {
+  lower: (f) => `front-loads the information more than *${f.reference}*: area lower by ${magnitudeCell(f)} nats`,
+  higher: (f) => `front-loads the information less than *${f.reference}*: area higher by ${magnitudeCell(f)} nats`,
+  'no difference': (f) => `no difference in area from *${f.reference}* (Δ ${estimateCell(f)})`,
+};
+const FIRST_HALF_WORDS: Phrasebook = {
+  higher: (f) => `its first half of the blocks removes ${magnitudeCell(f)} nats more`,
+  lower: (f) => `its first half of the blocks removes ${magnitudeCell(f)} nats less`,
+  'no difference': (f) => `no difference in what the first half removes (Δ ${estimateCell(f)})`,
+};
+
+type WithTrajectory = ReturnType<typeof withTrajectory>[number];
+
+/** A setting's paired Δ area and Δ first-half reduction against the trajectory reference, image by image. */
+function trajectoryPair(o: WithTrajectory, ref: WithTrajectory): [Finding, Finding] {
+  const of = (key: 'area' | 'firstHalf', claim: string, direction: Direction) => {
+    const d = pairedTrajectoryDifference(o.trajectory, ref.trajectory, key);
+    return finding({ subject: o.name, claim, reference: ref.name, estimate: d.mean, lo: d.lo, hi: d.hi, digits: digitsOf(key), unit: 'nats', direction });
+  };
+  return [of('area', 'area under L_rest', 'lower is better'), of('firstHalf', 'first-half reduction', 'higher is better')];
 }
 
-/** Signed "Δ -0.12 [-0.40, 0.18]", for differences read as none. */
-function signed(d: MetricSummary, digits: number): string {
-  const f = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`;
-  return `Δ ${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}]`;
+/** Every setting's trajectoryPair as finding records (for findingsTable); none without the reference. */
+export function trajectoryFindingRows(outcomes: readonly SettingOutcome[]): Finding[] {
+  const ref = trajectoryReference(outcomes);
+  return ref ? withTrajectory(outcomes).filter((o) => o !== ref).flatMap((o) => trajectoryPair(o, ref)) : [];
 }
 
 /** The remaining-loss lines: each setting against the reference, image by image; then the oracle comparison's best. */
@@ -62,18 +80,12 @@ function trajectoryFindings(outcomes: readonly SettingOutcome[]): string[] {
   }
   for (const o of scored) {
     if (o === ref) continue;
-    const d = (key: 'area' | 'firstHalf' | 'start') => pairedTrajectoryDifference(o.trajectory, ref.trajectory, key);
-    const a = d('area'), h = d('firstHalf'), s = d('start'), dH = digitsOf('firstHalf');
-    const areaWords = a.hi < 0 ? `front-loads the information more than *${ref.name}*: area lower by ${magnitude(a, dA)} nats`
-      : a.lo > 0 ? `front-loads the information less than *${ref.name}*: area higher by ${magnitude(a, dA)} nats`
-        : `no difference in area from *${ref.name}* (${signed(a, dA)})`;
-    const halfWords = h.lo > 0 ? `its first half of the blocks removes ${magnitude(h, dH)} nats more`
-      : h.hi < 0 ? `its first half of the blocks removes ${magnitude(h, dH)} nats less`
-        : `no difference in what the first half removes (${signed(h, dH)})`;
+    const [area, half] = trajectoryPair(o, ref);
+    const s = pairedTrajectoryDifference(o.trajectory, ref.trajectory, 'start');
     const start = ref.trajectory.totals.start.mean;
     const other = Math.abs(s.mean) > 1e-9 * Math.max(1, Math.abs(start))
-      ? ` Its backbone or block geometry differs from the reference's (L_rest(∅) ${signed(s, digitsOf('start'))}), so this mixes backbone and order.` : '';
-    lines.push(`  - ${o.name}: ${areaWords}; ${halfWords}.${other}`);
+      ? ` Its backbone or block geometry differs from the reference's (L_rest(∅) Δ ${signedCell(s.mean, s, digitsOf('start'))}), so this mixes backbone and order.` : '';
+    lines.push(`  - ${o.name}: ${findingSentence(area, AREA_WORDS)}; ${findingSentence(half, FIRST_HALF_WORDS)}.${other}`);
   }
   return [...lines, ...oracleFindings(scored)];
 }

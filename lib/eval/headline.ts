@@ -21,10 +21,10 @@ import { SettingOutcome, SettingResult } from './results';
 import { isMissing, RASTER_SETTINGS } from './settings';
 import { MetricSummary, summarizeRecentred } from './summary';
 import { escapeLatex } from './tables';
+import { estimateCell, Finding, finding, findingSentence, magnitudeParts, Phrasebook, signedCell } from '../stats/findings';
+import { Verdict, verdictOf } from '../stats/verdict';
 
 const escapeHtml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
-export type Verdict = 'lower' | 'higher' | 'no difference';
 
 export interface HeadlineRow {
   setting: string;
@@ -53,8 +53,6 @@ export interface Headline {
   /** The settings that were missing. */
   missing: string[];
 }
-
-export const verdictOf = (d: MetricSummary): Verdict => (d.hi < 0 ? 'lower' : d.lo > 0 ? 'higher' : 'no difference');
 
 /** Per-image NLL differences a − b on the shared images, with their bootstrap interval. */
 export function pairedNllDifference(a: SettingResult, b: SettingResult, reps: number, level: number): MetricSummary {
@@ -98,9 +96,12 @@ export function headline(outcomes: readonly SettingOutcome[], opts: { reps?: num
   };
 }
 
-const signed = (v: number, d: number) => `${v >= 0 ? '+' : ''}${v.toFixed(d)}`;
-const cellOf = (s: MetricSummary | undefined, d: number) => (s ? `${signed(s.mean, d)} [${signed(s.lo, d)}, ${signed(s.hi, d)}]` : 'reference');
-const verdictText = (v: Verdict | undefined, what: string) => (v === undefined ? '' : v === 'no difference' ? 'no difference' : `${v} ${what}`);
+const cellOf = (s: MetricSummary | undefined, d: number) => (s ? signedCell(s.mean, s, d) : 'reference');
+/** The verdict cell of the headline table: "lower NLL", "higher FID", "no difference"; empty for the reference row. */
+const VERDICT_CELL: Readonly<Record<Verdict, (what: string) => string>> = {
+  lower: (what) => `lower ${what}`, higher: (what) => `higher ${what}`, 'no difference': () => 'no difference',
+};
+const verdictText = (v: Verdict | undefined, what: string) => (v === undefined ? '' : VERDICT_CELL[v](what));
 
 /** The table's header and rows as text cells (Markdown, CSV and LaTeX share them). */
 function headlineCells(h: Headline): { header: string[]; rows: string[][] } {
@@ -158,18 +159,37 @@ export function headlineHtml(h: Headline): string {
     rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('') + '</tbody></table>';
 }
 
-/** "OrderHead R=0: 0.03 bits/token below the best raster setting [0.01, 0.05]", or "no difference in NLL (+0.01 [-0.02, +0.04])". */
-function sentence(what: string, unit: string, d: MetricSummary, digits: number, ref: string): string {
-  const v = verdictOf(d);
-  if (v === 'no difference') return `no difference in ${what} from ${ref} (Δ ${cellOf(d, digits)} ${unit})`;
-  const [m, lo, hi] = v === 'lower' ? [-d.mean, -d.hi, -d.lo] : [d.mean, d.lo, d.hi];
-  return `${m.toFixed(digits)} ${unit} ${v === 'lower' ? 'below' : 'above'} ${ref} in ${what} [${lo.toFixed(digits)}, ${hi.toFixed(digits)}]`;
+/** A resolved difference: "0.030 bits/token below annealed to raster in NLL [0.010, 0.050]". */
+const resolved = (f: Finding, side: string) => {
+  const [m, lo, hi] = magnitudeParts(f);
+  return `${m} ${f.unit} ${side} ${f.reference} in ${f.claim} [${lo}, ${hi}]`;
+};
+const HEADLINE_WORDS: Phrasebook = {
+  lower: (f) => resolved(f, 'below'),
+  higher: (f) => resolved(f, 'above'),
+  'no difference': (f) => `no difference in ${f.claim} from ${f.reference} (Δ ${estimateCell(f)} ${f.unit})`,
+};
+
+/** A row with paired differences: every setting but the reference. */
+type ComparedRow = HeadlineRow & Required<Pick<HeadlineRow, 'dNll' | 'dFid'>>;
+const compared = (h: Headline) => h.rows.filter((r): r is ComparedRow => !!(r.dNll && r.dFid));
+
+/** One compared row's findings: its Δ NLL and Δ FID against the best raster setting. */
+function rowFindings(h: Headline, r: ComparedRow): [Finding, Finding] {
+  const of = (claim: string, d: MetricSummary, digits: number, unit: string) =>
+    finding({ subject: r.setting, claim, reference: h.reference, estimate: d.mean, lo: d.lo, hi: d.hi, digits, unit, direction: 'lower is better' });
+  return [of('NLL', r.dNll, 3, 'bits/token'), of('FID', r.dFid, 2, 'FID points')];
 }
+
+/** The headline as finding records (for findingsTable): Δ NLL and Δ FID of every setting against the best raster setting. */
+export const headlineFindingRows = (h: Headline): Finding[] => compared(h).flatMap((r) => rowFindings(h, r));
 
 /** The findings under the table, one line per setting, from the paired differences only. */
 export function headlineFindings(h: Headline): string[] {
-  const lines = h.rows.filter((r) => r.dNll && r.dFid).map((r) =>
-    `- **${r.setting}**${r.unmatchedBudget ? ' (budget not matched)' : ''}: ${sentence('NLL', 'bits/token', r.dNll!, 3, h.reference)}; ${sentence('FID', 'FID points', r.dFid!, 2, h.reference)}.`);
+  const lines = compared(h).map((r) => {
+    const [nll, fid] = rowFindings(h, r);
+    return `- **${r.setting}**${r.unmatchedBudget ? ' (budget not matched)' : ''}: ${findingSentence(nll, HEADLINE_WORDS)}; ${findingSentence(fid, HEADLINE_WORDS)}.`;
+  });
   const better = h.rows.filter((r) => r.nllVerdict === 'lower' && !r.unmatchedBudget);
   const best = h.rows.filter((r) => r.dNll && !r.unmatchedBudget).sort((a, b) => a.dNll!.mean - b.dNll!.mean)[0];
   const answer = better.length
@@ -188,6 +208,9 @@ export function writeHeadline(h: Headline, dir: string, base = 'eval-headline'):
   return { md, csv, tex, html: headlineHtml(h) };
 }
 
+/** Green for a setting whose Δ NLL lies below 0 (better than the best raster setting), red above, grey for no difference. */
+const VERDICT_COLOR: Readonly<Record<Verdict, string>> = { lower: '#1a9850', higher: '#d73027', 'no difference': '#777' };
+
 /** The headline as a figure: Δ NLL of every setting against the best raster setting with its interval (a forest plot; the dashed line is "no difference"). */
 export function headlineFigure(h: Headline, stamp: string): Figure {
   const rows = h.rows.filter((r) => r.dNll);
@@ -196,7 +219,7 @@ export function headlineFigure(h: Headline, stamp: string): Figure {
     traces: [{
       type: 'scatter', mode: 'markers', x: rows.map((r) => r.dNll!.mean), y,
       error_x: { type: 'data', symmetric: false, array: rows.map((r) => r.dNll!.hi - r.dNll!.mean), arrayminus: rows.map((r) => r.dNll!.mean - r.dNll!.lo) },
-      marker: { size: 9, color: rows.map((r) => (r.nllVerdict === 'lower' ? '#1a9850' : r.nllVerdict === 'higher' ? '#d73027' : '#777')) },
+      marker: { size: 9, color: rows.map((r) => VERDICT_COLOR[r.nllVerdict ?? 'no difference']) },
       name: 'Δ NLL',
     }],
     layout: {

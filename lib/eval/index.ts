@@ -32,3 +32,5 @@ export * from './figures';
 export * from './findings';
 export * from './budgets';
 export * from './headline';
+// The verdict and finding records sit below the oracle; notebooks reach them (oh.findingsTable, oh.meritOf) through here.
+export * from '../stats';

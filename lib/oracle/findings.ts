@@ -9,6 +9,8 @@ import type { LocalityRow } from './locality';
 import type { AgreementRow } from './agreement';
 import type { OwnLossRow } from './own-loss';
 import type { ReferenceRankRow } from './reference-rank';
+import { IntervalEnds, Verdict, verdictOf } from '../stats/verdict';
+import { Finding, finding, findingSentence, Phrasebook } from '../stats/findings';
 
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : 'n/a');
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(0)}`;
@@ -35,8 +37,32 @@ export interface OracleFindingsInput {
   ranks?: readonly ReferenceRankRow[];
 }
 
-/** How far an interval lies from chance 0.5 (0 when it includes it). */
-const gapFromHalf = (r: ReferenceRankRow) => (r.lo > 0.5 ? r.lo - 0.5 : r.hi < 0.5 ? 0.5 - r.hi : 0);
+/** Chance: the mean rank of a label drawn at random among the hidden blocks. */
+const CHANCE_RANK = 0.5;
+
+/** How far an interval lies from chance 0.5, by where it lies (0 when it includes it). */
+const GAP_FROM_HALF: Readonly<Record<Verdict, (r: IntervalEnds) => number>> = {
+  higher: (r) => r.lo - CHANCE_RANK, lower: (r) => CHANCE_RANK - r.hi, 'no difference': () => 0,
+};
+const gapFromHalf = (r: IntervalEnds) => GAP_FROM_HALF[verdictOf(r, CHANCE_RANK)](r);
+
+/** A reading's mean rank in raster order against chance, as a finding record. */
+const rankFinding = (r: ReferenceRankRow): Finding =>
+  finding({ subject: `${r.reading} reading`, claim: `mean rank of ${targetName(r.target, r.weight)}`, reference: 'chance', estimate: r.meanRank, lo: r.lo, hi: r.hi, against: CHANCE_RANK, digits: 2 });
+
+/** The reference-order check as finding records (for findingsTable): every reading's mean rank against chance 0.5. */
+export const referenceRankFindings = (ranks: readonly ReferenceRankRow[]): Finding[] => ranks.map(rankFinding);
+
+const TEACHER_FORCED_WORDS: Phrasebook = {
+  higher: () => 'the teacher-forced labels lean late in raster: their whole interval lies above 0.5',
+  lower: () => 'the teacher-forced labels lean *early* in raster, not late: their whole interval lies below 0.5',
+  'no difference': () => 'the teacher-forced labels do not lean late in raster in this run: their interval includes 0.5',
+};
+const BLOCK_MARGINAL_WORDS: Phrasebook = {
+  higher: (f) => `the block-marginal interval does not include 0.5 (it lies ${num(gapFromHalf(f))} above it)`,
+  lower: (f) => `the block-marginal interval does not include 0.5 (it lies ${num(gapFromHalf(f))} below it)`,
+  'no difference': () => 'the block-marginal interval includes 0.5',
+};
 const interval = (r: ReferenceRankRow) => `${num(r.meanRank)} [${num(r.lo)}, ${num(r.hi)}]`;
 const targetName = (t: 'u' | 'u_extrap', weight: string) => (t === 'u' ? 'a* = argmax u' : `a*_extrap = argmax u_extrap (w = ${weight})`);
 
@@ -55,19 +81,13 @@ function referenceOrderLine(rows: readonly ReferenceRankRow[], target: 'u' | 'u_
   const parts: string[] = [
     `for ${targetName(target, weight)} the mean rank is ${rows.map((r) => `${interval(r)} under the ${r.reading} reading`).join(', ')} (n = ${rows[0].n} states of ${rows[0].images} images)`,
   ];
-  if (tf) {
-    parts.push(tf.lo > 0.5 ? `the teacher-forced labels lean late in raster: their whole interval lies above 0.5`
-      : tf.hi < 0.5 ? 'the teacher-forced labels lean *early* in raster, not late: their whole interval lies below 0.5'
-        : 'the teacher-forced labels do not lean late in raster in this run: their interval includes 0.5');
-  }
-  if (bm) {
-    parts.push(gapFromHalf(bm) === 0 ? 'the block-marginal interval includes 0.5'
-      : `the block-marginal interval does not include 0.5 (it lies ${num(gapFromHalf(bm))} ${bm.lo > 0.5 ? 'above' : 'below'} it)`);
-  }
+  if (tf) parts.push(findingSentence(rankFinding(tf), TEACHER_FORCED_WORDS));
+  if (bm) parts.push(findingSentence(rankFinding(bm), BLOCK_MARGINAL_WORDS));
   let verdict = '';
   if (bm && tf && os) {
     const bmOk = gapFromHalf(bm) <= gapFromHalf(os);
-    const tfAbove = tf.lo > Math.max(bm.hi, os.hi);
+    // Teacher-forced "above both": its whole interval lies above both other intervals' upper ends.
+    const tfAbove = verdictOf(tf, Math.max(bm.hi, os.hi)) === 'higher';
     verdict = bmOk && tfAbove
       ? ' So the expected pattern holds: block-marginal sits no farther from 0.5 than one-step, and teacher-forced sits above both.'
       : ` So the expected pattern (block-marginal no farther from 0.5 than one-step, teacher-forced above both) does not hold here: ${[
@@ -137,12 +157,15 @@ export function oracleFindings(input: OracleFindingsInput): string[] {
     const where = earlyOf.has(key(primaryU)) && early ? ` in the states with ${early.label}` : '';
     const lift = b.local - b.chanceLocal;
     const mostly = b.local >= 0.5 ? 'mostly blocks that touch the visible region' : 'mostly blocks away from the visible region';
-    // Binomial standard error of the chance share over n states: a lift within 2 se is noise.
+    // Binomial standard error of the chance share over n states: a lift within 2 se (and within 5 points) is noise.
     const se = Math.sqrt(Math.max(b.chanceLocal * (1 - b.chanceLocal), 1e-12) / Math.max(b.n, 1));
-    const vsChance = Math.abs(lift) < Math.max(0.05, 2 * se)
-      ? `no clear difference from a random hidden block (2 standard errors at n = ${b.n}: ${signed(2 * se)} points)`
-      : lift > 0 ? 'more than a random hidden block would: it prefers interpolating next to what is visible'
-        : 'less than a random hidden block would: it prefers blocks away from the visible region';
+    const band = Math.max(0.05, 2 * se);
+    const vsChance = findingSentence(finding({ subject: 'a*', claim: 'local share minus chance', reference: 'a random hidden block', estimate: lift,
+      lo: lift - band, hi: lift + band, digits: 2 }), {
+      higher: () => 'more than a random hidden block would: it prefers interpolating next to what is visible',
+      lower: () => 'less than a random hidden block would: it prefers blocks away from the visible region',
+      'no difference': () => `no clear difference from a random hidden block (2 standard errors at n = ${b.n}: ${signed(2 * se)} points)`,
+    });
     lines.push(`- **Overall** (primary, ${primaryU.reading} reading): a* picks ${mostly}${where}: ${pct(b.local)} local against ${pct(b.chanceLocal)} for a random hidden block, ${signed(lift)} points — ${vsChance}.`);
     const extraps = locality.filter((r) => r.target === 'u_extrap' && r.reading === primaryU.reading);
     if (extraps.length > 0) {

@@ -5,7 +5,8 @@
  */
 import type { ProfileName } from '../runtime/profile';
 import type { JointTuningConfig, JointTuningResult } from './joint';
-import { MetricsRow, OrderNllComparisonRow, pairedDifference, verdict } from './stages';
+import { deltaWords, MetricsRow, OrderNllComparisonRow, orderNllFinding, pairedDifference, pairedFinding } from './stages';
+import { estimateCell, Finding } from '../stats/findings';
 
 const SMOKE_NOTE = '- *Smoke profile*: a tiny backbone and a few steps; these numbers exercise the pipeline, they are not evidence about the method.';
 
@@ -35,13 +36,20 @@ export interface Stage5Context {
   trainImages?: number;
 }
 
+/** The planner after Stage 5 against itself before, on the same held-out states: [top-1, regret] as finding records. */
+export function stage5FindingRows(planner: { before: MetricsRow; after: MetricsRow }): [Finding, Finding] {
+  const { before, after } = planner;
+  return [pairedFinding('planner after tuning', 'top-1', 'before tuning', pairedDifference(before, after, 'correct'), 'higher is better'),
+    pairedFinding('planner after tuning', 'regret', 'before tuning', pairedDifference(before, after, 'regret'), 'lower is better', 'nats')];
+}
+
 export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'>, cfg: JointTuningConfig,
   planner: { before: MetricsRow; after: MetricsRow }, profile: ProfileName, stamp: string, ctx: Stage5Context = {}): string {
   const f3 = (v: number) => v.toFixed(3), f4 = (v: number) => v.toFixed(4);
   const signed = (v: number) => `${v >= 0 ? '+' : ''}${f4(v)}`;
   const { log } = joint, { before, after } = planner;
   const dRaster = log.after.raster - log.before.raster, dRandom = log.after.random - log.before.random;
-  const dTop1 = pairedDifference(before, after, 'correct'), dRegret = pairedDifference(before, after, 'regret');
+  const [dTop1, dRegret] = stage5FindingRows(planner);
   return [
     `In this run (**${stamp}**; ${log.steps} steps, top ${cfg.topBlocks} blocks, λ = ${cfg.lambda}):`,
     `- **Backbone drift**: held-out raster NLL ${f4(log.before.raster)} → ${f4(log.after.raster)} bits/token (${signed(dRaster)}), ` +
@@ -53,8 +61,8 @@ export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'
     ...stage5Comparison(joint, ctx.control),
     ...(ctx.budgets?.length ? [`- **Matched budgets**: ${ctx.budgets.map((b) => `${b.backbone} ${b.steps} steps (${(b['tokens seen'] / 1e6).toFixed(2)}M tokens, ${b.epochs.toFixed(2)} epochs)`).join('; ')}.`] : []),
     ...(ctx.fixedOrder ? [`- **Fixed order** (the planner's average order over ${ctx.orderImages ?? '?'} of ${ctx.trainImages ?? '?'} training images): ${ctx.fixedOrder.join(' ')}.`] : []),
-    `- **Planner**: top-1 ${f3(before.summary.top1)} → ${f3(after.summary.top1)} (paired Δ ${f3(dTop1.diff)} [${f3(dTop1.lo)}, ${f3(dTop1.hi)}]: ${verdict(dTop1)}), ` +
-      `regret ${f3(before.summary.regret)} → ${f3(after.summary.regret)} (Δ ${f3(dRegret.diff)} [${f3(dRegret.lo)}, ${f3(dRegret.hi)}]: ${verdict(dRegret, true)}).`,
+    `- **Planner**: top-1 ${f3(before.summary.top1)} → ${f3(after.summary.top1)} (paired ${deltaWords(dTop1)}), ` +
+      `regret ${f3(before.summary.regret)} → ${f3(after.summary.regret)} (${deltaWords(dRegret)}).`,
     profile === 'smoke' ? SMOKE_NOTE : '',
   ].join('\n');
 }
@@ -75,6 +83,10 @@ export interface BudgetSampleQuality {
   'classified as their class': number;
 }
 
+/** Notebook 07's findings as records (for findingsTable): every budget policy's NLL against `reference`. */
+export const stage6FindingRows = (nll: readonly OrderNllComparisonRow[], reference = 'planner, k = 1'): Finding[] =>
+  nll.filter((r) => r.order !== reference).map((r) => orderNllFinding(r, reference));
+
 /**
  * Notebook 07: every budget policy against the reference (one planner call
  * per block): planner calls per image, NLL difference with its paired
@@ -91,10 +103,10 @@ export function stage6Findings(nll: readonly OrderNllComparisonRow[], calls: Rea
   const accuracy = (name: string) => quality.find((q) => q.policy === name)?.['classified as their class'];
   return [`In this run (**${stamp}**):`,
     ...nll.filter((r) => calls[r.order] !== undefined && r !== ref).map((r) => {
-      const acc = accuracy(r.order);
+      const acc = accuracy(r.order), d = orderNllFinding(r, reference);
       return `- **${r.order}**: ${calls[r.order].toFixed(2)} planner calls per image against ${calls[reference].toFixed(2)} ` +
-        `(${(100 * (1 - calls[r.order] / calls[reference])).toFixed(0)}% fewer); NLL ${r.bitsPerToken.toFixed(3)} bits/token, ${r.vsReference.diff >= 0 ? '+' : ''}${r.vsReference.diff.toFixed(3)} ` +
-        `[${r.vsReference.lo.toFixed(3)}, ${r.vsReference.hi.toFixed(3)}] against ${refName}; samples classified as their class: ${acc === undefined ? 'not sampled' : acc.toFixed(3)} ` +
+        `(${(100 * (1 - calls[r.order] / calls[reference])).toFixed(0)}% fewer); NLL ${r.bitsPerToken.toFixed(3)} bits/token, ${estimateCell(d)} ` +
+        `against ${refName} (${d.verdict}); samples classified as their class: ${acc === undefined ? 'not sampled' : acc.toFixed(3)} ` +
         `(${refName}: ${refQuality['classified as their class'].toFixed(3)}).`;
     }),
     profile === 'smoke' ? '- *Smoke profile*: a tiny backbone; these numbers exercise the pipeline, they are not evidence about the method.' : '',

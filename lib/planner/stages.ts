@@ -27,6 +27,8 @@ import { plannerMetrics, PlannerSummary, summarizePerState, PlannerPerState } fr
 import { BaselineName, baselineProbs, baselineScores } from './baselines';
 
 import { weightsFingerprint } from '../runtime/checkpoint';
+import { Direction, meritOf, verdictOf } from '../stats/verdict';
+import { estimateCell, Finding, finding, MERIT_WORDS, MeritWords, verdictWords } from '../stats/findings';
 
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
 export const plannerRoot = (runRoot: string, profile: string): string => path.join(runRoot, `planner-${profile}`);
@@ -258,7 +260,7 @@ export function latentCurriculumConfig(profile: ProfileName, overrides: Partial<
 }
 
 /** Paired difference b − a of a per-state metric over the same states, with a 95% bootstrap interval. */
-export function pairedDifference(a: MetricsRow, b: MetricsRow, metric: 'correct' | 'regret', reps = 1000, seed = 0): { diff: number; lo: number; hi: number } {
+export function pairedDifference(a: MetricsRow, b: MetricsRow, metric: 'correct' | 'regret', reps = 1000, seed = 0): PairedDifference {
   const x = a.perState[metric], y = b.perState[metric];
   ensure(x.length === y.length, `rows cover ${x.length} and ${y.length} states`, 'pairedDifference', 'evaluate both settings on the same states');
   const m = x.length, d = Float64Array.from({ length: m }, (_, i) => Number(y[i]) - Number(x[i]));
@@ -268,12 +270,25 @@ export function pairedDifference(a: MetricsRow, b: MetricsRow, metric: 'correct'
   return { diff: mean(), lo: boots[Math.floor(0.025 * reps)], hi: boots[Math.min(reps - 1, Math.floor(0.975 * reps))] };
 }
 
-/** "better", "worse" or "no clear difference" from a paired interval (higher is better unless `lowerIsBetter`). */
-export function verdict(d: { lo: number; hi: number }, lowerIsBetter = false): string {
-  if (d.lo > 0) return lowerIsBetter ? 'worse' : 'better';
-  if (d.hi < 0) return lowerIsBetter ? 'better' : 'worse';
-  return 'no clear difference';
+/** A paired difference (from pairedDifference or orderNllComparison) b − a, with its 95% interval. */
+export interface PairedDifference {
+  diff: number;
+  lo: number;
+  hi: number;
 }
+
+/** The table cell of a paired interval: "better", "worse" or "no clear difference" (higher is better unless `lowerIsBetter`). */
+export function verdict(d: PairedDifference, lowerIsBetter = false): MeritWords {
+  return MERIT_WORDS[meritOf(verdictOf(d), lowerIsBetter ? 'lower is better' : 'higher is better')];
+}
+
+/** A paired difference as a finding record: `subject` minus `reference` in `claim`, 3 decimals. */
+export function pairedFinding(subject: string, claim: string, reference: string, d: PairedDifference, direction: Direction, unit = ''): Finding {
+  return finding({ subject, claim, reference, estimate: d.diff, lo: d.lo, hi: d.hi, digits: 3, unit, direction });
+}
+
+/** "Δ +0.012 [-0.010, +0.034]: better": a planner finding inside its sentence. */
+export const deltaWords = (f: Finding): string => `Δ ${estimateCell(f)}: ${verdictWords(f)}`;
 
 export type { StateSplit };
 export { disposePlanner };
@@ -313,19 +328,33 @@ export function trainStage4(root: string, cfg: LatentCurriculumConfig, ds: Oracl
 }
 
 
+/** Per label: the best baselines on top-1 and on regret, and each planner against them. */
+function stage3Comparisons(tables: readonly { label: string; rows: readonly MetricsRow[] }[]) {
+  return tables.map((t) => {
+    const base = t.rows.filter((r) => !r.setting.startsWith('OrderHead'));
+    const bestTop1 = base.reduce((a, b) => (b.summary.top1 > a.summary.top1 ? b : a));
+    const bestRegret = base.reduce((a, b) => (b.summary.regret < a.summary.regret ? b : a));
+    const planners = t.rows.filter((r) => r.setting.startsWith('OrderHead')).map((p) => ({
+      row: p,
+      top1: pairedFinding(p.setting, `top-1 (a* = argmax ${t.label})`, bestTop1.setting, pairedDifference(bestTop1, p, 'correct'), 'higher is better'),
+      regret: pairedFinding(p.setting, `regret (a* = argmax ${t.label})`, bestRegret.setting, pairedDifference(bestRegret, p, 'regret'), 'lower is better', 'nats'),
+    }));
+    return { label: t.label, bestTop1, bestRegret, planners };
+  });
+}
+
+/** Stage 3 as finding records (for findingsTable): each planner's top-1 and regret against the best baseline, per label. */
+export const stage3FindingRows = (tables: readonly { label: string; rows: readonly MetricsRow[] }[]): Finding[] =>
+  stage3Comparisons(tables).flatMap((c) => c.planners.flatMap((p) => [p.top1, p.regret]));
+
 /** Markdown bullets for "What this run showed": each planner against the best baseline, per label, with paired intervals. */
 export function stage3Findings(tables: readonly { label: string; rows: readonly MetricsRow[] }[], profile: ProfileName, stamp: string): string {
   const f = (v: number) => v.toFixed(3);
   const lines = [`In this run (**${stamp}**), on held-out states (95% paired bootstrap intervals of the differences):`];
-  for (const t of tables) {
-    const base = t.rows.filter((r) => !r.setting.startsWith('OrderHead'));
-    const bestTop1 = base.reduce((a, b) => (b.summary.top1 > a.summary.top1 ? b : a));
-    const bestRegret = base.reduce((a, b) => (b.summary.regret < a.summary.regret ? b : a));
-    lines.push(`- **Against a\\* = argmax ${t.label}**: the best baseline on top-1 is *${bestTop1.setting}* (${f(bestTop1.summary.top1)}), on regret *${bestRegret.setting}* (${f(bestRegret.summary.regret)} nats).`);
-    for (const p of t.rows.filter((r) => r.setting.startsWith('OrderHead'))) {
-      const d1 = pairedDifference(bestTop1, p, 'correct'), dr = pairedDifference(bestRegret, p, 'regret');
-      lines.push(`  - ${p.setting}: top-1 ${f(p.summary.top1)} (Δ ${d1.diff >= 0 ? '+' : ''}${f(d1.diff)} [${f(d1.lo)}, ${f(d1.hi)}]: ${verdict(d1)}), ` +
-        `regret ${f(p.summary.regret)} (Δ ${dr.diff >= 0 ? '+' : ''}${f(dr.diff)} [${f(dr.lo)}, ${f(dr.hi)}]: ${verdict(dr, true)}), ECE ${p.summary.ece === undefined ? '–' : f(p.summary.ece)}.`);
+  for (const { label, bestTop1, bestRegret, planners } of stage3Comparisons(tables)) {
+    lines.push(`- **Against a\\* = argmax ${label}**: the best baseline on top-1 is *${bestTop1.setting}* (${f(bestTop1.summary.top1)}), on regret *${bestRegret.setting}* (${f(bestRegret.summary.regret)} nats).`);
+    for (const { row: p, top1, regret } of planners) {
+      lines.push(`  - ${p.setting}: top-1 ${f(p.summary.top1)} (${deltaWords(top1)}), regret ${f(p.summary.regret)} (${deltaWords(regret)}), ECE ${p.summary.ece === undefined ? '–' : f(p.summary.ece)}.`);
     }
   }
   if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
@@ -390,6 +419,23 @@ export async function orderNllComparison(m: GPT, geo: BlockGeometry, data: { tok
   });
 }
 
+/** The R = 0 planner `r0` against baseline `b`: paired top-1 and regret findings. */
+const r0VsBaseline = (r0: MetricsRow, b: MetricsRow): [Finding, Finding] => [
+  pairedFinding(r0.setting, 'top-1', b.setting, pairedDifference(b, r0, 'correct'), 'higher is better'),
+  pairedFinding(r0.setting, 'regret', b.setting, pairedDifference(b, r0, 'regret'), 'lower is better', 'nats'),
+];
+
+/** One order's NLL against the reference order of its orderNllComparison (default random blocks), as a finding. */
+export const orderNllFinding = (r: OrderNllComparisonRow, reference = 'random blocks'): Finding =>
+  pairedFinding(r.order, 'NLL', reference, r.vsReference, 'lower is better', 'bits/token');
+
+/** Notebook 05's findings as records (for findingsTable): R = 0 against every baseline, then every order's NLL against random blocks. */
+export function stage4FindingRows(rows: readonly MetricsRow[], nll: readonly OrderNllComparisonRow[]): Finding[] {
+  const r0 = rows.filter((r) => r.setting.startsWith('OrderHead'))[0];
+  return [...rows.filter((r) => !r.setting.startsWith('OrderHead')).flatMap((b) => r0VsBaseline(r0, b)),
+    ...nll.filter((r) => r.order !== 'random blocks').map((r) => orderNllFinding(r))];
+}
+
 /** Markdown bullets for notebook 05: the R = 0 planner against the baselines, whether each R helps, and the NLL per order. */
 export function stage4Findings(rows: readonly MetricsRow[], helps: readonly Record<string, string>[], nll: readonly OrderNllComparisonRow[],
   profile: ProfileName, stamp: string): string {
@@ -397,11 +443,11 @@ export function stage4Findings(rows: readonly MetricsRow[], helps: readonly Reco
   const base = rows.filter((r) => !r.setting.startsWith('OrderHead'));
   const planners = rows.filter((r) => r.setting.startsWith('OrderHead'));
   const r0 = planners[0];
-  const beatsTop1 = base.filter((b) => verdict(pairedDifference(b, r0, 'correct')) === 'better').length;
-  const beatsRegret = base.filter((b) => verdict(pairedDifference(b, r0, 'regret'), true) === 'better').length;
+  const vsBase = base.map((b) => r0VsBaseline(r0, b));
+  const beats = (i: 0 | 1) => vsBase.filter((x) => x[i].merit === 'better').length;
   const lines = [`In this run (**${stamp}**):`,
-    `- **R = 0 against the ${base.length} baselines** (held-out states, paired 95% intervals): clearly better on top-1 than ${beatsTop1} of ${base.length} ` +
-    `(top-1 ${f(r0.summary.top1)}; best baseline ${f(Math.max(...base.map((b) => b.summary.top1)))}), clearly better on regret than ${beatsRegret} of ${base.length} ` +
+    `- **R = 0 against the ${base.length} baselines** (held-out states, paired 95% intervals): clearly better on top-1 than ${beats(0)} of ${base.length} ` +
+    `(top-1 ${f(r0.summary.top1)}; best baseline ${f(Math.max(...base.map((b) => b.summary.top1)))}), clearly better on regret than ${beats(1)} of ${base.length} ` +
     `(regret ${f(r0.summary.regret)}; best baseline ${f(Math.min(...base.map((b) => b.summary.regret)))}).`];
   for (const h of helps) {
     lines.push(`- **${h.setting}** vs the previous R: top-1 ${h['Δ top-1 vs previous R']} (${h['top-1 verdict']}), regret ${h['Δ regret vs previous R']} (${h['regret verdict']}).`);
@@ -411,9 +457,8 @@ export function stage4Findings(rows: readonly MetricsRow[], helps: readonly Reco
   const ref = nll.find((r) => r.order === 'random blocks');
   for (const r of nll) {
     if (r === ref) continue;
-    const v = verdict(r.vsReference, true);
-    lines.push(`- NLL under **${r.order}**: ${f(r.bitsPerToken)} bits/token, ${r.vsReference.diff >= 0 ? '+' : ''}${f(r.vsReference.diff)} ` +
-      `[${f(r.vsReference.lo)}, ${f(r.vsReference.hi)}] against random blocks (${ref ? f(ref.bitsPerToken) : '?'}): ${v === 'better' ? 'lower' : v === 'worse' ? 'higher' : 'no clear difference'}.`);
+    const x = orderNllFinding(r);
+    lines.push(`- NLL under **${r.order}**: ${f(r.bitsPerToken)} bits/token, ${estimateCell(x)} against random blocks (${ref ? f(ref.bitsPerToken) : '?'}): ${x.verdict}.`);
   }
   if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
   return lines.join('\n');
