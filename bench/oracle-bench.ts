@@ -31,7 +31,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../lib/runtime/backend';
 import { gptConfig } from '../lib/backbone/config';
-import { createGPT, emptyCache, extend, GPT, numParams, tokenNll } from '../lib/backbone/gpt';
+import { createGPT, GPT, numParams, tokenNll } from '../lib/backbone/gpt';
+import { emptyCache, extend } from '../lib/backbone/kv-decoder';
 import { blockCells, blockGeometry, BlockGeometry } from '../lib/order';
 import { rng } from '../lib/runtime/seed';
 import {

@@ -16,7 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BlockGeometry, blockCells, cellBlock, PolicyState } from '../order';
-import { disposeCache, emptyCache, extend, GPT, KVCache } from './gpt';
+import { GPT } from './gpt';
+import { disposeCache, emptyCache, extend, KVCache } from './kv-decoder';
 
 export interface DecodingContext {
   /** The model that filled the cache: a policy reading another backbone must not use it. */

@@ -2,7 +2,11 @@
  * The LlamaGen-style GPT backbone: class-token prefix, RMSNorm, SwiGLU, causal
  * self-attention and 2D rotary positions indexed by the token's spatial cell
  * (not its sequence slot), so the same weights read a sequence in any order.
- * One small file, in the spirit of nanoGPT's model.py.
+ * One small file, in the spirit of nanoGPT's model.py: the model and its
+ * loss. The transformer block it shares with the planner is
+ * backbone/transformer.ts; fast decoding (KV cache, fused kernels, in-place
+ * writes) is backbone/kv-decoder.ts, checked against `referenceDecodeStep`
+ * here, which is `forward` over the prefix.
  *
  * Sequence layout for an image of T = gridH*gridW tokens decoded in the order
  * `cells` (a permutation of 0..T-1; raster for the baseline):
@@ -30,8 +34,7 @@ import * as tf from '@tensorflow/tfjs';
 import { GPTConfig, seqLen, validateGPTConfig } from './config';
 import { rng } from '../runtime/seed';
 import { OrderHeadError } from '../runtime/errors';
-import { hasLocalMemory } from '../runtime/backend-memory';
-import { decodeAttention, decodeKernelsAvailable, fusedRmsNorm, fusedRope, writeSlotsInPlace } from '../runtime/decode-kernels';
+import { Attention, headAttention, mergeHeads, rmsNorm, splitHeads, transformerBlock } from './transformer';
 
 export type Params = Record<string, tf.Variable>;
 
@@ -55,7 +58,11 @@ export interface GPT {
   budget?: TrainingBudget;
 }
 
-/** The decode order of a batch: cells[b*T + t] is the cell decoded at step t of sample b. */
+/**
+ * The decode order of a batch: cells[b*T + t] is the cell decoded at step t of
+ * sample b. T = seqLen(cfg) for whole images; `forward` also takes a prefix
+ * (the first T < seqLen(cfg) steps), as `referenceDecodeStep` does.
+ */
 export interface DecodeOrder { B: number; T: number; cells: Int32Array }
 
 /** Parameter names and shapes, in a stable order (checkpoints depend on it). */
@@ -176,84 +183,16 @@ export function tokensInOrder(grids: Int32Array, order: DecodeOrder): Int32Array
   return out;
 }
 
-/** RMSNorm of rows x [N, d]: x · rsqrt(mean(x², -1) + eps) · gain [d]. */
-export function rmsNorm(x: tf.Tensor2D, gain: tf.Tensor, eps: number): tf.Tensor2D {
-  const ms = tf.mean(tf.square(x), -1, true); // [N, 1]
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), gain);
-}
-
-// ---------------------------------------------------------------------------
-// The transformer block, one for every model here: the GPT's layers (forward,
-// extend) and the planner's slot blocks (planner/orderhead.ts). What differs
-// between them is a parameter: names, epsilon, MLP gating and the attention.
-
-/** RMSNorm kernel of a block: rmsNorm, or extend's fused one (runtime/decode-kernels.ts). */
-export type RmsNorm = (x: tf.Tensor2D, gain: tf.Tensor, eps: number) => tf.Tensor2D;
-
-/**
- * A block's attention: the projections q, k, v [N, d] of the normed rows in,
- * the heads' outputs [N, d] (before wo) out. It owns the heads, the positions
- * and the mask: causal with rotary and the KV cache in the GPT, all-to-all over
- * the block slots in the planner.
- */
-export type Attention = (q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D) => tf.Tensor2D;
-
-export interface BlockSpec {
-  /** Parameter name prefix: `h${l}.` in the GPT, `pool${l}.` / `core${l}.` in the planner. */
-  prefix: string;
-  /** Epsilon of both RMSNorms: cfg.normEps in the GPT, 1e-6 in the planner. */
-  eps: number;
-  /** SwiGLU MLP (w1, w3, w2: the GPT) or plain SiLU (w1, w2: the planner). */
-  gated: boolean;
-  attend: Attention;
-  /** Default rmsNorm. */
-  norm?: RmsNorm;
-}
-
-/**
- * One pre-norm transformer block on rows x [N, d]:
- *   x1 = x  + Attn(q, k, v of RMSNorm(x)) · wo
- *   x2 = x1 + (SiLU(m·w1) [⊙ m·w3]) · w2,   m = RMSNorm(x1)
- */
-export function transformerBlock(p: Params, x: tf.Tensor2D, b: BlockSpec): tf.Tensor2D {
-  const { prefix: pre, eps } = b, norm = b.norm ?? rmsNorm;
-  const hN = norm(x, p[pre + 'attn_norm'], eps);
-  const y = b.attend(tf.matMul(hN, p[pre + 'wq']), tf.matMul(hN, p[pre + 'wk']), tf.matMul(hN, p[pre + 'wv'])); // [N, d]
-  const x1 = tf.add(x, tf.matMul(y, p[pre + 'wo'])) as tf.Tensor2D;
-  const mN = norm(x1, p[pre + 'mlp_norm'], eps);
-  const g = tf.matMul(mN, p[pre + 'w1']); // [N, f]
-  const act = tf.mul(g, tf.sigmoid(g)); // SiLU
-  return tf.add(x1, tf.matMul(b.gated ? tf.mul(act, tf.matMul(mN, p[pre + 'w3'])) : act, p[pre + 'w2'])) as tf.Tensor2D;
-}
-
-/** Rows [B*S, d] (or [B*S, H, hd]) -> heads [B, H, S, hd]; with S = 1 the same memory (no transpose). */
-export function splitHeads(t: tf.Tensor, B: number, S: number, H: number): tf.Tensor4D {
-  const hd = t.size / (B * S * H);
-  return (S === 1 ? tf.reshape(t, [B, H, 1, hd]) : tf.transpose(tf.reshape(t, [B, S, H, hd]), [0, 2, 1, 3])) as tf.Tensor4D;
-}
-
-/** Heads [B, H, S, hd] -> rows [B*S, H*hd]. */
-export function mergeHeads(y: tf.Tensor4D): tf.Tensor2D {
-  const [B, H, S, hd] = y.shape;
-  return tf.reshape(S === 1 ? y : tf.transpose(y, [0, 2, 1, 3]), [B * S, H * hd]) as tf.Tensor2D;
-}
-
-/** softmax(q·kᵀ/√hd + mask)·v: q [B, H, Lq, hd], k and v [B, H, Lk, hd], additive mask broadcast to [B, H, Lq, Lk] or none. */
-export function headAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask?: tf.Tensor): tf.Tensor4D {
-  const s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[3])); // [B, H, Lq, Lk]
-  return tf.matMul(tf.softmax(mask ? tf.add(s, mask) : s), v); // [B, H, Lq, hd]
-}
-
-/** Apply 2D rotary to t [N, d] whose rows have rotary rows cos/sin [N, hd]; returns [N, H, hd]. */
-function rope(m: GPT, t: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor3D {
+/** Apply 2D rotary to t [N, d] whose rows have rotary rows cos/sin [N, hd]; returns [N, H, hd]. Also extend's op path (kv-decoder.ts). */
+export function rope(m: GPT, t: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor3D {
   const N = t.shape[0], H = m.cfg.nHead, hd = m.cfg.dModel / H;
   const t3 = tf.reshape(t, [N, H, hd]);
   const r = tf.reshape(tf.matMul(tf.reshape(t, [N * H, hd]), m.consts.rot), [N, H, hd]);
   return tf.add(tf.mul(t3, tf.reshape(cos, [N, 1, hd])), tf.mul(r, tf.reshape(sin, [N, 1, hd])));
 }
 
-/** Input embedding + target position, and the rotary rows, for B x S slots. */
-function embedSlots(m: GPT, firstSlotIsClass: boolean, inputs: tf.Tensor2D, classes: tf.Tensor1D,
+/** Input embedding + target position, and the rotary rows, for B x S slots (forward's and extend's). */
+export function embedSlots(m: GPT, firstSlotIsClass: boolean, inputs: tf.Tensor2D, classes: tf.Tensor1D,
   inCells: tf.Tensor2D, tgtCells: tf.Tensor2D): { x: tf.Tensor2D; cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const B = inCells.shape[0], S = inCells.shape[1], d = m.cfg.dModel;
   const parts: tf.Tensor3D[] = [];
@@ -286,20 +225,47 @@ export interface ForwardOut {
 
 /**
  * Full teacher-forced forward pass. tokensIn [B, T-1] int32: the image's tokens
- * in decode order, last one dropped; classes [B] int32; order: the decode order.
+ * in decode order, last one dropped; classes [B] int32; order: the decode order
+ * (whole images, or prefixes of T < seqLen(cfg) steps).
  */
 export function forward(m: GPT, order: DecodeOrder, tokensIn: tf.Tensor2D, classes: tf.Tensor1D): ForwardOut {
   const { cfg, params: p } = m;
-  const B = order.B, T = order.T;
+  const B = order.B, T = order.T, full = m.consts.mask.shape[0];
+  if (!(Number.isInteger(T) && T >= 1 && T <= full)) {
+    throw new OrderHeadError(`decode order of ${T} steps, the model holds 1..${full}`, 'forward(order.T)', 'pass a whole image (seqLen(cfg) steps) or a prefix of one');
+  }
   const pos = positionInputs(order);
   const { x: x0, cos, sin } = embedSlots(m, true, tokensIn, classes, pos.inCells, pos.tgtCells);
   let x = x0; // [B*T, d]
   const split = (t: tf.Tensor) => splitHeads(t, B, T, cfg.nHead); // [B, H, T, hd]
+  const mask = T === full ? m.consts.mask : tf.slice(m.consts.mask, [0, 0], [T, T]); // [T, T]
   // Causal, rotary by cell on q and k.
-  const attend: Attention = (q, k, v) => mergeHeads(headAttention(split(rope(m, q, cos, sin)), split(rope(m, k, cos, sin)), split(v), m.consts.mask));
+  const attend: Attention = (q, k, v) => mergeHeads(headAttention(split(rope(m, q, cos, sin)), split(rope(m, k, cos, sin)), split(v), mask));
   for (let l = 0; l < cfg.nLayer; l++) x = transformerBlock(p, x, { prefix: `h${l}.`, eps: cfg.normEps, gated: true, attend });
   const hidden = rmsNorm(x, p.norm_f, cfg.normEps);
   return { logits: tf.matMul(hidden, p.head), hidden };
+}
+
+/**
+ * The reference decode step: the outputs at the last slot of `forward` over a
+ * prefix, no cache. What kv-decoder.ts's `decodeStep` computes one slot at a
+ * time, written so that it is obviously right (tests hold the two equal).
+ * prefix: the first S steps of each sample's order (the last one is the cell
+ * to predict); tokens [B*(S-1)]: the tokens decoded at the first S-1 of them,
+ * in decode order; classes [B]. Returns logits [B, V] and hidden [B, d];
+ * caller disposes.
+ */
+export function referenceDecodeStep(m: GPT, prefix: DecodeOrder, tokens: Int32Array, classes: Int32Array): ForwardOut {
+  const { B, T: S } = prefix;
+  if (tokens.length !== B * (S - 1) || classes.length !== B) {
+    throw new OrderHeadError(`${tokens.length} tokens and ${classes.length} classes for ${B} prefixes of ${S} steps`,
+      'referenceDecodeStep(tokens, classes)', `pass B*(S-1) = ${B * (S - 1)} tokens and B = ${B} classes`);
+  }
+  return tf.tidy(() => {
+    const out = forward(m, prefix, tf.tensor2d(tokens, [B, S - 1], 'int32'), tf.tensor1d(classes, 'int32'));
+    const last = tf.range(S - 1, B * S, S, 'int32'); // [B]: row b*S + S-1
+    return { logits: tf.gather(out.logits, last), hidden: tf.gather(out.hidden, last) };
+  });
 }
 
 /** Per-token negative log-likelihood (nats) [B*T] of targets [B, T] under logits [B*T, V]. */
@@ -317,176 +283,3 @@ export function lmLoss(m: GPT, order: DecodeOrder, tokens: tf.Tensor2D, classes:
 
 /** Total number of parameters. */
 export const numParams = (p: Params): number => Object.values(p).reduce((a, v) => a + v.size, 0);
-
-// ---------------------------------------------------------------------------
-// KV cache: one slot at a time, for sampling and for planners that read the
-// prefix as it grows.
-
-export interface KVCache {
-  /**
-   * Per layer: keys and values of the slots seen so far, [B, H, length, hd];
-   * or, in a preallocated cache (`capacity` > 0), [B, H, capacity, hd]
-   * buffers of which the first `length` slots are filled.
-   */
-  k: tf.Tensor4D[];
-  v: tf.Tensor4D[];
-  /** Slots in the cache. */
-  length: number;
-  /**
-   * 0 or absent: k/v hold exactly `length` slots and grow by concat (a new
-   * tensor per layer per extend). > 0: preallocated for this many slots; on
-   * backends with local memory (wasm, cpu) `extend(…, keep)` writes new slots
-   * into the buffers in place (the sampler's mode: no copy of the cache per
-   * token). Elsewhere, or past capacity, it falls back to the growing mode
-   * (and sets capacity to 0).
-   */
-  capacity?: number;
-}
-
-/**
- * An empty cache. `capacity`: preallocate that many slots (seqLen(cfg) holds
- * a whole image: the class slot and T-1 tokens); the buffers are allocated
- * by the first extend, with its batch.
- */
-export function emptyCache(m: GPT, opts: { capacity?: number } = {}): KVCache {
-  const capacity = opts.capacity ?? 0;
-  if (!(Number.isInteger(capacity) && capacity >= 0)) {
-    throw new OrderHeadError(`capacity ${capacity} is not a whole number >= 0`, 'emptyCache(capacity)', 'pass a number of slots, e.g. seqLen(cfg), or 0 for a growing cache');
-  }
-  return { k: new Array(m.cfg.nLayer).fill(null), v: new Array(m.cfg.nLayer).fill(null), length: 0, capacity };
-}
-
-export function disposeCache(c: KVCache): void {
-  tf.dispose([...c.k, ...c.v].filter((t) => t));
-  c.k.fill(null as unknown as tf.Tensor4D);
-  c.v.fill(null as unknown as tf.Tensor4D);
-  c.length = 0;
-}
-
-/** Slots to append to a cache: B sequences of L slots each. */
-export interface Extension {
-  /** [B*L]: token ids; in the class slot (first slot of an empty cache) the class id. */
-  inputs: Int32Array;
-  /** [B*L]: cell of each input token (ignored in the class slot). */
-  inCells: Int32Array;
-  /** [B*L]: the cell each slot predicts. */
-  tgtCells: Int32Array;
-  B: number;
-  L: number;
-  /**
-   * Optional additive mask among the new slots, [L*L] shared or [B*L*L] per
-   * sequence (0 = attend, -1e9 = blocked); default causal. Every new slot
-   * always attends to the whole cached prefix. Lets independent one-step
-   * queries share one pass (each sees the prefix and itself only).
-   */
-  mask?: Float32Array;
-}
-
-/** Largest B·L·d for which `extend` uses the fused RMSNorm / rotary kernels (runtime/decode-kernels.ts). */
-export const FUSED_OPS_MAX = 1 << 16;
-
-/**
- * Append L slots per sequence to a KV cache and return their outputs: logits
- * [B*L, V] and hidden [B*L, d] (caller disposes). A cache holding one sequence
- * (batch 1) is shared by all B new sequences: the prefix is computed once and
- * read by every continuation — the oracle scores all candidate blocks of a
- * state this way. With `keep`, the cache grows by the new slots (then its
- * batch must be 1 or B); otherwise the cache is left as it was.
- *
- * Fast paths (same numbers up to float rounding; tests/unit/backbone/decode.test.ts): one
- * new slot without a mask (L = 1, decoding) runs attention as one fused
- * kernel over the cached slots (runtime/decode-kernels.ts); a preallocated
- * cache (`emptyCache(m, { capacity })`) is written in place.
- */
-export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): ForwardOut {
-  const { cfg, params: p } = m;
-  const { B, L } = ext, d = cfg.dModel, H = cfg.nHead, hd = d / H;
-  const isClass = cache.length === 0;
-  const P = cache.length;
-  const prefixB = P ? cache.k[0].shape[0] : B;
-  if (P && prefixB !== B && prefixB !== 1) {
-    throw new OrderHeadError(`cache holds ${prefixB} sequences, the extension ${B}`, 'extend(cache, ext)', 'extend with the same batch or share a batch-1 prefix');
-  }
-  const cap = cache.capacity ?? 0;
-  const inPlace = keep && cap > 0 && P + L <= cap && prefixB === B && hasLocalMemory();
-  const local = decodeKernelsAvailable();
-  const fused = L === 1 && !ext.mask && local;
-  // RMSNorm and rotary as one JS kernel each instead of 6 and ~8 tfjs kernels: per-kernel overhead
-  // dominates small inputs (decoding); large ones (the oracle's long continuations) keep the ops.
-  const fusedOps = local && B * L * d <= FUSED_OPS_MAX;
-  const norm = fusedOps ? fusedRmsNorm : rmsNorm;
-  const rot = (t: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor) => (fusedOps ? fusedRope(t, cos, sin) : rope(m, t, cos, sin));
-  const out = tf.tidy(() => {
-    const ids = tf.tensor2d(ext.inputs, [B, L], 'int32');
-    const inCells = ext.inCells.slice();
-    if (isClass) for (let b = 0; b < B; b++) inCells[b * L] = -1;
-    const classes = isClass ? tf.reshape(tf.slice(ids, [0, 0], [B, 1]), [B]) as tf.Tensor1D : tf.zeros([B], 'int32') as tf.Tensor1D;
-    const tokens = isClass ? tf.slice(ids, [0, 1], [B, L - 1]) as tf.Tensor2D : ids;
-    const { x: x0, cos, sin } = embedSlots(m, isClass, tokens, classes, tf.tensor2d(inCells, [B, L], 'int32'),
-      tf.tensor2d(ext.tgtCells, [B, L], 'int32'));
-    let x = x0; // [B*L, d]
-    // Additive mask [B or 1, 1, L, P+L]: prefix always visible, new slots causal or as given (op path only).
-    let mask: tf.Tensor | null = null;
-    const attnMask = () => {
-      if (mask) return mask;
-      let newMask: tf.Tensor;
-      if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
-      else newMask = tf.reshape(L <= m.consts.mask.shape[0] ? tf.slice(m.consts.mask, [0, 0], [L, L])
-        : tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9), [1, 1, L, L]);
-      mask = P ? tf.concat([tf.zeros([newMask.shape[0], 1, L, P]), newMask], 3) : newMask;
-      return mask;
-    };
-    const scale = 1 / Math.sqrt(hd);
-    // q [B*L, H, hd] over n cached + new slots of K, V [B, H, ≥n, hd] -> [B*L, d].
-    const attendCache = (q: tf.Tensor, K: tf.Tensor4D, V: tf.Tensor4D, n: number): tf.Tensor2D => {
-      if (fused) return tf.reshape(decodeAttention(q, K, V, n, scale), [B, d]) as tf.Tensor2D;
-      return mergeHeads(headAttention(splitHeads(q, B, L, H), K, V, attnMask()));
-    };
-    // Share a batch-1 prefix: concat of B references (tf.tile is ~70x slower on wasm).
-    const tile = (t: tf.Tensor4D) => (prefixB === B ? t : tf.concat(new Array<tf.Tensor4D>(B).fill(t), 0) as tf.Tensor4D);
-    // The filled slots of a cached layer (a preallocated buffer holds more).
-    const filled = (t: tf.Tensor4D, n: number) => (t.shape[2] === n ? t : tf.slice(t, [0, 0, 0, 0], [t.shape[0], H, n, hd]) as tf.Tensor4D);
-    const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
-    // Layer l's attention: rotary on q and k, the new k and v joined to the cache (in place or by concat).
-    const cachedAttention = (l: number): Attention => (qIn, kIn, v1) => {
-      const q = rot(qIn, cos, sin); // [B*L, H, hd]
-      const k1 = rot(kIn, cos, sin);
-      if (inPlace) {
-        const bufK = P ? cache.k[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
-        const bufV = P ? cache.v[l] : tf.zeros([B, H, cap, hd]) as tf.Tensor4D;
-        if (!P) { newK.push(bufK); newV.push(bufV); }
-        writeSlotsInPlace(bufK, k1, P);
-        writeSlotsInPlace(bufV, v1, P);
-        return fused ? attendCache(q, bufK, bufV, P + L) : attendCache(q, filled(bufK, P + L), filled(bufV, P + L), P + L);
-      }
-      const K = P ? tf.concat([tile(filled(cache.k[l], P)), splitHeads(k1, B, L, H)], 2) as tf.Tensor4D : splitHeads(k1, B, L, H); // [B, H, P+L, hd]
-      const V = P ? tf.concat([tile(filled(cache.v[l], P)), splitHeads(v1, B, L, H)], 2) as tf.Tensor4D : splitHeads(v1, B, L, H);
-      newK.push(K); newV.push(V);
-      return attendCache(q, K, V, P + L);
-    };
-    for (let l = 0; l < cfg.nLayer; l++) {
-      x = transformerBlock(p, x, { prefix: `h${l}.`, eps: cfg.normEps, gated: true, attend: cachedAttention(l), norm });
-    }
-    const hidden = norm(x, p.norm_f, cfg.normEps);
-    return { logits: tf.matMul(hidden, p.head) as tf.Tensor2D, hidden, newK, newV };
-  });
-  if (inPlace) {
-    if (!P) { cache.k = out.newK; cache.v = out.newV; }
-    cache.length += L;
-  } else if (keep) {
-    tf.dispose([...cache.k, ...cache.v].filter((t) => t));
-    cache.k = out.newK; cache.v = out.newV; cache.length += L;
-    if (cap) cache.capacity = 0; // now a growing cache
-  } else tf.dispose([...out.newK, ...out.newV]);
-  return { logits: out.logits, hidden: out.hidden };
-}
-
-/**
- * Feed one slot per sample and return its outputs. At slot 0 `input` holds class
- * ids (inCell ignored); later it holds the token just decoded at `inCell`.
- * `tgtCell` is the cell to predict next. The cache grows by one slot.
- * Returns logits [B, V] and hidden [B, d]; caller disposes.
- */
-export function decodeStep(m: GPT, cache: KVCache, input: Int32Array, inCell: Int32Array, tgtCell: Int32Array): ForwardOut {
-  return extend(m, cache, { inputs: input, inCells: inCell, tgtCells: tgtCell, B: input.length, L: 1 });
-}

@@ -11,7 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BlockHiddenSums, DecodingContext, teacherForcedContexts } from './decoding-context';
-import { decodeStep, disposeCache, emptyCache, extend, ForwardOut, GPT } from './gpt';
+import { ForwardOut, GPT } from './gpt';
+import { decodeStep, disposeCache, emptyCache, extend } from './kv-decoder';
 import { checkTokenIds, seqLen } from './config';
 import { BlockGeometry, blockCells, checkPolicyChoice, emptyState, OrderPolicy, PolicyState, reveal } from '../order';
 import { OrderHeadError } from '../runtime/errors';

@@ -80,7 +80,8 @@
  *   and are ignored.
  */
 import * as tf from '@tensorflow/tfjs';
-import { disposeCache, emptyCache, extend, Extension, GPT, KVCache, tokenNll } from '../backbone/gpt';
+import { GPT, tokenNll } from '../backbone/gpt';
+import { disposeCache, emptyCache, extend, Extension, KVCache } from '../backbone/kv-decoder';
 import { BlockGeometry } from '../order';
 import {
   checkInputs, finalize, GeoTables, geoTables, Losses, makePlan, newLosses, OracleConfig, OracleItem, Plan, Reading, StateScore,

@@ -36,7 +36,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensure } from '../runtime/errors';
 import { BlockGeometry, blockCells, cellBlock } from '../order';
-import { emptyCache, extend, GPT, KVCache } from '../backbone/gpt';
+import { GPT } from '../backbone/gpt';
+import { emptyCache, extend, KVCache } from '../backbone/kv-decoder';
 import { DecodingContext } from '../backbone/decoding-context';
 
 /** One state to read: the image's tokens (only visible ones are used), its class and the visible blocks in reveal order. */

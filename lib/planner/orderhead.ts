@@ -29,7 +29,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
 import { PlannerFeatures, selectFeatures } from './features';
-import { Attention, headAttention, mergeHeads, rmsNorm, splitHeads, transformerBlock } from '../backbone/gpt';
+import { Attention, headAttention, mergeHeads, rmsNorm, splitHeads, transformerBlock } from '../backbone/transformer';
 
 /** The latent step counts the curriculum supports (METHOD.md §6.4). */
 export const LATENT_STEPS = [0, 1, 2, 4] as const;

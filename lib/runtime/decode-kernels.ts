@@ -1,5 +1,5 @@
 /**
- * Kernels for KV-cache decoding (lib/backbone/gpt.ts `extend`), on the
+ * Kernels for KV-cache decoding (lib/backbone/kv-decoder.ts `extend`), on the
  * backends whose memory is local (wasm, cpu):
  *
  * - `OrderHeadDecodeAttention`: softmax(q·Kᵀ·scale)·V for one query per

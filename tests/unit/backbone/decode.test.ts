@@ -1,5 +1,5 @@
 /**
- * The decoding fast paths (runtime/decode-kernels.ts, backbone/gpt.ts
+ * The decoding fast paths (runtime/decode-kernels.ts, backbone/kv-decoder.ts
  * `extend`, backbone/sampler.ts): each against the plain tfjs ops or the full
  * forward pass, on wasm and on cpu.
  *
@@ -18,9 +18,8 @@ import * as tf from '@tensorflow/tfjs';
 import { randArray, relError, useWasm } from '../../helpers';
 import { rng } from '../../../lib/runtime/seed';
 import { gptConfig, seqLen } from '../../../lib/backbone/config';
-import {
-  createGPT, decodeStep, disposeCache, disposeGPT, emptyCache, extend, forward, GPT, rasterOrder, DecodeOrder, tokensInOrder,
-} from '../../../lib/backbone/gpt';
+import { createGPT, disposeGPT, forward, GPT, rasterOrder, DecodeOrder, tokensInOrder } from '../../../lib/backbone/gpt';
+import { decodeStep, disposeCache, emptyCache, extend } from '../../../lib/backbone/kv-decoder';
 import { sampleImages, sortedDescending } from '../../../lib/backbone/sampler';
 import { blockGeometry, randomPolicy, rasterPolicy } from '../../../lib/order';
 import {

@@ -1,12 +1,13 @@
-/** The GPT backbone on wasm: shapes, initial loss, leak-free training, KV-cache equivalence. */
+/** The GPT backbone on wasm: shapes, initial loss, leak-free training, the reference decode step, KV-cache equivalence. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useWasm } from '../../helpers';
 import { gptConfig, seqLen } from '../../../lib/backbone/config';
 import {
-  createGPT, decodeStep, disposeCache, disposeGPT, emptyCache, extend, forward, lmLoss, rasterOrder, DecodeOrder, tokensInOrder,
+  createGPT, disposeGPT, forward, lmLoss, rasterOrder, referenceDecodeStep, DecodeOrder, tokensInOrder,
 } from '../../../lib/backbone/gpt';
+import { decodeStep, disposeCache, emptyCache, extend } from '../../../lib/backbone/kv-decoder';
 import { AdamW, accumulateGrads } from '../../../lib/runtime/optim';
 import { OrderHeadError } from '../../../lib/runtime/errors';
 import { rng } from '../../../lib/runtime/seed';
@@ -17,6 +18,12 @@ function randomOrder(T: number, B: number, seed: number): DecodeOrder {
   for (let b = 0; b < B; b++) cells.set(r.shuffle(Array.from({ length: T }, (_, i) => i)), b * T);
   return { B, T, cells };
 }
+
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+};
 
 test('forward gives logits [B*T, V], hidden [B*T, d], and loss ~ ln V at init', async () => {
   await useWasm();
@@ -95,6 +102,63 @@ for (const kind of ['raster', 'random'] as const) {
     assert.equal(cache.length, T);
     disposeCache(cache);
     tf.dispose([full, toks]); disposeGPT(m);
+  });
+}
+
+for (const kind of ['raster', 'random'] as const) {
+  test(`the reference decode step is forward's last position, and the KV decoder equals it at every step (${kind} order)`, async () => {
+    await useWasm();
+    const cfg = gptConfig('tiny');
+    const T = seqLen(cfg), B = 3, V = cfg.vocabSize;
+    const m = createGPT(cfg, 5);
+    const order = kind === 'raster' ? rasterOrder(cfg, B) : randomOrder(T, B, 11);
+    const ordered = tokensInOrder(new Int32Array(B * T).map((_, i) => (i * 3 + 1) % V), order);
+    const classes = new Int32Array([1, 2, 0]);
+    const full = tf.tidy(() => {
+      const { logits, hidden } = forward(m, order, tf.slice(tf.tensor2d(ordered, [B, T], 'int32'), [0, 0], [B, T - 1]) as tf.Tensor2D,
+        tf.tensor1d(classes, 'int32'));
+      return { logits, hidden };
+    });
+    const fullLogits = full.logits.dataSync(), fullHidden = full.hidden.dataSync();
+    const caches = [emptyCache(m), emptyCache(m, { capacity: T })]; // growing; preallocated, written in place
+    const before = tf.memory().numTensors;
+    for (let S = 1; S <= T; S++) {
+      // The first S steps of each sample: S cells, the S-1 tokens decoded at all but the last.
+      const prefix: DecodeOrder = { B, T: S, cells: new Int32Array(B * S) };
+      const tokens = new Int32Array(B * (S - 1));
+      for (let b = 0; b < B; b++) {
+        prefix.cells.set(order.cells.subarray(b * T, b * T + S), b * S);
+        tokens.set(ordered.subarray(b * T, b * T + S - 1), b * (S - 1));
+      }
+      const ref = referenceDecodeStep(m, prefix, tokens, classes);
+      const refLogits = ref.logits.dataSync(), refHidden = ref.hidden.dataSync();
+      assert.deepEqual(ref.logits.shape, [B, V]);
+      assert.deepEqual(ref.hidden.shape, [B, cfg.dModel]);
+      for (let b = 0; b < B; b++) {
+        const row = b * T + S - 1;
+        const fl = fullLogits.subarray(row * V, (row + 1) * V), fh = fullHidden.subarray(row * cfg.dModel, (row + 1) * cfg.dModel);
+        const rl = refLogits.subarray(b * V, (b + 1) * V), rh = refHidden.subarray(b * cfg.dModel, (b + 1) * cfg.dModel);
+        // Over the whole image the reference is forward itself; over a shorter prefix the later slots it drops are masked anyway.
+        if (S === T) { assert.deepEqual(rl, fl); assert.deepEqual(rh, fh); }
+        else assert.ok(maxDiff(rl, fl) < 1e-5 && maxDiff(rh, fh) < 1e-5, `prefix ${S} sample ${b}: reference vs forward`);
+      }
+      const input = new Int32Array(B), inCell = new Int32Array(B), tgtCell = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        input[b] = S === 1 ? classes[b] : ordered[b * T + S - 2];
+        inCell[b] = S === 1 ? -1 : order.cells[b * T + S - 2];
+        tgtCell[b] = order.cells[b * T + S - 1];
+      }
+      for (const cache of caches) {
+        const got = decodeStep(m, cache, input, inCell, tgtCell);
+        const err = Math.max(maxDiff(got.logits.dataSync(), refLogits), maxDiff(got.hidden.dataSync(), refHidden));
+        assert.ok(err < 1e-4, `step ${S - 1}, ${cache.capacity ? 'preallocated' : 'growing'} cache: max |KV decoder - reference| = ${err}`);
+        tf.dispose([got.logits, got.hidden]);
+      }
+      tf.dispose([ref.logits, ref.hidden]);
+      assert.equal(tf.memory().numTensors, before + 2 * 2 * cfg.nLayer, 'the reference step leaks nothing; each cache holds one k and one v per layer');
+    }
+    caches.forEach(disposeCache);
+    tf.dispose([full.logits, full.hidden]); disposeGPT(m);
   });
 }
 
