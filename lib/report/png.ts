@@ -1,9 +1,9 @@
 /**
  * PNG encoding of grayscale or RGB pixels, so notebooks can show image grids
  * without a browser, canvas or native image library: pngjs (pure JS on
- * Node's zlib), with its adaptive per-row filters, which make grids about a
- * third smaller and encode about twice as fast as filter None at deflate
- * level 9 (bench/libs-bench.ts).
+ * Node's zlib). Its adaptive per-row filters make image grids about 30%
+ * smaller, and encoding 1.4-3.7x faster, than the filter-None, deflate-9
+ * encoder it replaced (measured on notebook image grids, issue 24).
  */
 import { PNG } from 'pngjs';
 import { ensure } from '../runtime/errors';
