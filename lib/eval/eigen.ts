@@ -1,10 +1,12 @@
+// Our QL stays: ml-matrix's EigenvalueDecomposition always computes eigenvectors (3-4.5x slower for the eigenvalues-only pass of every FID, npm run bench:eigen) and its last-bit round-off differs, which would change the full-precision eval CSVs.
 /**
  * Eigendecomposition of a symmetric matrix and the square root of a positive
  * semi-definite one: the linear algebra the Fréchet distance (frechet.ts)
  * needs, in float64 JS. Two solvers: Householder reduction + implicit QL (the
- * default) and cyclic Jacobi (slower, the independent reference the tests
- * compare with). Matrices are [n * n] row-major.
+ * default) and ml-matrix's EigenvalueDecomposition (the independently written
+ * reference the tests compare with). Matrices are [n * n] row-major.
  */
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { ensure } from '../runtime/errors';
 
 /** Result of `symmetricEigen`. */
@@ -13,12 +15,12 @@ export interface SymmetricEigen {
   values: Float64Array;
   /** [n * n] row-major; column k (`vectors[i * n + k]`) is the unit eigenvector of values[k]. Absent when not asked for. */
   vectors?: Float64Array;
-  /** Jacobi sweeps, or QL iterations, done. */
+  /** QL iterations done (0 from ml-matrix, which does not report them). */
   iterations: number;
 }
 
 /** The two solvers of `symmetricEigen`. */
-export const EIGEN_METHODS = ['ql', 'jacobi'] as const;
+export const EIGEN_METHODS = ['ql', 'ml-matrix'] as const;
 export type EigenMethod = (typeof EIGEN_METHODS)[number];
 
 export interface SymmetricEigenOptions {
@@ -27,9 +29,9 @@ export interface SymmetricEigenOptions {
   /**
    * 'ql' (default): Householder reduction to tridiagonal form, then implicit
    * QL (EISPACK tred2/tql2, as in JAMA), about 6 n^3 flops with vectors.
-   * 'jacobi': cyclic Jacobi rotations, simpler and very accurate for PSD
-   * matrices but several times slower (measured at n = 512 in JS: about 8 s
-   * against about 1 s), kept as the independent reference the tests compare with.
+   * 'ml-matrix': ml-matrix's EigenvalueDecomposition, the independent
+   * reference the tests compare with; as exact, but it always computes the
+   * vectors, so the eigenvalues alone take 3-4.5x longer (n = 128 / 512).
    */
   method?: EigenMethod;
 }
@@ -54,64 +56,20 @@ export function symmetricEigen(a: ArrayLike<number>, n: number, opts: SymmetricE
   for (let i = 0; i < m.length; i++) {
     ensure(Number.isFinite(m[i]), `entry ${i} is ${m[i]}`, 'symmetricEigen(a)', 'check the features for NaN/Inf');
   }
-  return method === 'jacobi' ? jacobiEigen(m, n, opts.vectors ?? true) : qlEigen(m, n, opts.vectors ?? true);
+  return method === 'ml-matrix' ? mlMatrixEigen(m, n, opts.vectors ?? true) : qlEigen(m, n, opts.vectors ?? true);
 }
 
 /**
- * Cyclic Jacobi: plane rotations that zero one off-diagonal entry at a time
- * until the off-diagonal mass is negligible. `m` (symmetric) is overwritten.
+ * ml-matrix's EigenvalueDecomposition (the same tred2/tql2, written and tested
+ * independently): the cross-check of qlEigen. It always computes the vectors.
  */
-function jacobiEigen(m: Float64Array, n: number, wantVectors: boolean): SymmetricEigen {
-  let scale = 0;
-  for (let i = 0; i < n * n; i++) scale += m[i] * m[i];
-  // Eigenvectors stored as rows of vt (vt = Vᵀ): the rotations then touch two contiguous rows.
-  const vt = wantVectors ? new Float64Array(n * n) : undefined;
-  if (vt) for (let i = 0; i < n; i++) vt[i * n + i] = 1;
-  const tol = Math.max(scale, Number.MIN_VALUE) * 1e-30;
-  const maxSweeps = 100;
-  let sweeps = 0;
-  for (; sweeps < maxSweeps; sweeps++) {
-    let off = 0;
-    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) off += m[i * n + j] * m[i * n + j];
-    if (off <= tol) break;
-    for (let p = 0; p < n - 1; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = m[p * n + q];
-        if (apq === 0) continue;
-        const app = m[p * n + p], aqq = m[q * n + q];
-        // Rotation J with c at (p,p),(q,q), s at (p,q), -s at (q,p) such that (Jᵀ A J)_pq = 0.
-        const theta = (aqq - app) / (2 * apq);
-        const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        m[p * n + p] = app - t * apq;
-        m[q * n + q] = aqq + t * apq;
-        m[p * n + q] = 0;
-        m[q * n + p] = 0;
-        const rp = p * n, rq = q * n;
-        for (let k = 0; k < n; k++) {
-          if (k === p || k === q) continue;
-          const akp = m[rp + k], akq = m[rq + k];
-          const np = c * akp - s * akq, nq = s * akp + c * akq;
-          // Row and column k of a symmetric matrix hold the same values.
-          m[rp + k] = np;
-          m[k * n + p] = np;
-          m[rq + k] = nq;
-          m[k * n + q] = nq;
-        }
-        if (vt) {
-          for (let k = 0; k < n; k++) {
-            const vp = vt[rp + k], vq = vt[rq + k];
-            vt[rp + k] = c * vp - s * vq;
-            vt[rq + k] = s * vp + c * vq;
-          }
-        }
-      }
-    }
-  }
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = m[i * n + i];
-  return { values, vectors: vt && transposeSquare(vt, n), iterations: sweeps };
+function mlMatrixEigen(m: Float64Array, n: number, wantVectors: boolean): SymmetricEigen {
+  const evd = new EigenvalueDecomposition(Matrix.from1DArray(n, n, m), { assumeSymmetric: true });
+  return {
+    values: Float64Array.from(evd.realEigenvalues),
+    vectors: wantVectors ? Float64Array.from(evd.eigenvectorMatrix.to1DArray()) : undefined,
+    iterations: 0,
+  };
 }
 
 function transposeSquare(a: Float64Array, n: number): Float64Array {
@@ -224,7 +182,7 @@ function qlEigen(v: Float64Array, n: number, wantVectors: boolean): SymmetricEig
     if (m > l) {
       do {
         iterations++;
-        ensure(iterations < 100 * n, 'the QL iteration did not converge', 'symmetricEigen(a)', "try method: 'jacobi', and check the matrix for NaN/Inf");
+        ensure(iterations < 100 * n, 'the QL iteration did not converge', 'symmetricEigen(a)', 'check the matrix for NaN/Inf');
         let g = d[l];
         let p = (d[l + 1] - g) / (2 * e[l]);
         let r = Math.hypot(p, 1);

@@ -92,8 +92,8 @@ function matMul(a: Float64Array, b: Float64Array, n: number): Float64Array {
  *
  * S1 S2 is not symmetric, but it is similar to the symmetric PSD matrix
  * sqrt(S1) S2 sqrt(S1), so tr(sqrt(S1 S2)) = Σ sqrt(eig(sqrt(S1) S2 sqrt(S1))):
- * two symmetric eigendecompositions (symmetricEigen; `method` 'jacobi' for
- * the slower reference solver), no complex square roots (the
+ * two symmetric eigendecompositions (symmetricEigen; `method` 'ml-matrix'
+ * for the reference solver), no complex square roots (the
  * reference code's scipy.linalg.sqrtm needs an "imaginary component" fix-up
  * that this formulation avoids). Negative eigenvalues from round-off are
  * clamped to 0, and so is a total that round-off takes just below 0.

@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as Papa from 'papaparse';
 import { ensure } from '../runtime/errors';
 import { writeFileAtomic } from '../runtime/atomic';
 import { toHtmlTable } from '../report/table';
@@ -314,28 +315,15 @@ export function tableCsv(t: ResultTable): string {
   return `${lines.join('\r\n')}\r\n`;
 }
 
-/** Parse RFC 4180 CSV text into rows of fields (quoted fields, doubled quotes, CRLF or LF). */
+/**
+ * Parse RFC 4180 CSV text into rows of string fields (quoted fields, doubled
+ * quotes, CRLF or LF; blank lines are skipped): papaparse, with a malformed
+ * quote an OrderHeadError instead of a silently odd row.
+ */
 export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [], field = '', quoted = false, i = 0;
-  while (i < text.length) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { field += '"'; i += 2; continue; }
-      if (ch === '"') { quoted = false; i++; continue; }
-      field += ch; i++; continue;
-    }
-    if (ch === '"') { quoted = true; i++; continue; }
-    if (ch === ',') { row.push(field); field = ''; i++; continue; }
-    if (ch === '\r' || ch === '\n') {
-      row.push(field); rows.push(row); row = []; field = '';
-      i += ch === '\r' && text[i + 1] === '\n' ? 2 : 1;
-      continue;
-    }
-    field += ch; i++;
-  }
-  if (field !== '' || row.length) { row.push(field); rows.push(row); }
-  return rows;
+  const { data, errors } = Papa.parse<string[]>(text, { delimiter: ',', skipEmptyLines: true });
+  ensure(errors.length === 0, `is not valid CSV: ${errors.slice(0, 3).map((e) => `${e.message} (row ${e.row})`).join('; ')}`, 'parseCsv(text)', 'pass the text of a .csv file as written (RFC 4180)');
+  return data;
 }
 
 /** A table CSV read back: per setting, its status, note and each column's mean / lo / hi as numbers. */

@@ -1,3 +1,4 @@
+// Our own code: no maintained npm package writes safetensors (npm `safetensors` is a 0.0.1 stub; @huggingface/hub only parses headers of files on the Hub), and this reader must check files before they reach tfjs.
 /**
  * The safetensors file format, so checkpoints written here open in PyTorch
  * (`safetensors.torch.load_file`) and anything else that reads the format, and

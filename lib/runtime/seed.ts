@@ -1,3 +1,4 @@
+// Our own code: the determinism tests and checkpoints pin these mulberry32 streams and a one-integer state(); seedrandom and pure-rand have neither, so switching would change every data order, sample and table.
 /**
  * A small seeded PRNG so data order, generation orders and sampling are
  * reproducible across runs and machines. `Math.random` cannot be seeded, and

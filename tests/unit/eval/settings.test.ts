@@ -22,7 +22,7 @@ import {
   EVAL_METRICS, isMissing, missingSetting, rasterBaselineSetting, realFeatureStats, settingOrMissing,
 } from '../../../lib/eval';
 import {
-  evalResultsTable, formatCell, oracleComparisonTable, readTableCsv, tableCsv, tableLatex,
+  evalResultsTable, formatCell, oracleComparisonTable, parseCsv, readTableCsv, tableCsv, tableLatex,
   tableMarkdown, trajectoryResultsTable, writeOutcomesJson, writeResultTable,
 } from '../../../lib/eval/tables';
 import { futureLossFigure, metricBarsFigure, recognizabilityCurvesFigure, remainingLossFigure } from '../../../lib/eval/figures';
@@ -68,6 +68,16 @@ test('frechetToReference equals fid with the reference statistics precomputed', 
   const direct = fid(b, a, d);
   const fast = frechetToReference(referenceStats(a, d), featureStats(b, d));
   assert.ok(Math.abs(fast - direct) < 1e-9 * Math.max(1, direct), `${fast} vs ${direct}`);
+});
+
+test('parseCsv: quoted fields with commas, doubled quotes and line breaks, empty cells, CRLF or LF, strings kept as written', () => {
+  const rows = [['setting', 'fid_mean', 'note'], ['a, "b"', '12.5000000000000001', 'two\r\nlines'], ['', '', ''], ['c', '-0', 'NaN']];
+  const crlf = 'setting,fid_mean,note\r\n"a, ""b""",12.5000000000000001,"two\r\nlines"\r\n,,\r\nc,-0,NaN\r\n';
+  assert.deepEqual(parseCsv(crlf), rows);
+  const lf = 'setting,fid_mean,note\n"a, ""b""",12.5000000000000001,"two\r\nlines"\n,,\nc,-0,NaN';
+  assert.deepEqual(parseCsv(lf), rows, 'LF, no final newline');
+  assert.deepEqual(parseCsv(''), []);
+  throwsOH(() => parseCsv('a,"b\r\nc,d\r\n'), 'parseCsv(text)', 'not valid CSV');
 });
 
 test('evalConfig: profile sizes, shared sampling settings, and field-named errors', () => {
