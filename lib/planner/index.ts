@@ -11,8 +11,8 @@ export { FeatureItem, featureTensors, PlannerFeatures, plannerFeatures } from '.
 export { plannerVsOracleFigure, trainingCurvesFigure, trajectoryFrames } from './figures';
 export { BudgetSampleQuality, stage5ComparisonRows, stage5Findings, stage6Findings } from './findings';
 export {
-  fileFingerprint, JointData, jointData, JointEval, JointStepMetrics, JointTuningConfig, jointTuningConfig, loadJointPair,
-  plannerLossThroughBackbone, trainJointTuning, tunedParamNames,
+  fileFingerprint, JointData, jointData, JointEval, JointStepMetrics, JointTuningConfig, jointTuningConfig,
+  loadJointPair, plannerLossThroughBackbone, trainJointTuning, tunedParamNames,
 } from './joint';
 export {
   checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig,
