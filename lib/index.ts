@@ -3,43 +3,30 @@
  * Layers, bottom to top: runtime -> stats -> data -> order -> tokenizer -> backbone -> oracle
  * -> planner -> eval -> report -> session, curriculum -> evaluation (notebook 08 on both cores); a lower layer never imports a higher one
  * (the planner reaches the sampler only through the order-policy interface).
+ *
+ * At the top, the few helpers every notebook uses: start the session, find the
+ * stage inputs, show tables, figures, images and text (stamped with the
+ * session's profile and dataset). The method itself is reached by area, in
+ * layer order: oh.backbone.*, oh.oracle.*, oh.planner.*, oh.eval.*, ...; each
+ * area's index (lib/<area>/index.ts) is curated to what notebooks use, and the
+ * rest of the library is imported by file path (tests, bench, scripts).
  */
-export * from './runtime/errors';
-export * from './runtime/backend';
-export * from './runtime/wasm-kernels';
-export * from './runtime/gradients';
-export * from './runtime/paths';
-export * from './runtime/profile';
-export * from './runtime/seed';
-export * from './runtime/atomic';
-export * from './runtime/safetensors';
-export * from './runtime/checkpoint';
-export * from './runtime/run';
-export * from './runtime/progress';
-export * from './runtime/optim';
-export * from './runtime/train-loop';
-export * from './data/idx';
-export * from './data/dataset';
-export * from './data/profile-data';
-export * from './backbone/config';
-export * as gpt from './backbone/gpt';
-export * from './backbone/nll';
-export * from './backbone/sampler';
-export * from './backbone/stage1';
-export * from './backbone/training-budget';
-export * from './backbone/checkpoints';
-export * from './backbone/order-nll';
-export * from './backbone/findings';
-export * from './report/png';
-export * from './report/images';
-export * from './report/notebook';
-export * from './report/table';
-export * from './session';
-export * from './curriculum';
-export * from './evaluation';
+export { startNotebook, NotebookSession, setupFindings } from './session';
+export { stageInputs } from './curriculum';
+export { showHtml, showMarkdown, showNote, showPlot } from './report/notebook';
+export { showTable } from './report/table';
+export { showImageGrid } from './report/images';
 export * as tf from '@tensorflow/tfjs';
-export * from './order';
-export * from './tokenizer';
-export * from './oracle';
-export * from './planner';
-export * from './eval';
+
+export * as runtime from './runtime';
+export * as stats from './stats';
+export * as data from './data';
+export * as order from './order';
+export * as tokenizer from './tokenizer';
+export * as backbone from './backbone';
+export * as oracle from './oracle';
+export * as planner from './planner';
+export * as eval from './eval';
+export * as report from './report';
+export * as curriculum from './curriculum';
+export * as evaluation from './evaluation';

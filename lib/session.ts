@@ -11,7 +11,7 @@ import { runRoot } from './runtime/paths';
 import { watchParent } from './runtime/parent-watch';
 import { DatasetStats } from './data/dataset';
 import { DataSummary, dataSummary } from './data/profile-data';
-import { inNotebook, liveDisplay, showHtml } from './report/notebook';
+import { inNotebook, liveDisplay, showHtml, stampOutputs } from './report/notebook';
 import { escapeHtml, toHtmlTable } from './report/table';
 
 export interface NotebookSession {
@@ -27,7 +27,10 @@ export interface NotebookSession {
   progress(opts: Omit<ProgressOptions, 'sink'>): Progress;
   /** The dataset (ORDERHEAD_DATA): its name for captions, its class names (index = label), notes on capped counts. */
   dataset: DataSummary;
-  /** "profile smoke, Fashion-MNIST subset, backend wasm": the stamp every figure and table carries. */
+  /**
+   * "profile smoke, Fashion-MNIST subset, backend wasm": the stamp every figure and table carries;
+   * showTable, showPlot and showNote add it themselves once the session has started.
+   */
   stamp: string;
 }
 
@@ -46,6 +49,8 @@ export async function startNotebook(notebook: string): Promise<NotebookSession> 
     backend: `${backend.kind} (tfjs '${backend.tfBackend}')`,
   };
   const stamp = `profile ${profile}, ${dataset.title}, backend ${backend.kind}`;
+  // From here on, every caption, figure title and note the notebook shows carries the stamp.
+  stampOutputs(stamp);
   const dataLine = `Dataset: ${dataset.title} (${dataset.key}), ${dataset.classes.length} classes: ${dataset.classes.join(', ')}` +
     dataset.notes.map((n) => `; note: ${n}`).join('');
   const session: NotebookSession = {

@@ -5,32 +5,28 @@
  * evaluation settings and their per-setting evaluation, the oracle trajectory
  * metrics, and the paper tables and figures.
  * Every feature-net number is shown with FEATURE_NET_CAVEAT.
+ *
+ * Curated: what the notebooks call (oh.eval.*) and what other layers import
+ * through this index. Everything else is imported by its file path.
  */
-export * from './metrics';
-export * from './class-accuracy';
-export * from './eigen';
-export * from './frechet';
-export * from './inception-score';
-export * from './precision-recall';
-export * from './bootstrap';
-export * from './feature-net-config';
-export * from './feature-net-layers';
-export * from './feature-net';
-export * from './feature-net-train';
-export * from './recognizability';
-export * from './summary';
-export * from './trajectory';
-export * from './settings';
-export * from './config';
-export * from './context';
-export * from './results';
-export * from './evaluate';
-export * from './evaluate-settings';
-export * from './cache';
-export * from './tables';
-export * from './figures';
-export * from './findings';
-export * from './budgets';
-export * from './headline';
-// The verdict and finding records sit below the oracle; notebooks reach them (oh.findingsTable, oh.meritOf) through here.
-export * from '../stats';
+export { classificationAccuracy } from './class-accuracy';
+export { evalConfig, EvalConfig } from './config';
+export { EvalContext, realFeatureStats } from './context';
+export { EvalSettingEvent, evaluateSettings } from './evaluate-settings';
+export { balancedClasses, evaluateSetting } from './evaluate';
+export { featureNetConfig, FeatureNetConfig } from './feature-net-config';
+export { convSame, inputConvSame, maxPool2 } from './feature-net-layers';
+export { loadFeatureNet, trainFeatureNet } from './feature-net-train';
+export { FeatureNet, featureNetClassifier, featureNetOutputs } from './feature-net';
+export { futureLossFigure, metricBarsFigure, recognizabilityCurvesFigure, remainingLossFigure } from './figures';
+export { evaluationFindings } from './findings';
+export { headline, headlineFigure, writeHeadline } from './headline';
+export { FEATURE_NET_CAVEAT } from './metrics';
+export { EVAL_METRICS, SettingOutcome, SettingResult } from './results';
+export {
+  blockRarRandomSetting, blockRarRasterSetting, disposeSetting, EvalSetting, isMissing, missingSetting,
+  MissingSetting, orderHeadSetting, rasterBaselineSetting, settingOrMissing,
+} from './settings';
+export {
+  evalResultsTable, oracleComparisonTable, trajectoryResultsTable, writeOutcomesJson, writeResultTable,
+} from './tables';

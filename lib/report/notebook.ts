@@ -50,6 +50,32 @@ export function inNotebook(): boolean {
   return kernelTslab() !== null;
 }
 
+/**
+ * The stamp of the notebook session this kernel runs ("profile smoke, Fashion-MNIST
+ * subset, backend wasm"), set by startNotebook: every table caption, figure title and
+ * note a notebook shows carries it, so a saved output always says what produced it,
+ * without each cell writing it by hand.
+ */
+let outputStamp: string | undefined;
+
+/** Stamp every later caption, title and note with `stamp` (startNotebook does this). */
+export function stampOutputs(stamp: string | undefined): void {
+  outputStamp = stamp;
+}
+
+/**
+ * `text (stamp)`; the text unchanged when no session has started, or when it already
+ * carries the stamp (the figure builders, e.g. trainingCurvesFigure, put it in their titles).
+ */
+export function stamped(text: string): string {
+  return outputStamp === undefined || text.includes(outputStamp) ? text : `${text} (${outputStamp})`;
+}
+
+/** A line of text under an output (what an image grid shows, what a cell did), stamped: `text; stamp`. */
+export function showNote(text: string): void {
+  console.log(outputStamp === undefined || text.includes(outputStamp) ? text : `${text}; ${outputStamp}`);
+}
+
 /*
  * The show* helpers return nothing on purpose: tslab prints a cell's last
  * value, and a stray `true` under every figure is noise. Use inNotebook() to
@@ -163,15 +189,25 @@ function ensurePlotlyShown(): void {
   plotlyShown = true;
 }
 
+/** The layout with its title stamped (a plain string title, or plotly's `{ text }` form). */
+function stampedLayout(layout: PlotSpec): PlotSpec {
+  const title = layout.title;
+  if (typeof title === 'string') return { ...layout, title: stamped(title) };
+  if (title && typeof title === 'object' && typeof (title as { text?: unknown }).text === 'string') {
+    return { ...layout, title: { ...title, text: stamped((title as { text: string }).text) } };
+  }
+  return layout;
+}
+
 /**
- * Show a plotly figure inline, offline. The first call in a kernel emits the
- * plotly.js bundle as a separate output (reused by later figures and by
- * nbconvert HTML exports). Nothing outside a notebook.
+ * Show a plotly figure inline, offline, its title stamped (see stamped). The
+ * first call in a kernel emits the plotly.js bundle as a separate output
+ * (reused by later figures and by nbconvert HTML exports). Nothing outside a notebook.
  */
 export function showPlot(traces: PlotSpec[], layout: PlotSpec = {}, config?: PlotSpec): void {
   if (!inNotebook()) return;
   ensurePlotlyShown();
-  showHtml(plotHtml(traces, layout, { config }));
+  showHtml(plotHtml(traces, stampedLayout(layout), { config }));
 }
 
 /** One output that each call replaces (progress text, a live loss curve). */

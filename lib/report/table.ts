@@ -13,7 +13,7 @@
 import type * as Arquero from 'arquero';
 import type { DataFrame } from 'danfojs-node';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { showHtml } from './notebook';
+import { showHtml, stamped } from './notebook';
 
 /**
  * A result row: any plain object. Typed as `object`, not `Record<string, unknown>`,
@@ -70,9 +70,9 @@ export function toHtmlTable(rows: readonly TableRow[], opts: HtmlTableOptions = 
   return `<table class="orderhead-table">\n${caption}<thead><tr>${head}</tr></thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
 }
 
-/** Show rows as an HTML table in the notebook (nothing outside one). */
+/** Show rows as an HTML table in the notebook, its caption stamped (see stamped); nothing outside one. */
 export function showTable(rows: readonly TableRow[], opts: HtmlTableOptions = {}): void {
-  showHtml(toHtmlTable(rows, opts));
+  showHtml(toHtmlTable(rows, opts.caption === undefined ? opts : { ...opts, caption: stamped(opts.caption) }));
 }
 
 export type ArqueroModule = typeof Arquero;

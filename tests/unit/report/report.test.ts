@@ -11,8 +11,10 @@ import { OrderHeadError } from '../../../lib/runtime/errors';
 import { PNG } from 'pngjs';
 import { encodePng } from '../../../lib/report/png';
 import { imageGrid } from '../../../lib/report/images';
-import { arqueroTable, danfoFrame, loadArquero, toHtmlTable } from '../../../lib/report/table';
-import { inNotebook, liveDisplay, plotHtml, plotlyScript, showHtml, showImage, showPlot } from '../../../lib/report/notebook';
+import { arqueroTable, danfoFrame, loadArquero, showTable, toHtmlTable } from '../../../lib/report/table';
+import {
+  inNotebook, liveDisplay, plotHtml, plotlyScript, showHtml, showImage, showNote, showPlot, stamped, stampOutputs,
+} from '../../../lib/report/notebook';
 
 /** Bit-by-bit CRC-32, written independently of the encoder's. */
 function referenceCrc32(bytes: Uint8Array): number {
@@ -262,5 +264,33 @@ describe('notebook display', () => {
       jupyter.lastWriteDisplayData = null;
     }
     assert.equal(inNotebook(), false, 'no kernel writer, no notebook');
+  });
+
+  test('once a session stamps outputs, captions, titles and notes carry the stamp exactly once', () => {
+    const stamp = 'profile smoke, test data, backend wasm';
+    assert.equal(stamped('Dataset statistics'), 'Dataset statistics', 'no session, no stamp');
+    const jupyter = require('tslab/dist/jupyter.js') as { lastWriteDisplayData: unknown };
+    const sent: { data: Record<string, string> }[] = [];
+    jupyter.lastWriteDisplayData = (msg: { data: Record<string, string> }) => sent.push(msg);
+    const logged: string[] = [];
+    const log = console.log;
+    console.log = (text: string) => logged.push(text);
+    stampOutputs(stamp);
+    try {
+      assert.equal(stamped('Dataset statistics'), `Dataset statistics (${stamp})`);
+      assert.equal(stamped(`Stage 5 losses (${stamp})`), `Stage 5 losses (${stamp})`, 'a figure builder already stamped it');
+      showTable([{ a: 1 }], { caption: 'Images per class' });
+      assert.ok(sent.at(-1)!.data['text/html'].includes(`<caption>Images per class (${stamp})</caption>`));
+      showPlot([{ y: [1] }], { title: 'NLL per order type' });
+      assert.ok(sent.at(-1)!.data['text/html'].includes(JSON.stringify(`NLL per order type (${stamp})`)));
+      showPlot([{ y: [1] }], { title: { text: 'Class shares' } });
+      assert.ok(sent.at(-1)!.data['text/html'].includes(JSON.stringify(`Class shares (${stamp})`)));
+      showNote('first 40 training images');
+      assert.deepEqual(logged, [`first 40 training images; ${stamp}`]);
+    } finally {
+      console.log = log;
+      stampOutputs(undefined);
+      jupyter.lastWriteDisplayData = null;
+    }
   });
 });
