@@ -173,6 +173,16 @@ export function sharedOrder(cells: ArrayLike<number>, B: number): DecodeOrder {
   return { B, T, cells: all };
 }
 
+/** Where sample `b` of an order generates each cell: [gridH][gridW] decode positions (0 = first token). */
+export function decodePositions(order: DecodeOrder, b: number, gridW: number): number[][] {
+  const pos: number[][] = Array.from({ length: order.T / gridW }, () => new Array<number>(gridW));
+  for (let t = 0; t < order.T; t++) {
+    const cell = order.cells[b * order.T + t];
+    pos[Math.floor(cell / gridW)][cell % gridW] = t;
+  }
+  return pos;
+}
+
 /** Reorder token grids (N x T, indexed by cell) into decode order. */
 export function tokensInOrder(grids: Int32Array, order: DecodeOrder): Int32Array {
   const out = new Int32Array(order.B * order.T);

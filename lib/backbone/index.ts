@@ -6,11 +6,11 @@
  * through this index. Everything else is imported by its file path.
  */
 export { stage1Findings } from './findings';
-export { disposeGPT } from './gpt';
+export { createGPT, decodePositions, disposeGPT } from './gpt';
 export { checkpointNllTable, ORDER_TYPES } from './order-nll';
 export { sampleImages } from './sampler';
 export {
-  continuationConfig, loadBackbone, plannerOrderImages, stage1Config, Stage1Config, stage1Geometry,
-  stage1ModelConfig, trainStage1Parallel,
+  continuationConfig, drawStage1Batch, loadBackbone, plannerOrderImages, stage1Config, Stage1Config, stage1Geometry,
+  stage1DataRng, stage1Loss, stage1ModelConfig, stage1Optimizer, trainStage1Parallel,
 } from './stage1';
 export { formatBudget } from './training-budget';

@@ -7,3 +7,4 @@
  */
 export { readJsonLines, writeFileAtomic } from './atomic';
 export { pick } from './profile';
+export { scheduledLr } from './optim';
