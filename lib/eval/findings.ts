@@ -11,25 +11,27 @@ import { ORACLE_COMPARISON_COLUMNS, TRAJECTORY_COLUMNS, TRAJECTORY_REFERENCE, tr
 import { pairedTrajectoryDifference } from './trajectory';
 import { SettingOutcome, SettingResult } from './results';
 import { isMissing, RASTER_SETTINGS } from './settings';
-import { headline, headlineFindings } from './headline';
+import { headline, headlineFindingRows, headlineFindings } from './headline';
 import { Direction } from '../stats/verdict';
-import { estimateCell, Finding, finding, findingSentence, magnitudeCell, Phrasebook, signedCell } from '../stats/findings';
+import { estimateCell, Finding, finding, findingSentence, findingsSection, magnitudeCell, Phrasebook, signedCell } from '../stats/findings';
 
 export function evaluationFindings(outcomes: readonly SettingOutcome[], profile: ProfileName, stamp: string): string {
   const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
   const missing = outcomes.filter(isMissing);
+  const rows: Finding[] = [];
   const lines = [`In this run (**${stamp}**; ${done.length} settings evaluated${missing.length ? `, ${missing.length} missing: ${missing.map((m) => m.name).join(', ')}` : ''}):`];
   // The headline: paired differences against the best raster setting, never overlaps of unpaired intervals.
   if (done.some((o) => (RASTER_SETTINGS as readonly string[]).includes(o.name))) {
     const h = headline(outcomes);
     lines.push(...headlineFindings(h).map((l) => (l.startsWith('- ') ? l : `- ${l}`)));
+    rows.push(...headlineFindingRows(h));
   } else {
     lines.push('- No raster setting was evaluated, so there is no headline comparison.');
   }
   lines.push(...trajectoryFindings(outcomes));
   lines.push(`- ${FEATURE_NET_CAVEAT}`);
   if (profile === 'smoke') lines.push('- *Smoke profile*: tiny models and a handful of samples; these numbers exercise the pipeline, they are not evidence about the method.');
-  return lines.join('\n');
+  return findingsSection(lines, [...rows, ...trajectoryFindingRows(outcomes)]);
 }
 
 const digitsOf = (key: string) => [...TRAJECTORY_COLUMNS, ...ORACLE_COMPARISON_COLUMNS].find((c) => c.key === key)!.digits;

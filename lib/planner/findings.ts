@@ -6,7 +6,7 @@
 import type { ProfileName } from '../runtime/profile';
 import type { JointTuningConfig, JointTuningResult } from './joint';
 import { deltaWords, MetricsRow, OrderNllComparisonRow, orderNllFinding, pairedDifference, pairedFinding } from './stages';
-import { estimateCell, Finding } from '../stats/findings';
+import { estimateCell, Finding, findingsSection } from '../stats/findings';
 
 const SMOKE_NOTE = '- *Smoke profile*: a tiny backbone and a few steps; these numbers exercise the pipeline, they are not evidence about the method.';
 
@@ -50,7 +50,7 @@ export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'
   const { log } = joint, { before, after } = planner;
   const dRaster = log.after.raster - log.before.raster, dRandom = log.after.random - log.before.random;
   const [dTop1, dRegret] = stage5FindingRows(planner);
-  return [
+  return findingsSection([
     `In this run (**${stamp}**; ${log.steps} steps, top ${cfg.topBlocks} blocks, λ = ${cfg.lambda}):`,
     `- **Backbone drift**: held-out raster NLL ${f4(log.before.raster)} → ${f4(log.after.raster)} bits/token (${signed(dRaster)}), ` +
       `random-block NLL ${f4(log.before.random)} → ${f4(log.after.random)} (${signed(dRandom)}); threshold ${cfg.maxNllIncrease} bits/token: ` +
@@ -64,7 +64,7 @@ export function stage5Findings(joint: Pick<JointTuningResult, 'log' | 'bestStep'
     `- **Planner**: top-1 ${f3(before.summary.top1)} → ${f3(after.summary.top1)} (paired ${deltaWords(dTop1)}), ` +
       `regret ${f3(before.summary.regret)} → ${f3(after.summary.regret)} (${deltaWords(dRegret)}).`,
     profile === 'smoke' ? SMOKE_NOTE : '',
-  ].join('\n');
+  ], [dTop1, dRegret]);
 }
 
 /** The planner-order NLL change of the kept checkpoints of the planner-order run and its raster control. */
@@ -101,7 +101,7 @@ export function stage6Findings(nll: readonly OrderNllComparisonRow[], calls: Rea
   if (!ref || calls[reference] === undefined || !refQuality) return `In this run (**${stamp}**): no '${reference}' policy to compare the budgets with.`;
   const refName = reference.replace(/^planner, /, '');
   const accuracy = (name: string) => quality.find((q) => q.policy === name)?.['classified as their class'];
-  return [`In this run (**${stamp}**):`,
+  return findingsSection([`In this run (**${stamp}**):`,
     ...nll.filter((r) => calls[r.order] !== undefined && r !== ref).map((r) => {
       const acc = accuracy(r.order), d = orderNllFinding(r, reference);
       return `- **${r.order}**: ${calls[r.order].toFixed(2)} planner calls per image against ${calls[reference].toFixed(2)} ` +
@@ -110,5 +110,5 @@ export function stage6Findings(nll: readonly OrderNllComparisonRow[], calls: Rea
         `(${refName}: ${refQuality['classified as their class'].toFixed(3)}).`;
     }),
     profile === 'smoke' ? '- *Smoke profile*: a tiny backbone; these numbers exercise the pipeline, they are not evidence about the method.' : '',
-  ].join('\n');
+  ], stage6FindingRows(nll, reference).filter((x) => calls[x.subject] !== undefined));
 }

@@ -10,9 +10,9 @@ import { ensure, OrderHeadError } from '../runtime/errors';
 import { AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
-import { assignWeights, checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
+import { assignWeights, checkpointName, loadCheckpoint, saveCheckpoint, weightsFingerprint } from '../runtime/checkpoint';
 import { profileConfig, ProfileName } from '../runtime/profile';
-import { resumeTraining, TrainingOutcome } from '../runtime/train-loop';
+import { bestCheckpoint, resumeTraining, TrainingOutcome } from '../runtime/train-loop';
 import { PlannerFeatures } from './features';
 import { checkLatentSteps, LatentSteps, Planner, PlannerConfig, plannerForward, plannerInputs } from './orderhead';
 import { gradsByName, PlannerData, splitByImage } from './train';
@@ -210,8 +210,7 @@ export function trainRouter(root: string, name: string, cfg: RouterTrainConfig, 
   } finally {
     disposeRouter(rt);
   }
-  const best = latestCheckpoint(run.checkpointDir, 'best');
-  ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
+  const best = bestCheckpoint(run);
   const loaded = loadRouter(best.path, { shape });
   return {
     run, router: loaded, steps: outcome.step, bestStep: outcome.best?.step ?? 0, bestValLoss: outcome.best?.value ?? Infinity, bestPath: best.path,

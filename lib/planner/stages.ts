@@ -28,7 +28,7 @@ import { BaselineName, baselineProbs, baselineScores } from './baselines';
 
 import { weightsFingerprint } from '../runtime/checkpoint';
 import { Direction, meritOf, verdictOf } from '../stats/verdict';
-import { estimateCell, Finding, finding, MERIT_WORDS, MeritWords, verdictWords } from '../stats/findings';
+import { estimateCell, Finding, finding, findingsSection, MERIT_WORDS, MeritWords, verdictWords } from '../stats/findings';
 
 /** Planner runs of a profile live in `<runRoot>/planner-<profile>/`. */
 export const plannerRoot = (runRoot: string, profile: string): string => path.join(runRoot, `planner-${profile}`);
@@ -358,7 +358,7 @@ export function stage3Findings(tables: readonly { label: string; rows: readonly 
     }
   }
   if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
-  return lines.join('\n');
+  return findingsSection(lines, stage3FindingRows(tables));
 }
 
 /** One row of the NLL-per-order table: bits per token of the same held-out images under one order. */
@@ -461,5 +461,5 @@ export function stage4Findings(rows: readonly MetricsRow[], helps: readonly Reco
     lines.push(`- NLL under **${r.order}**: ${f(r.bitsPerToken)} bits/token, ${estimateCell(x)} against random blocks (${ref ? f(ref.bitsPerToken) : '?'}): ${x.verdict}.`);
   }
   if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
-  return lines.join('\n');
+  return findingsSection(lines, stage4FindingRows(rows, nll));
 }

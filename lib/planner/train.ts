@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
 import { AdamW, OptimConfig, scheduledLr, validateOptimConfig } from '../runtime/optim';
-import { resumeTraining, TrainingOutcome } from '../runtime/train-loop';
+import { bestCheckpoint, resumeTraining, TrainingOutcome } from '../runtime/train-loop';
 import { rng, rngFromState, seedFrom } from '../runtime/seed';
 import { openRun, Run } from '../runtime/run';
 import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
@@ -238,8 +238,7 @@ export function trainPlanner(root: string, name: string, cfg: PlannerTrainConfig
   } finally {
     disposePlanner(pl);
   }
-  const best = latestCheckpoint(run.checkpointDir, 'best');
-  ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
+  const best = bestCheckpoint(run);
   const loaded = loadPlanner(best.path, { shape, backboneFingerprint: data.backboneFingerprint });
   return { run, planner: loaded.planner, steps: outcome.step, bestStep: outcome.best?.step ?? 0, bestValLoss: outcome.best?.value ?? Infinity, bestPath: best.path };
 }

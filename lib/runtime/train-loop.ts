@@ -26,7 +26,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ensure, OrderHeadError } from './errors';
 import { AdamW, OptimConfig } from './optim';
-import { assignWeights, checkpointName, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
+import { assignWeights, CheckpointRef, checkpointName, latestCheckpoint, loadCheckpoint, removeOtherCheckpoints, saveCheckpoint } from './checkpoint';
 import { Run } from './run';
 import { Progress } from './progress';
 import { rng, seedFrom } from './seed';
@@ -213,6 +213,13 @@ export class Training {
   dispose(): void {
     this.optimizer.dispose();
   }
+}
+
+/** The best checkpoint a run kept (`keepBest`'s `best-step*`); an error when no evaluation ever ran. */
+export function bestCheckpoint(run: Run<object>): CheckpointRef {
+  const best = latestCheckpoint(run.checkpointDir, 'best');
+  ensure(best, 'no best checkpoint was written', run.dir, 'train for at least evalEvery steps');
+  return best;
 }
 
 /** What a notebook passes to a stage trained in slices with a live display (tokenizer, feature network). */

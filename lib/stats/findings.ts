@@ -93,6 +93,12 @@ const plainSentence = (f: Finding) => `${f.subject}, ${f.claim} against ${f.refe
 export const findingSentence = (f: Finding, words?: Phrasebook): string => (words ? words[f.verdict](f) : plainSentence(f));
 
 /** Findings as one Markdown table, a row each: subject, claim, reference, estimate with interval, verdict. */
+/** A findings section: its sentences, then the same findings as one table (the data the sentences were written from). */
+export function findingsSection(sentences: readonly string[], rows: readonly Finding[]): string {
+  const text = sentences.filter((l) => l !== '');
+  return (rows.length ? [...text, '', findingsTable(rows)] : text).join('\n');
+}
+
 export function findingsTable(rows: readonly Finding[]): string {
   const line = (c: readonly string[]) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
   return [line(['', 'claim', 'against', 'estimate [interval]', 'verdict']), '|---|---|---|---:|---|',
