@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs (scripts/setup.sh), then the unit tier
-# (tests/unit/<area>/, seconds each: npm run test:unit), the fast integration tests (tests/integration/:
-# training children killed and resumed, every notebook type-checked against the library), every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
+# (tests/unit/<area>/: npm run test:unit), the fast integration tests (npm run test:integration: training
+# children killed and resumed, thread pools and parallel oracle builds in child processes, every notebook
+# type-checked against the library), every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
 # workers against one thread on that run (tests/integration/evaluation-workers.test.ts), the smoke main job killed and
 # resumed (tests/integration/main-resume.test.ts), the smoke main job on a synthetic idx:DIR dataset
 # (tests/integration/data-main.test.ts), and every notebook again in the Jupyter Notebook UI
@@ -15,10 +16,11 @@ npm run --silent build || exit 1
 logs=$(mktemp -d)
 
 echo "==> unit tests (tests/unit)"
-node --test --test-concurrency=1 dist/tests/unit/ | tee "$logs/unit.log"
+node --test --test-concurrency=2 dist/tests/unit/ | tee "$logs/unit.log"
 unit_status=${PIPESTATUS[0]}
-echo "==> integration: killed training children resume; notebooks type-check (tests/integration)"
-node --test --test-concurrency=1 dist/tests/integration/kill-resume.test.js dist/tests/integration/notebooks.test.js | tee -a "$logs/unit.log"
+echo "==> integration: killed training children resume, thread pools and parallel oracle builds in child processes, notebooks type-check"
+node --test --test-concurrency=1 dist/tests/integration/kill-resume.test.js dist/tests/integration/threads.test.js \
+  dist/tests/integration/oracle-parallel.test.js dist/tests/integration/notebooks.test.js | tee -a "$logs/unit.log"
 [ "${PIPESTATUS[0]}" = 0 ] || unit_status=1
 unit_pass=$(grep -E '^# pass [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')
 unit_fail=$(grep -E '^# fail [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')

@@ -6,7 +6,7 @@
  *
  * Same files as N separate `cli.js build --shard i/N` processes: parts are
  * aligned to images, not shards, so the merged dataset is byte-identical to
- * a one-worker build (tests/unit/oracle/parallel.test.ts), and a killed build
+ * a one-worker build (tests/integration/oracle-parallel.test.ts), and a killed build
  * resumes (in parallel or not) where it stopped.
  *
  * Measured on the `small` backbone, 2 workers against 1 on our 2-core

@@ -91,7 +91,7 @@ function cpuTimes(): { busy: number; total: number; own: number } | null {
  * The default thread count (ORDERHEAD_THREADS unset): every core that other
  * processes leave free, measured over `sampleMs` when the engine starts
  * (Linux /proc; every core where it cannot be read). The results do not
- * depend on it (tests/unit/runtime/threads.test.ts: two threads equal one); only the speed
+ * depend on it (tests/integration/threads.test.ts: two threads equal one); only the speed
  * does. A load that arrives later is not seen: set ORDERHEAD_THREADS=1 on a
  * machine shared with other jobs.
  */

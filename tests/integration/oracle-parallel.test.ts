@@ -5,15 +5,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { useWasm } from '../../helpers';
-import { oracleWorld, tinyOracleConfig } from '../../fixtures/oracle-world';
-import { readSafetensors } from '../../../lib/runtime/safetensors';
-import { OrderHeadError } from '../../../lib/runtime/errors';
-import { Progress } from '../../../lib/runtime/progress';
-import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../../../lib/oracle';
-import { buildOracleDatasetParallel } from '../../../lib/oracle/parallel';
+import { useWasm } from '../helpers';
+import { oracleWorld, tinyOracleConfig } from '../fixtures/oracle-world';
+import { readSafetensors } from '../../lib/runtime/safetensors';
+import { OrderHeadError } from '../../lib/runtime/errors';
+import { Progress } from '../../lib/runtime/progress';
+import { buildOracleDataset, mergeOracleDataset, OracleDatasetConfig, partCount, partFileName, ORACLE_DATASET_FILE } from '../../lib/oracle';
+import { buildOracleDatasetParallel } from '../../lib/oracle/parallel';
 
-const CLI = path.join(__dirname, '..', '..', '..', 'lib', 'oracle', 'cli.js');
+const CLI = path.join(__dirname, '..', '..', 'lib', 'oracle', 'cli.js');
 const made: string[] = [];
 after(() => { for (const d of made) fs.rmSync(d, { recursive: true, force: true }); });
 
