@@ -23,7 +23,8 @@
  *    socket (the execute_reply that ends a cell) waits until every iopub message
  *    queued before it (the cell's outputs and display updates) has been sent.
  *    The iopub socket's high-water mark is lifted (0: no limit), so a flood of
- *    updates to a slow client delays messages instead of dropping them.
+ *    updates to a slow client delays messages instead of dropping them, and
+ *    close() (after a shutdown_request) waits until the queues are empty (at most 2 s).
  *    ORDERHEAD_KERNEL_SEND_QUEUE=0 switches the queue off (for the stress test's
  *    check that it fails without it: tests/integration/kernel-stress.test.ts).
  */
@@ -80,7 +81,7 @@ export function queueSends<S extends SendSocket>(sock: S, name: string, before?:
         (err) => {
           state.failed++;
           // A closed socket at shutdown is expected; anything else is worth a line in the log.
-          if (!(err && typeof err === 'object' && (err as { code?: string }).code === 'ENOTSOCK')) logError(`send on ${name} failed`, err);
+          if (!/closed/i.test(String((err as Error)?.message ?? err))) logError(`send on ${name} failed`, err);
         },
       );
     return tail;
@@ -133,6 +134,16 @@ export function patchZmqServer(jupyter: { ZmqServer?: { prototype: object } }): 
         this[key] = queueSends(sock, name, name === 'shell' || name === 'control' ? iopubDrained : undefined);
       },
     });
+  }
+  // A shutdown_request: tslab closes the sockets right after queuing the reply and the idle status; close
+  // once they went out (at most 2 s later), so the client gets its shutdown_reply.
+  const close = (proto as { close?: (this: Record<string, unknown>) => void }).close;
+  if (typeof close === 'function') {
+    proto.close = function (this: Record<string, unknown>) {
+      const pending = SOCKETS.map((n) => this[n] as object | undefined).map((sock) => (sock && queues.get(sock)?.drained()) ?? Promise.resolve());
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+      void Promise.race([Promise.all(pending), timeout]).then(() => close.call(this));
+    };
   }
   return true;
 }
