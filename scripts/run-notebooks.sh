@@ -71,6 +71,9 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
   stage=$(staging "$name")
   if "$PY" -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout="$timeout" \
        --ExecutePreprocessor.kernel_name=tslab --output-dir "$stage" --output "$name.ipynb" "$nb" >"$out/$name.log" 2>&1; then
+    # Signed with this user's Jupyter key (as Jupyter signs a notebook you ran yourself), so JupyterLab opened
+    # on this machine trusts the saved outputs and draws their figures without a rerun.
+    "$PY" -m nbformat.sign "$stage/$name.ipynb" >>"$out/$name.log" 2>&1 || echo "    note: could not sign $name.ipynb (open it and use File > Trust Notebook)"
     mv -f "$stage/$name.ipynb" "$out/$name.ipynb"
     if "$PY" -m nbconvert --to html "$out/$name.ipynb" --output-dir "$stage" >>"$out/$name.log" 2>&1; then
       mv -f "$stage/$name.html" "$out/$name.html"

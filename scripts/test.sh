@@ -2,11 +2,12 @@
 # The whole test suite: installs what it needs (scripts/setup.sh), then the unit tier
 # (tests/unit/<area>/: npm run test:unit), the fast integration tests (npm run test:integration: training
 # children killed and resumed, thread pools and parallel oracle builds in child processes, every notebook
-# type-checked against the library), every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
+# type-checked against the library, the kernel stress test), every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
 # workers against one thread on that run (tests/integration/evaluation-workers.test.ts), the smoke main job killed and
 # resumed (tests/integration/main-resume.test.ts), the smoke main job on a synthetic idx:DIR dataset
-# (tests/integration/data-main.test.ts), and every notebook again in the Jupyter Notebook UI
-# in headless Chromium (tests/integration/browser/notebooks-ui.ts; screenshots in test-output/browser/).
+# (tests/integration/data-main.test.ts), every notebook again in the JupyterLab UI in headless Chromium
+# and the headless run's executed notebooks reopened there (tests/integration/browser/notebooks-ui.ts;
+# screenshots in test-output/browser/).
 # Ends with one summary line.
 # Options: --no-setup (skip installation; what `npm test` does)
 set -uo pipefail
@@ -18,9 +19,11 @@ logs=$(mktemp -d)
 echo "==> unit tests (tests/unit)"
 node --test --test-concurrency=2 dist/tests/unit/ | tee "$logs/unit.log"
 unit_status=${PIPESTATUS[0]}
-echo "==> integration: killed training children resume, thread pools and parallel oracle builds in child processes, notebooks type-check"
+echo "==> integration: killed training children resume, thread pools and parallel oracle builds in child processes,"
+echo "    notebooks type-check, the kernel survives a flood of output (tests/integration)"
 node --test --test-concurrency=1 dist/tests/integration/kill-resume.test.js dist/tests/integration/threads.test.js \
-  dist/tests/integration/oracle-parallel.test.js dist/tests/integration/notebooks.test.js | tee -a "$logs/unit.log"
+  dist/tests/integration/oracle-parallel.test.js dist/tests/integration/notebooks.test.js \
+  dist/tests/integration/kernel-stress.test.js | tee -a "$logs/unit.log"
 [ "${PIPESTATUS[0]}" = 0 ] || unit_status=1
 unit_pass=$(grep -E '^# pass [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')
 unit_fail=$(grep -E '^# fail [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')
@@ -55,8 +58,8 @@ data_status=${PIPESTATUS[0]}
 data_pass=$(grep -E '^# pass [0-9]+' "$logs/data.log" | tail -1 | awk '{print $3}')
 data_fail=$(grep -E '^# fail [0-9]+' "$logs/data.log" | tail -1 | awk '{print $3}')
 
-echo "==> notebooks in the browser (smoke profile, Jupyter Notebook UI)"
-node dist/tests/integration/browser/notebooks-ui.js --out test-output/browser 2>&1 | tee "$logs/browser.log"
+echo "==> notebooks in the browser (smoke profile, JupyterLab UI; then the headless run's notebooks reopened)"
+node dist/tests/integration/browser/notebooks-ui.js --out test-output/browser --reopen runs/test-notebooks 2>&1 | tee "$logs/browser.log"
 br_status=${PIPESTATUS[0]}
 br_pass=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $3}')
 br_fail=$(grep -E '^browser notebooks: [0-9]+ passed' "$logs/browser.log" | tail -1 | awk '{print $5}')

@@ -1,21 +1,30 @@
 /**
- * The notebooks as people use them: a Jupyter Notebook server on notebooks/ with
- * this checkout's tslab kernel, headless Chromium, and every notebook 00..08 run
- * in order in the notebook UI, one cell at a time (select the first cell, then
- * Shift+Enter per cell, waiting for each code cell's reply).
+ * The notebooks as people use them: JupyterLab 4 from this checkout's .venv/,
+ * started the way a user starts it (bash scripts/notebook.sh --profile smoke,
+ * with --no-browser, a random token and --expose-app-in-browser added), this
+ * checkout's tslab kernel, headless Chromium, and every notebook 00..08 run in
+ * order in the JupyterLab UI, one cell at a time (select the cell, Shift+Enter,
+ * wait for its execute_reply and an idle kernel).
  *
  * Checks, per notebook:
- * - every code cell finished with status ok, without a traceback on stderr
- *   (tslab reports a failed cell as an error reply plus its stack on stderr);
+ * - every code cell finished with status ok, without an error output or a
+ *   traceback on stderr (tslab reports a failed cell as an error reply plus its
+ *   stack on stderr);
  * - every plotly figure drew: each `.orderhead-plot` became a `.js-plotly-plot`
- *   holding an svg of non-zero size, and none says plotly.js did not load;
+ *   holding an svg of non-zero size with traces, and none says plotly.js did not load;
  * - every HTML table has rows and a size; every <img> (image grids, PNG outputs)
  *   decoded (naturalWidth > 0); a notebook whose code shows figures, tables or
  *   images shows at least one;
  * - a live progress display (session.progress: a tslab display updated in place)
  *   changed its text while its cell ran and stayed one output (notebook 02's
  *   Stage 1 training must show this);
- * and writes one full-page screenshot per notebook plus report.json to the output folder.
+ * and writes one screenshot of the whole notebook per notebook plus report.json to the output folder.
+ *
+ * --reopen DIR: afterwards, every executed notebook in DIR (a headless run of
+ * scripts/run-notebooks.sh, e.g. runs/test-notebooks) is opened in JupyterLab
+ * without running anything: its figures must draw from the saved outputs (the
+ * runner signs the notebooks it executed, so JupyterLab trusts them), its
+ * tables and images show; one screenshot each (reopen-<name>.png).
  *
  * The server listens on 127.0.0.1 on a free port with a random token, with
  * ORDERHEAD_PROFILE=smoke and a fresh temporary ORDERHEAD_RUN_ROOT shared by the
@@ -24,11 +33,15 @@
  * never leaves outputs in notebooks/. The server and its kernels are stopped on
  * every way out (errors, SIGINT, SIGTERM).
  *
- * Usage: node dist/tests/integration/browser/notebooks-ui.js [--out DIR] [--only PATTERN] [--run-root DIR] [--keep-runs]
+ * Usage: node dist/tests/integration/browser/notebooks-ui.js [--out DIR] [--only PATTERN] [--run-root DIR] [--keep-runs] [--reopen DIR]
  *   --out       output folder (default test-output/browser), emptied of old screenshots first
  *   --only      run only notebooks whose name contains PATTERN (they still need the earlier runs:
- *               pass --run-root of a folder where those ran, e.g. one kept with --keep-runs)
+ *               pass --run-root of a folder where those ran, e.g. one kept with --keep-runs);
+ *               with --reopen, reopens only those too
  *   --run-root  use this ORDERHEAD_RUN_ROOT instead of a temporary one (kept afterwards)
+ *   --reopen    also reopen the executed notebooks in DIR (see above); --only '' --reopen DIR with
+ *               --skip-run checks only that
+ *   --skip-run  run no notebook (with --reopen: only the reopen check)
  * Env: ORDERHEAD_CHROMIUM (default /usr/bin/chromium), ORDERHEAD_CELL_TIMEOUT_S (default 600).
  * Prints one line per notebook (`    ok in N s` / `    FAILED ...`) and ends with
  * `browser notebooks: N passed, M failed`; exits non-zero on any failure.
@@ -42,10 +55,10 @@ import * as path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { repoRoot } from '../../../lib/runtime/paths';
 
-interface Args { out: string; only: string; runRoot: string | null; keepRuns: boolean }
+interface Args { out: string; only: string; runRoot: string | null; keepRuns: boolean; reopen: string | null; skipRun: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { out: 'test-output/browser', only: '', runRoot: null, keepRuns: false };
+  const args: Args = { out: 'test-output/browser', only: '', runRoot: null, keepRuns: false, reopen: null, skipRun: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -56,7 +69,9 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--only') args.only = value();
     else if (a === '--run-root') args.runRoot = value();
     else if (a === '--keep-runs') args.keepRuns = true;
-    else throw new Error(`unknown option '${a}' (valid: --out, --only, --run-root, --keep-runs)`);
+    else if (a === '--reopen') args.reopen = value();
+    else if (a === '--skip-run') args.skipRun = true;
+    else throw new Error(`unknown option '${a}' (valid: --out, --only, --run-root, --keep-runs, --reopen, --skip-run)`);
   }
   return args;
 }
@@ -152,12 +167,14 @@ class Server {
   constructor(readonly port: number, readonly token: string, env: NodeJS.ProcessEnv, logFile: string, checkpointDir: string) {
     this.url = `http://127.0.0.1:${port}`;
     const log = fs.openSync(logFile, 'w');
-    const args = ['notebook', '--no-browser', '--ip=127.0.0.1', `--port=${port}`, '--NotebookApp.port_retries=0',
-      `--NotebookApp.token=${token}`, '--NotebookApp.password=', '--notebook-dir=notebooks',
+    // The way a user opens the notebooks (scripts/notebook.sh execs JupyterLab from .venv/), plus what a test needs.
+    const args = ['scripts/notebook.sh', '--profile', 'smoke', '--port', String(port), '--',
+      '--no-browser', '--ServerApp.ip=127.0.0.1', `--IdentityProvider.token=${token}`, '--ServerApp.password=',
+      // window.jupyterapp, for reading the notebook's model and kernel from the page.
+      '--LabApp.expose_app_in_browser=True',
       // Checkpoint files in the temp folder, not notebooks/.ipynb_checkpoints.
       `--FileCheckpoints.checkpoint_dir=${checkpointDir}`];
-    if (process.getuid?.() === 0) args.push('--allow-root');
-    this.proc = spawn('jupyter', args, { cwd: root, env, detached: true, stdio: ['ignore', log, log] });
+    this.proc = spawn('bash', args, { cwd: root, env, detached: true, stdio: ['ignore', log, log] });
     fs.closeSync(log);
     this.proc.on('exit', (code) => {
       this.exitCode = code ?? -1;
@@ -175,7 +192,7 @@ class Server {
   async waitReady(logFile: string, timeoutMs = 90_000): Promise<void> {
     const start = Date.now();
     for (;;) {
-      if (this.exitCode !== null) throw new Error(`jupyter notebook exited (code ${this.exitCode}):\n${tail(logFile, 20)}`);
+      if (this.exitCode !== null) throw new Error(`scripts/notebook.sh (JupyterLab) exited (code ${this.exitCode}):\n${tail(logFile, 20)}`);
       try {
         const res = await this.api('GET', '/api/kernelspecs');
         if (res.ok) {
@@ -186,7 +203,7 @@ class Server {
       } catch (e) {
         if (e instanceof Error && e.message.includes('tslab')) throw e;
       }
-      if (Date.now() - start > timeoutMs) throw new Error(`jupyter notebook did not answer on ${this.url} within ${timeoutMs / 1000} s:\n${tail(logFile, 20)}`);
+      if (Date.now() - start > timeoutMs) throw new Error(`JupyterLab did not answer on ${this.url} within ${timeoutMs / 1000} s:\n${tail(logFile, 20)}`);
       await sleep(300);
     }
   }
@@ -246,80 +263,193 @@ function tail(file: string, lines: number): string {
   }
 }
 
-/* ---------- page-side helpers (run inside the notebook page via page.evaluate) ---------- */
+/* ---------- page-side helpers (installed in every page by an init script: window.__oh) ---------- */
 
-declare const Jupyter: any;
+declare const window: any;
 
-/** Stop the page from ever saving, and record each code cell's execute_reply status. */
-function preparePage(): number {
-  const nb = Jupyter.notebook;
-  nb.set_autosave_interval(0);
-  nb.writable = false;
-  nb.get_cells().forEach((cell: any) => {
-    if (cell.cell_type !== 'code') return;
-    const orig = cell._handle_execute_reply;
-    cell._handle_execute_reply = function (msg: any) {
-      this.__ohStatus = msg && msg.content ? msg.content.status : 'unknown';
-      return orig.apply(this, arguments);
-    };
-  });
-  nb.select(0);
-  nb.command_mode();
-  return nb.ncells();
+/** What the page shows of a notebook's outputs (window.__oh.rendered()). */
+interface Shown {
+  figures: { id: string; plotly: boolean; svg: { w: number; h: number } | null; traces: number; title: string; failed: boolean }[];
+  tables: { rows: number; w: number; h: number; caption: string }[];
+  images: { natural: number; complete: boolean; w: number; h: number }[];
 }
 
-function cellInfo(i: number) {
-  const nb = Jupyter.notebook;
-  const cell = nb.get_cell(i);
-  const outputs = cell.output_area ? cell.output_area.outputs : [];
-  return {
-    type: cell.cell_type as string,
-    selected: nb.get_selected_index() as number,
-    prompt: cell.input_prompt_number as unknown,
-    status: (cell.__ohStatus ?? null) as string | null,
-    busy: !!nb.kernel_busy,
-    source: String(cell.get_text()).slice(0, 200),
-    stderr: outputs.filter((o: any) => o.output_type === 'stream' && o.name === 'stderr').map((o: any) => o.text).join(''),
-    errors: outputs.filter((o: any) => o.output_type === 'error').map((o: any) => `${o.ename}: ${o.evalue}\n${(o.traceback || []).join('\n')}`).join('\n'),
-  };
-}
-
-/** Text of each output of cell i (by position), for watching live displays. */
-function outputTexts(i: number): string[] {
-  const cell = Jupyter.notebook.get_cell(i);
-  return Array.from(cell.element[0].querySelectorAll('.output_area .output_subarea')).map((el: any) => String(el.innerText || ''));
-}
-
-/** What the rendered notebook shows. */
-function renderedOutputs() {
-  const q = (sel: string) => Array.from(document.querySelectorAll(`#notebook-container .output_area ${sel}`)) as HTMLElement[];
-  const size = (el: Element) => {
-    const r = el.getBoundingClientRect();
-    return { w: Math.round(r.width), h: Math.round(r.height) };
-  };
-  const figures = q('.orderhead-plot').map((el) => {
-    const svg = el.querySelector('svg.main-svg');
-    const title = el.querySelector('.gtitle');
+/** Plain JavaScript, run in the JupyterLab page before its own scripts. */
+const PAGE_HELPERS = String.raw`
+window.__oh = {
+  replies: [],
+  panel() {
+    const app = window.jupyterapp;
+    const w = app && app.shell && app.shell.currentWidget;
+    return w && w.content && w.sessionContext && w.context ? w : null;
+  },
+  kernel() {
+    const w = this.panel();
+    return w && w.sessionContext.session ? w.sessionContext.session.kernel : null;
+  },
+  ready(path) {
+    const w = this.panel();
+    if (!w || w.context.path !== path || !w.context.isReady || !w.content.widgets.length) return false;
+    const k = this.kernel();
+    return !!(k && k.name === 'tslab' && k.connectionStatus === 'connected' && k.status === 'idle');
+  },
+  opened(path) {
+    const w = this.panel();
+    return !!(w && w.context.path === path && w.context.isReady && w.content.widgets.length);
+  },
+  // Never save; record each execute_reply's status; select the first cell in command mode.
+  prepare() {
+    const w = this.panel();
+    w.context.save = () => Promise.resolve();
+    w.context.saveAs = () => Promise.resolve();
+    this.replies = [];
+    this.kernel().anyMessage.connect((_, args) => {
+      if (args.direction === 'recv' && args.msg.header.msg_type === 'execute_reply') this.replies.push(args.msg.content.status);
+    });
+    this.select(0);
+    return w.content.widgets.length;
+  },
+  select(i) {
+    const w = this.panel();
+    w.content.mode = 'command';
+    w.content.activeCellIndex = i;
+    w.content.node.focus();
+  },
+  cellInfo(i) {
+    const w = this.panel();
+    const cell = w.content.widgets[i];
+    const model = cell.model;
+    const outputs = model.type === 'code' ? model.outputs.toJSON() : [];
+    const k = this.kernel();
+    const prompt = cell.node.querySelector('.jp-InputPrompt');
     return {
-      id: el.id, plotly: el.classList.contains('js-plotly-plot'), svg: svg ? size(svg) : null,
-      traces: el.querySelectorAll('.trace, .imagelayer image, .hm, .bars .point').length,
-      title: title ? title.textContent : '', failed: /did not load/.test(el.textContent || ''),
+      type: model.type,
+      selected: w.content.activeCellIndex,
+      prompt: model.type === 'code' ? model.executionCount : null,
+      running: !!prompt && /\*/.test(prompt.textContent || ''),
+      replies: this.replies.length,
+      busy: !k || k.status !== 'idle',
+      kernel: k ? k.status + '/' + k.connectionStatus : 'no kernel',
+      source: String(model.sharedModel.getSource()).slice(0, 200),
+      stderr: outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map((o) => Array.isArray(o.text) ? o.text.join('') : o.text).join(''),
+      errors: outputs.filter((o) => o.output_type === 'error').map((o) => o.ename + ': ' + o.evalue + '\n' + (o.traceback || []).join('\n')).join('\n'),
     };
-  });
-  const tables = q('table').map((t) => ({ rows: t.querySelectorAll('tr').length, ...size(t), caption: t.querySelector('caption')?.textContent ?? '' }));
-  const images = q('img').map((img) => ({ natural: (img as HTMLImageElement).naturalWidth, complete: (img as HTMLImageElement).complete, ...size(img) }));
-  return { figures, tables, images };
+  },
+  reply(n) {
+    return this.replies.length > n ? this.replies[n] : null;
+  },
+  // Text of each output of cell i (by position), for watching live displays.
+  outputTexts(i) {
+    const cell = this.panel().content.widgets[i];
+    return Array.from(cell.node.querySelectorAll('.jp-OutputArea-output')).map((el) => String(el.innerText || ''));
+  },
+  rendered() {
+    const root = this.panel().content.node;
+    const q = (sel) => Array.from(root.querySelectorAll('.jp-OutputArea-output ' + sel));
+    const size = (el) => { const r = el.getBoundingClientRect(); return { w: Math.round(r.width), h: Math.round(r.height) }; };
+    const figures = q('.orderhead-plot').map((el) => {
+      const svg = el.querySelector('svg.main-svg');
+      const title = el.querySelector('.gtitle');
+      return {
+        id: el.id, plotly: el.classList.contains('js-plotly-plot'), svg: svg ? size(svg) : null,
+        traces: el.querySelectorAll('.trace, .imagelayer image, .hm, .bars .point').length,
+        title: title ? title.textContent : '', failed: /did not load/.test(el.textContent || ''),
+      };
+    });
+    const tables = q('table').map((t) => Object.assign({ rows: t.querySelectorAll('tr').length, caption: (t.querySelector('caption') || {}).textContent || '' }, size(t)));
+    const images = q('img').map((img) => Object.assign({ natural: img.naturalWidth, complete: img.complete }, size(img)));
+    return { figures, tables, images };
+  },
+  // Height of the whole notebook (for a screenshot that holds all of it).
+  fullHeight() {
+    window.jupyterapp.shell.collapseLeft();
+    const nb = this.panel().content.node;
+    const outer = nb.querySelector('.jp-WindowedPanel-outer') || nb;
+    const top = nb.getBoundingClientRect().top;
+    return Math.ceil(top + outer.scrollHeight + 40);
+  },
+  scrollTop() {
+    const nb = this.panel().content.node;
+    const outer = nb.querySelector('.jp-WindowedPanel-outer') || nb;
+    outer.scrollTop = 0;
+  },
+};
+`;
+
+/** One picture of the whole notebook: the window made as tall as the notebook (capped), then a screenshot. */
+async function screenshot(page: Page, file: string, notes: string[]): Promise<string | null> {
+  try {
+    const height = Math.min(16_000, Math.max(900, await page.evaluate(() => window.__oh.fullHeight())));
+    await page.setViewportSize({ width: 1280, height });
+    await sleep(1500); // plotly's responsive relayout
+    await page.evaluate(() => window.__oh.scrollTop());
+    await sleep(300);
+    await page.screenshot({ path: file, fullPage: false, timeout: 60_000 });
+    return path.relative(root, file);
+  } catch (e) {
+    notes.push(`no screenshot: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    return null;
+  }
 }
 
-/** Let the whole notebook flow into the page so a full-page screenshot holds all of it. */
-function unclipPage(): void {
-  // Tall outputs sit in a scroll box (Notebook 6's auto-scroll); open them so every figure is in the picture.
-  Jupyter.notebook.get_cells().forEach((c: any) => c.output_area && c.output_area.unscroll_area());
-  const style = document.createElement('style');
-  style.textContent = 'html, body { height: auto !important; overflow: visible !important; } ' +
-    '.output_scroll { height: auto !important; max-height: none !important; } ' +
-    '#site { height: auto !important; overflow: visible !important; } #ipython_notebook, #header { position: static !important; }';
-  document.head.appendChild(style);
+/** Figures, tables and images of the open notebook as failures (empty when everything drew). */
+function outputFailures(shown: Shown): string[] {
+  const failures: string[] = [];
+  for (const f of shown.figures) {
+    if (f.failed || !f.plotly || !f.svg || f.svg.w === 0 || f.svg.h === 0) {
+      failures.push(`figure ${f.id} '${f.title}' did not draw (plotly ${f.plotly}, svg ${JSON.stringify(f.svg)}${f.failed ? ', plotly.js did not load' : ''})`);
+    } else if (f.traces === 0) {
+      failures.push(`figure ${f.id} '${f.title}' drew axes but no traces`);
+    }
+  }
+  shown.tables.forEach((t, k) => {
+    if (t.rows < 2 || t.w === 0 || t.h === 0) failures.push(`table ${k} '${t.caption}' is empty or invisible (${t.rows} rows, ${t.w}x${t.h})`);
+  });
+  shown.images.forEach((img, k) => {
+    if (!img.complete || img.natural === 0 || img.w === 0) failures.push(`image ${k} did not decode or is invisible (naturalWidth ${img.natural}, ${img.w}x${img.h})`);
+  });
+  return failures;
+}
+
+/** Open an executed notebook (saved outputs) without running it: its figures, tables and images must show. */
+async function reopenNotebook(page: Page, server: Server, file: string, outDir: string): Promise<NotebookResult> {
+  const start = Date.now();
+  const name = path.basename(file, '.ipynb');
+  const result: NotebookResult = {
+    notebook: `reopen ${path.relative(root, file)}`, ok: false, seconds: 0, failures: [], notes: [], cells: 0, codeCells: 0, figures: 0, tables: 0, images: 0, progress: [], screenshot: null,
+  };
+  try {
+    const rel = path.relative(root, file);
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: { cell_type: string; outputs?: { data?: Record<string, unknown> }[] }[] };
+    const html = saved.cells.flatMap((c) => c.outputs ?? []).map((o) => String((o.data?.['text/html'] as string[] | string | undefined) ?? '')).join('');
+    const expectFigures = (html.match(/class="orderhead-plot"/g) ?? []).length;
+    await page.goto(`${server.url}/lab/tree/${rel}?reset&token=${server.token}`, { waitUntil: 'load', timeout: 120_000 });
+    await page.waitForFunction((p) => window.__oh?.opened(p), rel, { timeout: 180_000, polling: 250 });
+    await page.evaluate(() => {
+      const w = window.__oh.panel();
+      w.context.save = () => Promise.resolve();
+    });
+    result.cells = await page.evaluate(() => window.__oh.panel().content.widgets.length);
+    let shown = (await page.evaluate(() => window.__oh.rendered())) as Shown;
+    for (let t = 0; t < 60 && (shown.figures.length < expectFigures || shown.figures.some((f) => !f.plotly || !f.svg)); t++) {
+      await sleep(500);
+      shown = (await page.evaluate(() => window.__oh.rendered())) as Shown;
+    }
+    result.figures = shown.figures.length;
+    result.tables = shown.tables.length;
+    result.images = shown.images.length;
+    if (shown.figures.length < expectFigures) result.failures.push(`${expectFigures} figures saved, ${shown.figures.length} shown (JupyterLab does not trust the notebook?)`);
+    result.failures.push(...outputFailures(shown));
+  } catch (e) {
+    result.failures.push(`the notebook page failed: ${e instanceof Error ? e.message.split('\n').slice(0, 8).join('\n') : String(e)}`);
+  } finally {
+    result.screenshot = await screenshot(page, path.join(outDir, `reopen-${name}.png`), result.notes);
+    await server.shutdownKernels();
+    await page.close({ runBeforeUnload: false }).catch(() => {});
+  }
+  result.seconds = Math.round((Date.now() - start) / 1000);
+  result.ok = result.failures.length === 0;
+  return result;
 }
 
 /* ---------- running one notebook ---------- */
@@ -332,42 +462,37 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
   const pageErrors: string[] = [];
   page.on('pageerror', (e) => pageErrors.push(String(e.message || e).slice(0, 300)));
   try {
-    await page.goto(`${server.url}/notebooks/${name}.ipynb?token=${server.token}`, { waitUntil: 'load', timeout: 120_000 });
-    await page.waitForFunction(() => {
-      const nb = (window as any).Jupyter?.notebook;
-      return !!(nb && nb._fully_loaded && nb.kernel && nb.kernel.is_connected() && nb.kernel.name === 'tslab' && !nb.kernel_busy);
-    }, undefined, { timeout: 120_000, polling: 250 });
-    result.cells = await page.evaluate(preparePage);
-    await page.locator('#notebook-container .cell').first().click({ position: { x: 5, y: 5 } }); // focus the notebook, first cell selected
-    await page.evaluate(() => { Jupyter.notebook.select(0); Jupyter.notebook.command_mode(); });
+    const nbPath = `notebooks/${name}.ipynb`;
+    await page.goto(`${server.url}/lab/tree/${nbPath}?reset&token=${server.token}`, { waitUntil: 'load', timeout: 120_000 });
+    await page.waitForFunction((p) => window.__oh?.ready(p), nbPath, { timeout: 180_000, polling: 250 });
+    result.cells = await page.evaluate(() => window.__oh.prepare());
 
     for (let i = 0; i < result.cells; i++) {
-      let info = await page.evaluate(cellInfo, i);
-      if (info.selected !== i) {
-        result.notes.push(`cell ${i}: selection was at ${info.selected} after Shift+Enter; selected it`);
-        await page.evaluate((k) => { Jupyter.notebook.select(k); Jupyter.notebook.command_mode(); }, i);
-      }
+      await page.evaluate((k) => window.__oh.select(k), i);
+      let info = await page.evaluate((k) => window.__oh.cellInfo(k), i);
       if (info.type !== 'code') {
         await page.keyboard.press('Shift+Enter');
         continue;
       }
       result.codeCells++;
       const cellStart = Date.now();
+      const repliesBefore = info.replies;
       await page.keyboard.press('Shift+Enter');
       // Watch the cell until its reply came and the kernel is idle; meanwhile record live progress text.
       const seen = new Map<number, { texts: string[]; whileRunning: number }>();
-      let started = false, pressedAgain = false;
+      let started = false, pressedAgain = false, status: string | null = null;
       for (;;) {
-        const texts = await page.evaluate(outputTexts, i);
-        info = await page.evaluate(cellInfo, i);
-        const finished = typeof info.prompt === 'number' && info.status !== null && !info.busy;
-        started ||= finished || info.prompt === '*' || info.busy;
-        // A Shift+Enter the page did not take (focus moved while it loaded): no prompt '*', no busy kernel after 15 s.
+        const texts = (await page.evaluate((k) => window.__oh.outputTexts(k), i)) as string[];
+        info = await page.evaluate((k) => window.__oh.cellInfo(k), i);
+        status = await page.evaluate((n) => window.__oh.reply(n), repliesBefore);
+        const finished = status !== null && !info.busy;
+        started ||= finished || info.running || info.busy;
+        // A Shift+Enter the page did not take (focus moved while it loaded): not running, no busy kernel after 15 s.
         // Pressed once more, on the cell selected again, and said in the notes; a cell that then still does not start fails below.
         if (!started && !pressedAgain && Date.now() - cellStart > 15_000) {
           pressedAgain = true;
           result.notes.push(`cell ${i}: had not started 15 s after Shift+Enter (prompt ${JSON.stringify(info.prompt)}, selected ${info.selected}); pressed it again`);
-          await page.evaluate((k) => { Jupyter.notebook.select(k); Jupyter.notebook.command_mode(); }, i);
+          await page.evaluate((k) => window.__oh.select(k), i);
           await page.keyboard.press('Shift+Enter');
         }
         texts.forEach((t, k) => {
@@ -377,31 +502,30 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
           if (trace.texts[trace.texts.length - 1] !== line) {
             trace.texts.push(line);
             // Read before the reply: this text was on the page while the cell ran.
-            if (!finished && info.prompt === '*') trace.whileRunning++;
+            if (!finished && status === null) trace.whileRunning++;
           }
           seen.set(k, trace);
         });
         if (finished) break;
         if (Date.now() - cellStart > cellTimeoutMs) {
-          const state = await page.evaluate(() => ({ kernel: Jupyter.notebook.kernel?.is_connected?.() ? 'connected' : 'not connected', status: String(document.querySelector('#kernel_indicator_icon')?.getAttribute('title') ?? '') }));
           result.failures.push(`cell ${i} did not finish within ${cellTimeoutMs / 1000} s: ${info.source.split('\n')[0]} ` +
-            `(${started ? 'it started' : 'it never started'}; prompt ${JSON.stringify(info.prompt)}, kernel ${state.kernel}, busy ${info.busy}, indicator '${state.status}'` +
+            `(${started ? 'it started' : 'it never started'}; prompt ${JSON.stringify(info.prompt)}, kernel ${info.kernel}, reply ${status}` +
             `${info.stderr.trim() ? `; stderr: ${info.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''})`);
           break;
         }
         await sleep(250);
       }
-      const finalTexts = await page.evaluate(outputTexts, i);
+      const finalTexts = (await page.evaluate((k) => window.__oh.outputTexts(k), i)) as string[];
       for (const { texts, whileRunning } of seen.values()) {
         const label = PROGRESS_RE.exec(texts[0])![1];
         result.progress.push({ cell: i, label, texts, whileRunning, outputsAtEnd: finalTexts.filter((t) => t.trim().startsWith(`${label} [`)).length });
       }
       const seconds = (Date.now() - cellStart) / 1000;
-      const cell: CellResult = { index: i, status: info.status, prompt: info.prompt, stderr: info.stderr, seconds, source: info.source };
+      const cell: CellResult = { index: i, status, prompt: info.prompt, stderr: info.stderr, seconds, source: info.source };
       if (result.failures.length) break;
-      if (info.status !== 'ok' || info.errors || TRACEBACK_RE.test(info.stderr)) {
+      if (status !== 'ok' || info.errors || TRACEBACK_RE.test(info.stderr)) {
         const text = (info.errors || info.stderr || '(no output)').trim().split('\n').slice(0, 25).join('\n');
-        result.failures.push(`cell ${i} (code cell ${result.codeCells}, status ${info.status}) failed: ${info.source.split('\n')[0]}\n${text}`);
+        result.failures.push(`cell ${i} (code cell ${result.codeCells}, status ${status}) failed: ${info.source.split('\n')[0]}\n${text}`);
         break;
       }
       if (cell.stderr.trim()) result.notes.push(`cell ${i} wrote to stderr: ${cell.stderr.trim().split('\n').slice(0, 3).join(' | ')}`);
@@ -409,28 +533,16 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
     }
 
     // Figures draw asynchronously (plotly's own polling): give them time, then check everything shown.
-    let shown = await page.evaluate(renderedOutputs);
+    let shown = (await page.evaluate(() => window.__oh.rendered())) as Shown;
     for (let t = 0; t < 60 && shown.figures.some((f) => !f.plotly || !f.svg); t++) {
       await sleep(500);
-      shown = await page.evaluate(renderedOutputs);
+      shown = (await page.evaluate(() => window.__oh.rendered())) as Shown;
     }
     result.figures = shown.figures.length;
     result.tables = shown.tables.length;
     result.images = shown.images.length;
     if (!result.failures.length) {
-      for (const f of shown.figures) {
-        if (f.failed || !f.plotly || !f.svg || f.svg.w === 0 || f.svg.h === 0) {
-          result.failures.push(`figure ${f.id} '${f.title}' did not draw (plotly ${f.plotly}, svg ${JSON.stringify(f.svg)}${f.failed ? ', plotly.js did not load' : ''})`);
-        } else if (f.traces === 0) {
-          result.failures.push(`figure ${f.id} '${f.title}' drew axes but no traces`);
-        }
-      }
-      shown.tables.forEach((t, k) => {
-        if (t.rows < 2 || t.w === 0 || t.h === 0) result.failures.push(`table ${k} '${t.caption}' is empty or invisible (${t.rows} rows, ${t.w}x${t.h})`);
-      });
-      shown.images.forEach((img, k) => {
-        if (!img.complete || img.natural === 0 || img.w === 0) result.failures.push(`image ${k} did not decode or is invisible (naturalWidth ${img.natural}, ${img.w}x${img.h})`);
-      });
+      result.failures.push(...outputFailures(shown));
       const expect = (what: string, re: RegExp, n: number) => {
         if (re.test(source) && n === 0) result.failures.push(`the notebook's code shows ${what} but none rendered`);
       };
@@ -455,15 +567,7 @@ async function runNotebook(page: Page, server: Server, name: string, source: str
   } catch (e) {
     result.failures.push(`the notebook page failed: ${e instanceof Error ? e.message.split('\n').slice(0, 8).join('\n') : String(e)}`);
   } finally {
-    try {
-      await page.evaluate(unclipPage);
-      await sleep(500);
-      const file = path.join(outDir, `${name}.png`);
-      await page.screenshot({ path: file, fullPage: true, timeout: 60_000 });
-      result.screenshot = path.relative(root, file);
-    } catch (e) {
-      result.notes.push(`no screenshot: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
-    }
+    result.screenshot = await screenshot(page, path.join(outDir, `${name}.png`), result.notes);
     await server.shutdownKernels();
     await page.close({ runBeforeUnload: false }).catch(() => {});
   }
@@ -504,7 +608,6 @@ async function main(): Promise<number> {
   const jupyterHome = path.join(tmp, 'jupyter');
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    JUPYTER_PATH: `${path.join(root, '.jupyter/share/jupyter')}${process.env.JUPYTER_PATH ? `:${process.env.JUPYTER_PATH}` : ''}`,
     // A clean config (no user password or extensions) and runtime files in the temp folder.
     JUPYTER_CONFIG_DIR: path.join(jupyterHome, 'config'),
     JUPYTER_RUNTIME_DIR: path.join(jupyterHome, 'runtime'),
@@ -514,12 +617,12 @@ async function main(): Promise<number> {
   const port = await freePort();
   const token = crypto.randomBytes(24).toString('hex');
   const serverLog = path.join(outDir, 'jupyter.log');
-  console.log(`==> browser test: Jupyter Notebook on 127.0.0.1:${port}, profile smoke, run root ${runRoot}, chromium ${chromiumPath}`);
+  console.log(`==> browser test: JupyterLab (scripts/notebook.sh, .venv/) on 127.0.0.1:${port}, profile smoke, run root ${runRoot}, chromium ${chromiumPath}`);
   const suiteStart = Date.now();
   const server = new Server(port, token, env, serverLog, path.join(jupyterHome, 'checkpoints'));
   let browser: Browser | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
-    console.error(`browser test: ${sig}: stopping the notebook server`);
+    console.error(`browser test: ${sig}: stopping JupyterLab`);
     server.killNow();
     if (!args.runRoot && !args.keepRuns) fs.rmSync(tmp, { recursive: true, force: true });
     process.exit(sig === 'SIGINT' ? 130 : 143);
@@ -536,7 +639,8 @@ async function main(): Promise<number> {
     if (process.getuid?.() === 0) flags.push('--no-sandbox');
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: flags });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    for (const f of notebooks) {
+    await context.addInitScript(PAGE_HELPERS);
+    for (const f of args.skipRun ? [] : notebooks) {
       const name = f.replace(/\.ipynb$/, '');
       console.log(`==> ${name} (browser, profile smoke)`);
       const page = await context.newPage();
@@ -556,6 +660,24 @@ async function main(): Promise<number> {
         const rest = notebooks.slice(notebooks.indexOf(f) + 1);
         if (rest.length) console.error(`    not run (they read this notebook's runs): ${rest.join(', ')}`);
         break;
+      }
+    }
+    if (args.reopen && results.every((r) => r.ok)) {
+      const dir = path.resolve(root, args.reopen);
+      const saved = notebooks.map((f) => path.join(dir, f)).filter((f) => fs.existsSync(f));
+      if (!saved.length) throw new Error(`--reopen ${args.reopen}: no executed notebook there (run bash scripts/run-notebooks.sh --profile smoke --out ${args.reopen} first)`);
+      if (path.relative(root, dir).startsWith('..')) throw new Error(`--reopen ${args.reopen}: must be inside this checkout (JupyterLab's root)`);
+      for (const f of saved) {
+        console.log(`==> reopen ${path.relative(root, f)} (saved outputs, nothing run)`);
+        const r = await reopenNotebook(await context.newPage(), server, f, outDir);
+        results.push(r);
+        for (const n of r.notes) console.log(`    note: ${n}`);
+        const summary = `${r.figures} figures, ${r.tables} tables, ${r.images} images${r.screenshot ? `; screenshot ${r.screenshot}` : ''}`;
+        if (r.ok) console.log(`    ok in ${r.seconds} s (${summary})`);
+        else {
+          console.error(`    FAILED after ${r.seconds} s (${summary}):`);
+          for (const msg of r.failures) console.error(msg.replace(/^/gm, '      '));
+        }
       }
     }
   } catch (e) {
@@ -581,13 +703,14 @@ async function main(): Promise<number> {
   const seconds = Math.round((Date.now() - suiteStart) / 1000);
   // Somewhere in the suite a display must have changed more than once mid-cell (the tokenizer's
   // training bar in 01, the evaluation bars in 08): in place, not only first -> done.
-  if (!setupError && !args.only && results.every((r) => r.ok) && !results.some((r) => r.progress.some((p) => p.whileRunning >= 3 && p.outputsAtEnd === 1))) {
+  if (!setupError && !args.only && !args.skipRun && results.every((r) => r.ok) && !results.some((r) => r.progress.some((p) => p.whileRunning >= 3 && p.outputsAtEnd === 1))) {
     setupError = 'no progress display updated in place more than once while its cell ran';
     console.error(`browser test: ${setupError}`);
   }
   fs.writeFileSync(path.join(outDir, 'report.json'), JSON.stringify({ seconds, port, runRoot, setupError, results }, null, 2));
   const passed = results.filter((r) => r.ok).length;
-  const failed = notebooks.length - passed + (setupError ? 1 : 0);
+  const expected = (args.skipRun ? 0 : notebooks.length) + results.filter((r) => r.notebook.startsWith('reopen ')).length;
+  const failed = Math.max(0, expected - passed) + (setupError ? 1 : 0);
   console.log(`browser test took ${seconds} s; screenshots and report.json in ${path.relative(root, outDir)}/`);
   console.log(`browser notebooks: ${passed} passed, ${failed} failed`);
   return failed === 0 ? 0 : 1;
