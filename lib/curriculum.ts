@@ -27,7 +27,7 @@ import { loadTokenizer } from './tokenizer/train';
 import { VqTokenizer } from './tokenizer/vq-tokenizer';
 import { disposeGPT, GPT } from './backbone/gpt';
 import { CONTINUATION_ARMS, ContinuationArm } from './backbone/stage1';
-import { loadBackbone } from './backbone/stage1';
+import { loadBackbone, selectedCheckpoint } from './backbone/stage1';
 import { loadOracleDataset, OracleDataset } from './oracle/dataset';
 import { randomPhaseCheckpoint } from './backbone/checkpoints';
 import { PlannerFeatures } from './planner/features';
@@ -207,11 +207,9 @@ export function loadRunRouter(run: RunFolder, opts: { shape?: Partial<RouterShap
   return loadRouter(routerCheckpoint(run), opts);
 }
 
-/** The newest checkpoint of a Stage 1 run folder (the raster baseline evaluates its final model). */
-export function stage1FinalCheckpoint(run: RunFolder): string {
-  const best = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
-  if (!best) throw new OrderHeadError(`no Stage 1 checkpoint of the ${run.name} run here`, run.dir, `run ${run.producedBy} in this profile first`);
-  return best.path;
+/** The checkpoint a Stage 1 arm reports: its best on the validation images (selectedCheckpoint); the error names the notebook that trains it. */
+export function stage1SelectedCheckpoint(run: RunFolder): string {
+  return selectedCheckpoint(run.dir, run.producedBy);
 }
 
 /**

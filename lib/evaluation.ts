@@ -36,7 +36,7 @@ import {
   annealedFixedSetting, annealedRasterSetting, blockRarRandomSetting, blockRarRasterSetting, EvalSetting, isMissing, MissingSetting,
   orderHeadSetting, rasterBaselineSetting, settingOrMissing,
 } from './eval/settings';
-import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, RunFolder, stage1FinalCheckpoint } from './curriculum';
+import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, RunFolder, stage1SelectedCheckpoint } from './curriculum';
 
 /** What the settings are built on besides the run folders: C (the backbone every planner reads) and the block grid. */
 export interface ContestInputs {
@@ -61,7 +61,7 @@ export const CONTEST_UNMATCHED: UnmatchedBudgets = Object.freeze({
 export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, only: (name: string) => boolean = () => true): (EvalSetting | MissingSetting)[] {
   const { geo } = inputs;
   const fingerprint = { backboneFingerprint: inputs.backboneFingerprint };
-  const final = (arm: RunFolder) => loadBackbone(stage1FinalCheckpoint(arm));
+  const final = (arm: RunFolder) => loadBackbone(stage1SelectedCheckpoint(arm));
   let C: GPT | undefined;
   const readsC = () => (C ??= loadBackbone(inputs.checkpointC)); // every planner reads C: it was trained on its features
   const planner = (R: 0 | 1 | 2 | 4) => loadRunPlanner(R === 0 ? runs.stage3[PRIMARY_STAGE3_RUN] : runs.stage4[R], fingerprint);

@@ -56,6 +56,8 @@ export interface GPT {
   consts: ModelConsts;
   /** What it was trained with, when loaded from a checkpoint that records it (loadBackbone): the evaluation matches budgets on it. */
   budget?: TrainingBudget;
+  /** The step and validation NLL it was selected at, when loaded from a validation-selected checkpoint (stage1.ts, selectedCheckpoint). */
+  selected?: { step: number; validationBits: number; validationImages: number; order: string };
 }
 
 /**

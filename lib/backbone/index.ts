@@ -10,7 +10,8 @@ export { createGPT, decodePositions, disposeGPT } from './gpt';
 export { checkpointNllTable, ORDER_TYPES } from './order-nll';
 export { sampleImages } from './sampler';
 export {
-  continuationConfig, drawStage1Batch, loadBackbone, plannerOrderImages, stage1Config, Stage1Config, stage1Geometry,
-  stage1DataRng, stage1Loss, stage1ModelConfig, stage1Optimizer, trainStage1Parallel,
+  continuationConfig, drawStage1Batch, loadBackbone, plannerOrderImages, selectedCheckpoint, selectionOrder, stage1Config, Stage1Config, stage1Geometry,
+  stage1Draws, stage1Loss, stage1ModelConfig, stage1Optimizer, trainStage1Parallel,
 } from './stage1';
+export { Regime, regimeEpochs, regimeImages, RegimeImages } from './regime';
 export { formatBudget } from './training-budget';

@@ -25,9 +25,22 @@
  * the same images in the same steps: the arms are paired by construction.
  * Each checkpoint records its training budget (training-budget.ts).
  *
+ * The regime (regime.ts): each run trains on the K unique images of its
+ * config (`uniqueImages`) and is selected on the fixed validation images:
+ * every `evalEvery` steps the model's validation NLL, in the order the arm is
+ * evaluated in (selectionOrder), decides the `best-step*` file, and that file
+ * is the arm's reported backbone (selectedCheckpoint). The test split is never
+ * read here.
+ *
+ * Paired data: the images and class dropouts of step s come from a stream
+ * seeded by (seed, s) alone, the order coins and random orders from a second
+ * one, so every arm of one seed (raster-only included) sees the same images
+ * in the same steps, and a resumed run needs no RNG state.
+ *
  * One training step (trainStage1's loop) is drawStage1Batch → stage1Loss →
- * guarded AdamW update (stage1Optimizer) → metrics row → checkpoint; each
- * piece is exported, so a notebook can show one step inline.
+ * guarded AdamW update (stage1Optimizer) → validation NLL every evalEvery
+ * steps (keepBest) → metrics row → checkpoint; each piece is exported, so a
+ * notebook can show one step inline.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -43,11 +56,14 @@ import { profileConfig, ProfileName } from '../runtime/profile';
 import { openRun, Run } from '../runtime/run';
 import { loadCheckpoint } from '../runtime/checkpoint';
 import { ensure, OrderHeadError } from '../runtime/errors';
-import { rngFromState, rng, Rng, seedFrom } from '../runtime/seed';
+import { rng, Rng, seedFrom } from '../runtime/seed';
 import { validateBlockOrder } from '../order';
 import { fileFingerprint } from '../runtime/checkpoint';
 import { writeFileAtomic } from '../runtime/atomic';
 import { addBudget, budgetFromExtra, runBudget, TrainingBudget } from './training-budget';
+import { Regime, regimeImages } from './regime';
+import { exactNll } from './nll';
+import { checkpointName, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
 
 export type OrderMode = 'block-rar' | 'raster';
 
@@ -55,7 +71,7 @@ export type OrderMode = 'block-rar' | 'raster';
 export const ANNEAL_TARGETS = ['raster', 'planner', 'fixed'] as const;
 export type AnnealTarget = (typeof ANNEAL_TARGETS)[number];
 
-export interface Stage1Config extends OptimConfig {
+export interface Stage1Config extends OptimConfig, Regime {
   /** `block-rar` (annealed random block orders) or `raster` (the native baseline). */
   orderMode: OrderMode;
   /** Model size from the registry (lib/backbone/config.ts). */
@@ -74,18 +90,15 @@ export interface Stage1Config extends OptimConfig {
   fixedOrder: number[] | null;
   /** Probability of replacing the class by the null class (for CFG). */
   classDropout: number;
-  /**
-   * Save a checkpoint every this many steps (and at the end). Stage 1 has no
-   * evaluation inside the loop (evalEvery 0): notebook 02 scores every
-   * checkpoint's exact NLL afterwards.
-   */
+  /** Save a resume checkpoint every this many steps (and at the end). Validation (selection) runs every `evalEvery` steps. */
   checkpointEvery: number;
 }
 
 export const STAGE1_DEFAULTS: Omit<Stage1Config, 'orderMode'> = {
   size: 'small', blockH: 2, blockW: 2, steps: 1500, batch: 64, microBatch: 32,
-  lr: 1e-3, warmup: 100, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1.0, evalEvery: 0,
+  lr: 1e-3, warmup: 100, minLrRatio: 0.1, weightDecay: 0.05, betas: [0.9, 0.95], clipNorm: 1.0, evalEvery: 50,
   annealStart: 0.5, annealEnd: 0.9, annealTo: 'raster', fixedOrder: null, classDropout: 0.1, checkpointEvery: 250, seed: 0,
+  uniqueImages: 'all', validationImages: 512, plannerImages: 2048,
 };
 
 /** The share r of random-order samples at `step`. */
@@ -206,10 +219,12 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   }
   checkTokenIds(model, data.tokens, data.labels, 'stage1 token data');
   const geo = stage1Geometry(cfg, model);
+  const images = regimeImages(data.n, cfg, cfg.batch, 'stage1');
   const target = targetCells(cfg, data, geo, `stage1 run ${name}`);
+  const validation = selectionCells(cfg, data, geo, target, images.validation);
   const start = from === undefined ? undefined : continuationStart(from, cfg, model);
   const run = openRun({ root, stage: 'stage1', name, backend: tf.getBackend(), resume: true, config: {
-    stage1: cfg, model, data: { n: data.n, tokenizer: data.tokenizer ?? 'unknown', ...(data.targetOrders && cfg.annealTo === 'planner' ? { targetOrders: data.targetOrders.fingerprint } : {}) },
+    stage1: cfg, model, data: { n: data.n, uniqueImages: images.k, tokenizer: data.tokenizer ?? 'unknown', ...(data.targetOrders && cfg.annealTo === 'planner' ? { targetOrders: data.targetOrders.fingerprint } : {}) },
     ...(start ? { from: { checkpoint: start.fingerprint, step: start.step } } : {}),
   } });
   // A continuation starts from a copy of C (written atomically): the loop resumes from it as from its own checkpoint.
@@ -218,36 +233,42 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
     writeFileAtomic(path.join(run.checkpointDir, path.basename(from!)), fs.readFileSync(from!));
   }
   const m = createGPT(model, cfg.seed);
-  let r = stage1DataRng(cfg);
   let base: TrainingBudget | undefined = start?.budget;
   const budgetAt = (step: number) => {
     const fromStep = base ? base.steps : 0;
-    const own = runBudget(`stage1 ${name}`, fromStep, step, cfg.batch, T, data.n);
+    const own = runBudget(`stage1 ${name}`, fromStep, step, cfg.batch, T, images.k);
     return base ? addBudget(base, own) : own;
   };
   try {
     const t = resumeTraining({
       run, stage: 'stage1', configName: 'stage1', optim: cfg, optimizer: stage1Optimizer(m, cfg), checkpointConfig: model,
       checkpointEvery: cfg.checkpointEvery, maxSteps: hooks.maxSteps,
-      restore: (extra) => { r = rngFromState(Number(extra.rngState)); if (extra.from) base = extra.from as TrainingBudget; },
+      restore: (extra) => { if (extra.from) base = extra.from as TrainingBudget; },
     });
+    // C's copy carries the block-rar run's best validation NLL, read in raster order: a continuation selects among its own checkpoints.
+    if (start && t.step === start.step) t.best = undefined;
     try {
       for (let step = t.step; step < t.until; step++) {
         const t0 = performance.now();
         const lr = scheduledLr(cfg, step);
-        const batch = drawStage1Batch(r, data, geo, cfg, step, model.numClasses, target);
+        const batch = drawStage1Batch(stage1Draws(cfg.seed, step), data, images.train, geo, cfg, step, model.numClasses, target);
         const { loss, grads } = stage1Loss(m, batch);
         const gradNorm = t.update(step, loss, grads, lr);
         const s = step + 1;
-        // Stage 1 evaluates nothing in the loop (evalEvery 0): notebook 02 scores every checkpoint afterwards.
-        const row = { loss, lr, r: batch.share, randomShare: batch.randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
+        const row: Record<string, number> = { loss, lr, r: batch.share, randomShare: batch.randomCount / cfg.batch, gradNorm, ms: performance.now() - t0 };
+        if (t.isEvalStep(s)) {
+          row.validationBits = exactNll(m, validation.grids, validation.classes, validation.cells).bitsPerToken;
+          t.keepBest(s, row.validationBits, () => [{ prefix: 'best', file: saveCheckpoint(run.checkpointDir, checkpointName('best', s, [`r${randomShare(cfg, s).toFixed(2)}`]), {
+            weights: m.params, config: model, step: s, kind: 'stage1',
+            // The allowance, not the steps used: every arm of the contest may use N steps, and selection picks where.
+            extra: { orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: randomShare(cfg, s), budget: budgetAt(cfg.steps),
+              selected: { step: s, validationBits: row.validationBits, validationImages: images.validation.length, order: validation.order } },
+          }) }]);
+        }
         run.logMetrics(s, row);
         if (t.isCheckpointStep(s)) {
           const rs = randomShare(cfg, s);
-          t.checkpoint(s, {
-            extra: { orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: rs, rngState: r.state(), budget: budgetAt(s), ...(base ? { from: base } : {}) },
-            tags: [`r${rs.toFixed(2)}`],
-          });
+          t.checkpoint(s, { extra: { orderMode: cfg.orderMode, annealTo: cfg.annealTo, r: rs, budget: budgetAt(s), ...(base ? { from: base } : {}) }, tags: [`r${rs.toFixed(2)}`] });
         }
         hooks.onStep?.(s, row);
       }
@@ -262,8 +283,62 @@ export function trainStage1(root: string, name: string, cfg: Stage1Config, data:
   }
 }
 
-/** The RNG of a fresh Stage 1 run's draws (images, class dropout, random orders); resume checkpoints carry its state. */
-export const stage1DataRng = (cfg: Stage1Config): Rng => rng(seedFrom(cfg.seed, 'stage1-data', cfg.orderMode));
+/**
+ * The draws of Stage 1 step `step` of training seed `seed`: `images` (which
+ * image, class dropout) and `orders` (random or target, the random order).
+ * Seeded by (seed, step) alone, so arms of one seed draw the same images and
+ * dropouts whatever their order, and a resume needs no RNG state.
+ */
+export function stage1Draws(seed: number, step: number): Stage1Draws {
+  return { images: rng(seedFrom(seed, 'stage1-images', step)), orders: rng(seedFrom(seed, 'stage1-orders', step)) };
+}
+export interface Stage1Draws { images: Rng; orders: Rng }
+
+/** The order an arm is read in, hence selected in: random block orders for kept random (r stays 1), else its target order. */
+export type SelectionOrder = 'token raster' | 'random blocks' | 'fixed' | 'planner';
+
+export function selectionOrder(cfg: Stage1Config): SelectionOrder {
+  if (cfg.orderMode === 'raster' || (cfg.annealTo === 'raster' && randomShare(cfg, cfg.steps) < 1)) return 'token raster';
+  if (randomShare(cfg, cfg.steps) === 1) return 'random blocks';
+  return cfg.annealTo === 'fixed' ? 'fixed' : 'planner';
+}
+
+/** The validation images of a run, in the order its selection reads them. */
+export interface SelectionCells { grids: Int32Array; classes: Int32Array; cells: Int32Array; order: SelectionOrder }
+
+/**
+ * Tokens, classes (never dropped) and decode cells of the validation images
+ * in the arm's selection order. Random block orders are seeded by the image
+ * alone, so every arm, seed and checkpoint is scored on the same orders; a
+ * planner arm needs the planner's order of every validation image.
+ */
+export function selectionCells(cfg: Stage1Config, data: TokenData, geo: BlockGeometry, target: TargetCells, validation: Int32Array): SelectionCells {
+  const T = geo.numTokens, V = validation.length;
+  const order = selectionOrder(cfg);
+  const grids = new Int32Array(V * T), classes = new Int32Array(V), cells = new Int32Array(V * T);
+  validation.forEach((img, i) => {
+    grids.set(data.tokens.subarray(img * T, (img + 1) * T), i * T);
+    classes[i] = data.labels[img];
+    const own = order === 'random blocks' ? cellsOfBlockOrder(geo, randomBlockOrder(geo, seedFrom('validation-order', img))) : target(img);
+    if (own) cells.set(own, i * T);
+    else for (let t = 0; t < T; t++) cells[i * T + t] = t;
+  });
+  return { grids, classes, cells, order };
+}
+
+/**
+ * The checkpoint a Stage 1 run reports: its best validation NLL among the
+ * checkpoints it scored (every evalEvery steps, at most N steps in). The file
+ * records the selected step and its validation NLL (`extra.selected`).
+ */
+export function selectedCheckpoint(runDir: string, producedBy = 'notebooks/02_stage1_backbone.ipynb'): string {
+  const best = latestCheckpoint(path.join(runDir, 'checkpoints'), 'best');
+  if (!best) {
+    throw new OrderHeadError('no validation-selected checkpoint here (no best-step*.safetensors)', runDir,
+      `run ${producedBy} in this profile first (a Stage 1 run scores the validation images every evalEvery steps)`);
+  }
+  return best.path;
+}
 
 /** AdamW over a Stage 1 model's weights with the config's betas, weight decay and clipping; `opt.apply(grads, scheduledLr(cfg, step))` is one update. */
 export function stage1Optimizer(m: GPT, cfg: Stage1Config): AdamW {
@@ -283,14 +358,15 @@ export const microBatchSizes = (batch: number, microBatch: number): number[] =>
   Array.from({ length: Math.ceil(batch / microBatch) }, (_, i) => Math.min(microBatch, batch - i * microBatch));
 
 /**
- * Draw the batch of Stage 1 step `step` (0-based) from `r`: per sample an
- * image, its class (or the null class) and its decode order, with a random
+ * Draw the batch of Stage 1 step `step` (0-based) from `draws`
+ * (stage1Draws(seed, step)): per sample one of the `images` (the K training
+ * images), its class (or the null class) and its decode order, with a random
  * block order at probability r(step), else the target order.
  */
-export function drawStage1Batch(r: Rng, data: TokenData, geo: BlockGeometry, cfg: Stage1Config, step: number, numClasses: number,
+export function drawStage1Batch(draws: Stage1Draws, data: TokenData, images: Int32Array, geo: BlockGeometry, cfg: Stage1Config, step: number, numClasses: number,
   target: TargetCells = () => null): Stage1Batch {
   const share = randomShare(cfg, step);
-  const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch(r, data, geo, B, share, cfg.classDropout, numClasses, target));
+  const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch(draws, data, images, geo, B, share, cfg.classDropout, numClasses, target));
   return { micro, share, randomCount: micro.reduce((n, mb) => n + mb.randomCount, 0) };
 }
 
@@ -322,31 +398,32 @@ export interface OrderBatch {
 interface SampleDraw { image: number; dropClass: boolean; randomOrder: number[] | null }
 
 /**
- * The RNG calls of one sample, in their fixed order (part of the resume
- * contract, and what makes the annealed arms paired: none depends on the
- * target order): image, class dropout, random-or-target, the random order.
+ * The RNG calls of one sample, in their fixed order: image and class dropout
+ * from `draws.images`, random-or-target and the random order from
+ * `draws.orders`. The image stream never depends on the order, which is what
+ * pairs the arms of one seed.
  */
-function drawSample(r: Rng, n: number, geo: BlockGeometry, share: number, classDropout: number): SampleDraw {
-  const image = r.int(n);
-  const dropClass = r.next() < classDropout;
-  const randomOrder = r.next() < share ? randomBlockOrder(geo, r) : null;
+function drawSample(draws: Stage1Draws, images: Int32Array, geo: BlockGeometry, share: number, classDropout: number): SampleDraw {
+  const image = images[draws.images.int(images.length)];
+  const dropClass = draws.images.next() < classDropout;
+  const randomOrder = draws.orders.next() < share ? randomBlockOrder(geo, draws.orders) : null;
   return { image, dropClass, randomOrder };
 }
 
 /**
- * Draw B training samples the Stage 1 way: per sample an image (uniform with
- * replacement), class dropout with probability `classDropout`, and with
- * probability `share` (r) a random block order, else the target order
- * (`target`; default token raster). Stage 5's L_AR (lib/planner/joint.ts)
- * draws its batches with this too.
+ * Draw B training samples the Stage 1 way: per sample one of `images`
+ * (uniform with replacement), class dropout with probability
+ * `classDropout`, and with probability `share` (r) a random block order,
+ * else the target order (`target`; default token raster). Stage 5's L_AR
+ * (lib/planner/joint.ts) draws its batches with this too.
  */
-export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number,
+export function drawOrderBatch(draws: Stage1Draws, data: TokenData, images: Int32Array, geo: BlockGeometry, B: number, share: number, classDropout: number, numClasses: number,
   target: TargetCells = () => null): OrderBatch {
   const T = geo.numTokens;
   const grids = new Int32Array(B * T), classes = new Int32Array(B), cells = new Int32Array(B * T), image = new Int32Array(B);
   let randomCount = 0;
   for (let b = 0; b < B; b++) {
-    const d = drawSample(r, data.n, geo, share, classDropout);
+    const d = drawSample(draws, images, geo, share, classDropout);
     image[b] = d.image;
     grids.set(data.tokens.subarray(d.image * T, (d.image + 1) * T), b * T);
     classes[b] = d.dropClass ? numClasses : data.labels[d.image];
@@ -362,6 +439,8 @@ export function drawOrderBatch(r: Rng, data: TokenData, geo: BlockGeometry, B: n
 /** The checks of a Stage 1 config beyond the optimiser's: the schedule and the anneal target. */
 export function validateStage1Config(cfg: Stage1Config): void {
   validateOptimConfig(cfg, 'stage1');
+  ensure(Number.isInteger(cfg.evalEvery) && cfg.evalEvery >= 1, `evalEvery ${cfg.evalEvery}`, 'stage1.evalEvery',
+    'use a positive number of steps: every arm is selected on its validation NLL, scored every evalEvery steps');
   ensure(cfg.annealStart >= 0 && cfg.annealStart <= cfg.annealEnd && cfg.annealEnd <= 1, `annealStart ${cfg.annealStart}, annealEnd ${cfg.annealEnd}`,
     'stage1.annealStart / annealEnd', 'use 0 <= annealStart <= annealEnd <= 1 (both 1: r stays 1, the kept-random arm)');
   ensure((ANNEAL_TARGETS as readonly string[]).includes(cfg.annealTo), `annealTo '${cfg.annealTo}'`, 'stage1.annealTo', `use one of ${ANNEAL_TARGETS.join(', ')}`);
@@ -383,20 +462,22 @@ function continuationStart(file: string, cfg: Stage1Config, model: GPTConfig): {
 }
 
 /**
- * The training images whose target order a continuation from checkpoint C
- * will use (every non-random sample of steps C.step .. cfg.steps - 1), found
- * by replaying the run's draws from C's RNG state: the planner-order cache
- * needs exactly these. Ascending image indices.
+ * The images whose target order a planner-annealed continuation from C
+ * reads: every non-random sample of steps C.step .. cfg.steps − 1 (found by
+ * replaying the seed's draws) and the validation images its selection scores
+ * in the planner's order. The planner-order cache needs exactly these.
+ * Ascending raw train-split indices.
  */
 export function plannerOrderImages(cfg: Stage1Config, n: number, geo: BlockGeometry, from: string): Int32Array {
   const ck = loadCheckpoint(from);
   tf.dispose(Object.values(ck.weights));
-  const r = rngFromState(Number(ck.extra.rngState));
+  const images = regimeImages(n, cfg, cfg.batch, 'stage1');
   const seen = new Uint8Array(n);
+  for (const img of images.validation) seen[img] = 1;
   for (let step = ck.step; step < cfg.steps; step++) {
-    const share = randomShare(cfg, step);
+    const share = randomShare(cfg, step), draws = stage1Draws(cfg.seed, step);
     for (const B of microBatchSizes(cfg.batch, cfg.microBatch)) {
-      for (let b = 0; b < B; b++) { const d = drawSample(r, n, geo, share, cfg.classDropout); if (!d.randomOrder) seen[d.image] = 1; }
+      for (let b = 0; b < B; b++) { const d = drawSample(draws, images.train, geo, share, cfg.classDropout); if (!d.randomOrder) seen[d.image] = 1; }
     }
   }
   const out: number[] = [];
@@ -410,7 +491,7 @@ export function loadBackbone(path: string, expect?: Partial<GPTConfig>): GPT {
 }
 
 /** As loadBackbone, with the checkpoint's step and random-order share r. */
-export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number; budget?: TrainingBudget } {
+export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>): { model: GPT; step: number; r: number; budget?: TrainingBudget; selected?: Selection } {
   const ck = loadCheckpoint<GPTConfig>(path, expect ? { expectConfig: expect as Record<string, unknown>, compareKeys: Object.keys(expect) } : {});
   // Check every weight against the stored config before making variables, so a damaged file is named and leaks nothing.
   for (const [k, shape] of paramShapes(ck.config)) {
@@ -427,8 +508,13 @@ export function loadBackboneWithInfo(path: string, expect?: Partial<GPTConfig>):
   const budget = ck.extra.budget as TrainingBudget | undefined;
   const model = gptFromParams(ck.config, params);
   if (budget) model.budget = budget;
-  return { model, step: ck.step, r: Number(ck.extra.r ?? Number.NaN), budget };
+  const selected = ck.extra.selected as Selection | undefined;
+  if (selected) model.selected = selected;
+  return { model, step: ck.step, r: Number(ck.extra.r ?? Number.NaN), budget, selected };
 }
+
+/** What a validation-selected checkpoint records about its selection. */
+export interface Selection { step: number; validationBits: number; validationImages: number; order: SelectionOrder }
 
 /** Geometry of the blocks a Stage 1 config trains on. */
 export const stage1Geometry = (cfg: Stage1Config, model: GPTConfig): BlockGeometry =>
@@ -507,8 +593,8 @@ export function continuationConfig(profile: ProfileName, arm: ContinuationArm, f
  */
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {
-    smoke: { size: 'tiny', steps: 8, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2 },
-    default: { steps: 300, warmup: 50, checkpointEvery: 75 },
-    full: { steps: 3000, warmup: 200, checkpointEvery: 250 },
+    smoke: { size: 'tiny', steps: 8, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2, evalEvery: 2, validationImages: 32, plannerImages: 16 },
+    default: { steps: 300, warmup: 50, checkpointEvery: 75, evalEvery: 25 },
+    full: { steps: 3000, warmup: 200, checkpointEvery: 250, evalEvery: 100, validationImages: 1000, plannerImages: 4096 },
   }, profile, overrides, validateStage1Config);
 }

@@ -79,6 +79,7 @@ import { nllInBlockOrders } from '../backbone/nll';
 import { rollOutOrderSync } from '../order';
 import { plannerPolicy } from './policy';
 import { restrictToOrders } from './planner-orders';
+import { RegimeImages } from '../backbone/regime';
 import { nllByOrderType } from '../backbone/order-nll';
 import { OracleDataset, oracleItem, primaryLabelSet } from '../oracle/dataset';
 import { PRIMARY_READING, Reading } from '../oracle/utility';
@@ -188,7 +189,9 @@ export interface JointData {
   backboneFingerprint: string;
   /** L_AR images: the backbone's training split, or (arOrders 'planner') its cached images with their planner orders (restrictToOrders). */
   train: TokenData;
-  /** Drift-guard images: held out from the backbone's training (the test split). */
+  /** The images of `train` L_AR draws from: the backbone's K training images (regime.ts). */
+  trainImages: Int32Array;
+  /** Drift-guard images: held out from the backbone's training (the regime's validation images; the test split only without a regime). */
   heldOut: { tokens: Int32Array; labels: Int32Array; n: number };
 }
 
@@ -198,17 +201,32 @@ export interface JointData {
  * the first images of its test split. (If the oracle labelled the test split,
  * its states' images overlap the drift images; only their a* labels are used.)
  */
-export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u', reading: Reading = PRIMARY_READING, plannerOrders?: TargetOrderTable): JointData {
+export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName = 'u', reading: Reading = PRIMARY_READING, plannerOrders?: TargetOrderTable,
+  regime?: Pick<RegimeImages, 'train' | 'validation'>): JointData {
   oneOf(label, LABELS, 'joint label');
   const l = primaryLabelSet(ds, reading, 'joint reading');
-  const train: TokenData = { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint };
+  const full: TokenData = { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint };
+  const T = ds.geo.numTokens;
+  const train = plannerOrders ? restrictToOrders(full, plannerOrders, T) : full;
+  // The planner-order cache also holds the validation images (their orders select the planner arm): L_AR draws only the K training images.
+  const isTrain = new Uint8Array(full.n);
+  if (regime) for (const i of regime.train) isTrain[i] = 1; else isTrain.fill(1);
+  const trainImages = plannerOrders ? Int32Array.from([...plannerOrders.image.keys()].filter((k) => isTrain[plannerOrders.image[k]]))
+    : Int32Array.from({ length: full.n }, (_, i) => i).filter((i) => isTrain[i]);
+  const heldOut = regime ? gatherImages(full, regime.validation, T) : { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n };
   return {
     geo: ds.geo, items: Array.from({ length: ds.n }, (_, i) => oracleItem(ds, i, cache)),
     aStar: label === 'u' ? l.aStar : l.aStarExtrap, image: ds.image, label, reading: l.reading, weight: l.weight,
     backboneFingerprint: ds.manifest.backbone.fingerprint,
-    train: plannerOrders ? restrictToOrders(train, plannerOrders, ds.geo.numTokens) : train,
-    heldOut: { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n },
+    train, trainImages, heldOut,
   };
+}
+
+/** The token grids and labels of some images of a split. */
+function gatherImages(data: { tokens: Int32Array; labels: Int32Array }, images: Int32Array, T: number): { tokens: Int32Array; labels: Int32Array; n: number } {
+  const tokens = new Int32Array(images.length * T), labels = new Int32Array(images.length);
+  images.forEach((img, k) => { tokens.set(data.tokens.subarray(img * T, (img + 1) * T), k * T); labels[k] = data.labels[img]; });
+  return { tokens, labels, n: images.length };
 }
 
 /**
@@ -453,7 +471,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
         const t0 = performance.now();
         const lr = scheduledLr(cfg, step);
         // Host-side draws first (the RNG stream is part of the resume contract): L_AR images and orders, then L_OH states.
-        const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch(r, data.train, geo, B, arShare, cfg.classDropout, mcfg.numClasses, arTarget));
+        const micro = microBatchSizes(cfg.batch, cfg.microBatch).map((B) => drawOrderBatch({ images: r, orders: r }, data.train, data.trainImages, geo, B, arShare, cfg.classDropout, mcfg.numClasses, arTarget));
         const rows = Array.from({ length: cfg.batchStates }, () => split.train[r.int(split.train.length)]);
         // L_AR: gradients for the tuned GPT blocks only.
         const ar = accumulateGrads(gptVars, micro.length, (i) => orderBatchLoss(m, micro[i]));
