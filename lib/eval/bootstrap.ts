@@ -83,3 +83,41 @@ export function resampleRows(feats: Float32Array, dim: number, r: Rng, n?: numbe
   }
   return out;
 }
+
+/** A mean over training seeds with an interval that includes the seed-to-seed variation. */
+export interface SeedImageInterval extends Interval {
+  /** The mean over images of each seed, in the order given. */
+  perSeed: number[];
+  /** Images per seed (the same for every seed: the values are paired by image). */
+  images: number;
+}
+
+/**
+ * The interval of a quantity measured per test image under several training
+ * seeds (`perSeed[s][i]`, e.g. a paired NLL difference of image i between two
+ * arms trained with seed s). Estimate: the mean over seeds of the mean over
+ * images. Each bootstrap replicate resamples the seeds with replacement and,
+ * for each drawn seed, the images with replacement (one draw of image indices
+ * per replicate, shared by the drawn seeds, since the images are the same),
+ * so the interval holds both the training-run and the test-image variation.
+ * With one seed it is the plain image bootstrap.
+ */
+export function seedImageInterval(perSeed: readonly ArrayLike<number>[], reps = 1000, seed: number | string = 0, level = 0.95): SeedImageInterval {
+  const S = perSeed.length;
+  ensure(S >= 1, 'has no seeds', 'seedImageInterval(perSeed)', 'pass the per-image values of at least one training seed');
+  const n = perSeed[0].length;
+  ensure(n > 0 && perSeed.every((v) => v.length === n), `the seeds hold ${perSeed.map((v) => v.length).join(', ')} values`, 'seedImageInterval(perSeed)',
+    'score every seed on the same test images (the values are paired by image)');
+  const means = perSeed.map((v) => { let s = 0; for (let i = 0; i < n; i++) s += v[i]; return s / n; });
+  const mean = means.reduce((a, b) => a + b, 0) / S;
+  const iv = bootstrapInterval((r) => {
+    const seeds = Array.from({ length: S }, () => r.int(S));
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const img = r.int(n);
+      for (const s of seeds) total += perSeed[s][img];
+    }
+    return total / (n * S);
+  }, reps, seed, level);
+  return { mean, lo: Math.min(iv.lo, mean), hi: Math.max(iv.hi, mean), level, reps, perSeed: means, images: n };
+}
