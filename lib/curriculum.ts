@@ -26,8 +26,8 @@ import { loadTokenCache, TokenCache } from './tokenizer/cache';
 import { loadTokenizer } from './tokenizer/train';
 import { VqTokenizer } from './tokenizer/vq-tokenizer';
 import { disposeGPT, GPT } from './backbone/gpt';
-import { CONTINUATION_ARMS, ContinuationArm } from './backbone/stage1';
-import { loadBackbone, selectedCheckpoint } from './backbone/stage1';
+import { CONTINUATION_ARMS, ContinuationArm, trainingSeeds } from './backbone/stage1';
+import { loadBackbone, selectedCheckpoint, Selection } from './backbone/stage1';
 import { loadOracleDataset, OracleDataset } from './oracle/dataset';
 import { randomPhaseCheckpoint } from './backbone/checkpoints';
 import { PlannerFeatures } from './planner/features';
@@ -69,6 +69,9 @@ export interface RunFolder {
   producedBy: string;
 }
 
+/** The Stage 1 arms of one training seed. */
+export type Stage1Arms = { 'block-rar': RunFolder; raster: RunFolder } & Record<ContinuationArm, RunFolder>;
+
 /** Every run folder (and the summary files) of one profile's curriculum. */
 export interface CurriculumRuns {
   runRoot: string;
@@ -83,7 +86,13 @@ export interface CurriculumRuns {
    * the continuations from C that need the planner or run beside Stage 5
    * (kept random, annealed to the planner's orders, annealed to a fixed order).
    */
-  stage1: { 'block-rar': RunFolder; raster: RunFolder } & Record<ContinuationArm, RunFolder>;
+  stage1: Stage1Arms;
+  /**
+   * The same arms for every training seed of the profile (STAGE1_SEEDS), in
+   * `<stage1Root>/seed<k>/<arm>`; the first is `stage1` (seed 0, the primary:
+   * its C is the backbone of the oracle and the planner).
+   */
+  stage1Seeds: { seed: number; arms: Stage1Arms }[];
   /** Stage 2: the oracle dataset (`<runRoot>/oracle-<profile>`). */
   oracle: RunFolder;
   /** Stages 3-6: the parent of every planner run, and where the feature caches and summaries go (`<runRoot>/planner-<profile>`). */
@@ -127,15 +136,21 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
   const planner = plannerRoot(runRoot, profile);
   const inPlanner = (name: string, producedBy: string) => folder(path.join(planner, name), producedBy);
   const evalDir = evalReportDir(runRoot, profile);
+  const arms = (seed: number): Stage1Arms => {
+    const dir = path.join(stage1Root, `seed${seed}`);
+    return {
+      'block-rar': folder(path.join(dir, 'block-rar'), STAGE_NOTEBOOKS.stage1),
+      raster: folder(path.join(dir, 'raster'), STAGE_NOTEBOOKS.stage1),
+      ...Object.fromEntries(CONTINUATION_ARMS.map((arm) => [arm, folder(path.join(dir, arm), STAGE_NOTEBOOKS.joint)])) as Record<ContinuationArm, RunFolder>,
+    };
+  };
+  const stage1Seeds = trainingSeeds(profile).map((seed) => ({ seed, arms: arms(seed) }));
   return {
     runRoot, profile,
     tokenizer: folder(tokenizerRunDir(runRoot, profile), STAGE_NOTEBOOKS.tokenizer),
     stage1Root,
-    stage1: {
-      'block-rar': folder(path.join(stage1Root, 'block-rar'), STAGE_NOTEBOOKS.stage1),
-      raster: folder(path.join(stage1Root, 'raster'), STAGE_NOTEBOOKS.stage1),
-      ...Object.fromEntries(CONTINUATION_ARMS.map((arm) => [arm, folder(path.join(stage1Root, arm), STAGE_NOTEBOOKS.joint)])) as Record<ContinuationArm, RunFolder>,
-    },
+    stage1: stage1Seeds[0].arms,
+    stage1Seeds,
     oracle: folder(path.join(runRoot, `oracle-${profile}`), STAGE_NOTEBOOKS.oracle),
     planner,
     stage3: Object.fromEntries(STAGE3_RUNS.map((r) => [r.key, inPlanner(stage3RunName(r.key), STAGE_NOTEBOOKS.stage3)])),
@@ -168,9 +183,11 @@ export function curriculumRunRows(runs: CurriculumRuns): { what: string; folder:
   const row = (what: string, f: RunFolder) => ({ what, folder: f.dir, 'written by': f.producedBy });
   return [
     row('tokenizer and token cache', runs.tokenizer),
-    row('Stage 1 block-RAR backbone', runs.stage1['block-rar']),
-    row('Stage 1 raster-only baseline', runs.stage1.raster),
-    ...CONTINUATION_ARMS.map((arm) => row(`continuation from C: ${arm}`, runs.stage1[arm])),
+    ...runs.stage1Seeds.flatMap(({ seed, arms }) => [
+      row(`Stage 1 block-RAR backbone, seed ${seed}`, arms['block-rar']),
+      row(`Stage 1 raster-only baseline, seed ${seed}`, arms.raster),
+      ...CONTINUATION_ARMS.map((arm) => row(`continuation from C: ${arm}, seed ${seed}`, arms[arm])),
+    ]),
     row('Stage 2 oracle dataset', runs.oracle),
     ...STAGE3_RUNS.map((r) => row(`Stage 3 planner: ${r.name}`, runs.stage3[r.key])),
     ...([1, 2, 4] as const).map((R) => row(`Stage 4 planner, R = ${R}`, runs.stage4[R])),
@@ -213,21 +230,35 @@ export function stage1SelectedCheckpoint(run: RunFolder): string {
 }
 
 /**
- * The training budget of every backbone of the contest (raster-only, the
- * block-RAR run annealed to raster, the continuations), from each run's final
- * checkpoint; runs not trained yet are left out.
+ * The training budget and the validation selection of every backbone of the
+ * contest (raster-only, the block-RAR run annealed to raster, the
+ * continuations), for every training seed: the budget from each run's last
+ * resume checkpoint, the selected step and its validation NLL from its
+ * best-step file. Runs not trained yet are left out.
  */
-export function contestBudgetRows(runs: CurriculumRuns): { backbone: string; steps: number; batch: string; 'images seen': number; 'tokens seen': number; epochs: number; runs: string }[] {
-  const arms: [string, RunFolder][] = [['raster-only', runs.stage1.raster], ['block-rar: random phase, annealed to raster', runs.stage1['block-rar']],
-    ...CONTINUATION_ARMS.map((a): [string, RunFolder] => [a, runs.stage1[a]])];
-  return arms.flatMap(([name, run]) => {
-    const last = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
-    if (!last) return [];
-    const ck = loadCheckpoint(last.path);
-    tf.dispose(Object.values(ck.weights));
-    const b = budgetFromExtra(ck.extra, last.path);
-    return [{ backbone: name, steps: b.steps, batch: b.batch, 'images seen': b.imagesSeen, 'tokens seen': b.tokensSeen, epochs: budgetEpochs(b), runs: b.runs.join(' → ') }];
+export function contestBudgetRows(runs: CurriculumRuns): ContestBudgetRow[] {
+  return runs.stage1Seeds.flatMap(({ seed, arms }) => {
+    const named: [string, RunFolder][] = [['raster-only', arms.raster], ['block-rar: random phase, annealed to raster', arms['block-rar']],
+      ...CONTINUATION_ARMS.map((a): [string, RunFolder] => [a, arms[a]])];
+    return named.flatMap(([name, run]) => {
+      const last = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
+      if (!last) return [];
+      const ck = loadCheckpoint(last.path);
+      tf.dispose(Object.values(ck.weights));
+      const b = budgetFromExtra(ck.extra, last.path);
+      const best = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'best');
+      const sel = best ? (() => { const c = loadCheckpoint(best.path); tf.dispose(Object.values(c.weights)); return c.extra.selected as Selection; })() : undefined;
+      return [{
+        backbone: name, seed, steps: b.steps, batch: b.batch, 'unique images': b.trainImages, 'tokens seen': b.tokensSeen, epochs: budgetEpochs(b),
+        'selected step': sel ? sel.step : NaN, 'validation bits/token': sel ? sel.validationBits : NaN, 'selected in': sel ? sel.order : 'n/a', runs: b.runs.join(' → '),
+      }];
+    });
   });
+}
+
+export interface ContestBudgetRow {
+  backbone: string; seed: number; steps: number; batch: string; 'unique images': number; 'tokens seen': number; epochs: number;
+  'selected step': number; 'validation bits/token': number; 'selected in': string; runs: string;
 }
 
 /** What notebook 06 recorded about the contest: checkpoint C, the fixed order and the budgets; the error names notebook 06. */

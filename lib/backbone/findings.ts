@@ -31,7 +31,7 @@ const ROBUSTNESS_WORDS: Readonly<Record<OrderRobustness, (rar: CheckpointNllRow,
  * checkpoint and of the raster-only model's final checkpoint, and what they
  * say about order robustness. `rows` is checkpointNllTable's output for the
  * models 'block-rar' and 'raster'; `run` says on how many test images and
- * after how much training.
+ * after how much training (validation images: the test split waits for notebook 08).
  */
 export function stage1Findings(rows: readonly CheckpointNllRow[], run: { images: number; trainMinutes: number }, profile: ProfileName, stamp: string): string {
   const rarRows = rows.filter((r) => r.model === 'block-rar');
@@ -41,7 +41,7 @@ export function stage1Findings(rows: readonly CheckpointNllRow[], run: { images:
   const ras = rows.filter((r) => r.model === 'raster').slice(-1)[0];
   const verdict = ROBUSTNESS_WORDS[orderRobustness(rar.gap, ras.gap)](rar, ras, profile);
   return [
-    `In this run (**${stamp}**, ${run.images} test images, ${run.trainMinutes.toFixed(1)} min of training for both models side by side):`,
+    `In this run (**${stamp}**, ${run.images} validation images, seed 0, ${run.trainMinutes.toFixed(1)} min of training for both models side by side):`,
     `- **block-RAR, random-phase checkpoint (step ${rar.step}, r = ${rar.r.toFixed(2)})**: raster ${f3(rar.bits.raster)}, random blocks ${f3(rar.bits['random-blocks'])} bits/token — gap **${f3(rar.gap)}** bits/token (${(100 * rar.gap / rar.bits.raster).toFixed(1)}% of raster).`,
     `- **block-RAR, final (step ${rarFinal.step}, r = ${rarFinal.r.toFixed(2)})**: raster ${f3(rarFinal.bits.raster)}, random blocks ${f3(rarFinal.bits['random-blocks'])} — gap ${f3(rarFinal.gap)}.`,
     `- **raster-only, final (step ${ras.step})**: raster ${f3(ras.bits.raster)}, random blocks ${f3(ras.bits['random-blocks'])} bits/token — gap **${f3(ras.gap)}** (${(100 * ras.gap / ras.bits.raster).toFixed(1)}% of raster).`,

@@ -11,7 +11,7 @@ export { checkpointNllTable, ORDER_TYPES } from './order-nll';
 export { sampleImages } from './sampler';
 export {
   continuationConfig, drawStage1Batch, loadBackbone, plannerOrderImages, selectedCheckpoint, selectionOrder, stage1Config, Stage1Config, stage1Geometry,
-  stage1Draws, stage1Loss, stage1ModelConfig, stage1Optimizer, trainStage1Parallel,
+  stage1Draws, stage1Loss, stage1ModelConfig, stage1Optimizer, STAGE1_SEEDS, trainingSeeds, trainStage1Parallel,
 } from './stage1';
-export { Regime, regimeEpochs, regimeImages, RegimeImages } from './regime';
+export { Regime, regimeEpochs, regimeImages, RegimeImages, validationData } from './regime';
 export { formatBudget } from './training-budget';

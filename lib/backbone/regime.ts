@@ -74,3 +74,18 @@ export function regimeImages(n: number, regime: Regime, batch: number, where = '
 
 /** Epochs over the K unique images: N · batch / K. */
 export const regimeEpochs = (steps: number, batch: number, k: number): number => (steps * batch) / k;
+
+/** The token grids and labels of some images of a split (raw indices), e.g. the validation images. */
+export function imagesOf(data: { tokens: Int32Array; labels: Int32Array; n: number }, images: ArrayLike<number>): { tokens: Int32Array; labels: Int32Array; n: number } {
+  const T = data.tokens.length / data.n, n = images.length;
+  const tokens = new Int32Array(n * T), labels = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    const img = images[k];
+    tokens.set(data.tokens.subarray(img * T, (img + 1) * T), k * T);
+    labels[k] = data.labels[img];
+  }
+  return { tokens, labels, n };
+}
+
+/** The validation images of a regime, as token data (what every selection reads). */
+export const validationData = (train: { tokens: Int32Array; labels: Int32Array; n: number }, images: Pick<RegimeImages, 'validation'>) => imagesOf(train, images.validation);

@@ -61,7 +61,7 @@ import { validateBlockOrder } from '../order';
 import { fileFingerprint } from '../runtime/checkpoint';
 import { writeFileAtomic } from '../runtime/atomic';
 import { addBudget, budgetFromExtra, runBudget, TrainingBudget } from './training-budget';
-import { Regime, regimeImages } from './regime';
+import { imagesOf, Regime, regimeImages } from './regime';
 import { exactNll } from './nll';
 import { checkpointName, latestCheckpoint, saveCheckpoint } from '../runtime/checkpoint';
 
@@ -313,12 +313,11 @@ export interface SelectionCells { grids: Int32Array; classes: Int32Array; cells:
  * planner arm needs the planner's order of every validation image.
  */
 export function selectionCells(cfg: Stage1Config, data: TokenData, geo: BlockGeometry, target: TargetCells, validation: Int32Array): SelectionCells {
-  const T = geo.numTokens, V = validation.length;
+  const T = geo.numTokens;
   const order = selectionOrder(cfg);
-  const grids = new Int32Array(V * T), classes = new Int32Array(V), cells = new Int32Array(V * T);
+  const { tokens: grids, labels: classes } = imagesOf(data, validation);
+  const cells = new Int32Array(validation.length * T);
   validation.forEach((img, i) => {
-    grids.set(data.tokens.subarray(img * T, (img + 1) * T), i * T);
-    classes[i] = data.labels[img];
     const own = order === 'random blocks' ? cellsOfBlockOrder(geo, randomBlockOrder(geo, seedFrom('validation-order', img))) : target(img);
     if (own) cells.set(own, i * T);
     else for (let t = 0; t < T; t++) cells[i * T + t] = t;
@@ -563,6 +562,27 @@ export async function trainStage1Parallel(root: string, data: TokenData, jobs: P
   });
   // One arm failing stops the others: their last checkpoints stay, and a rerun resumes every arm.
   return Promise.all(jobs.map((job) => runArm(job).catch((err) => { for (const w of workers) void w.terminate(); throw err; })));
+}
+
+/**
+ * The training seeds of each profile's contest: every headline arm is trained
+ * once per seed (arms of one seed draw the same images, stage1Draws), and the
+ * headline's intervals resample seeds and test images together. Seed 0 is
+ * the primary: its checkpoint C is the backbone the oracle and the planner are
+ * built on. Where seeds and model sizes compete for the default's time, seeds
+ * win: one seed cannot show the variation between training runs.
+ */
+export const STAGE1_SEEDS: Readonly<Record<ProfileName, readonly number[]>> = { smoke: [0, 1], default: [0, 1], full: [0, 1, 2] };
+
+/** The profile's training seeds, or `override`; a seed given twice, or none, is an error. */
+export function trainingSeeds(profile: ProfileName, override?: readonly number[]): number[] {
+  const seeds = [...(override ?? STAGE1_SEEDS[profile])];
+  ensure(seeds.length >= 1 && seeds.every((s) => Number.isInteger(s) && s >= 0), `seeds [${seeds.join(', ')}]`, 'stage1 seeds',
+    'give at least one whole-number seed, e.g. [0, 1]');
+  const twice = seeds.find((s, i) => seeds.indexOf(s) !== i);
+  ensure(twice === undefined, `seed ${twice} is given twice in [${seeds.join(', ')}]`, 'stage1 seeds',
+    'give each training seed once: a repeated seed trains the same run twice and would count one run as two in the intervals');
+  return seeds;
 }
 
 /** The continuations from checkpoint C besides the block-rar run's own (annealed to raster): METHOD.md §6. */

@@ -79,7 +79,7 @@ import { nllInBlockOrders } from '../backbone/nll';
 import { rollOutOrderSync } from '../order';
 import { plannerPolicy } from './policy';
 import { restrictToOrders } from './planner-orders';
-import { RegimeImages } from '../backbone/regime';
+import { imagesOf, RegimeImages } from '../backbone/regime';
 import { nllByOrderType } from '../backbone/order-nll';
 import { OracleDataset, oracleItem, primaryLabelSet } from '../oracle/dataset';
 import { PRIMARY_READING, Reading } from '../oracle/utility';
@@ -213,7 +213,7 @@ export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName
   if (regime) for (const i of regime.train) isTrain[i] = 1; else isTrain.fill(1);
   const trainImages = plannerOrders ? Int32Array.from([...plannerOrders.image.keys()].filter((k) => isTrain[plannerOrders.image[k]]))
     : Int32Array.from({ length: full.n }, (_, i) => i).filter((i) => isTrain[i]);
-  const heldOut = regime ? gatherImages(full, regime.validation, T) : { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n };
+  const heldOut = regime ? imagesOf(full, regime.validation) : { tokens: cache.test.tokens, labels: cache.test.labels, n: cache.test.n };
   return {
     geo: ds.geo, items: Array.from({ length: ds.n }, (_, i) => oracleItem(ds, i, cache)),
     aStar: label === 'u' ? l.aStar : l.aStarExtrap, image: ds.image, label, reading: l.reading, weight: l.weight,
@@ -222,12 +222,6 @@ export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName
   };
 }
 
-/** The token grids and labels of some images of a split. */
-function gatherImages(data: { tokens: Int32Array; labels: Int32Array }, images: Int32Array, T: number): { tokens: Int32Array; labels: Int32Array; n: number } {
-  const tokens = new Int32Array(images.length * T), labels = new Int32Array(images.length);
-  images.forEach((img, k) => { tokens.set(data.tokens.subarray(img * T, (img + 1) * T), k * T); labels[k] = data.labels[img]; });
-  return { tokens, labels, n: images.length };
-}
 
 /**
  * L_OH through the backbone: the planner's CE against a* on `rows` of `data`,
