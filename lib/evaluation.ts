@@ -34,7 +34,7 @@ import { evaluateSettings, EvalSettingEvent, EvaluateSettingsOptions } from './e
 import { SettingOutcome } from './eval/results';
 import {
   annealedFixedSetting, annealedRasterSetting, blockRarRandomSetting, blockRarRasterSetting, EvalSetting, isMissing, MissingSetting,
-  orderHeadSetting, rasterBaselineSetting, settingOrMissing,
+  EvalSettingName, orderHeadSetting, rasterBaselineSetting, seededSettingBase, seededSettingName, SETTING_PRODUCERS, settingOrMissing,
 } from './eval/settings';
 import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, RunFolder, stage1SelectedCheckpoint } from './curriculum';
 
@@ -61,30 +61,40 @@ export const CONTEST_UNMATCHED: UnmatchedBudgets = Object.freeze({
 export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, only: (name: string) => boolean = () => true): (EvalSetting | MissingSetting)[] {
   const { geo } = inputs;
   const fingerprint = { backboneFingerprint: inputs.backboneFingerprint };
-  const final = (arm: RunFolder) => loadBackbone(stage1SelectedCheckpoint(arm));
+  const selected = (arm: RunFolder) => loadBackbone(stage1SelectedCheckpoint(arm));
   let C: GPT | undefined;
   const readsC = () => (C ??= loadBackbone(inputs.checkpointC)); // every planner reads C: it was trained on its features
   const planner = (R: 0 | 1 | 2 | 4) => loadRunPlanner(R === 0 ? runs.stage3[PRIMARY_STAGE3_RUN] : runs.stage4[R], fingerprint);
   const keptRandom = 'kept random (matched budget)';
   const fixedOrder = () => contestSummary(runs).fixedOrder;
-  const all: [string, () => EvalSetting][] = [
-    ['raster baseline', () => rasterBaselineSetting(final(runs.stage1.raster))],
-    ['annealed to raster', () => annealedRasterSetting(final(runs.stage1['block-rar']))],
-    ['block-RAR + random order', () => blockRarRandomSetting(final(runs.stage1['kept-random']), geo, 0, `${keptRandom}, random block order`)],
-    ['block-RAR + raster order', () => blockRarRasterSetting(final(runs.stage1['kept-random']), geo, `${keptRandom}, raster block order`)],
-    ...([0, 1, 2, 4] as const).map((R): [string, () => EvalSetting] => [`OrderHead R=${R}`,
-      () => orderHeadSetting(final(runs.stage1['kept-random']), planner(R), geo, R, `kept random + planner R = ${R} reading C`, readsC())]),
-    ['annealed to planner', () => orderHeadSetting(final(runs.stage1['annealed-planner']), planner(0), geo, 0,
+  // The headline arms, once per training seed (each seed's own backbones; the planner and C are seed 0's).
+  const seeded = ({ seed, arms }: CurriculumRuns['stage1Seeds'][number]): [string, () => EvalSetting][] => ([
+    ['raster baseline', () => rasterBaselineSetting(selected(arms.raster))],
+    ['annealed to raster', () => annealedRasterSetting(selected(arms['block-rar']))],
+    ['block-RAR + random order', () => blockRarRandomSetting(selected(arms['kept-random']), geo, 0, `${keptRandom}, random block order`)],
+    ['annealed to planner', () => orderHeadSetting(selected(arms['annealed-planner']), planner(0), geo, 0,
       'annealed to the planner\'s orders + the same planner (R = 0) reading C', readsC())],
-    ['annealed to fixed order', () => annealedFixedSetting(final(runs.stage1['annealed-fixed']), geo, fixedOrder(), `annealed to the planner's average order ${fixedOrder().join(' ')}`)],
+    ['annealed to fixed order', () => annealedFixedSetting(selected(arms['annealed-fixed']), geo, fixedOrder(), `annealed to the planner's average order ${fixedOrder().join(' ')}`)],
+  ] as [string, () => EvalSetting][]).map(([name, build]) => [seededSettingName(name, seed), build]);
+  const primary = new Map(seeded(runs.stage1Seeds[0]));
+  const all: [string, () => EvalSetting][] = [
+    ['raster baseline', primary.get('raster baseline')!],
+    ['annealed to raster', primary.get('annealed to raster')!],
+    ['block-RAR + random order', primary.get('block-RAR + random order')!],
+    ['block-RAR + raster order', () => blockRarRasterSetting(selected(runs.stage1['kept-random']), geo, `${keptRandom}, raster block order`)],
+    ...([0, 1, 2, 4] as const).map((R): [string, () => EvalSetting] => [`OrderHead R=${R}`,
+      () => orderHeadSetting(selected(runs.stage1['kept-random']), planner(R), geo, R, `kept random + planner R = ${R} reading C`, readsC())]),
+    ['annealed to planner', primary.get('annealed to planner')!],
+    ['annealed to fixed order', primary.get('annealed to fixed order')!],
     ['adaptive budget', () => {
       const pair = loadJointPair(runs.joint.dir);
       const router = loadRunRouter(runs.router);
       return { name: 'adaptive budget', backbone: pair.backbone, geo, policy: budgetPolicy(pair.planner, router, pair.backbone, geo, 0), notes: 'Stage 5 tuned pair + Stage 6 router',
         release: () => { disposePlanner(pair.planner); disposeRouter(router); } };
     }],
+    ...runs.stage1Seeds.slice(1).flatMap(seeded),
   ];
-  return all.filter(([name]) => only(name)).map(([name, build]) => settingOrMissing(name, build));
+  return all.filter(([name]) => only(name)).map(([name, build]) => settingOrMissing(name, build, SETTING_PRODUCERS[seededSettingBase(name) as EvalSettingName]));
 }
 
 /** Where a worker finds what it rebuilds, and what it is handed as is (see evaluation-worker.ts). */

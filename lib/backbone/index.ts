@@ -15,3 +15,4 @@ export {
 } from './stage1';
 export { Regime, regimeEpochs, regimeImages, RegimeImages, validationData } from './regime';
 export { formatBudget } from './training-budget';
+export { randomPhaseCheckpoint } from './checkpoints';

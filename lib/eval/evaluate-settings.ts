@@ -52,10 +52,11 @@ export async function evaluateSettings(settings: readonly (EvalSetting | Missing
   progress?: (opts: { total: number; label: string }) => Progress, opts: EvaluateSettingsOptions = {}): Promise<SettingOutcome[]> {
   const out: SettingOutcome[] = [];
   const budgets = checkMatchedBudgets(settings, opts.allowUnmatched); // before anything runs: a refusal costs nothing
+  const selectedBy = new Map(settings.flatMap((s) => (isMissing(s) || !s.backbone.selected ? [] : [[s.name, s.backbone.selected] as const])));
   const withBudget = (o: SettingOutcome): SettingOutcome => {
     if (isMissing(o)) return o;
-    const b = budgets.bySetting[o.name];
-    return { ...o, ...(b?.budget ? { budget: b.budget } : {}), ...(b?.unmatched ? { unmatchedBudget: b.unmatched } : {}) };
+    const b = budgets.bySetting[o.name], selected = selectedBy.get(o.name);
+    return { ...o, ...(b?.budget ? { budget: b.budget } : {}), ...(b?.unmatched ? { unmatchedBudget: b.unmatched } : {}), ...(selected ? { selected } : {}) };
   };
   const dir = opts.cacheDir;
   if (dir !== undefined) {

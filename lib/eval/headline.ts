@@ -1,11 +1,15 @@
 /**
  * The headline comparison (METHOD.md §7): every setting against the best
- * raster setting, as paired differences with 95% intervals.
+ * raster setting, as paired differences with 95% intervals. A setting trained
+ * with several seeds k (`<name> (seed k)`, settings.ts) is one row:
  *
- *   best raster = argmin over RASTER_SETTINGS of the mean NLL on the shared test images
- *   Δ NLL       = mean_i [NLL_i(setting) − NLL_i(best raster)]          (bits/token; i: the shared test images; bootstrap over images)
- *   Δ FID       = mean_s [FID_s(setting) − FID_s(best raster)]          (s: the seeds; interval: per-seed bootstrap replicates of
- *                                                                        the difference, recentred, pooled)
+ *   best raster = argmin over RASTER_SETTINGS of the mean over seeds of the selected checkpoint's validation NLL
+ *                 (the test NLL only where no selection is recorded)
+ *   Δ NLL       = mean_k mean_i [NLL_ki(setting) − NLL_ki(best raster)]   (bits/token; k: training seeds, paired: the same images drawn;
+ *                                                                          i: the shared test images; seedImageInterval: seeds and
+ *                                                                          images resampled together)
+ *   Δ FID       = mean_ks [FID_ks(setting) − FID_ks(best raster)]         (s: the sampling seeds; interval: per-seed bootstrap replicates
+ *                                                                          of the difference, recentred, pooled over k and s)
  *
  * A difference whose interval contains 0 reads "no difference", whichever
  * way its mean points. Δ < 0 is better for both.
@@ -16,12 +20,12 @@ import { writeFileAtomic } from '../runtime/atomic';
 import type { Figure } from '../oracle/dataset-figures';
 import { budgetEpochs, formatBudget, TrainingBudget } from '../backbone/training-budget';
 import { ensure } from '../runtime/errors';
-import { bootstrapInterval } from './bootstrap';
+import { bootstrapInterval, seedImageInterval } from './bootstrap';
 import { SettingOutcome, SettingResult } from './results';
-import { isMissing, RASTER_SETTINGS } from './settings';
+import { isMissing, parseSeededSetting, RASTER_SETTINGS } from './settings';
 import { MetricSummary, summarizeRecentred } from './summary';
 import { escapeLatex } from './tables';
-import { estimateCell, Finding, finding, findingSentence, magnitudeParts, Phrasebook, signedCell } from '../stats/findings';
+import { estimateCell, Finding, finding, findingSentence, magnitudeParts, Phrasebook, signedCell, signedNumber } from '../stats/findings';
 import { Verdict, verdictOf } from '../stats/verdict';
 
 const escapeHtml = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -39,6 +43,10 @@ export interface HeadlineRow {
   budget?: TrainingBudget;
   /** Why its budget differs from the contest's (evaluateSettings' allowUnmatched). */
   unmatchedBudget?: string;
+  /** The training seeds behind the row, the test NLL of each, and the step each was selected at on validation (NaN: not selected). */
+  seeds: number[];
+  nllPerSeed: number[];
+  selectedSteps: number[];
 }
 
 export interface Headline {
@@ -52,6 +60,9 @@ export interface Headline {
   level: number;
   /** The settings that were missing. */
   missing: string[];
+  /** The most training seeds behind a row, and what chose the reference. */
+  trainingSeeds: number;
+  referenceChosenOn: 'validation' | 'test';
 }
 
 /** Per-image NLL differences a − b on the shared images, with their bootstrap interval. */
@@ -76,23 +87,69 @@ export function pairedFidDifference(a: SettingResult, b: SettingResult, level: n
   return summarizeRecentred(values, reps, a.seeds.reduce((t, s) => t + s.n, 0), level);
 }
 
+/** Paired per-image NLL differences a − b of each training seed (pairs of results of one seed), with the seed-and-image interval. */
+export function seededNllDifference(pairs: readonly [SettingResult, SettingResult][], reps: number, level: number): MetricSummary {
+  const perSeed = pairs.map(([a, b]) => {
+    const x = a.seeds[0].perSample.nllBits, y = b.seeds[0].perSample.nllBits;
+    ensure(x.length === y.length && x.length > 0, `'${a.name}' scored ${x.length} NLL images, '${b.name}' ${y.length}`, 'seededNllDifference',
+      'evaluate both settings with the same eval.nllImages (a cache from another config is recomputed)');
+    return Float64Array.from(x, (v, i) => v - y[i]);
+  });
+  const iv = seedImageInterval(perSeed, reps, `headline/nll/${pairs[0][0].name}`, level);
+  return { mean: iv.mean, lo: iv.lo, hi: iv.hi, level, interval: pairs.length > 1 ? 'bootstrap-training-seeds' : 'bootstrap-samples', perSeed: iv.perSeed, n: iv.images * pairs.length };
+}
+
+/** Per-seed FID differences pooled over training seeds: each pair's sampling seeds, their replicates recentred and pooled. */
+export function seededFidDifference(pairs: readonly [SettingResult, SettingResult][], level: number): MetricSummary {
+  const parts = pairs.map(([a, b]) => pairedFidDifference(a, b, level));
+  const values = pairs.flatMap(([a, b]) => a.seeds.map((s, i) => s.metrics.fid - b.seeds[i].metrics.fid));
+  const reps = pairs.flatMap(([a, b]) => a.seeds.map((s, i) => {
+    const ra = s.replicates.fid, rb = b.seeds[i].replicates.fid, n = Math.min(ra.length, rb.length);
+    return Float64Array.from({ length: n }, (_, r) => ra[r] - rb[r]);
+  }));
+  return pairs.length === 1 ? parts[0] : summarizeRecentred(values, reps, pairs.reduce((t, [a]) => t + a.seeds.reduce((u, s) => u + s.n, 0), 0), level);
+}
+
+const meanOf = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+
 /** The headline from a report's outcomes; the best raster setting must have been evaluated. */
 export function headline(outcomes: readonly SettingOutcome[], opts: { reps?: number; level?: number } = {}): Headline {
   const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
-  const rasters = done.filter((o) => (RASTER_SETTINGS as readonly string[]).includes(o.name));
+  // One group per setting, its training seeds in ascending order.
+  const groups = new Map<string, { seed: number; o: SettingResult }[]>();
+  for (const o of done) {
+    const { base, seed } = parseSeededSetting(o.name);
+    groups.set(base, [...(groups.get(base) ?? []), { seed, o }].sort((x, y) => x.seed - y.seed));
+  }
+  const rasters = RASTER_SETTINGS.filter((n) => groups.has(n));
   ensure(rasters.length > 0, `no raster setting was evaluated (${RASTER_SETTINGS.join(', ')})`, 'headline(outcomes)',
     'evaluate the raster baseline (notebooks/02_stage1_backbone.ipynb trains it) before reading the headline');
   const level = opts.level ?? done[0].metrics.nllBits.level ?? 0.95, reps = opts.reps ?? 2000;
-  const ref = rasters.reduce((a, b) => (b.metrics.nllBits.mean < a.metrics.nllBits.mean ? b : a));
-  const rows = done.map((o): HeadlineRow => {
-    const row: HeadlineRow = { setting: o.name, nll: o.metrics.nllBits.mean, fid: o.metrics.fid.mean, budget: o.budget, unmatchedBudget: o.unmatchedBudget };
-    if (o === ref) return row;
-    const dNll = pairedNllDifference(o, ref, reps, level), dFid = pairedFidDifference(o, ref, level);
+  // The reference is chosen on validation, never on test, wherever the backbones record their selection.
+  const onValidation = rasters.every((n) => groups.get(n)!.every((g) => g.o.selected));
+  const score = (n: string) => meanOf(groups.get(n)!.map((g) => (onValidation ? g.o.selected!.validationBits : g.o.metrics.nllBits.mean)));
+  const ref = rasters.reduce((a, b) => (score(b) < score(a) ? b : a));
+  const refBySeed = new Map(groups.get(ref)!.map((g) => [g.seed, g.o]));
+  const rows = [...groups.entries()].map(([name, g]): HeadlineRow => {
+    const first = g[0].o;
+    const row: HeadlineRow = {
+      setting: name, nll: meanOf(g.map((x) => x.o.metrics.nllBits.mean)), fid: meanOf(g.map((x) => x.o.metrics.fid.mean)),
+      budget: first.budget, unmatchedBudget: first.unmatchedBudget,
+      seeds: g.map((x) => x.seed), nllPerSeed: g.map((x) => x.o.metrics.nllBits.mean), selectedSteps: g.map((x) => x.o.selected?.step ?? NaN),
+    };
+    if (name === ref) return row;
+    // Paired by training seed: a seed the reference lacks has no partner (a seed-0-only setting pairs with seed 0).
+    const pairs = g.filter((x) => refBySeed.has(x.seed)).map((x): [SettingResult, SettingResult] => [x.o, refBySeed.get(x.seed)!]);
+    ensure(pairs.length > 0, `'${name}' was trained with seeds ${row.seeds.join(', ')}, the reference '${ref}' with ${[...refBySeed.keys()].join(', ')}`,
+      'headline(outcomes)', 'evaluate the reference for every training seed of the other settings');
+    const dNll = seededNllDifference(pairs, reps, level), dFid = seededFidDifference(pairs, level);
     return { ...row, dNll, dFid, nllVerdict: verdictOf(dNll), fidVerdict: verdictOf(dFid) };
   });
+  const refFirst = groups.get(ref)![0].o;
   return {
-    reference: ref.name, rows, nllImages: ref.seeds[0].perSample.nllBits.length, samplesPerSeed: ref.samplesPerSeed, seeds: ref.seeds.length, level,
-    missing: outcomes.filter(isMissing).map((o) => o.name),
+    reference: ref, rows, nllImages: refFirst.seeds[0].perSample.nllBits.length, samplesPerSeed: refFirst.samplesPerSeed, seeds: refFirst.seeds.length, level,
+    missing: outcomes.filter(isMissing).map((o) => o.name), trainingSeeds: Math.max(...rows.map((r) => r.seeds.length)),
+    referenceChosenOn: onValidation ? 'validation' : 'test',
   };
 }
 
@@ -105,12 +162,14 @@ const verdictText = (v: Verdict | undefined, what: string) => (v === undefined ?
 
 /** The table's header and rows as text cells (Markdown, CSV and LaTeX share them). */
 function headlineCells(h: Headline): { header: string[]; rows: string[][] } {
-  const header = ['setting', 'NLL (bits/token)', `Δ NLL vs ${h.reference}`, 'NLL verdict', 'FID', `Δ FID vs ${h.reference}`, 'FID verdict', 'steps', 'tokens seen', 'epochs'];
+  const header = ['setting', 'NLL (bits/token)', `Δ NLL vs ${h.reference}`, 'Δ NLL per seed', 'NLL verdict', 'FID', `Δ FID vs ${h.reference}`, 'FID verdict',
+    'seeds', 'selected steps', 'steps', 'unique images', 'epochs'];
   const rows = h.rows.map((r) => [
     r.unmatchedBudget ? `${r.setting} (budget not matched)` : r.setting,
-    r.nll.toFixed(3), cellOf(r.dNll, 3), verdictText(r.nllVerdict, 'NLL'),
+    r.nll.toFixed(3), cellOf(r.dNll, 3), r.dNll ? r.dNll.perSeed.map((v) => signedNumber(v, 3)).join(' / ') : '', verdictText(r.nllVerdict, 'NLL'),
     r.fid.toFixed(2), cellOf(r.dFid, 2), verdictText(r.fidVerdict, 'FID'),
-    r.budget ? String(r.budget.steps) : 'n/a', r.budget ? String(r.budget.tokensSeen) : 'n/a', r.budget ? budgetEpochs(r.budget).toFixed(2) : 'n/a',
+    r.seeds.join(', '), r.selectedSteps.map((x) => (Number.isNaN(x) ? 'last' : String(x))).join(', '),
+    r.budget ? String(r.budget.steps) : 'n/a', r.budget ? String(r.budget.trainImages) : 'n/a', r.budget ? budgetEpochs(r.budget).toFixed(2) : 'n/a',
   ]);
   return { header, rows };
 }
@@ -120,8 +179,10 @@ export function headlineCaption(h: Headline): string {
   const lv = Math.round(h.level * 100);
   const contest = h.rows.find((r) => r.budget && !r.unmatchedBudget)?.budget;
   const unmatched = h.rows.filter((r) => r.unmatchedBudget).map((r) => `${r.setting}: ${r.unmatchedBudget}`);
-  return `Every setting against the best raster setting (${h.reference}, the raster setting with the lowest NLL). ` +
-    `Δ NLL: paired per test image over the same ${h.nllImages} held-out images, ${lv}% bootstrap interval over images. ` +
+  return `Every setting against the best raster setting (${h.reference}, the raster setting with the lowest ${h.referenceChosenOn} NLL). ` +
+    `Δ NLL: paired per test image over the same ${h.nllImages} held-out images and per training seed (up to ${h.trainingSeeds}; each arm's checkpoint ` +
+    `selected on validation NLL), ${lv}% bootstrap interval ${h.trainingSeeds > 1 ? 'resampling training seeds and test images together' : 'over images'}; ` +
+    'Δ NLL per seed lists each seed\'s mean. ' +
     `Δ FID: paired per seed (${h.seeds} seeds x ${h.samplesPerSeed} samples, same classes), ${lv}% interval from per-seed bootstrap replicates. ` +
     'Negative Δ is better; "no difference" where the interval contains 0. ' +
     (contest ? `Matched budget: ${formatBudget(contest)} for every backbone${unmatched.length ? ` except ${unmatched.join('; ')}` : ''}. ` : '') +
@@ -132,15 +193,17 @@ export function headlineCaption(h: Headline): string {
 export function headlineMarkdown(h: Headline): string {
   const { header, rows } = headlineCells(h);
   const line = (c: string[]) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
-  return [`**The headline.** ${headlineCaption(h)}`, '', line(header), `|${header.map((_, i) => (i === 0 || i === 3 || i === 6 ? '---' : '---:')).join('|')}|`, ...rows.map(line), ''].join('\n');
+  return [`**The headline.** ${headlineCaption(h)}`, '', line(header), `|${header.map((_, i) => ([0, 3, 4, 7, 8, 9].includes(i) ? '---' : '---:')).join('|')}|`, ...rows.map(line), ''].join('\n');
 }
 
 export function headlineCsv(h: Headline): string {
-  const header = ['setting', 'nll', 'dnll', 'dnll_lo', 'dnll_hi', 'nll_verdict', 'fid', 'dfid', 'dfid_lo', 'dfid_hi', 'fid_verdict', 'steps', 'batch', 'tokens_seen', 'epochs', 'unmatched_budget'];
+  const header = ['setting', 'nll', 'dnll', 'dnll_lo', 'dnll_hi', 'dnll_per_seed', 'nll_verdict', 'fid', 'dfid', 'dfid_lo', 'dfid_hi', 'fid_verdict', 'seeds', 'selected_steps',
+    'steps', 'batch', 'tokens_seen', 'unique_images', 'epochs', 'unmatched_budget'];
   const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
   const n = (v: number | undefined) => (v === undefined ? '' : String(v));
-  const rows = h.rows.map((r) => [r.setting, n(r.nll), n(r.dNll?.mean), n(r.dNll?.lo), n(r.dNll?.hi), r.nllVerdict ?? 'reference', n(r.fid), n(r.dFid?.mean), n(r.dFid?.lo), n(r.dFid?.hi),
-    r.fidVerdict ?? 'reference', n(r.budget?.steps), r.budget?.batch ?? '', n(r.budget?.tokensSeen), r.budget ? n(budgetEpochs(r.budget)) : '', r.unmatchedBudget ?? ''].map(q).join(','));
+  const rows = h.rows.map((r) => [r.setting, n(r.nll), n(r.dNll?.mean), n(r.dNll?.lo), n(r.dNll?.hi), r.dNll ? r.dNll.perSeed.join(' ') : '', r.nllVerdict ?? 'reference',
+    n(r.fid), n(r.dFid?.mean), n(r.dFid?.lo), n(r.dFid?.hi), r.fidVerdict ?? 'reference', r.seeds.join(' '), r.selectedSteps.join(' '),
+    n(r.budget?.steps), r.budget?.batch ?? '', n(r.budget?.tokensSeen), n(r.budget?.trainImages), r.budget ? n(budgetEpochs(r.budget)) : '', r.unmatchedBudget ?? ''].map(q).join(','));
   return [header.join(','), ...rows].join('\n') + '\n';
 }
 

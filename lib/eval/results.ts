@@ -81,6 +81,8 @@ export interface SettingResult {
   /** The backbone's training budget (when its checkpoint records one), and why it may differ from the contest's (evaluateSettings' allowUnmatched). */
   budget?: TrainingBudget;
   unmatchedBudget?: string;
+  /** The step and validation NLL its backbone was selected at (a validation-selected Stage 1 checkpoint). */
+  selected?: { step: number; validationBits: number; validationImages: number; order: string };
 }
 
 export type SettingOutcome = SettingResult | MissingSetting;

@@ -23,6 +23,22 @@ export const EVAL_SETTING_NAMES = [
 ] as const;
 export type EvalSettingName = (typeof EVAL_SETTING_NAMES)[number];
 
+/**
+ * The headline arms are trained once per training seed (lib/backbone/stage1.ts,
+ * STAGE1_SEEDS): seed 0's setting keeps the plain name, seed k's is
+ * `<name> (seed k)`. The headline pools a name's seeds (headline.ts).
+ */
+export const seededSettingName = (name: string, seed: number, primary = 0): string => (seed === primary ? name : `${name} (seed ${seed})`);
+
+/** The setting name without its seed suffix, and the seed (0 when it has none). */
+export function seededSettingBase(name: string): string {
+  return parseSeededSetting(name).base;
+}
+export function parseSeededSetting(name: string): { base: string; seed: number } {
+  const m = / \(seed (\d+)\)$/.exec(name);
+  return m ? { base: name.slice(0, m.index), seed: Number(m[1]) } : { base: name, seed: 0 };
+}
+
 /** The raster settings: the headline compares every other setting with the best of these (headline.ts). */
 export const RASTER_SETTINGS: readonly EvalSettingName[] = ['raster baseline', 'annealed to raster'];
 

@@ -31,13 +31,14 @@ import { ensure } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
 import { bootstrapInterval } from './bootstrap';
 
-export type IntervalMethod = 'bootstrap-samples' | 'bootstrap-recentred' | 'seed-range';
+export type IntervalMethod = 'bootstrap-samples' | 'bootstrap-recentred' | 'seed-range' | 'bootstrap-training-seeds';
 
 /** One sentence per interval method, for captions and notebook text. */
 export const INTERVAL_METHODS: Readonly<Record<IntervalMethod, string>> = Object.freeze({
   'bootstrap-samples': 'percentile bootstrap over the pooled samples (or test images) of all seeds',
   'bootstrap-recentred': 'bootstrap within each seed (samples resampled, statistic recomputed), replicates recentred on their median around the seed\'s value, pooled over seeds',
   'seed-range': 'range (min to max) of the per-seed values',
+  'bootstrap-training-seeds': 'bootstrap over training seeds and test images together (each replicate resamples the seeds, then the images), so it holds the variation between training runs',
 });
 
 /** A metric's point estimate and interval. */
