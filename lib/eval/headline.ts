@@ -182,8 +182,8 @@ export function headlineCaption(h: Headline): string {
   return `Every setting against the best raster setting (${h.reference}, the raster setting with the lowest ${h.referenceChosenOn} NLL). ` +
     `Δ NLL: paired per test image over the same ${h.nllImages} held-out images and per training seed (up to ${h.trainingSeeds}; each arm's checkpoint ` +
     `selected on validation NLL), ${lv}% bootstrap interval ${h.trainingSeeds > 1 ? 'resampling training seeds and test images together' : 'over images'}; ` +
-    'Δ NLL per seed lists each seed\'s mean. ' +
-    `Δ FID: paired per seed (${h.seeds} seeds x ${h.samplesPerSeed} samples, same classes), ${lv}% interval from per-seed bootstrap replicates. ` +
+    'Δ NLL per seed lists each seed\'s mean; a setting trained with one seed (the planner settings, which read seed 0\'s C) pairs with the reference\'s seed 0. ' +
+    `Δ FID: paired per sampling seed within each training seed (${h.seeds} sampling seeds x ${h.samplesPerSeed} samples, same classes), ${lv}% interval from per-seed bootstrap replicates. ` +
     'Negative Δ is better; "no difference" where the interval contains 0. ' +
     (contest ? `Matched budget: ${formatBudget(contest)} for every backbone${unmatched.length ? ` except ${unmatched.join('; ')}` : ''}. ` : '') +
     'FID from a classifier trained on this dataset: comparable across these settings, not with ImageNet papers.' +
