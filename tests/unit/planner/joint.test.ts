@@ -36,7 +36,7 @@ function data(): JointData {
   const lab = (k: number) => Int32Array.from({ length: k }, () => r.int(CFG.numClasses));
   return {
     geo: GEO, items, aStar, image: Int32Array.from(items, (_, i) => Math.floor(i / 4)), label: 'u', reading: 'synthetic', weight: 'uniform',
-    backboneFingerprint: 'test-backbone', heldOut: { tokens: grid(8), labels: lab(8), n: 8 },
+    backboneFingerprint: 'test-backbone', heldOut: { tokens: grid(8), labels: lab(8), n: 8 }, trainImages: Int32Array.from({ length: 16 }, (_, i) => i),
     // L_AR on planner orders (the default arOrders): a seeded block order per training image stands in for the planner-order cache.
     train: { tokens: grid(16), labels: lab(16), n: 16, tokenizer: 'test-tok',
       targetOrders: { image: Int32Array.from({ length: 16 }, (_, i) => i), blockOrders: Int32Array.from(Array.from({ length: 16 }, () => r.shuffle([0, 1, 2, 3])).flat()), numBlocks: 4, fingerprint: 'test-orders', file: 'test-orders.json' } },
