@@ -1,4 +1,4 @@
-/** Stage 1: exact-NLL normalisation, sampling, the r schedule, training with resume, bad input. */
+/** Stage 1: exact-NLL normalisation, sampling, the r schedule, training with resume, paired per-step draws, validation selection (best-step files), bad input. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
