@@ -58,14 +58,15 @@ export function activeData(profile: ProfileName = activeProfile(), env: NodeJS.P
  * Images per split that each profile asks for (undefined: all), and the
  * fewest it needs. The minimum is the most any stage of the profile takes from
  * the split and refuses to run without: the training batches (tokenizer,
- * Stage 1, feature network) and oracle.images on train; eval.nllImages and
- * eval.trajectory.images on test (tests/unit/data/data-folder.test.ts keeps this table
- * equal to those configs).
+ * feature network), oracle.images, and Stage 1's regime (plannerImages +
+ * validationImages + one batch of training images, regime.ts) on train;
+ * eval.nllImages and eval.trajectory.images on test
+ * (tests/unit/data/data-folder.test.ts keeps this table equal to those configs).
  */
 export const PROFILE_DATA_SIZES: Record<ProfileName, Record<Split, { asks?: number; needs: number }>> = {
-  smoke: { train: { asks: 512, needs: 32 }, test: { asks: 128, needs: 16 } },
-  default: { train: { needs: 384 }, test: { needs: 1000 } },
-  full: { train: { needs: 1536 }, test: { needs: 10000 } },
+  smoke: { train: { asks: 512, needs: 56 }, test: { asks: 128, needs: 16 } },
+  default: { train: { needs: 2624 }, test: { needs: 1000 } },
+  full: { train: { needs: 5160 }, test: { needs: 10000 } },
 };
 
 /**

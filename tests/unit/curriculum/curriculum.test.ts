@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  curriculumRunRows, curriculumRuns, loadRunRouter, plannerCheckpoint, routerCheckpoint, stage1FinalCheckpoint, STAGE_NOTEBOOKS, STAGE_READS, stageInputs, StageName,
+  curriculumRunRows, curriculumRuns, loadRunRouter, plannerCheckpoint, routerCheckpoint, stage1SelectedCheckpoint, STAGE_NOTEBOOKS, STAGE_READS, stageInputs, StageName,
 } from '../../../lib/curriculum';
 import { tokenizerRunDir } from '../../../lib/tokenizer/config';
 import { plannerRoot, PRIMARY_STAGE3_RUN, STAGE3_RUNS, stage3RunName, stage4RunName, MetricsRow, OrderNllComparisonRow } from '../../../lib/planner/stages';
@@ -69,8 +69,16 @@ test('run-folder loaders: a planner, router or Stage 1 folder without a checkpoi
     throwsOH(() => plannerCheckpoint(runs.stage4[2]), runs.stage4[2].dir, 'no trained planner here', '05_stage4_latent_planner');
     throwsOH(() => routerCheckpoint(runs.router), runs.router.dir, 'no trained router here', '07_stage6_adaptive_budget');
     throwsOH(() => loadRunRouter(runs.router), 'no trained router here', '07_stage6_adaptive_budget');
-    fs.mkdirSync(path.join(runs.stage1.raster.dir, 'checkpoints'), { recursive: true });
-    throwsOH(() => stage1FinalCheckpoint(runs.stage1.raster), runs.stage1.raster.dir, 'no Stage 1 checkpoint of the raster run', '02_stage1_backbone');
+    const ckDir = path.join(runs.stage1.raster.dir, 'checkpoints');
+    fs.mkdirSync(ckDir, { recursive: true });
+    throwsOH(() => stage1SelectedCheckpoint(runs.stage1.raster), runs.stage1.raster.dir, 'no validation-selected checkpoint here', 'best-step', '02_stage1_backbone');
+    // Resume checkpoints are not the selection: the arm's reported backbone is its best-step file, even when a later step exists.
+    fs.writeFileSync(path.join(ckDir, 'stage1-step000008-r0.00.safetensors'), '');
+    throwsOH(() => stage1SelectedCheckpoint(runs.stage1.raster), 'no validation-selected checkpoint here');
+    fs.writeFileSync(path.join(ckDir, 'best-step000004-r0.00.safetensors'), '');
+    assert.equal(stage1SelectedCheckpoint(runs.stage1.raster), path.join(ckDir, 'best-step000004-r0.00.safetensors'));
+    // A continuation arm's error names the notebook that trains it.
+    throwsOH(() => stage1SelectedCheckpoint(runs.stage1['kept-random']), runs.stage1['kept-random'].dir, runs.stage1['kept-random'].producedBy);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

@@ -19,6 +19,7 @@ import { tokenizerConfig } from '../../../lib/tokenizer/config';
 import { oracleDatasetConfig } from '../../../lib/oracle/dataset-config';
 import { evalConfig } from '../../../lib/eval/config';
 import { stage1Config } from '../../../lib/backbone/stage1';
+import { regimeImages } from '../../../lib/backbone/regime';
 import { SHAPE_CLASSES, writeShapesSet } from '../../fixtures/idx-set';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orderhead-data-folder-'));
@@ -104,16 +105,26 @@ describe('profile sizes', () => {
 
   test('a set smaller than the profile needs is refused, naming the split, the need and the fix', () => {
     const d = writeShapesSet(fresh(), { train: 20, test: 40 });
-    throwsOH(() => profileDataset('train', 'smoke', env(d)), `${DATA_ENV}=idx:${d}`, 'has 20 images', 'needs at least 32', 'add train images');
+    throwsOH(() => profileDataset('train', 'smoke', env(d)), `${DATA_ENV}=idx:${d}`, 'has 20 images', 'needs at least 56', 'add train images');
     throwsOH(() => profileDataset('test', 'default', env(d)), 'needs at least 1000', 'ORDERHEAD_PROFILE=smoke');
   });
 
   test('each profile\'s minimum is what its stages take from the split (the table follows the configs)', () => {
     for (const p of PROFILES) {
       const ev = evalConfig(p);
-      const train = Math.max(oracleDatasetConfig(p, { backbone: 'b', tokens: 't' }).images, tokenizerConfig(p).batch, stage1Config(p, 'block-rar').batch, featureNetConfig(p).batch);
+      const s1 = stage1Config(p, 'block-rar');
+      const oracleImages = oracleDatasetConfig(p, { backbone: 'b', tokens: 't' }).images;
+      // Stage 1's regime: the planner's images, the validation images and at least one batch of training images.
+      const regime = s1.plannerImages + s1.validationImages + (s1.uniqueImages === 'all' ? s1.batch : s1.uniqueImages);
+      const train = Math.max(oracleImages, tokenizerConfig(p).batch, regime, featureNetConfig(p).batch);
       assert.equal(PROFILE_DATA_SIZES[p].train.needs, train, `${p} train`);
       assert.equal(PROFILE_DATA_SIZES[p].test.needs, Math.max(ev.nllImages, ev.trajectory.images), `${p} test`);
+      // A train split of exactly that size holds the profile's regime, and one image fewer is refused (naming the regime's fields).
+      const split = regimeImages(train, s1, s1.batch);
+      assert.ok(split.k >= s1.batch, `${p}: ${split.k} training images`);
+      if (train === regime) throwsOH(() => regimeImages(train - 1, s1, s1.batch), 'stage1.');
+      // The oracle's states come from the planner's images (regime.ts): no backbone of any K trains on them.
+      assert.ok(oracleImages <= s1.plannerImages, `${p}: oracle.images ${oracleImages} > stage1.plannerImages ${s1.plannerImages}`);
     }
   });
 });

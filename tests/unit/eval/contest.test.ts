@@ -17,6 +17,7 @@ import {
   TargetOrderTable, trainStage1,
 } from '../../../lib/backbone/stage1';
 import { budgetEpochs, sameBudget } from '../../../lib/backbone/training-budget';
+import { regimeImages } from '../../../lib/backbone/regime';
 import { randomPhaseCheckpoint } from '../../../lib/backbone/checkpoints';
 import { rng } from '../../../lib/runtime/seed';
 import { averageOrder, loadPlannerOrders, restrictToOrders } from '../../../lib/planner/planner-orders';
@@ -28,11 +29,11 @@ import { SettingResult } from '../../../lib/eval/results';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'oh-contest-'));
 
-/** A tiny block-rar job: 4x4 tokens, 4 blocks of 2x2, N = 4 steps (C at step 2), batch 4. */
+/** A tiny block-rar job: 4x4 tokens, 4 blocks of 2x2, N = 4 steps (C at step 2), batch 4; of its 12 images 1 is the planner's, 2 validation, 9 training. */
 function job(over: Partial<Stage1Config> = {}) {
   const cfg: Stage1Config = {
     ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps: 4, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, evalEvery: 2, annealStart: 0.5, annealEnd: 1,
-    validationImages: 2, plannerImages: 2, ...over,
+    uniqueImages: 'all', validationImages: 2, plannerImages: 1, ...over,
   };
   const model = stage1ModelConfig(cfg, { h: 4, w: 4 }, 16, 3);
   const n = 12;
@@ -67,7 +68,8 @@ test('continuations from C: budgets add up to the matched N, a resumed continuat
     assert.equal(bRaster.tokensSeen, 4 * 4 * 16);
     assert.ok(sameBudget(bRaster, bRar) && sameBudget(bRaster, bKept), `${JSON.stringify([bRaster, bRar, bKept])}`);
     assert.equal(bKept.runs.length, 2, 'a continuation names the random phase and itself');
-    assert.ok(Math.abs(budgetEpochs(bKept) - 16 / 8) < 1e-12, 'epochs over the K = 12 - 2 - 2 unique training images');
+    assert.equal(bKept.trainImages, 9, 'epochs count the K training images, not the split');
+    assert.ok(Math.abs(budgetEpochs(bKept) - 16 / 9) < 1e-12);
     assert.equal(info(C).budget!.steps, 2);
     // Interrupted after one step of the continuation, then resumed: the same weights as the uninterrupted continuation.
     disposeGPT(trainStage1(root, 'kept-split', { ...cfg, annealStart: 1, annealEnd: 1 }, data, model, { maxSteps: 1 }, C).model);
@@ -90,6 +92,12 @@ test('the annealed arms are paired: fixed = raster block order trains exactly li
     const C = randomPhaseCheckpoint(rar.run.dir);
     const images = plannerOrderImages({ ...cfg, annealTo: 'planner' }, data.n, geo, C);
     assert.ok(images.length > 0 && images.every((v, i) => i === 0 || v > images[i - 1]), `${images}`);
+    // The cache covers the replayed training draws and every validation image (the planner arm is selected in the planner's orders), nothing else.
+    const reg = regimeImages(data.n, cfg, cfg.batch);
+    const validation = new Set(reg.validation), train = new Set(reg.train);
+    for (const img of reg.validation) assert.ok(images.includes(img), `validation image ${img} missing from ${images}`);
+    assert.ok(images.every((img) => validation.has(img) || train.has(img)), `${images}: an image outside the regime's training and validation images`);
+    assert.ok(images.some((img) => train.has(img)), 'no training image replayed');
     const order = [0, 1, 2, 3];
     const table: TargetOrderTable = { image: images, blockOrders: Int32Array.from(Array.from(images, () => order).flat()), numBlocks: 4, fingerprint: 'test', file: 'orders.json' };
     const fixed = trainStage1(root, 'fixed', { ...cfg, annealTo: 'fixed', fixedOrder: order }, data, model, {}, C);
@@ -97,11 +105,19 @@ test('the annealed arms are paired: fixed = raster block order trains exactly li
     disposeGPT(fixed.model); disposeGPT(planner.model);
     const a = weights(fixed.checkpoints.at(-1)!), b = weights(planner.checkpoints.at(-1)!);
     for (const k of Object.keys(a)) assert.deepEqual(a[k], b[k], `weight ${k}: same draws and same orders must give the same model`);
-    // A cache that lacks one replayed image stops the run, naming the cache file; nothing past C is written.
-    const short: TargetOrderTable = { ...table, image: images.slice(1), blockOrders: table.blockOrders.slice(4) };
-    throwsOH(() => trainStage1(root, 'planner-short', { ...cfg, annealTo: 'planner' }, { ...data, targetOrders: short }, model, {}, C), 'orders.json', `training image ${images[0]}`);
+    const without = (img: number): TargetOrderTable => {
+      const k = images.indexOf(img);
+      return { ...table, image: Int32Array.from([...images.subarray(0, k), ...images.subarray(k + 1)]), blockOrders: Int32Array.from([...table.blockOrders.subarray(0, k * 4), ...table.blockOrders.subarray(k * 4 + 4)]) };
+    };
+    // A cache that lacks one replayed training image stops the run when it is drawn, naming the cache file; nothing past C is written.
+    const trainImage = images.find((img) => !validation.has(img))!;
+    throwsOH(() => trainStage1(root, 'planner-short', { ...cfg, annealTo: 'planner' }, { ...data, targetOrders: without(trainImage) }, model, {}, C), 'orders.json', `image ${trainImage}`);
     const left = fs.readdirSync(path.join(root, 'planner-short', 'checkpoints')).filter((f) => f.endsWith('.safetensors'));
     assert.deepEqual(left, [path.basename(C)], 'only the copy of C');
+    // A cache that lacks a validation image is refused before any run folder: the selection reads every validation image in its planner order.
+    throwsOH(() => trainStage1(root, 'planner-no-validation', { ...cfg, annealTo: 'planner' }, { ...data, targetOrders: without(reg.validation[0]) }, model, {}, C),
+      'orders.json', `image ${reg.validation[0]}`);
+    assert.ok(!fs.existsSync(path.join(root, 'planner-no-validation')));
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

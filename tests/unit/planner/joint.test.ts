@@ -1,4 +1,4 @@
-/** Stage 5 (limited joint tuning): freezing, k checks, leaks, resume, the drift guard and its best checkpoint. */
+/** Stage 5 (limited joint tuning): freezing, k checks, leaks, resume, the drift guard and its best checkpoint, its data under the Stage 1 regime. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -11,8 +11,13 @@ import { GPT } from '../../../lib/backbone/gpt';
 import { loadBackbone } from '../../../lib/backbone/stage1';
 import { loadCheckpoint } from '../../../lib/runtime/checkpoint';
 import { rng } from '../../../lib/runtime/seed';
+import { regimeImages } from '../../../lib/backbone/regime';
+import { drawOrderBatch, stage1Draws, TargetOrderTable, targetOrderCells } from '../../../lib/backbone/stage1';
+import { PRIMARY_READING } from '../../../lib/oracle/utility';
+import { OracleDataset } from '../../../lib/oracle/dataset';
+import { TokenCache } from '../../../lib/tokenizer/cache';
 import {
-  createPlanner, disposePlanner, fileFingerprint, JointData, jointTuningConfig, loadPlanner, Planner, 
+  createPlanner, disposePlanner, fileFingerprint, JointData, jointData, jointTuningConfig, loadPlanner, Planner, 
   plannerLossThroughBackbone, trainJointTuning, tunedParamNames, bestPlannerCheckpoint,
 } from '../../../lib/planner';
 
@@ -36,7 +41,7 @@ function data(): JointData {
   const lab = (k: number) => Int32Array.from({ length: k }, () => r.int(CFG.numClasses));
   return {
     geo: GEO, items, aStar, image: Int32Array.from(items, (_, i) => Math.floor(i / 4)), label: 'u', reading: 'synthetic', weight: 'uniform',
-    backboneFingerprint: 'test-backbone', heldOut: { tokens: grid(8), labels: lab(8), n: 8 },
+    backboneFingerprint: 'test-backbone', heldOut: { tokens: grid(8), labels: lab(8), n: 8 }, trainImages: Int32Array.from({ length: 16 }, (_, i) => i),
     // L_AR on planner orders (the default arOrders): a seeded block order per training image stands in for the planner-order cache.
     train: { tokens: grid(16), labels: lab(16), n: 16, tokenizer: 'test-tok',
       targetOrders: { image: Int32Array.from({ length: 16 }, (_, i) => i), blockOrders: Int32Array.from(Array.from({ length: 16 }, () => r.shuffle([0, 1, 2, 3])).flat()), numBlocks: 4, fingerprint: 'test-orders', file: 'test-orders.json' } },
@@ -204,6 +209,57 @@ test('drift guard: a huge learning rate degrades the held-out NLL, the run stops
     disposePlanner(pl);
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('jointData with a regime: L_AR draws only the K training images, never a validation image the planner-order cache holds; the drift guard reads the validation images', () => {
+  const n = 20, T = GEO.numTokens, r = rng(21);
+  const split = (k: number, source: string) => ({ tokens: Int32Array.from({ length: k * T }, () => r.int(CFG.vocabSize)), labels: Int32Array.from({ length: k }, (_, i) => i % 3), n: k, source });
+  const cache = { train: split(n, 'train'), test: split(6, 'test'), grid: { h: 4, w: 4 }, codebookSize: 16, tokenizer: { fingerprint: 'tok', step: 1, config: {} }, path: 'tokens.safetensors' } as unknown as TokenCache;
+  const reg = regimeImages(n, { uniqueImages: 6, validationImages: 4, plannerImages: 4 }, 2, 'joint');
+  // The oracle's states lie on the planner's images: two per image, with |S| = 0 and 1.
+  const states = reg.planner.length * 2;
+  const ds = {
+    dir: 'oracle', geo: GEO, n: states, image: Int32Array.from({ length: states }, (_, i) => reg.planner[i >> 1]), state: new Int32Array(states),
+    size: Int32Array.from({ length: states }, (_, i) => i % 2), classId: Int32Array.from({ length: states }, (_, i) => (i >> 1) % 3),
+    sequence: Int32Array.from({ length: states * 4 }, (_, j) => (j % 4 === 0 ? 2 : -1)), visible: new Uint8Array(states * 4), tokenLoss: new Float32Array(states * T),
+    manifest: { config: { split: 'train' }, backbone: { fingerprint: 'C' } },
+    labelings: [{ reading: PRIMARY_READING, weight: 'uniform', primary: true, aStar: new Int32Array(states).fill(1), aStarExtrap: new Int32Array(states).fill(3) }],
+  } as unknown as OracleDataset;
+  // The planner-order cache: the training images a continuation draws, the validation images its selection reads, and a stray planner image.
+  const cached = [...reg.train, ...reg.validation, reg.planner[0]].sort((a, b) => a - b);
+  const table: TargetOrderTable = { image: Int32Array.from(cached), blockOrders: Int32Array.from(cached.flatMap((_, k) => [[0, 1, 2, 3], [3, 2, 1, 0]][k % 2])), numBlocks: 4, fingerprint: 'orders', file: 'orders.json' };
+  const jd = jointData(ds, cache, 'u', PRIMARY_READING, table, reg);
+  assert.equal(jd.train.n, cached.length, 'L_AR\'s token data is the cache\'s images');
+  const raw = Array.from(jd.trainImages, (k) => table.image[k]);
+  assert.deepEqual([...raw].sort((a, b) => a - b), [...reg.train].sort((a, b) => a - b), 'trainImages are exactly the K training images');
+  const validation = new Set(reg.validation);
+  assert.ok(raw.every((img) => !validation.has(img)), 'a validation image is among the L_AR images');
+  jd.trainImages.forEach((k, i) => assert.deepEqual(Array.from(jd.train.tokens.subarray(k * T, (k + 1) * T)), Array.from(cache.train.tokens.subarray(raw[i] * T, (raw[i] + 1) * T))));
+  // The drift guard: the validation images' tokens and labels, in the regime's order; not the test split.
+  assert.equal(jd.heldOut.n, 4);
+  reg.validation.forEach((img, i) => {
+    assert.deepEqual(Array.from(jd.heldOut.tokens.subarray(i * T, (i + 1) * T)), Array.from(cache.train.tokens.subarray(img * T, (img + 1) * T)), `held-out image ${i}`);
+    assert.equal(jd.heldOut.labels[i], cache.train.labels[img]);
+  });
+  // What Stage 5's L_AR draws (drawOrderBatch from trainImages, in the planner's orders) never reaches a validation image.
+  const target = targetOrderCells(jd.train.targetOrders!, GEO);
+  for (let step = 0; step < 20; step++) {
+    const b = drawOrderBatch(stage1Draws(0, step), jd.train, jd.trainImages, GEO, 8, 0.5, 0.1, CFG.numClasses, target);
+    for (const k of b.image) assert.ok(reg.train.includes(table.image[k]), `step ${step}: L_AR drew raw image ${table.image[k]}`);
+  }
+  // The states and labels are the oracle's, whatever the regime.
+  assert.deepEqual(Array.from(jd.image), Array.from(ds.image));
+  assert.deepEqual(Array.from(jd.aStar), Array.from(ds.labelings[0].aStar));
+  assert.equal(jd.items[3].tokens.length, T);
+  // Without planner orders: L_AR draws the K training images of the whole split (raw indices).
+  const bare = jointData(ds, cache, 'u', PRIMARY_READING, undefined, reg);
+  assert.equal(bare.train.n, n);
+  assert.deepEqual(Array.from(bare.trainImages), [...reg.train].sort((a, b) => a - b));
+  assert.deepEqual(bare.heldOut, jd.heldOut);
+  // Without a regime (an older run): every cached image, and the test split as the drift guard's images.
+  const old = jointData(ds, cache, 'u', PRIMARY_READING, table);
+  assert.deepEqual(Array.from(old.trainImages), cached.map((_, k) => k));
+  assert.deepEqual(old.heldOut, { tokens: cache.test.tokens, labels: cache.test.labels, n: 6 });
 });
 
 // ---- bad input ----

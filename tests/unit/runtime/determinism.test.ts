@@ -27,7 +27,7 @@ import { gptConfig, seqLen } from '../../../lib/backbone/config';
 import { createGPT, disposeGPT } from '../../../lib/backbone/gpt';
 import { exactNll } from '../../../lib/backbone/nll';
 import { checkpointNllTable, orderCells } from '../../../lib/backbone/order-nll';
-import { STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, TokenData } from '../../../lib/backbone/stage1';
+import { selectedCheckpoint, STAGE1_DEFAULTS, Stage1Config, stage1ModelConfig, trainStage1, TokenData } from '../../../lib/backbone/stage1';
 import { TOKEN_CACHE_FORMAT } from '../../../lib/tokenizer/cache';
 import { OracleItem, READINGS, scoreStates, StateScore } from '../../../lib/oracle';
 import { buildOracleDataset, mergeOracleDataset, ORACLE_DATASET_FILE, oracleDatasetConfig } from '../../../lib/oracle';
@@ -113,8 +113,12 @@ test('exact NLL: same model seed and order seed give identical per-image and per
 });
 
 /** Train the tiny Stage 1 backbone with `seed`, build a tiny oracle dataset on it and the NLL table of its checkpoints. */
-async function pipeline(root: string, seed: number, oracleSeed = 0): Promise<{ weights: Record<string, Buffer>; labels: Record<string, Buffer>; nll: Buffer }> {
-  const cfg: Stage1Config = { ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps: 4, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, annealStart: 0.5, annealEnd: 1, seed };
+async function pipeline(root: string, seed: number, oracleSeed = 0): Promise<{ weights: Record<string, Buffer>; best: Record<string, Buffer>; labels: Record<string, Buffer>; nll: Buffer }> {
+  // The regime on the 8 images: the oracle's 3 images are the planner's, 1 validation image, 4 training images (one batch).
+  const cfg: Stage1Config = {
+    ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps: 4, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, evalEvery: 2, annealStart: 0.5, annealEnd: 1, seed,
+    uniqueImages: 'all', validationImages: 1, plannerImages: 3,
+  };
   const model = stage1ModelConfig(cfg, { h: 4, w: 4 }, 16, 3);
   const n = 8, r = rng(77);
   const data: TokenData = { tokens: Int32Array.from({ length: n * 16 }, () => r.int(16)), labels: Int32Array.from({ length: n }, (_, i) => i % 3), n, tokenizer: 'tok0' };
@@ -135,7 +139,9 @@ async function pipeline(root: string, seed: number, oracleSeed = 0): Promise<{ w
   mergeOracleDataset(ds);
   const rows = checkpointNllTable([{ model: 'block-rar', checkpoints: res.checkpoints }], GEO, data, n);
   const nll = Buffer.concat(rows.map((row) => bytes(new Float64Array([row.step, row.r, row.bits.raster, row.bits['block-raster'], row.bits['random-blocks'], row.gap]))));
-  return { weights: tensorBytes(res.checkpoints[res.checkpoints.length - 1]), labels: tensorBytes(path.join(ds, ORACLE_DATASET_FILE)), nll };
+  return {
+    weights: tensorBytes(res.checkpoints[res.checkpoints.length - 1]), best: tensorBytes(selectedCheckpoint(res.run.dir)), labels: tensorBytes(path.join(ds, ORACLE_DATASET_FILE)), nll,
+  };
 }
 
 test('Stage 1 -> oracle dataset -> NLL table: the same seed twice is identical byte for byte; another seed differs', async () => {
@@ -143,6 +149,7 @@ test('Stage 1 -> oracle dataset -> NLL table: the same seed twice is identical b
   const one = await pipeline(sandbox(), 0);
   const two = await pipeline(sandbox(), 0);
   sameTensors(one.weights, two.weights, 'Stage 1 checkpoint');
+  sameTensors(one.best, two.best, 'Stage 1 validation-selected checkpoint');
   sameTensors(one.labels, two.labels, 'oracle dataset');
   assert.ok(one.nll.equals(two.nll), 'the NLL table differs');
   const other = await pipeline(sandbox(), 1);

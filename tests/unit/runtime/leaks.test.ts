@@ -103,9 +103,12 @@ test('tokenizer training: numTensors after 8 steps equals that after 1 (logging,
   assertFlat(rec.at, 8, 'tokenizer training');
 });
 
-test('Stage 1 training: numTensors after 8 steps equals that after 1 (checkpoints every 2 steps included)', async () => {
+test('Stage 1 training: numTensors after 8 steps equals that after 1 (checkpoints every 2 steps and validation every 2 included)', async () => {
   await useWasm();
-  const cfg: Stage1Config = { ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps: 8, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, annealStart: 0.25, annealEnd: 0.75 };
+  const cfg: Stage1Config = {
+    ...STAGE1_DEFAULTS, orderMode: 'block-rar', size: 'tiny', steps: 8, batch: 4, microBatch: 2, warmup: 1, checkpointEvery: 2, evalEvery: 2, annealStart: 0.25, annealEnd: 0.75,
+    uniqueImages: 'all', validationImages: 2, plannerImages: 1,
+  };
   const model = stage1ModelConfig(cfg, { h: 4, w: 4 }, 16, 3);
   const n = 8;
   const rec = recorder();

@@ -690,7 +690,7 @@ describe('bad input', () => {
     const s1 = stage1Checkpoint(root, 'a');
     // Another run (dModel 32) whose checkpoints/ received the dModel-16 checkpoint by mistake.
     const bigger = gptConfig('tiny', { gridH: 4, gridW: 4, vocabSize: 16, numClasses: 3, dModel: 32 });
-    const bDir = openRun({ root, stage: 'stage1', name: 'b', config: { stage1: s1.cfg, model: bigger, data: { n: s1.data.n, tokenizer: 'tok0' } } }).dir;
+    const bDir = openRun({ root, stage: 'stage1', name: 'b', config: { stage1: s1.cfg, model: bigger, data: { n: s1.data.n, uniqueImages: 5, tokenizer: 'tok0' } } }).dir;
     fs.copyFileSync(s1.file, path.join(bDir, 'checkpoints', path.basename(s1.file)));
     const before = tf.memory().numTensors;
     await untouched(root, () => {
@@ -728,44 +728,55 @@ describe('bad input', () => {
     });
   });
 
-  test('out of disk while Stage 1 writes a checkpoint: error names the file, the previous checkpoint is byte-identical, no temp file, no leak', async () => {
+  test('out of disk while Stage 1 writes a checkpoint (its validation-selected best file, or its resume checkpoint): error names the file, the previous files are byte-identical, no temp file, no leak', async () => {
     await useWasm();
-    const root = sandbox();
-    const job = tinyStage1();
-    const cfg = { ...job.cfg, steps: 4 };
-    const first = trainStage1(root, 'full', cfg, job.data, job.model, { maxSteps: 2 });
-    disposeGPT(first.model);
-    const good = first.checkpoints[0];
-    const ckDir = path.dirname(good);
-    const before = snapshot(ckDir);
-    const tensors = tf.memory().numTensors;
-    // Every write to a temp file fails as on a full disk, from step 4's save on (onStep runs after a step's checkpoint, so the disk fills after step 3).
-    const realOpen = rawFs.openSync, realWrite = rawFs.writeSync;
-    const tempFds = new Set<number>();
-    let full = false;
-    (rawFs as { openSync: unknown }).openSync = (...args: Parameters<typeof fs.openSync>) => {
-      const fd = realOpen(...args);
-      if (String(args[0]).includes('.tmp-')) tempFds.add(fd);
-      return fd;
-    };
-    (rawFs as { writeSync: unknown }).writeSync = (fd: number, ...rest: unknown[]) => {
-      if (full && tempFds.has(fd)) throw enospc();
-      return (realWrite as (...a: unknown[]) => number)(fd, ...rest);
-    };
-    try {
-      expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 3) full = true; } }),
-        path.join(ckDir, 'stage1-step000004-r1.00.safetensors'), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
-    } finally {
-      (rawFs as { openSync: unknown }).openSync = realOpen;
-      (rawFs as { writeSync: unknown }).writeSync = realWrite;
+    // Validation only at the last step (evalEvery past N): step 4 writes its best file first, then its resume checkpoint.
+    for (const failing of ['best-step000004-r1.00.safetensors', 'stage1-step000004-r1.00.safetensors']) {
+      const root = sandbox();
+      const job = tinyStage1();
+      const cfg = { ...job.cfg, steps: 4, evalEvery: 100 };
+      const first = trainStage1(root, 'full', cfg, job.data, job.model, { maxSteps: 2 });
+      disposeGPT(first.model);
+      const good = first.checkpoints[0];
+      const ckDir = path.dirname(good);
+      assert.deepEqual(fs.readdirSync(ckDir), [path.basename(good)], 'no evaluation before step 4');
+      const before = snapshot(ckDir);
+      const tensors = tf.memory().numTensors;
+      // Every write to a temp file of `failing` fails as on a full disk, from step 4's saves on (onStep runs after a step's checkpoint, so the disk fills after step 3).
+      const realOpen = rawFs.openSync, realWrite = rawFs.writeSync;
+      const tempFds = new Set<number>();
+      let full = false;
+      (rawFs as { openSync: unknown }).openSync = (...args: Parameters<typeof fs.openSync>) => {
+        const fd = realOpen(...args);
+        if (String(args[0]).includes('.tmp-') && path.basename(String(args[0])).startsWith(failing)) tempFds.add(fd);
+        return fd;
+      };
+      (rawFs as { writeSync: unknown }).writeSync = (fd: number, ...rest: unknown[]) => {
+        if (full && tempFds.has(fd)) throw enospc();
+        return (realWrite as (...a: unknown[]) => number)(fd, ...rest);
+      };
+      try {
+        expectOH(() => trainStage1(root, 'full', cfg, job.data, job.model, { onStep: (s) => { if (s === 3) full = true; } }),
+          path.join(ckDir, failing), 'no space left on the device', 'previous file, if any, is unchanged', 'free disk space');
+      } finally {
+        (rawFs as { openSync: unknown }).openSync = realOpen;
+        (rawFs as { writeSync: unknown }).writeSync = realWrite;
+      }
+      // The best file of step 4 was written when only the resume checkpoint failed; nothing else changed.
+      const after = snapshot(ckDir);
+      if (failing.startsWith('stage1-')) {
+        assert.ok(after['best-step000004-r1.00.safetensors'], 'the best file of step 4 (written before the failing save) is missing');
+        delete after['best-step000004-r1.00.safetensors'];
+      }
+      assert.deepEqual(after, before, `${failing}: the checkpoints folder changed`);
+      assert.deepEqual(tmpFiles(root), [], `${failing}: a temp file was left behind`);
+      assert.equal(tf.memory().numTensors, tensors, `${failing}: the failed run leaked tensors`);
+      // With space again, the run resumes from the good checkpoint and finishes, with its best file.
+      const done = trainStage1(root, 'full', cfg, job.data, job.model);
+      assert.equal(done.steps, 4);
+      assert.deepEqual(fs.readdirSync(ckDir).filter((f) => f.startsWith('best-')), ['best-step000004-r1.00.safetensors']);
+      disposeGPT(done.model);
     }
-    assert.deepEqual(snapshot(ckDir), before, 'the checkpoints folder changed');
-    assert.deepEqual(tmpFiles(root), [], 'a temp file was left behind');
-    assert.equal(tf.memory().numTensors, tensors, 'the failed run leaked tensors');
-    // With space again, the run resumes from the good checkpoint and finishes.
-    const done = trainStage1(root, 'full', cfg, job.data, job.model);
-    assert.equal(done.steps, 4);
-    disposeGPT(done.model);
   });
 
   test('out of disk on an injected write failure in saveCheckpoint: the old file stays byte-identical', async () => {
