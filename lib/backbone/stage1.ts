@@ -167,7 +167,7 @@ export function targetOrderCells(t: TargetOrderTable, geo: BlockGeometry): Targe
     if (!cells) {
       const k = row.get(image);
       if (k === undefined) {
-        throw new OrderHeadError(`the planner-order cache has no order for training image ${image}`, t.file,
+        throw new OrderHeadError(`the planner-order cache has no order for image ${image} of the train split (a training or validation image of this run)`, t.file,
           'rebuild the cache for the images this run draws (plannerOrderImages lists them): the cache was made for another run or schedule');
       }
       cells = cellsOfBlockOrder(geo, Array.from(t.blockOrders.subarray(k * geo.numBlocks, (k + 1) * geo.numBlocks)));

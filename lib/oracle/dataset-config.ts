@@ -8,6 +8,7 @@
  * the labelled tokens (manifest.ts records it and compares it on reopen).
  */
 import { ensure, oneOf } from '../runtime/errors';
+import { stage1Config } from '../backbone/stage1';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { Reading, READINGS, DEFAULT_ORACLE_BATCH, PRIMARY_READING } from './utility';
 import { WeightName, WEIGHTS } from './weights';
@@ -109,7 +110,12 @@ export function oracleDatasetConfig(
   paths: { backbone: string; tokens: string },
   overrides: Partial<OracleDatasetConfig> = {},
 ): OracleDatasetConfig {
-  return profileConfig({ ...ORACLE_DATASET_DEFAULTS, ...paths }, ORACLE_DATASET_PROFILES, profile, overrides, validateOracleDatasetConfig);
+  const cfg = profileConfig({ ...ORACLE_DATASET_DEFAULTS, ...paths }, ORACLE_DATASET_PROFILES, profile, overrides, validateOracleDatasetConfig);
+  // The planner's images are the first plannerImages of the train split, which no backbone trains on (backbone/regime.ts).
+  const share = stage1Config(profile, 'block-rar').plannerImages;
+  ensure(cfg.split !== 'train' || cfg.images <= share, `oracle.images ${cfg.images} is more than the ${share} train-split images left to the planner`,
+    'oracle.images', `use at most ${share} (stage1.plannerImages of the ${profile} profile): more would label images the backbones train on`);
+  return cfg;
 }
 
 /** Check every field; errors name the field (`oracle.images`) and the fix. */

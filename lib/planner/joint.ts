@@ -372,6 +372,8 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
     'trainJointTuning(data)', 'build the data with jointData(oracleDataset, tokenCache)');
   data.items.forEach((it, i) => ensure(it.visible.length < nb && !it.visible.includes(data.aStar[i]) && data.aStar[i] >= 0 && data.aStar[i] < nb,
     `state ${i}: a* = ${data.aStar[i]} is not an unseen block`, 'trainJointTuning(data.aStar)', 'use the oracle labels of these states'));
+  ensure(data.trainImages.length >= 1, 'L_AR has no training images to draw from (data.trainImages is empty)', 'trainJointTuning(data.trainImages)',
+    'build the data with jointData(ds, cache, label, reading, plannerOrders, regime): its planner-order cache must hold some of the K training images');
   ensure(data.train.n >= 1 && data.train.tokens.length === data.train.n * T && data.train.labels.length === data.train.n,
     `L_AR data holds ${data.train.tokens.length} tokens and ${data.train.labels.length} labels for ${data.train.n} images of ${T} tokens`,
     'trainJointTuning(data.train)', 'pass the token cache split the backbone was trained on');
@@ -388,7 +390,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
 
   const runCfg: JointRunConfig = {
     joint: cfg, model: mcfg, stage1: { blockH: geo.blockH, blockW: geo.blockW, orderMode: 'block-rar' },
-    data: { tokenizer: data.train.tokenizer ?? 'unknown', trainImages: data.train.n, heldOutImages: cfg.driftImages, states: n, label: data.label, reading: data.reading, weight: data.weight,
+    data: { tokenizer: data.train.tokenizer ?? 'unknown', trainImages: data.trainImages.length, heldOutImages: cfg.driftImages, states: n, label: data.label, reading: data.reading, weight: data.weight,
       ...(data.train.targetOrders && cfg.arOrders === 'planner' ? { plannerOrders: data.train.targetOrders.fingerprint } : {}) },
     backbone: { fingerprint: data.backboneFingerprint, weights: weightsFingerprint(backbone.params) },
     planner: { cfg: planner.cfg, shape: planner.shape, weights: weightsFingerprint(planner.params) },
@@ -422,7 +424,7 @@ export function trainJointTuning(root: string, name: string, cfg: JointTuningCon
   /** The best pair: a Stage-1-compatible backbone and its planner, whose backboneFingerprint is that file's. */
   const writeBest = (step: number, e: MetricValues) => {
     bestNll = { raster: Number(e.rasterBits), random: Number(e.randomBits) };
-    const budget = startBudget ? addBudget(startBudget, runBudget(`stage5 ${name}`, 0, step, cfg.batch, T, data.train.n)) : undefined;
+    const budget = startBudget ? addBudget(startBudget, runBudget(`stage5 ${name}`, 0, step, cfg.batch, T, data.trainImages.length)) : undefined;
     const bFile = saveCheckpoint(ckpt, checkpointName('backbone', step, ['r1.00']), {
       weights: m.params, config: mcfg, step, kind: 'stage1',
       extra: { orderMode: 'block-rar', r: 1, ...(budget ? { budget } : {}), joint: { topBlocks: cfg.topBlocks, tuneOutput: cfg.tuneOutput, from: data.backboneFingerprint, rasterBits: bestNll.raster, randomBits: bestNll.random } },
