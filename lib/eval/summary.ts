@@ -22,6 +22,10 @@
  *   at distance 0, which collapses the k-th neighbour radii). With 2 seeds
  *   this is a range, not a confidence interval.
  *
+ * - `bootstrap-seeds-images`: for a per-test-image quantity measured under
+ *   several training seeds (the crossover study, lib/study): seedImageInterval
+ *   resamples the seeds and the images together.
+ *
  * In every case `mean` is the mean of the per-seed values (or of the pooled
  * samples, the same thing for equal counts), and the interval is widened to
  * include it when a skewed replicate distribution (tiny sample counts) leaves
@@ -31,13 +35,14 @@ import { ensure } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
 import { bootstrapInterval } from './bootstrap';
 
-export type IntervalMethod = 'bootstrap-samples' | 'bootstrap-recentred' | 'seed-range';
+export type IntervalMethod = 'bootstrap-samples' | 'bootstrap-recentred' | 'seed-range' | 'bootstrap-seeds-images';
 
 /** One sentence per interval method, for captions and notebook text. */
 export const INTERVAL_METHODS: Readonly<Record<IntervalMethod, string>> = Object.freeze({
   'bootstrap-samples': 'percentile bootstrap over the pooled samples (or test images) of all seeds',
   'bootstrap-recentred': 'bootstrap within each seed (samples resampled, statistic recomputed), replicates recentred on their median around the seed\'s value, pooled over seeds',
   'seed-range': 'range (min to max) of the per-seed values',
+  'bootstrap-seeds-images': 'percentile bootstrap over training seeds and test images together (seedImageInterval: seeds resampled, then the images of each drawn seed)',
 });
 
 /** A metric's point estimate and interval. */
