@@ -42,7 +42,8 @@ export const INTERVAL_METHODS: Readonly<Record<IntervalMethod, string>> = Object
   'bootstrap-samples': 'percentile bootstrap over the pooled samples (or test images) of all seeds',
   'bootstrap-recentred': 'bootstrap within each seed (samples resampled, statistic recomputed), replicates recentred on their median around the seed\'s value, pooled over seeds',
   'seed-range': 'range (min to max) of the per-seed values',
-  'bootstrap-seeds-images': 'percentile bootstrap over training seeds and test images together (seedImageInterval: seeds resampled, then the images of each drawn seed)',
+  'bootstrap-seeds-images':
+    'percentile bootstrap over training seeds and test images together (seedImageInterval: seeds resampled, then the images of each drawn seed)',
 });
 
 /** A metric's point estimate and interval. */

@@ -165,7 +165,10 @@ export function studyFigure(a: StudyAnalysis, x: 'epochs' | 'K', stamp: string):
         type: 'scatter', mode: 'lines+markers', name: `${arm}, N ${n}`, x: rows.map((r) => (x === 'epochs' ? r.epochs : r.kImages)),
         y: rows.map((r) => r.delta!.mean), text: rows.map((r) => `K ${kLabel(r.k, r.kImages)}, ${r.epochs.toPrecision(3)} epochs`),
         line: { color: ARM_COLORS[arm], dash: ['solid', 'dash', 'dot', 'dashdot'][j % 4] },
-        error_y: { type: 'data', symmetric: false, array: rows.map((r) => r.delta!.hi - r.delta!.mean), arrayminus: rows.map((r) => r.delta!.mean - r.delta!.lo), thickness: 1 },
+        error_y: {
+          type: 'data', symmetric: false, thickness: 1,
+          array: rows.map((r) => r.delta!.hi - r.delta!.mean), arrayminus: rows.map((r) => r.delta!.mean - r.delta!.lo),
+        },
         hovertemplate: '%{text}: Δ %{y:.3f}<extra>%{fullData.name}</extra>',
       });
     });
@@ -174,7 +177,11 @@ export function studyFigure(a: StudyAnalysis, x: 'epochs' | 'K', stamp: string):
   return {
     traces,
     layout: {
-      title: { text: `Δ NLL against raster-only by ${x === 'epochs' ? 'epochs over the K images' : 'unique training images K'} (mean over seeds, ${lv}% interval over seeds and test images) — ${stamp}`, font: { size: 14 } },
+      title: {
+        text: `Δ NLL against raster-only by ${x === 'epochs' ? 'epochs over the K images' : 'unique training images K'} ` +
+          `(mean over seeds, ${lv}% interval over seeds and test images) — ${stamp}`,
+        font: { size: 14 },
+      },
       xaxis: { title: x === 'epochs' ? 'epochs = N · batch / K (log)' : 'unique training images K (log)', type: 'log' },
       yaxis: { title: 'Δ NLL vs raster-only (bits/token) ↓', zeroline: true, zerolinewidth: 2 },
       shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 0, y1: 0, line: { color: '#444', width: 1, dash: 'dot' } }],

@@ -77,7 +77,8 @@ async function main(argv: string[]): Promise<void> {
         else if (p.kind === 'done') bar?.done();
       },
     });
-    console.log(`${tag}: ${res.trained} cell(s) trained, ${res.skipped} finished before, in ${((Date.now() - t0) / 60000).toFixed(1)} min; study folder ${dir}`);
+    const minutes = ((Date.now() - t0) / 60000).toFixed(1);
+    console.log(`${tag}: ${res.trained} cell(s) trained, ${res.skipped} finished before, in ${minutes} min; study folder ${dir}`);
     return;
   }
   const merged = mergeStudy([dir, ...args.from]);

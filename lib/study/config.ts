@@ -23,7 +23,7 @@
  *              307,200 image NLLs, about 3 s per 512 images idle: 15 min over 2 cores
  *   test       4 arms × 500 test images × 20 cells = 40,000 image NLLs: about 2 min over 2 cores
  *   in all     about 2 h 15 min idle; under load (another job on the cores) twice that or more.
- * The smoke study: the tiny model, N 4 and 8, five K from 16 to 'all', 2 seeds: seconds.
+ * The smoke study: the tiny model, N 4 and 8, five K from 16 to 'all', 2 seeds, validation every N/2: about 20 s.
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
@@ -77,7 +77,7 @@ export const STUDY_DEFAULTS: StudyConfig = {
 /** The study of a profile; the default's arithmetic is in this file's comment. */
 export function studyConfig(profile: ProfileName, overrides: ConfigOverrides<StudyConfig> = {}): StudyConfig {
   return profileConfig<StudyConfig>(STUDY_DEFAULTS, {
-    smoke: { uniqueImages: [16, 32, 64, 128, 'all'], steps: [4, 8], seeds: [0, 1], testImages: 16, selections: 4, bootstrapReps: 200 },
+    smoke: { uniqueImages: [16, 32, 64, 128, 'all'], steps: [4, 8], seeds: [0, 1], testImages: 16, selections: 2, bootstrapReps: 200 },
     default: {},
     full: { steps: [1000, 3000], seeds: [0, 1, 2], testImages: 2000 },
   }, profile, overrides, validateStudyConfig);
@@ -88,7 +88,8 @@ function once<T>(values: readonly T[], field: string): void {
   const seen = new Set<string>();
   for (const v of values) {
     const key = String(v);
-    ensure(!seen.has(key), `${key} is given twice (${values.join(', ')})`, `study.${field}`, `list each value once: ${[...new Set(values.map(String))].join(', ')}`);
+    ensure(!seen.has(key), `${key} is given twice (${values.join(', ')})`, `study.${field}`,
+      `list each value once: ${[...new Set(values.map(String))].join(', ')}`);
     seen.add(key);
   }
 }
@@ -98,7 +99,8 @@ export function validateStudyConfig(cfg: StudyConfig): void {
     ensure(Array.isArray(v) && v.length > 0, `has no values (${JSON.stringify(v)})`, `study.${field}`, `give at least one ${what}`);
   list(cfg.uniqueImages, 'uniqueImages', "K (a whole number of images or 'all')");
   for (const k of cfg.uniqueImages) {
-    ensure(k === 'all' || (Number.isInteger(k) && k >= 1), `K ${JSON.stringify(k)}`, 'study.uniqueImages', "use whole numbers of images (at least one batch) or 'all'");
+    ensure(k === 'all' || (Number.isInteger(k) && k >= 1), `K ${JSON.stringify(k)}`, 'study.uniqueImages',
+      "use whole numbers of images (at least one batch) or 'all'");
   }
   once(cfg.uniqueImages, 'uniqueImages');
   ensure(Number.isInteger(cfg.selections) && cfg.selections >= 2, `selections ${cfg.selections}`, 'study.selections',
@@ -115,7 +117,8 @@ export function validateStudyConfig(cfg: StudyConfig): void {
   once(cfg.seeds, 'seeds');
   ensure(cfg.seeds.length >= 2, `only ${cfg.seeds.length} training seed (${cfg.seeds.join(', ')})`, 'study.seeds',
     'give at least 2 seeds: the interval resamples seeds, and one seed hides the variation between training runs');
-  ensure(Number.isInteger(cfg.testImages) && cfg.testImages >= 1, `testImages ${cfg.testImages}`, 'study.testImages', 'use a whole number of test images, at least 1');
+  ensure(Number.isInteger(cfg.testImages) && cfg.testImages >= 1, `testImages ${cfg.testImages}`, 'study.testImages',
+    'use a whole number of test images, at least 1');
   ensure(Object.prototype.hasOwnProperty.call(FIXED_ORDERS, cfg.fixedOrder), `fixedOrder '${cfg.fixedOrder}'`, 'study.fixedOrder',
     `use one of ${Object.keys(FIXED_ORDERS).join(', ')}`);
   ensure(Number.isInteger(cfg.bootstrapReps) && cfg.bootstrapReps >= 2, `bootstrapReps ${cfg.bootstrapReps}`, 'study.bootstrapReps', 'use 1000 (200 in smoke)');
@@ -153,7 +156,8 @@ export function studyCells(cfg: StudyConfig): StudyCell[] {
  * (warmup / steps of the profile), a resume checkpoint every N/4 steps (so C
  * is the checkpoint at N/2) and validation every N / selections steps.
  */
-export function cellConfigs(profile: ProfileName, study: StudyConfig, cell: Pick<StudyCell, 'k' | 'n' | 'seed'>, geo: BlockGeometry): Record<StudyArm, Stage1Config> {
+export function cellConfigs(profile: ProfileName, study: StudyConfig, cell: Pick<StudyCell, 'k' | 'n' | 'seed'>, geo: BlockGeometry):
+  Record<StudyArm, Stage1Config> {
   const base = stage1Config(profile, 'raster', study.stage1);
   const common: Partial<Stage1Config> = {
     ...study.stage1, uniqueImages: cell.k, steps: cell.n, seed: cell.seed,

@@ -46,8 +46,9 @@ export function mergeStudy(roots: readonly string[]): StudyMerge {
   const abs = roots.map((r) => path.resolve(r));
   const ids = abs.map(readStudyFile);
   ids.forEach((id, i) => {
-    ensure(id.fingerprint === ids[0].fingerprint, `holds study ${id.fingerprint}, but ${abs[0]} holds study ${ids[0].fingerprint} (another config, profile, tokenizer or model)`,
-      abs[i], 'merge only shards of one study: run every shard with the same profile, study config and token cache (copy runs/tokenizer-<profile> to each machine)');
+    ensure(id.fingerprint === ids[0].fingerprint,
+      `holds study ${id.fingerprint}, but ${abs[0]} holds study ${ids[0].fingerprint} (another config, profile, tokenizer or model)`, abs[i],
+      'merge only shards of one study: run every shard with the same profile, study config and token cache (copy runs/tokenizer-<profile> to each machine)');
   });
   const { fingerprint, ...identity } = ids[0];
   const found = new Map<string, { result: CellResult; dir: string }>();

@@ -27,7 +27,8 @@ import { disposeGPT } from '../backbone/gpt';
 import { exactNll } from '../backbone/nll';
 import { regimeImages } from '../backbone/regime';
 import {
-  loadBackboneWithInfo, selectedCheckpoint, selectionCells, SelectionOrder, stage1Config, stage1Geometry, stage1ModelConfig, Stage1Config, TokenData, trainStage1,
+  loadBackboneWithInfo, selectedCheckpoint, selectionCells, SelectionOrder, stage1Config, stage1Geometry, stage1ModelConfig, Stage1Config, TokenData,
+  trainStage1,
 } from '../backbone/stage1';
 import { randomPhaseCheckpoint } from '../backbone/checkpoints';
 import { BlockGeometry, cellsOfBlockOrder } from '../order';
@@ -147,12 +148,14 @@ function claimJson(file: string, value: unknown, what: string): void {
     try {
       stored = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch (err) {
-      throw new OrderHeadError(`cannot read the ${what} (${(err as Error).message})`, file, 'delete the damaged file: the cell is checked again and resumes from its arms\' checkpoints');
+      throw new OrderHeadError(`cannot read the ${what} (${(err as Error).message})`, file,
+        'delete the damaged file: the cell is checked again and resumes from its arms\' checkpoints');
     }
     const diffs = diffConfig(stored, value);
     if (diffs.length) {
       throw new OrderHeadError(`the folder holds ${what} of another config: ${formatDifferences(diffs, 'stored', 'now')}`, path.dirname(file),
-        `use another study folder (--root, or another run root) for this config, or restore ${diffs[0].path} to ${JSON.stringify(diffs[0].stored)} to continue it; nothing here was changed`);
+        `use another study folder (--root, or another run root) for this config, or restore ${diffs[0].path} to ${JSON.stringify(diffs[0].stored)} ` +
+          'to continue it; nothing here was changed');
     }
     return;
   }
@@ -168,9 +171,11 @@ export function readCell(cellDir: string): CellResult | undefined {
   try {
     cell = JSON.parse(fs.readFileSync(file, 'utf8')) as CellResult;
   } catch (err) {
-    throw new OrderHeadError(`cannot read the cell's results (${(err as Error).message})`, file, 'delete it: the next run of the study scores the cell again from its selected checkpoints');
+    throw new OrderHeadError(`cannot read the cell's results (${(err as Error).message})`, file,
+      'delete it: the next run of the study scores the cell again from its selected checkpoints');
   }
-  ensure(cell.format === CELL_FORMAT, `is not a study cell (format ${String(cell.format)})`, file, `remove it, or point the study at a folder runStudy wrote (format ${CELL_FORMAT})`);
+  ensure(cell.format === CELL_FORMAT, `is not a study cell (format ${String(cell.format)})`, file,
+    `remove it, or point the study at a folder runStudy wrote (format ${CELL_FORMAT})`);
   return cell;
 }
 
@@ -224,7 +229,8 @@ export function runStudy(o: RunStudyOptions): RunStudyResult {
 function runCell(dir: string, cell: StudyCell, arms: Record<StudyArm, Stage1Config>, identity: StudyIdentity, fingerprint: string,
   o: RunStudyOptions): CellResult | undefined {
   const t0 = Date.now();
-  claimJson(path.join(dir, CELL_CONFIG_FILE), { study: fingerprint, profile: identity.profile, cell: { k: cell.k, n: cell.n, seed: cell.seed }, arms }, 'a cell');
+  const identityOfCell = { study: fingerprint, profile: identity.profile, cell: { k: cell.k, n: cell.n, seed: cell.seed }, arms };
+  claimJson(path.join(dir, CELL_CONFIG_FILE), identityOfCell, 'a cell');
   o.onProgress?.({ kind: 'cell', cell, cellSteps: 3 * cell.n });
   const { cache } = o.data;
   const data: TokenData = { ...cache.train, tokenizer: cache.tokenizer.fingerprint };
