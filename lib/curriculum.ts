@@ -13,6 +13,7 @@
  *   5      06_stage5_joint_tuning     token cache, oracle dataset, its backbone and features; the primary Stage 3 planner (04)
  *   6      07_stage6_adaptive_budget  token cache, tokenizer, oracle dataset; the Stage 5 tuned pair and its features (06)
  *   eval   08_evaluation              token cache, tokenizer, oracle dataset; each setting loads its own runs
+ *   study  09_regime_study            token cache (the crossover study, not part of the main job: npm run study)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -52,6 +53,8 @@ export const STAGE_NOTEBOOKS = {
   joint: 'notebooks/06_stage5_joint_tuning.ipynb',
   router: 'notebooks/07_stage6_adaptive_budget.ipynb',
   eval: 'notebooks/08_evaluation.ipynb',
+  /** Not part of the main job: the crossover study (lib/study), run by `npm run study`. */
+  study: 'notebooks/09_regime_study.ipynb',
 } as const;
 
 /** Run folder names the notebooks give the training calls of Stages 5 and 6 (under the planner root). */

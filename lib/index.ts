@@ -1,7 +1,8 @@
 /**
  * OrderHead's public API: the one module notebooks and scripts import.
  * Layers, bottom to top: runtime -> stats -> data -> order -> tokenizer -> backbone -> oracle
- * -> planner -> eval -> report -> session, curriculum -> evaluation (notebook 08 on both cores); a lower layer never imports a higher one
+ * -> planner -> eval -> report -> session, curriculum -> evaluation (notebook 08 on both cores) -> study (the crossover study, notebook 09);
+ * a lower layer never imports a higher one
  * (the planner reaches the sampler only through the order-policy interface).
  *
  * At the top, the few helpers every notebook uses: start the session, find the
@@ -30,3 +31,4 @@ export * as eval from './eval';
 export * as report from './report';
 export * as curriculum from './curriculum';
 export * as evaluation from './evaluation';
+export * as study from './study';

@@ -19,11 +19,16 @@
  *
  * CLI (used by scripts/run-notebooks.sh; messages on stderr, answers on stdout):
  *   data   --profile P [--data D]  -> the dataset key (D or the profile's default; idx:DIR with DIR absolute)
- *   open   --profile P --data D --notebooks DIR --reports DIR [--out DIR] [--fresh] [--pid N]
- *          -> the report folder (created, or the one continued)
+ *   open   --profile P --data D --notebooks DIR --reports DIR [--out DIR] [--fresh] [--studies] [--pid N]
+ *          -> the report folder (created, or the one continued; --studies: a finished one too, for its study notebooks)
  *   begin  REPORT NOTEBOOK.ipynb  -> "run <why>" (recorded as running) or "skip <why>"
  *   end    REPORT NOTEBOOK.ipynb ok|failed SECONDS
- *   finish REPORT                 -> "finished ..." or "unfinished ..."
+ *   finish REPORT [--studies]     -> "finished ..." or "unfinished ..."
+ *   latest --profile P --data D --reports DIR  -> the newest report (finished or not) whose runs hold the profile's
+ *          token cache (notebook 01's), or nothing: where `npm run study` runs the crossover study
+ *
+ * Study notebooks (`NN_*_study.ipynb`, isStudyNotebook) are not part of the
+ * main job: listed only with --studies, they never keep a report unfinished.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -33,6 +38,8 @@ import { OrderHeadError } from '../lib/runtime/errors';
 import { checkoutCommit } from '../lib/runtime/paths';
 import { ProfileName } from '../lib/runtime/profile';
 import { PROFILE_DEFAULT_DATA, parseData } from '../lib/data/profile-data';
+import { tokenizerRunDir } from '../lib/tokenizer/config';
+import { TOKEN_CACHE_FILE } from '../lib/tokenizer/cache';
 
 export const STATE_FILE = 'report-state.json';
 export const STATE_FORMAT = 'orderhead-report-state/1';
@@ -78,9 +85,17 @@ export interface ReportState {
 
 const sha256 = (data: string | Uint8Array) => crypto.createHash('sha256').update(data).digest('hex');
 
-/** The notebooks of the curriculum, in order: `NN_name.ipynb`. */
-export function listNotebooks(dir: string): string[] {
-  return fs.readdirSync(dir).filter((f) => /^\d\d_.*\.ipynb$/.test(f)).sort();
+/**
+ * A study notebook (`NN_name_study.ipynb`, e.g. 09_regime_study): run on a
+ * report's runs after the main job, never part of it (a report is finished
+ * without it); scripts/run-notebooks.sh runs it with --studies (npm run
+ * study, and the test suite's smoke run).
+ */
+export const isStudyNotebook = (file: string): boolean => /_study(\.ipynb)?$/.test(file);
+
+/** The notebooks of the curriculum (the main job), in order: `NN_name.ipynb`; with `studies`, the study notebooks too. */
+export function listNotebooks(dir: string, studies = false): string[] {
+  return fs.readdirSync(dir).filter((f) => /^\d\d_.*\.ipynb$/.test(f) && (studies || !isStudyNotebook(f))).sort();
 }
 
 /** Hash of a folder tree: every file's relative path and content, in sorted order. */
@@ -287,6 +302,8 @@ export interface OpenOptions {
   reportsDir: string;
   out?: string;
   fresh?: boolean;
+  /** Open a finished report too: its study notebooks run on its runs (the main-job notebooks stay as they are). */
+  studies?: boolean;
   pid?: number;
   now?: Date;
   log?: (message: string) => void;
@@ -365,9 +382,13 @@ export function openReport(o: OpenOptions): string {
       for (const e of entries) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
       return create(dir);
     }
-    if (state.finished) {
+    if (state.finished && !o.studies) {
       log(`report ${dir} is finished (${progress(state)}); nothing to continue`);
       return '';
+    }
+    if (state.finished) {
+      log(`report ${dir} is finished (${progress(state)}); running its study notebooks on its runs`);
+      return claim(dir, state);
     }
     log(`continuing report ${dir} (${progress(state)}; --fresh starts it again)`);
     return claim(dir, state);
@@ -392,6 +413,22 @@ export function openReport(o: OpenOptions): string {
   return create(dir);
 }
 
+/**
+ * The newest report of `profile` and dataset `data` under `reportsDir`, finished or not, whose runs hold the
+ * profile's token cache (notebook 01's): where a study runs, next to the main job that made its tokens. '' when none.
+ */
+export function latestReportWithTokens(profile: string, data: string, reportsDir: string): string {
+  const dir = path.resolve(reportsDir);
+  if (!fs.existsSync(dir)) return '';
+  const key = dataKey(profile, data);
+  const found = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory())
+    .map((e) => ({ dir: path.join(dir, e.name), state: readState(path.join(dir, e.name)) }))
+    .filter((c): c is { dir: string; state: ReportState } => !!c.state && c.state.profile === profile && c.state.data === key &&
+      fs.existsSync(path.join(tokenizerRunDir(path.join(c.dir, 'runs'), profile as ProfileName), TOKEN_CACHE_FILE)))
+    .sort((a, b) => (a.state.created < b.state.created ? 1 : a.state.created > b.state.created ? -1 : a.dir < b.dir ? 1 : -1));
+  return found.length ? found[0].dir : '';
+}
+
 /** The key of dataset value `value` (empty: the profile's default) for `profile`; an unknown value is refused, naming ORDERHEAD_DATA. */
 export function dataKey(profile: string, value: string | undefined): string {
   return parseData(value, profile as ProfileName, 'ORDERHEAD_DATA (or --data)').key;
@@ -412,6 +449,10 @@ function mustState(report: string): ReportState {
 export function beginNotebook(report: string, file: string, lib = treeHash(libDir()), now = new Date()): { run: boolean; why: string } {
   const state = mustState(report);
   const name = path.basename(file).replace(/\.ipynb$/, '');
+  // A finished report's main job stays as it ran (a study run opens it for its study notebooks only).
+  if (state.finished && !isStudyNotebook(name)) {
+    return { run: false, why: 'the report is finished: its main-job notebooks are not run again (--fresh starts a new report)' };
+  }
   const why = whyRun(state, name, lib);
   if (why === null) {
     const e = state.notebooks[name];
@@ -419,7 +460,7 @@ export function beginNotebook(report: string, file: string, lib = treeHash(libDi
   }
   const cur = currentInputs(state, name, lib);
   state.notebooks[name] = { status: 'running', key: cur.key, inputs: cur.inputs, beforeNames: cur.beforeNames, startedAt: now.toISOString(), commit: checkoutCommit() };
-  state.finished = false;
+  if (!isStudyNotebook(name)) state.finished = false;
   writeState(report, state);
   return { run: true, why };
 }
@@ -436,17 +477,24 @@ export function endNotebook(report: string, file: string, status: 'ok' | 'failed
   writeState(report, state);
 }
 
-/** Mark the report finished when every notebook is ok with current inputs; says which are not. */
-export function finishReport(report: string, lib = treeHash(libDir()), now = new Date()): { finished: boolean; pending: string[] } {
+/**
+ * Mark the report finished when every main-job notebook is ok with current
+ * inputs; says which are not (with `studies`, the study notebooks not ok too,
+ * which never hold a report back). A report finished before stays finished:
+ * only a study notebook can have run on it since.
+ */
+export function finishReport(report: string, lib = treeHash(libDir()), now = new Date(), studies = false): { finished: boolean; pending: string[] } {
   const state = mustState(report);
+  const wasFinished = state.finished;
   const pending: string[] = [];
-  for (const f of listNotebooks(state.notebooksDir)) {
+  for (const f of listNotebooks(state.notebooksDir, studies)) {
     const name = f.replace(/\.ipynb$/, '');
-    const why = whyRun(state, name, lib);
+    if (!isStudyNotebook(name) && wasFinished) continue; // a finished main job is as it ran (beginNotebook never reruns it)
+    const why = isStudyNotebook(name) ? (state.notebooks[name]?.status === 'ok' ? null : 'not ok') : whyRun(state, name, lib);
     if (why !== null) pending.push(name);
   }
-  state.finished = pending.length === 0;
-  if (state.finished) state.finishedAt = now.toISOString();
+  state.finished = wasFinished || pending.every(isStudyNotebook);
+  if (state.finished && !wasFinished) state.finishedAt = now.toISOString();
   state.pid = undefined;
   writeState(report, state);
   return { finished: state.finished, pending };
@@ -459,6 +507,7 @@ function main(argv: string[]): number {
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (a === '--fresh') flags.fresh = true;
+    else if (a === '--studies') flags.studies = true;
     else if (a.startsWith('--')) flags[a.slice(2)] = rest[++i];
     else positional.push(a);
   }
@@ -470,7 +519,7 @@ function main(argv: string[]): number {
     case 'open': {
       const dir = openReport({
         profile: str('profile') ?? 'default', data: str('data') ?? '', notebooksDir: str('notebooks') ?? 'notebooks',
-        reportsDir: str('reports') ?? 'reports', out: str('out') || undefined, fresh: flags.fresh === true,
+        reportsDir: str('reports') ?? 'reports', out: str('out') || undefined, fresh: flags.fresh === true, studies: flags.studies === true,
         pid: str('pid') ? Number(str('pid')) : undefined,
       });
       process.stdout.write(`${dir}\n`);
@@ -485,12 +534,17 @@ function main(argv: string[]): number {
       endNotebook(positional[0], positional[1], positional[2] === 'ok' ? 'ok' : 'failed', Number(positional[3] ?? 0));
       return 0;
     case 'finish': {
-      const r = finishReport(positional[0]);
-      process.stdout.write(r.finished ? 'finished: every notebook ok\n' : `unfinished (${r.pending.length} notebook(s) to run: ${r.pending.join(', ')}; run again to continue)\n`);
+      const r = finishReport(positional[0], undefined, undefined, flags.studies === true);
+      const studies = r.pending.filter(isStudyNotebook), main = r.pending.filter((n) => !isStudyNotebook(n));
+      process.stdout.write(r.finished ? `finished: every main-job notebook ok${studies.length ? ` (study notebook(s) not ok: ${studies.join(', ')})` : ''}\n`
+        : `unfinished (${main.length} notebook(s) to run: ${main.join(', ')}; run again to continue)\n`);
       return 0;
     }
+    case 'latest':
+      process.stdout.write(`${latestReportWithTokens(str('profile') ?? 'default', str('data') ?? '', str('reports') ?? 'reports')}\n`);
+      return 0;
     default:
-      console.error(`report-state: unknown command '${cmd}' (data, open, begin, end, finish)`);
+      console.error(`report-state: unknown command '${cmd}' (data, open, begin, end, finish, latest)`);
       return 2;
   }
 }

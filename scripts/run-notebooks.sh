@@ -2,7 +2,7 @@
 # Run every notebook in notebooks/ headless, in order, in one profile, and collect
 # the executed notebooks, their HTML exports and the run artifacts in one report folder.
 # Usage: scripts/run-notebooks.sh [--profile smoke|default|full] [--data fashion-mnist|subset|idx:DIR]
-#                                [--out DIR] [--only PATTERN] [--fresh]
+#                                [--out DIR] [--only PATTERN] [--fresh] [--studies]
 # --data (or ORDERHEAD_DATA) chooses the dataset; unset, the profile's own (smoke: subset,
 # default and full: fashion-mnist). See the README's Data section for idx:DIR.
 #
@@ -15,9 +15,13 @@
 # ok) is not continued: the next run starts a new one. --fresh always starts a new report
 # (with --out: clears that folder first). Executed notebooks and HTML exports are written
 # to a temp name and renamed, so a kill never leaves a torn one.
+#
+# Study notebooks (NN_*_study.ipynb, e.g. 09_regime_study) are not part of the main job: they run
+# only with --studies, after the curriculum's, and never keep a report unfinished. With --studies a
+# finished report is opened too, for its study notebooks alone (npm run study: scripts/study.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-profile="${ORDERHEAD_PROFILE:-default}"; out=""; only=""; fresh=""
+profile="${ORDERHEAD_PROFILE:-default}"; out=""; only=""; fresh=""; studies=""
 data="${ORDERHEAD_DATA:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,7 +30,8 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --fresh) fresh="--fresh"; shift ;;
-    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --data, --out, --only, --fresh)" >&2; exit 2 ;;
+    --studies) studies="--studies"; shift ;;
+    *) echo "run-notebooks.sh: unknown option '$1' (valid: --profile, --data, --out, --only, --fresh, --studies)" >&2; exit 2 ;;
   esac
 done
 case "$profile" in smoke|default|full) ;; *) echo "unknown profile '$profile': use one of smoke, default, full" >&2; exit 2 ;; esac
@@ -38,7 +43,7 @@ done
 data=$("${state_cli[@]}" data --profile "$profile" --data "$data")
 export ORDERHEAD_DATA="$data"
 out=$("${state_cli[@]}" open --profile "$profile" --data "$data" --notebooks notebooks --reports reports \
-        ${out:+--out "$out"} $fresh --pid $$)
+        ${out:+--out "$out"} $fresh $studies --pid $$)
 if [ -z "$out" ]; then
   echo "nothing to do (the report is finished; --fresh runs it again from scratch)"
   exit 0
@@ -58,6 +63,7 @@ staging() { local d; d="$out/$1.tmp-$$-$(od -An -N4 -tx1 /dev/urandom | tr -d ' 
 status=0
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
   [ -z "$only" ] || [[ "$nb" == *$only* ]] || continue
+  case "$nb" in *_study.ipynb) [ -n "$studies" ] || continue ;; esac
   name=$(basename "$nb" .ipynb)
   echo "==> $name (profile $profile, dataset $data)"
   answer=$("${state_cli[@]}" begin "$out" "$nb")
@@ -91,6 +97,6 @@ for nb in notebooks/[0-9][0-9]_*.ipynb; do
     status=1
   fi
 done
-echo "report $("${state_cli[@]}" finish "$out")"
+echo "report $("${state_cli[@]}" finish "$out" $studies)"
 echo "report folder: $out"
 exit $status

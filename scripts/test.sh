@@ -2,7 +2,8 @@
 # The whole test suite: installs what it needs (scripts/setup.sh), then the unit tier
 # (tests/unit/<area>/: npm run test:unit), the fast integration tests (npm run test:integration: training
 # children killed and resumed, thread pools and parallel oracle builds in child processes, every notebook
-# type-checked against the library, the kernel stress test), every notebook headless in the smoke profile (nbconvert), notebook 08's evaluation on two
+# type-checked against the library, the kernel stress test), every notebook headless in the smoke profile (nbconvert; the
+# study notebook 09 too, with --studies), notebook 08's evaluation on two
 # workers against one thread on that run (tests/integration/evaluation-workers.test.ts), the smoke main job killed and
 # resumed (tests/integration/main-resume.test.ts), the smoke main job on a synthetic idx:DIR dataset
 # (tests/integration/data-main.test.ts), every notebook again in the JupyterLab UI in headless Chromium
@@ -28,9 +29,9 @@ node --test --test-concurrency=1 dist/tests/integration/kill-resume.test.js dist
 unit_pass=$(grep -E '^# pass [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')
 unit_fail=$(grep -E '^# fail [0-9]+' "$logs/unit.log" | awk '{s += $3} END {print s + 0}')
 
-echo "==> notebooks (smoke profile)"
+echo "==> notebooks (smoke profile; with the study notebook 09, which the main job leaves out)"
 rm -rf runs/test-notebooks
-bash scripts/run-notebooks.sh --profile smoke --out runs/test-notebooks 2>&1 | tee "$logs/nb.log"
+bash scripts/run-notebooks.sh --profile smoke --studies --out runs/test-notebooks 2>&1 | tee "$logs/nb.log"
 nb_status=${PIPESTATUS[0]}
 nb_pass=$(grep -c '^    ok in' "$logs/nb.log")
 nb_fail=$(grep -c '^    FAILED' "$logs/nb.log")

@@ -22,6 +22,10 @@
  *   at distance 0, which collapses the k-th neighbour radii). With 2 seeds
  *   this is a range, not a confidence interval.
  *
+ * - `bootstrap-training-seeds`: for a per-test-image quantity measured under
+ *   several training seeds (the crossover study, lib/study): seedImageInterval
+ *   resamples the seeds and the images together.
+ *
  * In every case `mean` is the mean of the per-seed values (or of the pooled
  * samples, the same thing for equal counts), and the interval is widened to
  * include it when a skewed replicate distribution (tiny sample counts) leaves

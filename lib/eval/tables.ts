@@ -316,6 +316,18 @@ export function tableCsv(t: ResultTable): string {
 }
 
 /**
+ * Plain records as CSV (RFC 4180), the header from the first record's keys:
+ * for long-form data (one row per cell, seed and arm) beside a ResultTable.
+ * Numbers at full precision, as tableCsv writes them.
+ */
+export function recordsCsv(rows: readonly Record<string, string | number | boolean>[]): string {
+  ensure(rows.length > 0, 'has no rows', 'recordsCsv(rows)', 'pass at least one record');
+  const keys = Object.keys(rows[0]);
+  const lines = [keys.map(csvField).join(','), ...rows.map((r) => keys.map((k) => csvField(String(r[k] ?? ''))).join(','))];
+  return `${lines.join('\r\n')}\r\n`;
+}
+
+/**
  * Parse RFC 4180 CSV text into rows of string fields (quoted fields, doubled
  * quotes, CRLF or LF; blank lines are skipped): papaparse, with a malformed
  * quote an OrderHeadError instead of a silently odd row.

@@ -10,7 +10,7 @@ export {
   blockCells, blockDistance, BlockGeometry, blockGeometry, blockRowCol, cellBlock, divisors, neighbours,
   tokenRasterGeometry,
 } from './geometry';
-export { cellsOfBlockOrder, randomBlockOrder, rasterBlockOrder, rasterCells, validateBlockOrder } from './orders';
+export { cellsOfBlockOrder, randomBlockOrder, rasterBlockOrder, rasterCells, spiralInBlockOrder, validateBlockOrder } from './orders';
 export {
   checkPolicyChoice, fixedOrderPolicy, nearestToVisiblePolicy, OrderPolicy, PolicyState, randomPolicy, rasterPolicy,
   rollOutOrder, rollOutOrderSync,

@@ -80,6 +80,32 @@ export function cellsOfBlockOrder(geo: BlockGeometry, order: ArrayLike<number>):
 }
 
 /**
+ * The outside-in spiral over the block grid: the border clockwise from the
+ * top-left block (top row left to right, right column down, bottom row right
+ * to left, left column up), then the next ring inward, down to the centre.
+ * On 4 x 4 blocks: 0 1 2 3 7 11 15 14 13 12 8 4 5 6 10 9.
+ *
+ * Why this order: it is the shape the planner's average order took in our
+ * last default run (the outside first), and RAR's "spiral-in", the worst
+ * fixed final order of its ablation (METHOD.md §8); the crossover study's
+ * fixed-order arm anneals to it (lib/study).
+ */
+export function spiralInBlockOrder(geo: BlockGeometry): number[] {
+  const out: number[] = [];
+  let top = 0, bottom = geo.blocksY - 1, left = 0, right = geo.blocksX - 1;
+  const at = (row: number, col: number) => out.push(row * geo.blocksX + col);
+  while (top <= bottom && left <= right) {
+    for (let c = left; c <= right; c++) at(top, c);
+    for (let r = top + 1; r <= bottom; r++) at(r, right);
+    // A ring one row or one column thin has no way back: its bottom row or left column is already taken.
+    if (top < bottom) for (let c = right - 1; c >= left; c--) at(bottom, c);
+    if (left < right) for (let r = bottom - 1; r > top; r--) at(r, left);
+    top++; bottom--; left++; right--;
+  }
+  return out;
+}
+
+/**
  * Token raster order: cells 0..numTokens-1. It equals
  * `cellsOfBlockOrder(geo, rasterBlockOrder(geo))` exactly when blockH = 1 or
  * blockW = gridW (for example `tokenRasterGeometry`), not for 2 x 2 blocks.

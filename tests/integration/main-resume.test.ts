@@ -154,6 +154,8 @@ function results(report: string): Map<string, string> {
   const runs = path.join(report, 'runs');
   const out = new Map<string, string>();
   for (const rel of walk(runs).files) {
+    // The crossover study (notebook 09, study-<profile>/) is not part of the main job: the reference run may hold it.
+    if (rel.split(path.sep)[0].startsWith('study-')) continue;
     const full = path.join(runs, rel);
     const base = path.basename(rel);
     if (/\.(csv|md|tex)$/.test(base)) out.set(rel, fs.readFileSync(full, 'utf8'));

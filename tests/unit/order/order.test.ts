@@ -11,7 +11,7 @@ import {
   blockCells, blockDistance, blockGeometry, blockRowCol, cellBlock, cellsOfBlockOrder, checkPolicyChoice,
   divisors, emptyState, fixedOrderPolicy, isComplete, nearestToVisiblePolicy, neighbours, OrderPolicy,
   PolicyState, randomBlockOrder, randomPolicy, rasterBlockOrder, rasterCells, rasterPolicy, remainingBlocks,
-  reveal, rollOutOrder, stateFromSequence, tokenRasterGeometry, validateBlockOrder,
+  reveal, rollOutOrder, spiralInBlockOrder, stateFromSequence, tokenRasterGeometry, validateBlockOrder,
 } from '../../../lib/order';
 import { throwsOH } from '../../helpers';
 
@@ -331,6 +331,22 @@ test('rollOutOrder: the policy sees only the tokens of visible blocks, and the c
   await rejectsOH(() => rollOutOrder(spy, geo, 1, { tokens: [new Int32Array(63)] }), 'has 63 tokens');
   await rejectsOH(() => rollOutOrder(spy, geo, 1, { tokens: [new Int32Array(64).fill(-1)] }), 'negative ids');
   await rejectsOH(() => rollOutOrder(spy, geo, 2, { classIds: [1] }), 'rollOutOrder(opts.classIds)');
+});
+
+test('spiralInBlockOrder: the border clockwise from the top-left, then inward, on square and thin grids', () => {
+  assert.deepEqual(spiralInBlockOrder(blockGeometry()), [0, 1, 2, 3, 7, 11, 15, 14, 13, 12, 8, 4, 5, 6, 10, 9]);
+  // 2 x 3 blocks, 1 x 4 (one row), 3 x 1 (one column), 1 x 1: every block once, rings that are one block thin included.
+  assert.deepEqual(spiralInBlockOrder(blockGeometry({ gridH: 4, gridW: 6, blockH: 2, blockW: 2 })), [0, 1, 2, 5, 4, 3]);
+  assert.deepEqual(spiralInBlockOrder(blockGeometry({ gridH: 2, gridW: 8, blockH: 2, blockW: 2 })), [0, 1, 2, 3]);
+  assert.deepEqual(spiralInBlockOrder(blockGeometry({ gridH: 6, gridW: 2, blockH: 2, blockW: 2 })), [0, 1, 2]);
+  assert.deepEqual(spiralInBlockOrder(blockGeometry({ gridH: 2, gridW: 2, blockH: 2, blockW: 2 })), [0]);
+  for (const [h, w] of [[8, 8], [6, 8], [8, 4], [10, 6]]) {
+    const geo = blockGeometry({ gridH: h, gridW: w, blockH: 2, blockW: 2 });
+    const order = spiralInBlockOrder(geo);
+    validateBlockOrder(geo, order, 'spiral'); // a permutation of the blocks
+    // Each step moves to a neighbouring block: a spiral has no jumps.
+    for (let i = 1; i < order.length; i++) assert.equal(blockDistance(geo, order[i - 1], order[i]), 1, `${h}x${w} step ${i}`);
+  }
 });
 
 // ---- bad input ----

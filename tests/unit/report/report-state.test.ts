@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { watchParent } from '../../../lib/runtime/parent-watch';
 import {
-  beginNotebook, endNotebook, finishReport, openReport, OpenOptions, readState, STATE_FILE, sweepTempFiles, treeHash, whyRun,
+  beginNotebook, endNotebook, finishReport, isStudyNotebook, latestReportWithTokens, listNotebooks, openReport, OpenOptions, readState, STATE_FILE,
+  sweepTempFiles, treeHash, whyRun,
 } from '../../../scripts/report-state';
 
 const made: string[] = [];
@@ -69,6 +70,34 @@ test('a new report is created, continued after a kill, and skips the notebooks d
   const next = openReport(w.opts({ now: new Date(2026, 11, 2, 5, 0, 0) }));
   assert.notEqual(next, dir);
   assert.deepEqual(runAll(next, w.notebooks, LIB), { ran: ['00_a', '01_b', '02_c'], skipped: [] });
+});
+
+test('a study notebook is not part of the main job: a finished report stays finished, and --studies runs only it there', () => {
+  const w = world();
+  const study = path.join(w.notebooks, '03_d_study.ipynb');
+  fs.writeFileSync(study, '{"cells": []}');
+  assert.ok(isStudyNotebook('03_d_study.ipynb') && !isStudyNotebook('02_c.ipynb'));
+  assert.deepEqual(listNotebooks(w.notebooks), ['00_a.ipynb', '01_b.ipynb', '02_c.ipynb']);
+  assert.deepEqual(listNotebooks(w.notebooks, true), ['00_a.ipynb', '01_b.ipynb', '02_c.ipynb', '03_d_study.ipynb']);
+  const dir = openReport(w.opts());
+  runAll(dir, w.notebooks, LIB);
+  assert.deepEqual(finishReport(dir, LIB), { finished: true, pending: [] }, 'the study notebook held the main job back');
+  // No report holds a token cache yet; this one does once runs/tokenizer-smoke/tokens.safetensors exists.
+  assert.equal(latestReportWithTokens('smoke', 'subset', w.reports), '');
+  fs.mkdirSync(path.join(dir, 'runs', 'tokenizer-smoke'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'runs', 'tokenizer-smoke', 'tokens.safetensors'), '');
+  assert.equal(latestReportWithTokens('smoke', 'subset', w.reports), dir);
+  // Without --studies a finished report is left alone; with it, it opens, and (the library changed since) only the study runs.
+  assert.equal(openReport(w.opts({ out: dir })), '');
+  assert.equal(openReport(w.opts({ out: dir, studies: true })), dir);
+  for (const f of ['00_a', '01_b', '02_c']) assert.match(beginNotebook(dir, path.join(w.notebooks, `${f}.ipynb`), 'lib-hash-2').why, /report is finished/);
+  assert.equal(beginNotebook(dir, study, 'lib-hash-2').run, true);
+  assert.equal(readState(dir)!.finished, true, 'beginning a study notebook reopened the report');
+  endNotebook(dir, study, 'failed', 1);
+  assert.deepEqual(finishReport(dir, 'lib-hash-2', new Date(), true), { finished: true, pending: ['03_d_study'] });
+  assert.equal(beginNotebook(dir, study, 'lib-hash-2').run, true);
+  endNotebook(dir, study, 'ok', 1);
+  assert.deepEqual(finishReport(dir, 'lib-hash-2', new Date(), true), { finished: true, pending: [] });
 });
 
 test('changed inputs run a notebook again, and every notebook after it', () => {
