@@ -19,6 +19,7 @@ import { evalReportDir } from '../../../lib/eval/context';
 import { classificationAccuracy } from '../../../lib/eval/class-accuracy';
 import { stage1Findings } from '../../../lib/backbone/findings';
 import { CheckpointNllRow } from '../../../lib/backbone/order-nll';
+import { trainingSeeds } from '../../../lib/backbone/stage1';
 import { stage5Findings, stage6Findings } from '../../../lib/planner/findings';
 import { jointTuningConfig } from '../../../lib/planner/joint';
 import { repoRoot } from '../../../lib/runtime/paths';
@@ -33,11 +34,15 @@ test('curriculumRuns: every folder is the one its stage writes, and names a note
   assert.equal(runs.planner, plannerRoot(root, 'smoke'));
   assert.equal(runs.featureNet.dir, featureNetRunDir(root, 'smoke'));
   assert.equal(runs.eval.dir, evalReportDir(root, 'smoke'));
-  assert.equal(runs.stage1['block-rar'].dir, path.join(runs.stage1Root, 'block-rar'));
+  assert.equal(runs.stage1['block-rar'].dir, path.join(runs.stage1Root, 'seed0', 'block-rar'));
+  // Every training seed of the profile has its own arms; seed 0's are runs.stage1 (its C is the oracle's backbone).
+  assert.deepEqual(runs.stage1Seeds.map((s) => s.seed), trainingSeeds('smoke'));
+  assert.equal(runs.stage1Seeds[0].arms, runs.stage1);
+  assert.equal(runs.stage1Seeds[1].arms['annealed-fixed'].dir, path.join(runs.stage1Root, 'seed1', 'annealed-fixed'));
   for (const r of STAGE3_RUNS) assert.equal(runs.stage3[r.key].dir, path.join(runs.planner, stage3RunName(r.key)));
   for (const R of [1, 2, 4] as const) assert.equal(runs.stage4[R].dir, path.join(runs.planner, stage4RunName(PRIMARY_STAGE3_RUN, R)));
   assert.equal(runs.files.evalCache, path.join(runs.eval.dir, 'cache'));
-  const folders = [runs.tokenizer, runs.stage1['block-rar'], runs.stage1.raster, runs.stage1['kept-random'], runs.stage1['annealed-planner'], runs.stage1['annealed-fixed'],
+  const folders = [runs.tokenizer, ...runs.stage1Seeds.flatMap((s) => Object.values(s.arms)),
     runs.oracle, ...Object.values(runs.stage3), ...Object.values(runs.stage4), runs.joint, runs.jointRaster, runs.router, runs.featureNet, runs.eval];
   for (const f of folders) {
     assert.equal(f.dir, path.join(f.root, f.name));
@@ -96,7 +101,7 @@ test('stage1Findings: the random-phase checkpoint, the final ones and the verdic
     ({ model, step, r, bits: { raster, 'block-raster': raster, 'random-blocks': random }, gap: random - raster, checkpoint: `${model}-${step}` });
   const rows = [row('block-rar', 2, 1, 3, 3.1), row('block-rar', 4, 0.5, 2.9, 3.2), row('raster', 4, 0, 2.5, 4)];
   const md = stage1Findings(rows, { images: 32, trainMinutes: 1.25 }, 'default', 'STAMP');
-  assert.match(md, /STAMP\*\*, 32 test images, 1\.3 min/);
+  assert.match(md, /STAMP\*\*, 32 validation images, seed 0, 1\.3 min/);
   assert.match(md, /random-phase checkpoint \(step 2, r = 1\.00\)\*\*: raster 3\.000, random blocks 3\.100/);
   assert.match(md, /block-RAR, final \(step 4, r = 0\.50\)/);
   assert.match(md, /pays 15\.0x more for a random order/);
