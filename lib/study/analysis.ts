@@ -229,3 +229,39 @@ export function studyFindings(a: StudyAnalysis, stamp: string): string {
     'the order they are used in, not only of training. Every arm was selected on the validation images; the test images were read once, after selection.');
   return findingsSection(lines, studyFindingRecords(a));
 }
+
+/** The cell the main job should run in, chosen on validation (never on test): see regimeChoice. */
+export interface RegimeChoice {
+  k: number | 'all';
+  kImages: number;
+  n: number;
+  epochs: number;
+  /** Mean over seeds of (annealed-raster − raster-only) validation NLL of the selected checkpoints, bits/token: what chose the cell. */
+  validationDelta: number;
+  /** Every candidate K at this N with its validation Δ, for the table. */
+  candidates: { k: number | 'all'; kImages: number; epochs: number; validationDelta: number }[];
+  /** True when block-RAR annealed to raster is below raster-only on validation there (comes closest = beats). */
+  beatsOnValidation: boolean;
+}
+
+/**
+ * Where order-robust training comes closest to (or beats) raster-only, at the
+ * main job's N: the K whose block-RAR run annealed to raster has the smallest
+ * validation NLL gap to raster-only (each arm's selected checkpoint, mean over
+ * seeds). Annealed to raster is the arm that measures the cost of order-robust
+ * training with the same final order (RAR's recipe); the study's test NLLs
+ * play no part in the choice. Undefined when no K at that N has every seed done.
+ */
+export function regimeChoice(a: StudyAnalysis, n: number): RegimeChoice | undefined {
+  const at = (arm: StudyArm) => a.rows.filter((r) => r.n === n && r.arm === arm);
+  const raster = at('raster-only');
+  const candidates = at('annealed-raster').flatMap((r) => {
+    const ref = raster.find((q) => q.k === r.k);
+    if (!ref) return [];
+    const d = r.validationBits.reduce((t, v, s) => t + v - ref.validationBits[s], 0) / r.validationBits.length;
+    return [{ k: r.k, kImages: r.kImages, epochs: r.epochs, validationDelta: d }];
+  });
+  if (!candidates.length) return undefined;
+  const best = candidates.reduce((p, q) => (q.validationDelta < p.validationDelta ? q : p));
+  return { ...best, n, candidates, beatsOnValidation: best.validationDelta < 0 };
+}

@@ -15,5 +15,5 @@ export {
 export { CellResult, parseShard, runStudy, RunStudyResult, studyData, StudyData, StudyProgress, studySetup } from './run';
 export { mergeStudy, StudyMerge } from './merge';
 export {
-  analyseStudy, StudyAnalysis, studyCellRecords, studyFigure, studyFindings, StudyRow, studyRows, studyTable, writeStudyTables,
+  analyseStudy, regimeChoice, RegimeChoice, StudyAnalysis, studyCellRecords, studyFigure, studyFindings, StudyRow, studyRows, studyTable, writeStudyTables,
 } from './analysis';
