@@ -17,7 +17,7 @@ import { spiralInBlockOrder } from '../../../lib/order';
 import { cellConfigs, STUDY_ARMS, studyCells, StudyConfig, studyConfig } from '../../../lib/study/config';
 import { CELL_FILE, CellResult, runStudy, StudyData, studySetup } from '../../../lib/study/run';
 import { mergeStudy } from '../../../lib/study/merge';
-import { analyseStudy, studyFigure, studyFindings, studyRows, writeStudyTables } from '../../../lib/study/analysis';
+import { analyseStudy, regimeChoice, StudyAnalysis, StudyRow, studyFigure, studyFindings, studyRows, writeStudyTables } from '../../../lib/study/analysis';
 
 /** A token cache of seeded random tokens: 200 train images (pool 152 after the smoke regime's 16 + 32), 24 test images. */
 function fakeData(): StudyData {
@@ -152,4 +152,23 @@ test('refusals: a seed twice, K past the pool or under a batch, a bad N, another
   const dup = expectOH(() => mergeStudy([root, copy]), path.join(copy, 'K16-N4-s1'), 'two folders with different results');
   assert.ok(dup.message.includes(path.join(root, 'K16-N4-s1')));
   assert.equal(mergeStudy([root, root]).cells.length, 2, 'the same folder twice is one study');
+});
+
+test('regimeChoice: the K with the smallest validation gap of annealed-to-raster at the main N, whatever the test numbers say', () => {
+  const row = (k: number | 'all', n: number, arm: StudyRow['arm'], validationBits: number[], test: number): StudyRow => ({
+    k, kImages: k === 'all' ? 1000 : k, n, epochs: (n * 64) / (k === 'all' ? 1000 : k), arm, seeds: [0, 1], selectedSteps: [n, n], validationBits,
+    testBits: { mean: test, lo: test, hi: test, level: 0.95, reps: 2, perSeed: [test, test], images: 4 },
+  });
+  const a = { rows: [
+    row(256, 300, 'raster-only', [3.0, 3.2], 1), row(256, 300, 'annealed-raster', [3.1, 3.3], 0), // Δval +0.1, but the best on test
+    row(1024, 300, 'raster-only', [3.0, 3.0], 1), row(1024, 300, 'annealed-raster', [2.95, 3.01], 9), // Δval -0.02: chosen
+    row('all', 300, 'raster-only', [3.0, 3.0], 1), row('all', 300, 'annealed-raster', [3.3, 3.3], 1),
+    row(64, 100, 'raster-only', [5, 5], 1), row(64, 100, 'annealed-raster', [1, 1], 1), // another N: not a candidate
+  ] } as unknown as StudyAnalysis;
+  const c = regimeChoice(a, 300)!;
+  assert.equal(c.k, 1024);
+  assert.ok(Math.abs(c.validationDelta - -0.02) < 1e-12);
+  assert.equal(c.beatsOnValidation, true);
+  assert.deepEqual(c.candidates.map((x) => x.k), [256, 1024, 'all']);
+  assert.equal(regimeChoice(a, 200), undefined, 'no cell at that N');
 });
