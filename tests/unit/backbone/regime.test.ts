@@ -9,7 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { expectOH, sandbox, untouched, useWasm } from '../../helpers';
 import { Regime, regimeEpochs, regimeImages } from '../../../lib/backbone/regime';
-import { STAGE1_DEFAULTS, Stage1Config, stage1Config, trainStage1 } from '../../../lib/backbone/stage1';
+import { STAGE1_DEFAULTS, STAGE1_SEEDS, Stage1Config, stage1Config, trainingSeeds, trainStage1 } from '../../../lib/backbone/stage1';
 import { stage1Checkpoint, tinyStage1 } from '../../fixtures/stage1-job';
 
 const regime = (K: number | 'all', V: number, P: number): Regime => ({ uniqueImages: K, validationImages: V, plannerImages: P });
@@ -120,4 +120,13 @@ describe('bad input', () => {
       expectOH(() => trainStage1(root, 'block-rar', { ...cfg, evalEvery: 0 }, data, model), 'stage1.evalEvery');
     });
   });
+});
+
+test('training seeds: at least 2 in default and 3 in full; a seed given twice or none is refused, naming the field', () => {
+  assert.ok(STAGE1_SEEDS.default.length >= 2 && STAGE1_SEEDS.full.length >= 3, `${JSON.stringify(STAGE1_SEEDS)}`);
+  assert.deepEqual(trainingSeeds('default'), [...STAGE1_SEEDS.default]);
+  assert.deepEqual(trainingSeeds('smoke', [3, 1]), [3, 1]);
+  expectOH(() => trainingSeeds('default', [0, 1, 0]), 'stage1 seeds', 'seed 0 is given twice', 'give each training seed once');
+  expectOH(() => trainingSeeds('default', []), 'stage1 seeds', 'at least one');
+  expectOH(() => trainingSeeds('default', [0, 1.5]), 'stage1 seeds', 'whole-number');
 });
