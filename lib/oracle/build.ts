@@ -2,9 +2,12 @@
  * Curriculum Stage 2: building an oracle dataset (METHOD.md §6.2; Algorithms
  * 1 and 2). For each part of this shard not written yet: draw the states of
  * its images (states.ts), score every candidate block of each state with the
- * frozen Stage 1 backbone (`scoreStates`, lib/oracle/utility.ts) under the
- * primary labeling and, on a subset of images, the compare labelings, and
- * write the part atomically with one line in build-log.jsonl.
+ * frozen Stage 1 backbone (`scoreStatesPerWeight`, lib/oracle/utility.ts)
+ * under the primary labeling and, on a subset of images, the compare
+ * labelings, and write the part atomically with one line in build-log.jsonl.
+ * Labelings of one reading share one set of backbone passes (the weight only
+ * turns token losses into u_extrap), so the compare images cost one scoring
+ * per other reading, however many weights are compared.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,15 +19,20 @@ import { BlockGeometry } from '../order';
 import { GPT, disposeGPT } from '../backbone/gpt';
 import { loadBackboneWithInfo } from '../backbone/stage1';
 import { TokenSplit } from '../tokenizer/cache';
-import { scoreStates, OracleConfig, OracleItem, StateScore } from './utility';
-import { compareLabelings, OracleDatasetConfig, OracleLabeling } from './dataset-config';
+import { scoreStatesPerWeight, OracleItem, OracleWeightsConfig, Reading, StateScore } from './utility';
+import { WeightName } from './weights';
+import { compareLabelings, OracleDatasetConfig } from './dataset-config';
 import { ORACLE_BUILD_LOG, ORACLE_DATASET_FORMAT, parseShard, partCount, partFileName, partImages, ShardSpec, shardParts } from './layout';
 import { stateSequence } from './states';
 import { OracleManifest, prepareOracleDataset } from './manifest';
 import { checkPart, identityHash, splitOf } from './dataset-files';
 
-/** The scorer's signature (lib/oracle/utility.ts `scoreStates`); tests inject fakes. */
-export type OracleScorer = (m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig) => StateScore[];
+/**
+ * The scorer's signature (lib/oracle/utility.ts `scoreStatesPerWeight`): the
+ * states under one reading and several weights, one StateScore list per
+ * weight. Tests inject fakes.
+ */
+export type OracleScorer = (m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleWeightsConfig) => StateScore[][];
 
 export interface BuildOracleOptions {
   /** `i/N` or {index, count}: label only this shard's parts. Default: everything. */
@@ -61,8 +69,14 @@ export interface BuildOracleResult {
   shardParts: number;
   /** States scored now (primary labeling; compare labelings not counted). */
   states: number;
-  /** Scoring calls of compare labelings, in states. */
+  /** Compare labels written now, in states (one per state and compare labeling). */
   compareStates: number;
+  /**
+   * States scored now for compare labelings of readings other than the primary's
+   * (one per state and reading): the backbone work the compare labelings cost.
+   * Compare labelings of the primary's reading reuse its passes and add none.
+   */
+  compareScoredStates: number;
   seconds: number;
   /** Primary states per second of wall time (compare labelings included in the time). */
   statesPerSecond: number;
@@ -91,13 +105,14 @@ function checkScore(sc: StateScore | undefined, geo: BlockGeometry, visible: rea
 interface StateRef { image: number; s: number; sequence: number[] }
 
 /**
- * Label the states of one range of images with one labeling. Returns one
- * StateScore per ref, in order. Progress is ticked per scored chunk.
+ * Label the states of one range of images under one reading and several
+ * weights (one set of backbone passes). Returns per weight one StateScore per
+ * ref, in order. Progress is ticked per scored chunk.
  */
-async function scoreRefs(scorer: OracleScorer, m: GPT, geo: BlockGeometry, split: TokenSplit, refs: StateRef[], labeling: OracleLabeling,
-  perCall: number, passBatch: number, onChunk: (n: number) => void): Promise<StateScore[]> {
+async function scoreRefs(scorer: OracleScorer, m: GPT, geo: BlockGeometry, split: TokenSplit, refs: StateRef[], reading: Reading, weights: WeightName[],
+  perCall: number, passBatch: number, onChunk: (n: number) => void): Promise<StateScore[][]> {
   const T = geo.numTokens;
-  const out: StateScore[] = new Array(refs.length);
+  const out: StateScore[][] = weights.map(() => new Array(refs.length));
   // Score in order of |S| (stable), so that a call holds few sizes and the scorer packs equal sizes into one pass.
   const order = refs.map((_, i) => i).sort((x, y) => refs[x].sequence.length - refs[y].sequence.length || x - y);
   for (let i = 0; i < order.length; i += perCall) {
@@ -108,10 +123,14 @@ async function scoreRefs(scorer: OracleScorer, m: GPT, geo: BlockGeometry, split
       classId: split.labels[r.image],
       visible: r.sequence.slice(),
     }));
-    const scores = scorer(m, geo, items, { reading: labeling.reading, weight: labeling.weight, batch: passBatch });
-    ensure(Array.isArray(scores) && scores.length === items.length, `returned ${Array.isArray(scores) ? scores.length : typeof scores} scores for ${items.length} states`,
-      'oracle scorer', 'return one StateScore per item, in order');
-    chunk.forEach((r, j) => { out[idx[j]] = checkScore(scores[j], geo, r.sequence, `${labeling.reading}/${labeling.weight}, image ${r.image}, state ${r.s}`); });
+    const scores = scorer(m, geo, items, { reading, weights, batch: passBatch });
+    ensure(Array.isArray(scores) && scores.length === weights.length && scores.every((s) => Array.isArray(s) && s.length === items.length),
+      `returned ${Array.isArray(scores) ? scores.map((s) => (Array.isArray(s) ? s.length : typeof s)).join(' + ') : typeof scores} scores ` +
+        `for ${weights.length} weight(s) x ${items.length} states`,
+      'oracle scorer', 'return one StateScore list per weight, each with one StateScore per item, in order');
+    weights.forEach((w, k) => chunk.forEach((r, j) => {
+      out[k][idx[j]] = checkScore(scores[k][j], geo, r.sequence, `${reading}/${w}, image ${r.image}, state ${r.s}`);
+    }));
     onChunk(chunk.length);
     await yieldToEventLoop();
   }
@@ -165,7 +184,11 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
   const removedTempFiles = removeStaleTempFiles(dir, { mine: (target) => myParts.has(target) });
   const idHash = identityHash(manifest.identity);
   const compare = compareLabelings(cfg);
-  const primary: OracleLabeling = { reading: cfg.reading, weight: cfg.weight };
+  // Labelings of one reading share their backbone passes: the weight enters only the last step
+  // (token losses -> u_extrap). The primary's reading scores every state with the primary's weight
+  // and its compare weights; every other reading scores the compare images with its weights.
+  const sameReading = (r: Reading) => compare.map((c, k) => ({ ...c, k })).filter((c) => c.reading === r);
+  const otherReadings = [...new Set(compare.map((c) => c.reading))].filter((r) => r !== cfg.reading);
   const nb = geo.numBlocks, T = geo.numTokens, S = cfg.statesPerImage;
 
   const todo: number[] = [];
@@ -181,11 +204,11 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
   const statesTodo = parts.reduce((acc, k) => { const r = partImages(cfg, k); return acc + (r.end - r.start) * S; }, 0);
   const bar = opts.progress?.({ total: statesTodo, label: `oracle ${shard.index}/${shard.count}` });
   const t0 = Date.now();
-  let states = 0, compareStates = 0, written = 0;
+  let states = 0, compareStates = 0, compareScoredStates = 0, written = 0;
   let model = opts.model;
   const ownModel = !model && parts.length > 0;
   if (ownModel) model = loadBackboneWithInfo(cfg.backbone, { gridH: geo.gridH, gridW: geo.gridW }).model;
-  const scorer = opts.scorer ?? scoreStates;
+  const scorer = opts.scorer ?? scoreStatesPerWeight;
   try {
     for (const k of parts) {
       const tp = Date.now();
@@ -193,17 +216,29 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
       const refs: StateRef[] = [];
       for (let i = range.start; i < range.end; i++) for (let s = 0; s < S; s++) refs.push({ image: i, s, sequence: stateSequence(cfg, geo, i, s) });
       const n = refs.length;
-      const main = await scoreRefs(scorer, model!, geo, split, refs, primary, cfg.statesPerCall, cfg.passBatch, (c) => {
-        states += c;
-        const sec = (Date.now() - t0) / 1000;
-        bar?.tick(c, { 'states/s': sec > 0 ? Number((states / sec).toPrecision(3)) : 0 });
-      });
-      const tensors: Record<string, SafeTensor> = labelTensors('', main, nb, T, true);
       const cmpRefs = refs.filter((r) => r.image % cfg.compareEvery === 0);
-      for (let c = 0; c < compare.length; c++) {
-        const scored = await scoreRefs(scorer, model!, geo, split, cmpRefs, compare[c], cfg.statesPerCall, cfg.passBatch, (x) => { compareStates += x; });
-        const byRef = new Map(cmpRefs.map((r, j) => [r, scored[j]]));
-        Object.assign(tensors, labelTensors(`cmp${c}.`, refs.map((r) => byRef.get(r)), nb, T, false));
+      const cmpOf = new Set(cmpRefs);
+      const tensors: Record<string, SafeTensor> = {};
+      /** Compare labeling k's tensors from scores of `scored` refs (NaN and has = 0 on the others). */
+      const putCompare = (k: number, scored: StateRef[], scores: StateScore[]) => {
+        const byRef = new Map(scored.map((r, j) => [r, scores[j]]));
+        Object.assign(tensors, labelTensors(`cmp${k}.`, refs.map((r) => (cmpOf.has(r) ? byRef.get(r) : undefined)), nb, T, false));
+        compareStates += cmpRefs.length;
+      };
+      const own = sameReading(cfg.reading);
+      const [main, ...ownCompare] = await scoreRefs(scorer, model!, geo, split, refs, cfg.reading, [cfg.weight, ...own.map((c) => c.weight)],
+        cfg.statesPerCall, cfg.passBatch, (c) => {
+          states += c;
+          const sec = (Date.now() - t0) / 1000;
+          bar?.tick(c, { 'states/s': sec > 0 ? Number((states / sec).toPrecision(3)) : 0 });
+        });
+      Object.assign(tensors, labelTensors('', main, nb, T, true));
+      own.forEach((c, j) => putCompare(c.k, refs, ownCompare[j]));
+      for (const reading of otherReadings) {
+        const of = sameReading(reading);
+        const scored = await scoreRefs(scorer, model!, geo, split, cmpRefs, reading, of.map((c) => c.weight), cfg.statesPerCall, cfg.passBatch,
+          (x) => { compareScoredStates += x; });
+        of.forEach((c, j) => putCompare(c.k, cmpRefs, scored[j]));
       }
       const image = new Int32Array(n), state = new Int32Array(n), size = new Int32Array(n), classId = new Int32Array(n);
       const sequence = new Int32Array(n * nb).fill(-1), visible = new Uint8Array(n * nb);
@@ -230,7 +265,10 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
       written++;
       const seconds = (Date.now() - tp) / 1000;
       const info: OraclePartInfo = { part: k, parts: K, images: range, states: n, seconds, statesPerSecond: seconds > 0 ? n / seconds : NaN };
-      appendJsonLine(path.join(dir, ORACLE_BUILD_LOG), { ...info, compareStates: cmpRefs.length * compare.length, shard: `${shard.index}/${shard.count}`, pid: process.pid, time: new Date().toISOString() });
+      appendJsonLine(path.join(dir, ORACLE_BUILD_LOG), {
+        ...info, compareStates: cmpRefs.length * compare.length, compareScoredStates: cmpRefs.length * otherReadings.length,
+        shard: `${shard.index}/${shard.count}`, pid: process.pid, time: new Date().toISOString(),
+      });
       opts.onPart?.(info);
       if (opts.pauseMs) await sleep(opts.pauseMs);
     }
@@ -240,14 +278,25 @@ export async function buildOracleDataset(dir: string, cfg: OracleDatasetConfig, 
   const seconds = (Date.now() - t0) / 1000;
   bar?.done({ 'states/s': seconds > 0 ? Number((states / seconds).toPrecision(3)) : 0 });
   return {
-    dir, shard, written, skipped, shardParts: end - first, states, compareStates, seconds,
+    dir, shard, written, skipped, shardParts: end - first, states, compareStates, compareScoredStates, seconds,
     statesPerSecond: seconds > 0 ? states / seconds : NaN, removedTempFiles, manifest,
   };
 }
 
+/** One line of a dataset's build log. */
+export interface OracleBuildLogLine extends OraclePartInfo {
+  shard: string;
+  pid: number;
+  time: string;
+  /** Compare labels written for this part (states x compare labelings). */
+  compareStates: number;
+  /** States scored for compare labelings of other readings than the primary's (absent in logs of builds before it was recorded). */
+  compareScoredStates?: number;
+}
+
 /** The per-part timing lines of a dataset's builds (states, seconds, states/s, shard). */
-export function readOracleBuildLog(dir: string): (OraclePartInfo & { shard: string; pid: number; time: string; compareStates: number })[] {
+export function readOracleBuildLog(dir: string): OracleBuildLogLine[] {
   const file = path.join(dir, ORACLE_BUILD_LOG);
   if (!fs.existsSync(file)) return [];
-  return readJsonLines<OraclePartInfo & { shard: string; pid: number; time: string; compareStates: number }>(file, { warn: () => {} }).rows;
+  return readJsonLines<OracleBuildLogLine>(file, { warn: () => {} }).rows;
 }

@@ -11,7 +11,7 @@ import { ensure, oneOf } from '../runtime/errors';
 import { stage1Config } from '../backbone/stage1';
 import { activeProfile, profileConfig, ProfileName } from '../runtime/profile';
 import { Reading, READINGS, DEFAULT_ORACLE_BATCH, PRIMARY_READING } from './utility';
-import { WeightName, WEIGHTS } from './weights';
+import { PRIMARY_WEIGHT, WeightName, WEIGHTS } from './weights';
 
 /** One way of labelling a state: which reading of l_j(S), and which weight w for u_extrap. */
 export interface OracleLabeling {
@@ -43,11 +43,13 @@ export interface OracleDatasetConfig {
    * in distribution and free of any reference order (utility.ts).
    */
   reading: Reading;
-  /** The weight w(j, a) of the primary u_extrap. Default 'no-neighbours' (zero on the 8 neighbouring blocks). */
+  /** The weight w(j, a) of the primary u_extrap. Default PRIMARY_WEIGHT (weights.ts), the one line that switches it. */
   weight: WeightName;
   /**
    * Further labelings of a subset of states (the images with index % compareEvery == 0), for
    * the agreement figures: the other reading, other weights. Entries equal to the primary are dropped.
+   * Labelings of one reading share their backbone passes (build.ts), so another weight of a
+   * reading already scored costs no backbone time.
    */
   compare: OracleLabeling[];
   /** Images i with i % compareEvery == 0 get the `compare` labelings too. Default 4. */
@@ -74,14 +76,20 @@ export const ORACLE_DATASET_DEFAULTS: Omit<OracleDatasetConfig, 'backbone' | 'to
   blockH: 2,
   blockW: 2,
   reading: PRIMARY_READING,
-  weight: 'no-neighbours',
-  // The other two readings with the primary's weight (what changed, reading by reading), and
-  // w = 1 for block-marginal and teacher-forced (the limits METHOD.md §3 derives are for w = 1).
+  weight: PRIMARY_WEIGHT,
+  // The other two readings with the primary's weight (what changed, reading by reading), w = 1 for
+  // block-marginal and teacher-forced (the limits METHOD.md §3 derives are for w = 1), and every
+  // weight of the primary reading: notebook 03's label-position table sets each against its count
+  // prior (METHOD.md §3.2). compareLabelings drops the primary and repeats. Labelings of one
+  // reading share their backbone passes (build.ts): the block-marginal ones reuse the primary's,
+  // teacher-forced/uniform those of teacher-forced/primary's weight, so the compare images are
+  // scored under two readings whatever the number of weights.
   compare: [
-    { reading: 'teacher-forced', weight: 'no-neighbours' },
-    { reading: 'one-step', weight: 'no-neighbours' },
+    { reading: 'teacher-forced', weight: PRIMARY_WEIGHT },
+    { reading: 'one-step', weight: PRIMARY_WEIGHT },
     { reading: 'block-marginal', weight: 'uniform' },
     { reading: 'teacher-forced', weight: 'uniform' },
+    ...WEIGHTS.map((weight) => ({ reading: PRIMARY_READING, weight })),
   ],
   compareEvery: 4,
   seed: 0,

@@ -10,6 +10,8 @@ import { bucketOf, readingLabelings, SizeBucket } from './analysis';
 import { labelHeatmaps } from './label-heatmaps';
 import { localityStats } from './locality';
 import { blockGridValues, hideBlocks } from './state-views';
+import type { LabelPositionRow } from './label-positions';
+import type { BlockGeometry } from '../order';
 
 export interface Figure {
   traces: Record<string, unknown>[];
@@ -159,7 +161,6 @@ export function labelPositionFigure(ds: OracleDataset, series: readonly LabelSer
     annotations: [] as Record<string, unknown>[],
     margin: { t: 70, l: 20, r: 20, b: 20 },
   };
-  const ann = layout.annotations as Record<string, unknown>[];
   const all = series.map((s) => labelHeatmaps(ds, Int32Array.from(s.labels, (a, i) => (s.has[i] ? a : -1)), buckets));
   // One colour scale for every panel, so shades compare across buckets and labels.
   let zmax = 0;
@@ -167,17 +168,59 @@ export function labelPositionFigure(ds: OracleDataset, series: readonly LabelSer
   series.forEach((s, r) => {
     const maps = all[r];
     maps.forEach((m, c) => {
-      const k = r * buckets.length + c + 1;
-      traces.push({ type: 'heatmap', z: m.counts.map((row) => row.map((v) => (m.n > 0 ? v / m.n : null))), zmin: 0, zmax: zmax || 1,
-        colorscale: [[0, '#ffffff'], [1, '#b30000']], showscale: k === 1, colorbar: { title: 'share', len: 0.5 },
-        texttemplate: '%{z:.2f}', textfont: { size: 8 },
-        xaxis: axisName(k, 'x'), yaxis: axisName(k, 'y'), hovertemplate: 'row %{y}, col %{x}: %{z:.2f}<extra></extra>' });
-      layout[axisKey(k, 'x')] = { showticklabels: false, showgrid: false, zeroline: false };
-      layout[axisKey(k, 'y')] = { showticklabels: false, showgrid: false, zeroline: false, autorange: 'reversed', scaleanchor: axisName(k, 'x') };
-      ann.push({ text: `${c === 0 ? `${s.name}<br>` : ''}${m.bucket.label} (n=${m.n})`, showarrow: false, xref: `${axisName(k, 'x')} domain`,
-        yref: `${axisName(k, 'y')} domain`, x: 0.5, y: 1.0, yanchor: 'bottom', font: { size: 10 } });
+      sharePanel(traces, layout, r * buckets.length + c + 1, m.counts.map((row) => row.map((v) => (m.n > 0 ? v / m.n : null))), zmax,
+        `${c === 0 ? `${s.name}<br>` : ''}${m.bucket.label} (n=${m.n})`);
     });
   });
+  return { traces, layout };
+}
+
+/** One heatmap panel k of shares over the block grid (white = 0, dark red = zmax), titled above. */
+function sharePanel(traces: Record<string, unknown>[], layout: Record<string, unknown>, k: number, z: (number | null)[][], zmax: number, title: string): void {
+  traces.push({ type: 'heatmap', z, zmin: 0, zmax: zmax || 1,
+    colorscale: [[0, '#ffffff'], [1, '#b30000']], showscale: k === 1, colorbar: { title: 'share', len: 0.5 },
+    texttemplate: '%{z:.2f}', textfont: { size: 8 },
+    xaxis: axisName(k, 'x'), yaxis: axisName(k, 'y'), hovertemplate: 'row %{y}, col %{x}: %{z:.2f}<extra></extra>' });
+  layout[axisKey(k, 'x')] = { showticklabels: false, showgrid: false, zeroline: false };
+  layout[axisKey(k, 'y')] = { showticklabels: false, showgrid: false, zeroline: false, autorange: 'reversed', scaleanchor: axisName(k, 'x') };
+  (layout.annotations as Record<string, unknown>[]).push({ text: title, showarrow: false, xref: `${axisName(k, 'x')} domain`,
+    yref: `${axisName(k, 'y')} domain`, x: 0.5, y: 1.0, yanchor: 'bottom', font: { size: 10 } });
+}
+
+/**
+ * The label-position rows of one weight (label-positions.ts) as heatmaps: the
+ * weight's count prior in the first row, then a*_extrap of every reading
+ * labelled with that weight; one column per |S|. One colour scale for all
+ * panels, so a label map that looks like the prior row is the count prior
+ * speaking.
+ */
+export function countPriorFigure(rows: readonly LabelPositionRow[], geo: BlockGeometry, weight: string, stamp: string): Figure {
+  const of = rows.filter((r) => r.weight === weight);
+  ensure(of.length > 0, `no label-position rows of weight '${weight}' (rows hold ${[...new Set(rows.map((r) => r.weight))].join(', ') || 'none'})`,
+    'countPriorFigure(weight)', 'pass a weight the dataset labels (one of the rows\' weights)');
+  const sizes = [...new Set(of.map((r) => r.size))];
+  const readings = [...new Set(of.map((r) => r.reading))];
+  const grid = (p: Float64Array) => Array.from({ length: geo.blocksY }, (_, y) => Array.from(p.subarray(y * geo.blocksX, (y + 1) * geo.blocksX),
+    (v) => (Number.isFinite(v) ? v : null)));
+  const panels: { name: string; row: LabelPositionRow; p: Float64Array }[][] = [
+    // The prior depends on the weight and the states only; every reading's rows share the states (the compare subset).
+    sizes.map((s) => { const row = of.find((r) => r.size === s)!; return { name: `count prior, w = ${weight}`, row, p: row.prior }; }),
+    ...readings.map((rd) => sizes.map((s) => { const row = of.find((r) => r.reading === rd && r.size === s)!; return { name: `a*_extrap (${rd})`, row, p: row.labels }; })),
+  ];
+  let zmax = 0;
+  for (const line of panels) for (const c of line) for (const v of c.p) if (Number.isFinite(v)) zmax = Math.max(zmax, v);
+  const traces: Record<string, unknown>[] = [];
+  const layout: Record<string, unknown> = {
+    title: { text: `Where a*_extrap falls against its count prior, w = ${weight}, by |S| (share of states; ${stamp})`, font: { size: 14 } },
+    grid: { rows: panels.length, columns: sizes.length, pattern: 'independent', ygap: 0.2, xgap: 0.04 },
+    height: 70 + 190 * panels.length,
+    annotations: [] as Record<string, unknown>[],
+    margin: { t: 70, l: 20, r: 20, b: 20 },
+  };
+  panels.forEach((line, r) => line.forEach((c, k) => {
+    const tvs = r === 0 ? '' : `, TV to prior ${c.row.tvPrior.toFixed(2)}`;
+    sharePanel(traces, layout, r * sizes.length + k + 1, grid(c.p), zmax, `${k === 0 ? `${c.name}<br>` : ''}|S|=${c.row.size} (n=${c.row.states}${tvs})`);
+  }));
   return { traces, layout };
 }
 

@@ -26,6 +26,7 @@ import { TokenCache } from '../tokenizer/cache';
 import { OracleItem, Reading, READINGS } from './utility';
 import { oneOf } from '../runtime/errors';
 import { OracleLabeling } from './dataset-config';
+import { WeightName, WEIGHTS } from './weights';
 import { ORACLE_DATASET_FILE, ORACLE_DATASET_FORMAT } from './layout';
 import { OracleManifest, readOracleManifest } from './manifest';
 import { identityHash, splitOf } from './dataset-files';
@@ -124,18 +125,32 @@ const labelingName = (l: OracleLabeling) => `${l.reading}/${l.weight}`;
 
 /**
  * The primary labeling, checked against the reading a stage is configured
- * for (`field` names that setting): a planner trained on another reading's
- * labels would silently answer another question.
+ * for (`field` names that setting) and, with `expect`, against its weight: a
+ * planner trained on another reading's or weight's labels would silently
+ * answer another question. Nothing is changed on refusal; the error names the
+ * dataset's manifest, the field and both ways to agree.
  */
-export function primaryLabelSet(ds: OracleDataset, reading: Reading, field: string): OracleLabelSet {
+export function primaryLabelSet(ds: OracleDataset, reading: Reading, field: string, expect?: { weight: WeightName; field: string }): OracleLabelSet {
   oneOf(reading, READINGS, field);
   const p = ds.labelings[0];
+  const manifest = path.join(ds.dir, 'manifest.json');
   if (p.reading !== reading) {
     throw new OrderHeadError(
       `the oracle dataset's primary labels are of the ${p.reading} reading (labelings.primary.reading), the stage is configured for ${reading} (${field})`,
-      path.join(ds.dir, 'manifest.json'),
+      manifest,
       `rebuild the oracle dataset with oracle.reading = '${reading}' (notebooks/03_stage2_oracle.ipynb), or set ${field} = '${p.reading}'`,
     );
+  }
+  if (expect) {
+    oneOf(expect.weight, WEIGHTS, expect.field);
+    if (p.weight !== expect.weight) {
+      throw new OrderHeadError(
+        `the oracle dataset's primary u_extrap uses w = ${p.weight} (labelings.primary.weight), the stage is configured for w = ${expect.weight} (${expect.field})`,
+        manifest,
+        `build an oracle dataset with oracle.weight = '${expect.weight}' in another folder (notebooks/03_stage2_oracle.ipynb; PRIMARY_WEIGHT in ` +
+          `lib/oracle/weights.ts is the default of both fields), or set ${expect.field} = '${p.weight}' to train on this dataset's labels`,
+      );
+    }
   }
   return p;
 }

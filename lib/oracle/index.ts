@@ -8,10 +8,10 @@
  */
 export { agreementTable } from './agreement';
 export { IMAGE_BOOTSTRAP, readingLabelings, sizeBuckets } from './analysis';
-export { buildOracleDataset, OracleScorer, readOracleBuildLog } from './build';
+export { buildOracleDataset, OracleBuildLogLine, OracleScorer, readOracleBuildLog } from './build';
 export { ORACLE_DATASET_DEFAULTS, oracleDatasetConfig, OracleDatasetConfig } from './dataset-config';
 export {
-  exampleStates, labelPositionFigure, labelSeries, localityBySizeFigure, readingSeries, utilityExamplesFigure,
+  countPriorFigure, exampleStates, labelPositionFigure, labelSeries, localityBySizeFigure, readingSeries, utilityExamplesFigure,
   utilityScatterFigure,
 } from './dataset-figures';
 export {
@@ -19,13 +19,16 @@ export {
 } from './dataset';
 export { oracleFindings } from './findings';
 export { ORACLE_DATASET_FILE, parseShard, partCount, partFileName, shardParts } from './layout';
+export {
+  LABEL_POSITION_SIZES, LabelPositionRow, LabelPositionSummary, labelPositionSummary, labelPositionTable,
+} from './label-positions';
 export { LocalityRow, localityTable } from './locality';
 export { mergeOracleDataset } from './merge';
 export { ownLossTable } from './own-loss';
 export { buildOracleDatasetParallel } from './parallel';
 export { referenceRankTable } from './reference-rank';
 export { scoreStatesReference } from './reference';
-export { DEFAULT_ORACLE_BATCH, OracleConfig, OracleItem, Reading, READINGS, StateScore } from './state-plan';
+export { DEFAULT_ORACLE_BATCH, OracleConfig, OracleItem, OracleWeightsConfig, Reading, READINGS, StateScore } from './state-plan';
 export { stateSequence, stateSize } from './states';
-export { scoreRestLoss, scoreStates } from './utility';
-export { blockWeight, WEIGHTS } from './weights';
+export { scoreRestLoss, scoreStates, scoreStatesPerWeight } from './utility';
+export { blockWeight, PRIMARY_WEIGHT, WeightName, WEIGHTS } from './weights';

@@ -36,7 +36,7 @@ function forwardNll(m: GPT, x: Int32Array, classId: number, orders: number[][]):
  * S, (a,) B, rest; B's losses are read at its slots right after the context.
  */
 export function scoreStatesReference(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
-  const { reading, weight } = checkInputs(m, geo, items, cfg);
+  const { reading, weights: [weight] } = checkInputs(m, geo, items, cfg);
   const t = geoTables(geo), w = blockWeightTable(geo, weight), T = geo.numTokens;
   return items.map((item) => {
     const plan = makePlan(geo, t, item);

@@ -8,7 +8,7 @@
 import { GPT } from '../backbone/gpt';
 import { BlockGeometry, blockCells, cellBlock } from '../order';
 import { ensure, oneOf, OrderHeadError } from '../runtime/errors';
-import { WeightName, WEIGHTS } from './weights';
+import { BlockWeights, candidateWeights, WeightName, WEIGHTS } from './weights';
 
 export type Reading = 'block-marginal' | 'teacher-forced' | 'one-step';
 
@@ -24,6 +24,18 @@ export interface OracleConfig {
   /** w(j, a) of u_extrap, a function of block distance (weights.ts). */
   weight: WeightName;
   /** Max sequences per batched pass (fast path); default 64. */
+  batch?: number;
+}
+
+/**
+ * Several weights of one reading (utility.ts `scoreStatesPerWeight`): u_extrap
+ * is a weighted sum of the same token losses under every weight, so one set of
+ * backbone passes serves them all.
+ */
+export interface OracleWeightsConfig {
+  reading: Reading;
+  /** One StateScore list per weight, in this order. */
+  weights: readonly WeightName[];
   batch?: number;
 }
 
@@ -67,13 +79,19 @@ export interface Plan {
   rCells: number[];
 }
 
-export interface Checked { batch: number; reading: Reading; weight: WeightName }
+export interface Checked { batch: number; reading: Reading; weights: WeightName[] }
 
-export function checkInputs(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): Checked {
+/** Check a scorer's inputs; a config with `weights` names `oracle.weights[k]` in its errors, one with `weight`, `oracle.weight`. */
+export function checkInputs(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig | OracleWeightsConfig): Checked {
   ensure(cfg != null && typeof cfg === 'object', 'no oracle config given', 'oracle config',
     `pass { reading: ${READINGS.map((r) => `'${r}'`).join(' | ')}, weight: ${WEIGHTS.map((w) => `'${w}'`).join(' | ')} }`);
   const reading = oneOf(cfg.reading, READINGS, 'oracle.reading');
-  const weight = oneOf(cfg.weight, WEIGHTS, 'oracle.weight');
+  let weights: WeightName[];
+  if ('weights' in cfg) {
+    ensure(Array.isArray(cfg.weights) && cfg.weights.length > 0, `weights is ${JSON.stringify(cfg.weights)}`, 'oracle.weights',
+      `pass a non-empty list of weight names (${WEIGHTS.join(', ')})`);
+    weights = cfg.weights.map((w, k) => oneOf(w, WEIGHTS, `oracle.weights[${k}]`));
+  } else weights = [oneOf(cfg.weight, WEIGHTS, 'oracle.weight')];
   const batch = cfg.batch ?? DEFAULT_ORACLE_BATCH;
   ensure(Number.isInteger(batch) && batch >= 1, `batch must be a positive integer, got ${cfg.batch}`, 'oracle.batch',
     `use a positive number of sequences per pass (default ${DEFAULT_ORACLE_BATCH})`);
@@ -87,7 +105,7 @@ export function checkInputs(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg
   }
   ensure(Array.isArray(items), `items is not an array (got ${typeof items})`, 'items', 'pass an array of { tokens, classId, visible }');
   items.forEach((it, i) => checkItem(m, geo, it, i));
-  return { batch, reading, weight };
+  return { batch, reading, weights };
 }
 
 function checkItem(m: GPT, geo: BlockGeometry, it: OracleItem, i: number): void {
@@ -163,19 +181,26 @@ function argmaxOver(v: Float32Array, among: number[]): number {
   return best;
 }
 
-export function finalize(geo: BlockGeometry, t: GeoTables, w: Float64Array, plan: Plan, ls: Losses): StateScore {
+/**
+ * The step from one state's token losses to its scores under weight `w`
+ * (blockWeightTable): L_rest, u, u_extrap (with w(·, a | S) per candidate,
+ * normalised over R \ a for the mean weights: weights.ts `candidateWeights`)
+ * and both labels. Both paths end here, so they agree for every weight.
+ */
+export function finalize(geo: BlockGeometry, t: GeoTables, w: BlockWeights, plan: Plan, ls: Losses): StateScore {
   const T = geo.numTokens, n = geo.numBlocks;
   const tokenLoss = new Float32Array(T).fill(NaN);
   let lRest = 0;
   for (const j of plan.rCells) { tokenLoss[j] = ls.base[j]; lRest += ls.base[j]; }
   const u = new Float32Array(n).fill(NaN), uExtrap = new Float32Array(n).fill(NaN);
   for (const a of plan.remaining) {
+    const wa = candidateWeights(w, a, plan.remaining);
     let rest = 0, ext = 0;
     for (const j of plan.rCells) {
       if (t.blockOf[j] === a) continue;
       const la = ls.cand[a * T + j];
       rest += la;
-      ext += w[a * n + t.blockOf[j]] * (ls.base[j] - la);
+      ext += wa[t.blockOf[j]] * (ls.base[j] - la);
     }
     u[a] = lRest - rest;
     uExtrap[a] = ext;

@@ -84,12 +84,13 @@ import { GPT, tokenNll } from '../backbone/gpt';
 import { disposeCache, emptyCache, extend, Extension, KVCache } from '../backbone/kv-decoder';
 import { BlockGeometry } from '../order';
 import {
-  checkInputs, finalize, GeoTables, geoTables, Losses, makePlan, newLosses, OracleConfig, OracleItem, Plan, Reading, StateScore,
+  Checked, checkInputs, finalize, GeoTables, geoTables, Losses, makePlan, newLosses, OracleConfig, OracleItem, OracleWeightsConfig, Plan, Reading,
+  StateScore,
 } from './state-plan';
 import { blockWeightTable } from './weights';
 
 export { DEFAULT_ORACLE_BATCH, PRIMARY_READING, READINGS } from './state-plan';
-export type { OracleConfig, OracleItem, Reading, StateScore } from './state-plan';
+export type { OracleConfig, OracleItem, OracleWeightsConfig, Reading, StateScore } from './state-plan';
 export { scoreStatesReference } from './reference';
 
 // ---------------------------------------------------------------------------
@@ -327,11 +328,28 @@ function fastLosses(m: GPT, geo: BlockGeometry, t: GeoTables, plans: Plan[], rea
  * `scoreStatesReference` (float tolerance).
  */
 export function scoreStates(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleConfig): StateScore[] {
-  const { batch, reading, weight } = checkInputs(m, geo, items, cfg);
-  const t = geoTables(geo), w = blockWeightTable(geo, weight);
+  return scoreWeights(m, geo, items, checkInputs(m, geo, items, cfg))[0];
+}
+
+/**
+ * `scoreStates` under several weights of one reading at the cost of one:
+ * the weight enters only the last step (token losses -> u_extrap), so the
+ * backbone passes are shared. Returns one StateScore list per weight, in
+ * `cfg.weights` order; each equals scoreStates with that weight. The oracle
+ * dataset build labels all weights of a reading with one call.
+ */
+export function scoreStatesPerWeight(m: GPT, geo: BlockGeometry, items: OracleItem[], cfg: OracleWeightsConfig): StateScore[][] {
+  return scoreWeights(m, geo, items, checkInputs(m, geo, items, cfg));
+}
+
+function scoreWeights(m: GPT, geo: BlockGeometry, items: OracleItem[], { batch, reading, weights }: Checked): StateScore[][] {
+  const t = geoTables(geo);
   const plans = items.map((it) => makePlan(geo, t, it));
   const losses = fastLosses(m, geo, t, plans, reading, batch, true);
-  return plans.map((p, i) => finalize(geo, t, w, p, losses[i]));
+  return weights.map((name) => {
+    const w = blockWeightTable(geo, name);
+    return plans.map((p, i) => finalize(geo, t, w, p, losses[i]));
+  });
 }
 
 /**

@@ -301,7 +301,7 @@ export function trainStage3Runs(root: string, profile: ProfileName, ds: OracleDa
   const grid = { blocksY: ds.geo.blocksY, blocksX: ds.geo.blocksX, numClasses };
   return runs.map((run) => {
     const cfg = plannerTrainConfig(profile, { label: run.label, target: run.target });
-    const data = plannerData(ds, features, run.label, cfg.reading);
+    const data = plannerData(ds, features, run.label, cfg.reading, cfg.weight);
     const bar = progress?.({ total: cfg.steps, label: `stage3 ${run.key}` });
     const result = trainPlanner(root, stage3RunName(run.key), cfg, data, grid, {
       onStep: (_s, m) => bar?.tick(1, m.valTop1 !== undefined ? { loss: m.loss, 'val top-1': m.valTop1 } : { loss: m.loss }),
@@ -314,7 +314,7 @@ export function trainStage3Runs(root: string, profile: ProfileName, ds: OracleDa
 /** Stage 4 as one call: the R curriculum from the Stage 3 run `cfg.from` (its best planner is loaded from disk). */
 export function trainStage4(root: string, cfg: LatentCurriculumConfig, ds: OracleDataset, features: PlannerFeatures, numClasses: number,
   progress?: ProgressFactory): { init: Planner; data: PlannerData; stages: { R: LatentSteps; result: TrainPlannerResult }[] } {
-  const data = plannerData(ds, features, cfg.train.label, cfg.train.reading);
+  const data = plannerData(ds, features, cfg.train.label, cfg.train.reading, cfg.train.weight);
   const initPath = bestPlannerCheckpoint(path.join(root, stage3RunName(cfg.from)), 'notebooks/04_stage3_orderhead.ipynb');
   const init = loadPlanner(initPath, { backboneFingerprint: ds.manifest.backbone.fingerprint }).planner;
   const grid = { blocksY: ds.geo.blocksY, blocksX: ds.geo.blocksX, numClasses };

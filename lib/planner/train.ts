@@ -28,6 +28,7 @@ import { checkpointName, latestCheckpoint, loadCheckpoint, saveCheckpoint } from
 import { profileConfig, ProfileName } from '../runtime/profile';
 import { OracleDataset, primaryLabelSet } from '../oracle/dataset';
 import { PRIMARY_READING, Reading, READINGS } from '../oracle/utility';
+import { PRIMARY_WEIGHT, WeightName, WEIGHTS } from '../oracle/weights';
 import { PlannerFeatures } from './features';
 import {
   checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig, plannerForward,
@@ -46,6 +47,8 @@ export interface PlannerTrainConfig extends OptimConfig {
   label: LabelName;
   /** The oracle reading the labels must come from (the dataset's primary). Default 'block-marginal'. */
   reading: Reading;
+  /** The weight w of u_extrap the dataset's primary labels must use (checked for every label). Default PRIMARY_WEIGHT (lib/oracle/weights.ts). */
+  weight: WeightName;
   /** 'hard' = one-hot a* (baseline); 'soft' = softmax(utility / softTemperature) over unseen blocks. */
   target: TargetName;
   /** Temperature (nats of utility) of soft targets. Default 0.25. */
@@ -62,7 +65,7 @@ export interface PlannerTrainConfig extends OptimConfig {
  * whose gradient scale settles fast.
  */
 export const PLANNER_TRAIN_DEFAULTS: PlannerTrainConfig = {
-  planner: PLANNER_DEFAULTS, label: 'u', reading: PRIMARY_READING, target: 'hard', softTemperature: 0.25, steps: 500, batch: 128, lr: 5e-4,
+  planner: PLANNER_DEFAULTS, label: 'u', reading: PRIMARY_READING, weight: PRIMARY_WEIGHT, target: 'hard', softTemperature: 0.25, steps: 500, batch: 128, lr: 5e-4,
   warmup: 30, minLrRatio: 0.1, weightDecay: 0.1, betas: [0.9, 0.99], clipNorm: 1, evalEvery: 50, heldOutEvery: 8, seed: 0,
 };
 
@@ -80,6 +83,7 @@ export function validatePlannerTrainConfig(cfg: PlannerTrainConfig): void {
   validatePlannerConfig(cfg.planner);
   oneOf(cfg.label, LABELS, 'planner.label');
   oneOf(cfg.reading, READINGS, 'planner.reading');
+  oneOf(cfg.weight, WEIGHTS, 'planner.weight');
   oneOf(cfg.target, TARGETS, 'planner.target');
   ensure(cfg.evalEvery > 0, `evalEvery = ${cfg.evalEvery}: the best checkpoint is chosen on validation`, 'planner.evalEvery', 'use a positive integer');
   ensure(Number.isInteger(cfg.heldOutEvery) && cfg.heldOutEvery >= 3, `heldOutEvery = ${cfg.heldOutEvery} leaves no training images`, 'planner.heldOutEvery', 'use 3 or more (default 8)');
@@ -104,13 +108,18 @@ export interface PlannerData {
   backboneFingerprint: string;
 }
 
-/** Pair an oracle dataset (primary labeling, which must be of `reading`) with its features. */
-export function plannerData(ds: OracleDataset, features: PlannerFeatures, label: LabelName, reading: Reading = PRIMARY_READING): PlannerData {
+/**
+ * Pair an oracle dataset (primary labeling, which must be of `reading` and use
+ * `weight`) with its features. The weight is checked for the u label too: a
+ * config that names another weight than its dataset's is a mix-up either way.
+ */
+export function plannerData(ds: OracleDataset, features: PlannerFeatures, label: LabelName, reading: Reading = PRIMARY_READING,
+  weight: WeightName = PRIMARY_WEIGHT): PlannerData {
   oneOf(label, LABELS, 'planner.label');
   ensure(features.n === ds.n && features.numBlocks === ds.geo.numBlocks,
     `features hold ${features.n} states of ${features.numBlocks} blocks, the oracle dataset ${ds.n} of ${ds.geo.numBlocks}`,
     ds.dir, 'compute the features from this dataset (plannerFeatures over oracleItem of every state)');
-  const l = primaryLabelSet(ds, reading, 'planner.reading');
+  const l = primaryLabelSet(ds, reading, 'planner.reading', { weight, field: 'planner.weight' });
   return {
     features, utility: label === 'u' ? l.u : l.uExtrap, aStar: label === 'u' ? l.aStar : l.aStarExtrap, size: ds.size, image: ds.image,
     label, reading: l.reading, weight: l.weight, backboneFingerprint: ds.manifest.backbone.fingerprint,

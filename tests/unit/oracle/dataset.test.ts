@@ -265,10 +265,10 @@ test('refusals: a different config, a foreign backbone grid or block size, and t
   await rejectsOH(buildOracleDataset(path.join(f.root, 'n'), { ...cfg, images: 99 }), 'images', 'has 12');
   throwsOH(() => oracleDatasetConfig('smoke', { backbone: f.backbone, tokens: f.tokens }, { reading: 'two-step' as never }), 'oracle.reading', 'one-step');
   // A scorer that returns a visible block as a* is caught.
-  const liar: OracleScorer = (_m, geo, items) => items.map((it) => ({
+  const liar: OracleScorer = (_m, geo, items, c) => c.weights.map(() => items.map((it) => ({
     lRest: 0, tokenLoss: new Float32Array(geo.numTokens), u: new Float32Array(geo.numBlocks), uExtrap: new Float32Array(geo.numBlocks),
     aStar: it.visible[0] ?? 0, aStarExtrap: 0,
-  }));
+  })));
   await rejectsOH(buildOracleDataset(path.join(f.root, 'liar'), { ...cfg, statesPerImage: 4 }, { scorer: liar }), 'not a hidden block');
   // The CLI reports bad shards with the valid form.
   const cli = runCli(['build', '--run', path.join(f.root, 'cli'), '--backbone', f.backbone, '--tokens', f.tokens, '--shard', '3/2']);

@@ -114,7 +114,7 @@ function withBlock(item: OracleItem, a: number): OracleItem {
 }
 
 for (const reading of READINGS) {
-  test(`u and u_extrap match independently scored S and S ∪ {a} (${reading}; uniform, no-neighbours, distance)`, async () => {
+  test(`u and u_extrap match independently scored S and S ∪ {a} (${reading}; every weight, the mean ones divided over R \\ a)`, async () => {
     const m = await tinyModel();
     for (const [geoName, geo] of GEOS) {
       for (const size of [0, 1, 2]) {
@@ -128,7 +128,7 @@ for (const reading of READINGS) {
           const after = next[k];
           const what = `${geoName} |S|=${size} a=${a}`;
           assert.ok(Math.abs(base.u[a] - (base.lRest - after.lRest)) < TOL, `${what}: u != L_rest(S) - L_rest(S ∪ {a})`);
-          const sums = { uniform: 0, 'no-neighbours': 0, distance: 0 };
+          const sums = { uniform: 0, 'no-neighbours': 0, distance: 0, 'no-neighbours-mean': 0, 'distance-mean': 0 };
           for (let j = 0; j < geo.numTokens; j++) {
             const bj = cellBlock(geo, j);
             if (item.visible.includes(bj) || bj === a) continue;
@@ -139,12 +139,21 @@ for (const reading of READINGS) {
             sums.distance += dist * drop;
             if (dist > 1) farTerms++; else nearTerms++;
           }
+          // The mean weights: the same sums over the far (resp. distance-weighted) unseen *blocks* of a.
+          const others = rest.filter((b) => b !== a);
+          const far = others.filter((b) => blockDistance(geo, b, a) > 1).length;
+          const dsum = others.reduce((acc, b) => acc + blockDistance(geo, b, a), 0);
+          sums['no-neighbours-mean'] = far > 0 ? sums['no-neighbours'] / far : 0;
+          sums['distance-mean'] = sums.distance / dsum;
           for (const weight of WEIGHTS) {
             assert.ok(Math.abs(scores[weight].uExtrap[a] - sums[weight]) < TOL,
               `${what} ${weight}: uExtrap ${scores[weight].uExtrap[a]} vs Σ w·drop ${sums[weight]}`);
           }
           // 2x2 blocks on a 4x4 grid: every block neighbours every other, so no-neighbours sees nothing.
-          if (geo.blocksX === 2 && geo.blocksY === 2) assert.equal(scores['no-neighbours'].uExtrap[a], 0);
+          if (geo.blocksX === 2 && geo.blocksY === 2) {
+            assert.equal(scores['no-neighbours'].uExtrap[a], 0);
+            assert.equal(scores['no-neighbours-mean'].uExtrap[a], 0);
+          }
         });
         if (geo.blocksY === 4) assert.ok(farTerms > 0 && nearTerms > 0, 'the 1x2 geometry should have near and far tokens');
       }
