@@ -15,14 +15,16 @@
  * Per labeling (reading, weight) and |S| (default 0, 1, 2: the first steps,
  * where the grid is open and the count prior is strongest): the share of
  * states whose label is each block, the count prior and chance averaged over
- * the same states, their total variation distances, and the share of labels
- * on the grid's border against the prior's and chance's. A label distribution
- * close to its count prior and far from chance is the count prior speaking,
- * not the image. Rows use the states every labeling has (the compare subset),
+ * the same states, their total variation distances (each with its sampling
+ * floor: the TV that labels drawn from the prior, or chance, itself would
+ * show on as many states), and the share of labels on the grid's border
+ * against the prior's and chance's. A label distribution close to its count
+ * prior and far from chance is the count prior speaking, not the image. Rows use the states every labeling has (the compare subset),
  * so weights and readings are read on the same states.
  */
 import * as path from 'node:path';
 import { ensure, oneOf } from '../runtime/errors';
+import { rng } from '../runtime/seed';
 import { BlockGeometry } from '../order';
 import type { OracleDataset } from './dataset';
 import { commonMask } from './analysis';
@@ -48,8 +50,16 @@ export interface LabelPositionRow {
   chance: Float64Array;
   /** Total variation distance ½ Σ_b |labels_b − prior_b| (0 = the labels are the count prior). */
   tvPrior: number;
+  /**
+   * The sampling floor of tvPrior: its mean over 200 seeded draws of one label
+   * per state from that state's prior. With a few hundred states a TV near
+   * the floor is as close to the prior as labels can get.
+   */
+  tvPriorFloor: number;
   /** Total variation distance between the labels and chance. */
   tvChance: number;
+  /** The sampling floor of tvChance (labels drawn uniformly from each state's unseen blocks). */
+  tvChanceFloor: number;
   /** Share of labels on border blocks (the outer ring of the block grid). */
   borderLabels: number;
   /** The count prior's border share. */
@@ -65,18 +75,41 @@ export function isBorderBlock(geo: BlockGeometry, b: number): boolean {
 }
 
 /**
- * The count prior of weight `w` at one state (its unseen blocks `remaining`),
- * added into `into` ([numBlocks]): 1 / ties on every argmax of c_w(a | S).
+ * The count prior of weight `w` at one state (its unseen blocks `remaining`):
+ * the blocks that maximise c_w(a | S), each with share 1 / ties.
  */
-export function addCountPrior(w: BlockWeights, remaining: readonly number[], into: Float64Array): void {
+export function countPriorBlocks(w: BlockWeights, remaining: readonly number[]): number[] {
   const c = remaining.map((a) => countTerm(w, a, remaining));
   const best = Math.max(...c);
   // Sums of 1/k can miss 1 by an ulp: ties are equal up to float rounding.
-  const tied = remaining.filter((_, k) => c[k] >= best - 1e-9 * Math.max(1, Math.abs(best)));
-  for (const a of tied) into[a] += 1 / tied.length;
+  return remaining.filter((_, k) => c[k] >= best - 1e-9 * Math.max(1, Math.abs(best)));
 }
 
 const tv = (p: Float64Array, q: Float64Array) => 0.5 * p.reduce((s, v, b) => s + Math.abs(v - q[b]), 0);
+
+/** Per state a list of equally likely blocks, added into `into` as shares (1 / list length each). */
+function addUniform(blocks: readonly number[], into: Float64Array): void {
+  for (const b of blocks) into[b] += 1 / blocks.length;
+}
+
+/**
+ * Mean TV between `target` ([numBlocks], the mean of the states' own
+ * distributions) and the label shares of one label drawn per state,
+ * uniformly from that state's list: how far finite samples of the target
+ * itself land from it.
+ */
+function samplingFloor(perState: readonly (readonly number[])[], target: Float64Array, seed: string, reps = 200): number {
+  if (perState.length === 0) return NaN;
+  const r = rng(seed);
+  const shares = new Float64Array(target.length);
+  let sum = 0;
+  for (let k = 0; k < reps; k++) {
+    shares.fill(0);
+    for (const blocks of perState) shares[blocks[r.int(blocks.length)]] += 1 / perState.length;
+    sum += tv(shares, target);
+  }
+  return sum / reps;
+}
 
 /**
  * The label-position rows of a dataset: one per labeling and size in `sizes`,
@@ -97,20 +130,24 @@ export function labelPositionTable(ds: OracleDataset, sizes: readonly number[] =
     const w = blockWeightTable(geo, weight);
     for (const size of sizes) {
       const labels = new Float64Array(nb), prior = new Float64Array(nb), chance = new Float64Array(nb);
-      let states = 0;
+      const priorBlocks: number[][] = [], unseen: number[][] = [];
       for (let i = 0; i < ds.n; i++) {
         if (!common[i] || ds.size[i] !== size || l.aStarExtrap[i] < 0) continue;
-        states++;
         labels[l.aStarExtrap[i]]++;
         const remaining: number[] = [];
         for (let b = 0; b < nb; b++) if (!ds.visible[i * nb + b]) remaining.push(b);
-        addCountPrior(w, remaining, prior);
-        for (const b of remaining) chance[b] += 1 / remaining.length;
+        priorBlocks.push(countPriorBlocks(w, remaining));
+        unseen.push(remaining);
+        addUniform(priorBlocks[priorBlocks.length - 1], prior);
+        addUniform(remaining, chance);
       }
+      const states = unseen.length;
       for (const p of [labels, prior, chance]) for (let b = 0; b < nb; b++) p[b] = states > 0 ? p[b] / states : NaN;
+      const seed = `oracle/label-positions/${l.reading}/${weight}/${size}`;
       rows.push({
         reading: l.reading, weight, primary: l.primary, size, states, labels, prior, chance,
-        tvPrior: tv(labels, prior), tvChance: tv(labels, chance),
+        tvPrior: tv(labels, prior), tvPriorFloor: samplingFloor(priorBlocks, prior, `${seed}/prior`),
+        tvChance: tv(labels, chance), tvChanceFloor: samplingFloor(unseen, chance, `${seed}/chance`),
         borderLabels: share(labels), borderPrior: share(prior), borderChance: share(chance),
       });
     }
@@ -128,14 +165,16 @@ export interface LabelPositionSummary {
   states: number;
   /** Mean of the rows' TV to the count prior, weighted by their states. */
   tvPrior: number;
-  /** The same for the TV to chance and the border shares. */
+  /** The same for the sampling floors, the TV to chance and the border shares. */
+  tvPriorFloor: number;
   tvChance: number;
+  tvChanceFloor: number;
   borderLabels: number;
   borderPrior: number;
   borderChance: number;
 }
 
-const POOLED = ['tvPrior', 'tvChance', 'borderLabels', 'borderPrior', 'borderChance'] as const;
+const POOLED = ['tvPrior', 'tvPriorFloor', 'tvChance', 'tvChanceFloor', 'borderLabels', 'borderPrior', 'borderChance'] as const;
 
 /**
  * Per labeling, the state-weighted mean over its rows of `labelPositionTable`
@@ -150,9 +189,6 @@ export function labelPositionSummary(rows: readonly LabelPositionRow[]): LabelPo
     const states = of.reduce((a, r) => a + r.states, 0);
     const mean = (f: (typeof POOLED)[number]) => (states > 0 ? of.reduce((a, r) => a + (r.states > 0 ? r[f] * r.states : 0), 0) / states : NaN);
     const { reading, weight, primary } = of[0];
-    return {
-      reading, weight, primary, sizes: of.map((r) => r.size).join(', '), states,
-      tvPrior: mean('tvPrior'), tvChance: mean('tvChance'), borderLabels: mean('borderLabels'), borderPrior: mean('borderPrior'), borderChance: mean('borderChance'),
-    };
+    return { reading, weight, primary, sizes: of.map((r) => r.size).join(', '), states, ...Object.fromEntries(POOLED.map((f) => [f, mean(f)])) } as LabelPositionSummary;
   });
 }

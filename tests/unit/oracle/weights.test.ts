@@ -230,6 +230,11 @@ test('labelPositionTable: label shares per |S| next to the count prior and chanc
   close(nn1.chance[0], 1 / 15, 'chance at |S| = 1');
   assert.equal(nn1.chance[5], 0);
   close(nn2.labels[0], 1, 'labels at |S| = 2');
+  // Sampling floors: labels drawn from a one-block prior land on it exactly; from four corners over 7 states, not.
+  close(nn1.tvPriorFloor, 0, 'floor of a one-block prior');
+  assert.ok(nn0.tvPriorFloor > 0.1 && nn0.tvPriorFloor < 0.75, `floor ${nn0.tvPriorFloor}`);
+  assert.ok(nn0.tvChanceFloor > nn0.tvPriorFloor, 'more blocks, higher floor');
+  assert.equal(labelPositionTable(ds)[0].tvPriorFloor, nn0.tvPriorFloor, 'seeded');
   // The mean weight: the prior is chance (every candidate ties), and label 10 sits 1 - 1/|R| from both.
   const [m0, m1, m2] = rows.slice(6);
   for (const r of [m0, m1, m2]) {
@@ -246,6 +251,7 @@ test('labelPositionTable: label shares per |S| next to the count prior and chanc
   assert.equal(sum[0].sizes, '0, 1, 2');
   close(sum[0].tvPrior, (nn0.tvPrior + nn1.tvPrior + nn2.tvPrior) / 3, 'summary TV');
   close(sum[2].tvPrior, (15 / 16 + 14 / 15 + 13 / 14) / 3, 'summary TV, mean weight');
+  close(sum[0].tvPriorFloor, (nn0.tvPriorFloor + nn1.tvPriorFloor + nn2.tvPriorFloor) / 3, 'summary floor');
   // (At |S| = 2, S = {5, 6}, blocks 0 and 3 tie with 11 far unseen blocks: the prior splits, the labels do not: TV 0.5.)
   close(rows[2].tvPrior, 0.5, 'TV at a split prior');
   assert.ok(sum[0].tvPrior < 0.25 && sum[2].tvPrior > 0.9, 'no-neighbours follows its count prior, the mean weight does not');
