@@ -100,11 +100,17 @@ export const ORACLE_DATASET_DEFAULTS: Omit<OracleDatasetConfig, 'backbone' | 'to
 
 /**
  * Per-profile sizes. smoke: 8 images (128 states) in a few seconds (CI).
- * default: 384 images (6,144 states, plus 6,144 compare scorings on every
- * 4th image), measured with the `small` backbone on our 2-core machine at
- * 23.8 primary states/s on 2 worker threads, idle (bench, 24 images), and
- * 20.4 in the default run of 2026-12-02 while other jobs shared the machine:
- * about 5 minutes. full: 4x default.
+ * default: 384 images (6,144 states, plus 7 compare labelings of the 1,536
+ * states of every 4th image from 3,072 compare scorings: the teacher-forced
+ * and one-step readings; the block-marginal ones reuse the primary's passes).
+ * Before the passes were shared, 4 compare labelings took 6,144 scorings and
+ * the build ran at 23.8 primary states/s with the `small` backbone on our
+ * 2-core machine on 2 worker threads, idle (bench, 24 images), and 20.4 in the
+ * default run of 2026-12-02 while other jobs shared the machine: about 5
+ * minutes. Shared passes, 7 compare labelings, measured 2026-12-07 on one
+ * thread beside other jobs (load 9 on the 2 cores), 8 images of this config
+ * with a random-init `small` backbone: 25.2-25.6 s, against 29.3-34.1 s for
+ * the former build with its 4 (old and new builds interleaved). full: 4x default.
  */
 export const ORACLE_DATASET_PROFILES: Record<ProfileName, Partial<OracleDatasetConfig>> = {
   smoke: { images: 8, statesPerImage: 16, imagesPerPart: 2, compareEvery: 2 },

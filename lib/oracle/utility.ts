@@ -71,6 +71,9 @@
  *   slots, against (|R| + 1) x numTokens for one full pass per candidate: the
  *   saving is at most ~3x in compute (largest at mid-size S); the rest of the
  *   speed-up over the reference is batching (fewer, larger kernels).
+ *   The weight enters only the last step (token losses -> u_extrap), so
+ *   `scoreStatesPerWeight` labels several weights of one reading with one
+ *   set of passes (the dataset build does).
  * - `scoreStatesReference` (reference.ts): a plain loop, full recomputation from scratch with
  *   the causal `forward` for the baseline and for each candidate: one sequence
  *   of the whole image per candidate (teacher-forced), per (candidate, query)

@@ -233,7 +233,10 @@ export const STAGE3_RUNS: readonly Stage3Run[] = [
  * its *own* tokens in 84% of states (that term is 96% of u(a*)), which is
  * the "most uncertain block" shortcut METHOD.md §1 rules out as a target;
  * u_extrap measures only the help a block gives the *rest* of the image.
- * The plain-u planner stays in every table as the baseline.
+ * The plain-u planner stays in every table as the baseline. Its u_extrap is
+ * the oracle dataset's primary labeling, whose weight is PRIMARY_WEIGHT
+ * (lib/oracle/weights.ts; planner.weight checks it): the runs are per label
+ * and target, not per weight, so switching the weight switches every run.
  */
 export const PRIMARY_STAGE3_RUN = 'u_extrap-hard';
 
