@@ -231,8 +231,8 @@ export interface OnPolicyHeldOut {
   seconds: { rollout: number; labelling: number; features: number };
 }
 
-/** The shared context of every labelling call. */
-interface StateContext {
+/** What every labelling call shares: D_0's config (backbone, reading, weight, parts), the backbone and its file fingerprint, the token cache. */
+export interface VisitedStatesContext {
   base: OracleDatasetConfig;
   backbone: GPT;
   backboneFingerprint: string;
@@ -252,10 +252,10 @@ const sec = (t0: number): number => (performance.now() - t0) / 1000;
  * reading, weight, parts), no compare labelings. Resumes a partial build;
  * a merged one is only checked and loaded. Refuses, before writing anything,
  * a states folder of another planner (`explicitStates.source`) and, through
- * the manifest, of another backbone, weight, reading or size. Returns
- * undefined when `maxParts` stopped the build.
+ * the manifest, of another backbone, weight, reading or size. Returns no
+ * `ds` when `maxParts` stopped the build.
  */
-export async function labelVisitedStates(dir: string, pl: Planner, spec: { split: 'train' | 'test'; images: number; label: string }, ctx: StateContext):
+export async function labelVisitedStates(dir: string, pl: Planner, spec: { split: 'train' | 'test'; images: number; label: string }, ctx: VisitedStatesContext):
   Promise<{ ds?: OracleDataset; source: string; seconds: { rollout: number; labelling: number } }> {
   const { base, backbone, geo, cache, cfg, opts } = ctx;
   const k = cfg.statesPerImage, nb = geo.numBlocks;
@@ -384,7 +384,7 @@ export async function runOnPolicyRounds(inp: OnPolicyInputs, cfg: OnPolicyConfig
   const geo = ds.geo;
   const primary = ds.labelings[0];
   const grid = { blocksY: geo.blocksY, blocksX: geo.blocksX, numClasses: backbone.cfg.numClasses };
-  const ctx: StateContext = { base: ds.manifest.config, backbone, backboneFingerprint: ds.manifest.backbone.fingerprint, geo, cache, cfg, opts };
+  const ctx: VisitedStatesContext = { base: ds.manifest.config, backbone, backboneFingerprint: ds.manifest.backbone.fingerprint, geo, cache, cfg, opts };
   const { train: _t, ...rest } = cfg;
   const result: OnPolicyResult = {
     finished: false, rounds: [], comparison: [], label: cfg.train.label, reading: primary.reading, weight: primary.weight,
@@ -453,8 +453,8 @@ export async function runOnPolicyRounds(inp: OnPolicyInputs, cfg: OnPolicyConfig
     };
     const all = (d: OracleDataset) => Array.from({ length: d.n }, (_, i) => i);
     result.comparison = [
-      ...own.map(({ k, ds: h, f }) => compare(k === 0 ? 'own states of the Stage 3 planner π_0 (held-out test images)' :
-        `own states of the on-policy planner π_${R} (held-out test images)`, plannerData(h, f, cfg.train.label, cfg.train.reading), all(h))),
+      ...own.map(({ k, ds: h, f }) => compare(`π_${k}'s own states (${k === 0 ? 'Stage 3' : 'on-policy'} planner; held-out test images)`,
+        plannerData(h, f, cfg.train.label, cfg.train.reading), all(h))),
       compare('random-order states (the Stage 3 held-out set)', d0, splitByImage(d0.image, cfg.train.heldOutEvery).test),
     ];
     result.finished = true;
@@ -498,13 +498,13 @@ export function onPolicyTable(r: OnPolicyResult): Record<string, string | number
   return r.comparison.map((c) => ({
     'held-out states': c.states, states: c.n, images: c.images,
     'top-1 before': Number(c.before.summary.top1.toFixed(3)), 'top-1 after': Number(c.after.summary.top1.toFixed(3)), 'Δ top-1 [95% CI]': iv(c.top1),
-    'top-1': verdict(c.top1),
+    'top-1 verdict': verdict(c.top1),
     'regret before': Number(c.before.summary.regret.toFixed(3)), 'regret after': Number(c.after.summary.regret.toFixed(3)), 'Δ regret [95% CI]': iv(c.regret),
-    regret: verdict(c.regret, true),
+    'regret verdict': verdict(c.regret, true),
   }));
 }
 
-/** "What the rounds did", in a few lines with a findings table (paired intervals). */
+/** What the rounds did, in a few lines: per set of held-out states, π_0 → π_R with the paired interval and its verdict. */
 export function onPolicyFindings(r: OnPolicyResult, profile: ProfileName, stamp: string): string {
   if (!r.finished) return `The on-policy rounds are not finished (stopped in ${r.stoppedIn}); run the cell again to continue.`;
   const R = r.rounds.length, added = r.rounds.reduce((a, x) => a + x.states, 0);
@@ -513,7 +513,7 @@ export function onPolicyFindings(r: OnPolicyResult, profile: ProfileName, stamp:
     pairedFinding(c.after.setting, `regret on ${c.states}`, c.before.setting, c.regret, 'lower is better', 'nats'),
   ]);
   const line = (c: OnPolicyComparison, i: number) =>
-    `- On ${c.states} (${c.n} states): top-1 ${c.before.summary.top1.toFixed(3)} → ${c.after.summary.top1.toFixed(3)} ` +
+    `- On ${c.states}, ${c.n} states: top-1 ${c.before.summary.top1.toFixed(3)} → ${c.after.summary.top1.toFixed(3)} ` +
     `(Δ ${estimateCell(rows[2 * i])}: ${verdict(c.top1)}), regret ${c.before.summary.regret.toFixed(3)} → ${c.after.summary.regret.toFixed(3)} nats ` +
     `(Δ ${estimateCell(rows[2 * i + 1])}: ${verdict(c.regret, true)}).`;
   const lines = [
@@ -522,5 +522,5 @@ export function onPolicyFindings(r: OnPolicyResult, profile: ProfileName, stamp:
     ...r.comparison.map(line),
   ];
   if (profile === 'smoke') lines.push('- *Smoke profile*: a tiny backbone and a few dozen states; these numbers exercise the pipeline, they are not evidence about the method.');
-  return findingsSection(lines, rows);
+  return findingsSection(lines, []); // the before/after table beside it holds the same intervals
 }
