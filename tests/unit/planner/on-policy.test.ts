@@ -29,6 +29,8 @@ import {
 } from '../../../lib/planner';
 import { labelVisitedStates, onPolicyHeldOutDir, onPolicyRoundDir } from '../../../lib/planner/on-policy';
 import { PlannerFeatures } from '../../../lib/planner/features';
+import { PRIMARY_PLANNER, PRIMARY_STAGE3_RUN } from '../../../lib/planner/stages';
+import { curriculumRuns, primaryPlannerRun } from '../../../lib/curriculum';
 
 interface World {
   w: OracleWorld;
@@ -228,6 +230,21 @@ test('bad input: a states folder of another planner, backbone or weight is refus
   } finally {
     disposePlanner(pl);
   }
+});
+
+test('primaryPlannerRun: the last on-policy round once every round finished, else the Stage 3 run (which stays)', () => {
+  const runs = curriculumRuns(sandbox(), 'smoke');
+  assert.equal(PRIMARY_PLANNER, 'on-policy');
+  assert.equal(primaryPlannerRun(runs), runs.stage3[PRIMARY_STAGE3_RUN], 'no rounds yet');
+  fs.mkdirSync(path.dirname(runs.files.onPolicySummary), { recursive: true });
+  fs.writeFileSync(runs.files.onPolicySummary, JSON.stringify({ finished: false, rounds: [] }));
+  assert.equal(primaryPlannerRun(runs), runs.stage3[PRIMARY_STAGE3_RUN], 'unfinished rounds');
+  fs.writeFileSync(runs.files.onPolicySummary, JSON.stringify({ finished: true, rounds: runs.onPolicyRounds.map((_, k) => ({ round: k + 1 })) }));
+  assert.equal(primaryPlannerRun(runs), runs.onPolicyRounds.at(-1));
+  assert.equal(primaryPlannerRun(runs).dir, path.join(onPolicyRoundDir(runs.onPolicy.dir, runs.onPolicyRounds.length), 'planner'));
+  // A summary of fewer rounds than the profile asks for (the config changed since) does not count.
+  fs.writeFileSync(runs.files.onPolicySummary, JSON.stringify({ finished: true, rounds: [] }));
+  assert.equal(primaryPlannerRun(runs), runs.stage3[PRIMARY_STAGE3_RUN]);
 });
 
 test.after(() => {
