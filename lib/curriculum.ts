@@ -8,9 +8,9 @@
  *   0      01_tokenizer               the images
  *   1      02_stage1_backbone         token cache, tokenizer (01)
  *   2      03_stage2_oracle           token cache, tokenizer; the random-phase block-RAR checkpoint (02)
- *   3      04_stage3_orderhead        token cache, tokenizer; the oracle dataset (03) and its backbone (02)
+ *   3      04_stage3_orderhead        token cache, tokenizer; the oracle dataset (03) and its backbone (02); then the on-policy rounds
  *   4      05_stage4_latent_planner   as Stage 3, and the frozen backbone's features (04)
- *   5      06_stage5_joint_tuning     token cache, oracle dataset, its backbone and features; the primary Stage 3 planner (04)
+ *   5      06_stage5_joint_tuning     token cache, oracle dataset, its backbone and features; the primary planner (04: primaryPlannerRun)
  *   6      07_stage6_adaptive_budget  token cache, tokenizer, oracle dataset; the Stage 5 tuned pair and its features (06)
  *   eval   08_evaluation              token cache, tokenizer, oracle dataset; each setting loads its own runs
  *   study  09_regime_study            token cache (the crossover study, not part of the main job: npm run study)
@@ -35,8 +35,10 @@ import { PlannerFeatures } from './planner/features';
 import { disposePlanner, LatentSteps, Planner } from './planner/orderhead';
 import { bestPlannerCheckpoint, loadPlanner } from './planner/train';
 import {
-  FEATURES_FILE, JOINT_FEATURES_FILE, oracleStateFeatures, plannerRoot, PRIMARY_STAGE3_RUN, Stage3Run, STAGE3_RUNS, stage3RunName, stage4RunName,
+  FEATURES_FILE, JOINT_FEATURES_FILE, oracleStateFeatures, plannerRoot, PRIMARY_PLANNER, PRIMARY_STAGE3_RUN, Stage3Run, STAGE3_RUNS, stage3RunName,
+  stage4RunName,
 } from './planner/stages';
+import { ON_POLICY_PLANNER_RUN, onPolicyConfig, onPolicyDirName, onPolicyFinished, onPolicyRoundDir } from './planner/on-policy';
 import { loadJointPair } from './planner/joint';
 import { loadRouter } from './planner/router-train';
 import { Router, RouterShape } from './planner/router';
@@ -102,6 +104,13 @@ export interface CurriculumRuns {
   planner: string;
   /** Stage 3: one run per STAGE3_RUNS key (`stage3-<key>`). */
   stage3: Record<string, RunFolder>;
+  /**
+   * The on-policy rounds after Stage 3 (lib/planner/on-policy.ts), started from PRIMARY_STAGE3_RUN: their folder
+   * (`on-policy-<primary>`: states, features, held-out rollouts) and each round's planner run (`round-<k>/planner`, k = 1..R
+   * of the profile's onPolicyConfig); the last is the primary planner once the rounds finished (primaryPlannerRun).
+   */
+  onPolicy: RunFolder;
+  onPolicyRounds: RunFolder[];
   /** Stage 4: the R curriculum from PRIMARY_STAGE3_RUN, one run per R (`stage4-<primary>-R<R>`). */
   stage4: Record<Exclude<LatentSteps, 0>, RunFolder>;
   /** Stage 5: the tuned backbone and planner (`stage5-joint`), and the control tuned on raster orders (`stage5-joint-raster`). */
@@ -116,6 +125,8 @@ export interface CurriculumRuns {
   /** Files the stages write beside their runs. */
   files: {
     stage3Metrics: string;
+    /** The on-policy rounds' summary (rounds, before/after table); written when every round finished. */
+    onPolicySummary: string;
     stage4Metrics: string;
     stage4Nll: string;
     stage5Summary: string;
@@ -139,6 +150,7 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
   const planner = plannerRoot(runRoot, profile);
   const inPlanner = (name: string, producedBy: string) => folder(path.join(planner, name), producedBy);
   const evalDir = evalReportDir(runRoot, profile);
+  const onPolicy = inPlanner(onPolicyDirName(PRIMARY_STAGE3_RUN), STAGE_NOTEBOOKS.stage3);
   const arms = (seed: number): Stage1Arms => {
     const dir = path.join(stage1Root, `seed${seed}`);
     return {
@@ -157,6 +169,9 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
     oracle: folder(path.join(runRoot, `oracle-${profile}`), STAGE_NOTEBOOKS.oracle),
     planner,
     stage3: Object.fromEntries(STAGE3_RUNS.map((r) => [r.key, inPlanner(stage3RunName(r.key), STAGE_NOTEBOOKS.stage3)])),
+    onPolicy: onPolicy,
+    onPolicyRounds: Array.from({ length: onPolicyConfig(profile).rounds }, (_, k) =>
+      folder(path.join(onPolicyRoundDir(onPolicy.dir, k + 1), ON_POLICY_PLANNER_RUN), STAGE_NOTEBOOKS.stage3)),
     stage4: {
       1: inPlanner(stage4RunName(PRIMARY_STAGE3_RUN, 1), STAGE_NOTEBOOKS.stage4),
       2: inPlanner(stage4RunName(PRIMARY_STAGE3_RUN, 2), STAGE_NOTEBOOKS.stage4),
@@ -169,6 +184,7 @@ export function curriculumRuns(runRoot: string, profile: ProfileName): Curriculu
     eval: folder(evalDir, STAGE_NOTEBOOKS.eval),
     files: {
       stage3Metrics: path.join(planner, 'stage3-metrics.json'),
+      onPolicySummary: path.join(planner, 'on-policy-summary.json'),
       stage4Metrics: path.join(planner, 'stage4-metrics.json'),
       stage4Nll: path.join(planner, 'stage4-nll.json'),
       stage5Summary: path.join(planner, 'stage5-summary.json'),
@@ -193,6 +209,8 @@ export function curriculumRunRows(runs: CurriculumRuns): { what: string; folder:
     ]),
     row('Stage 2 oracle dataset', runs.oracle),
     ...STAGE3_RUNS.map((r) => row(`Stage 3 planner: ${r.name}`, runs.stage3[r.key])),
+    row('on-policy rounds: visited states, features, held-out rollouts', runs.onPolicy),
+    ...runs.onPolicyRounds.map((f, k) => row(`on-policy planner, round ${k + 1}`, f)),
     ...([1, 2, 4] as const).map((R) => row(`Stage 4 planner, R = ${R}`, runs.stage4[R])),
     row('Stage 5 tuned backbone and planner (L_AR on planner orders)', runs.joint),
     row('Stage 5 control (L_AR on raster orders)', runs.jointRaster),
@@ -207,6 +225,16 @@ export function curriculumRunRows(runs: CurriculumRuns): { what: string; folder:
 /** The best checkpoint of a planner run folder; the error names the notebook that trains it. */
 export function plannerCheckpoint(run: RunFolder): string {
   return bestPlannerCheckpoint(run.dir, run.producedBy);
+}
+
+/**
+ * The R = 0 planner run the later stages read (PRIMARY_PLANNER, lib/planner/stages.ts): the last on-policy
+ * round's once every round of the profile finished (its summary says so), else the Stage 3 run PRIMARY_STAGE3_RUN.
+ */
+export function primaryPlannerRun(runs: CurriculumRuns): RunFolder {
+  const last = runs.onPolicyRounds.at(-1);
+  if (PRIMARY_PLANNER === 'on-policy' && last && onPolicyFinished(runs.files.onPolicySummary, runs.onPolicyRounds.length)) return last;
+  return runs.stage3[PRIMARY_STAGE3_RUN];
 }
 
 /** The best planner of a planner run folder; with `backboneFingerprint`, refused unless it was trained on that backbone. */
@@ -290,9 +318,9 @@ export interface StageInputValues {
    * (cached by notebook 04) in Stages 4 and 5, the Stage 5 tuned backbone's (cached by notebook 06) in Stage 6.
    */
   features: PlannerFeatures;
-  /** The Stage 3 run the later stages build on (PRIMARY_STAGE3_RUN): its label and target. */
+  /** The Stage 3 run the later stages build on (PRIMARY_STAGE3_RUN): its label and target (the on-policy rounds keep both). */
   primaryRun: Stage3Run;
-  /** The best planner of that run (notebook 04), checked against the oracle's backbone. */
+  /** The primary planner (notebook 04; primaryPlannerRun: the on-policy one when its rounds finished), checked against the oracle's backbone. */
   planner: Planner;
   /** The Stage 5 tuned backbone and planner (notebook 06). */
   pair: ReturnType<typeof loadJointPair>;
@@ -345,7 +373,7 @@ export const STAGE_INPUT_LABELS: Record<StageInputName, string> = {
   backbone: "oracle dataset's backbone",
   features: 'backbone features of the oracle states',
   primaryRun: 'primary Stage 3 run',
-  planner: 'primary Stage 3 planner',
+  planner: 'primary planner (on-policy rounds, else Stage 3)',
   pair: 'Stage 5 tuned backbone and planner',
 };
 
@@ -403,7 +431,7 @@ export function stageInputs<S extends StageName>(session: { runRoot: string; pro
     },
     primaryRun: () => STAGE3_RUNS.find((r) => r.key === PRIMARY_STAGE3_RUN)!,
     planner: () => {
-      const run = runs.stage3[PRIMARY_STAGE3_RUN];
+      const run = primaryPlannerRun(runs);
       const fingerprint = get('ds').manifest.backbone.fingerprint;
       return from('planner', run.producedBy, () => loadPlanner(plannerCheckpoint(run), { backboneFingerprint: fingerprint }), (l) => l.path).planner;
     },

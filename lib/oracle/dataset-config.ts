@@ -66,6 +66,21 @@ export interface OracleDatasetConfig {
   statesPerCall: number;
   /** Sequences per batched pass inside the scorer (OracleConfig.batch). Default 64 (DEFAULT_ORACLE_BATCH). */
   passBatch: number;
+  /**
+   * Given states instead of the seeded random ones (states.ts): the on-policy
+   * rounds (lib/planner/on-policy.ts) label the states their planner visits.
+   * Absent for the Stage 2 dataset. Recorded in the identity by `source` and
+   * a fingerprint of the sequences, so another planner's states are refused.
+   */
+  explicitStates?: OracleExplicitStates;
+}
+
+/** States given one by one: state s of image i is `sequences[i * statesPerImage + s]`, its visible blocks in reveal order. */
+export interface OracleExplicitStates {
+  /** Who chose these states, in words that change when they change (e.g. the rolling-out planner's weights fingerprint). */
+  source: string;
+  /** images * statesPerImage reveal sequences, each fewer than numBlocks distinct blocks. */
+  sequences: number[][];
 }
 
 /** Defaults of every field but the paths. */
@@ -159,6 +174,15 @@ export function validateOracleDatasetConfig(cfg: OracleDatasetConfig): void {
   int('imagesPerPart', 1);
   int('statesPerCall', 1);
   int('passBatch', 1);
+  const ex = cfg.explicitStates;
+  if (ex !== undefined) {
+    ensure(typeof ex?.source === 'string' && ex.source.length > 0, 'has no source', 'oracle.explicitStates.source',
+      'say who chose the states (lib/planner/on-policy.ts passes the planner fingerprint)');
+    const want = cfg.images * cfg.statesPerImage;
+    ensure(Array.isArray(ex.sequences) && ex.sequences.length === want && ex.sequences.every((q) => Array.isArray(q) && q.every(Number.isInteger)),
+      `must be ${want} lists of block indices (images x statesPerImage), got ${Array.isArray(ex.sequences) ? ex.sequences.length : typeof ex.sequences}`,
+      'oracle.explicitStates.sequences', 'give one reveal sequence per (image, state), image after image');
+  }
 }
 
 /** The compare labelings that differ from the primary, without repeats, in the given order. */
@@ -176,8 +200,10 @@ export function compareLabelings(cfg: Pick<OracleDatasetConfig, 'reading' | 'wei
 }
 
 /** What makes two datasets the same: the config without paths, plus the content fingerprints. */
-export interface OracleDatasetIdentity extends Omit<OracleDatasetConfig, 'backbone' | 'tokens' | 'compare'> {
+export interface OracleDatasetIdentity extends Omit<OracleDatasetConfig, 'backbone' | 'tokens' | 'compare' | 'explicitStates'> {
   compare: OracleLabeling[];
+  /** Present only for given states: who chose them and sha256 (16 hex) of the sequences (the manifest's config holds them). */
+  explicitStates?: { source: string; fingerprint: string };
   /** sha256 (16 hex) of the backbone checkpoint file. */
   backboneFingerprint: string;
   /** sha256 (16 hex) of the labelled split's tokens and labels. */

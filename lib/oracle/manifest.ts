@@ -18,7 +18,7 @@ import { GPTConfig } from '../backbone/config';
 import { loadTokenCache, TokenCache } from '../tokenizer/cache';
 import { compareLabelings, OracleDatasetConfig, OracleDatasetIdentity, OracleLabeling, validateOracleDatasetConfig } from './dataset-config';
 import { ORACLE_DATASET_FORMAT, partCount } from './layout';
-import { STATE_SAMPLING_RULE } from './states';
+import { explicitStatesRule, STATE_SAMPLING_RULE } from './states';
 import { sha16, splitOf } from './dataset-files';
 
 const TEMP_RE = ATOMIC_TEMP_RE;
@@ -141,8 +141,10 @@ export function prepareOracleDataset(dir: string, cfg: OracleDatasetConfig): Pre
   tokHash.update(Buffer.from(split.labels.buffer, split.labels.byteOffset, split.n * 4));
   const tokensFingerprint = tokHash.digest('hex').slice(0, 16);
   const backboneFingerprint = sha16(bytes);
-  const { backbone: _b, tokens: _t, compare: _c, ...rest } = cfg;
+  const { backbone: _b, tokens: _t, compare: _c, explicitStates, ...rest } = cfg;
   const identity: OracleDatasetIdentity = { ...rest, compare: compareLabelings(cfg), backboneFingerprint, tokensFingerprint, gridH: geo.gridH, gridW: geo.gridW };
+  // Given states enter as their source and a fingerprint (the sequences themselves stay in manifest.config).
+  if (explicitStates) identity.explicitStates = { source: explicitStates.source, fingerprint: sha16(JSON.stringify(explicitStates.sequences)) };
   const manifestPath = path.join(dir, 'manifest.json');
   let existed = false;
   let manifest: OracleManifest;
@@ -174,7 +176,7 @@ export function prepareOracleDataset(dir: string, cfg: OracleDatasetConfig): Pre
       geometry: { gridH: geo.gridH, gridW: geo.gridW, blockH: geo.blockH, blockW: geo.blockW, blocksY: geo.blocksY, blocksX: geo.blocksX, numBlocks: geo.numBlocks, numTokens: geo.numTokens },
       labelings: { primary: { reading: cfg.reading, weight: cfg.weight }, compare: compareLabelings(cfg), compareEvery: cfg.compareEvery },
       counts: { images: cfg.images, statesPerImage: cfg.statesPerImage, states: cfg.images * cfg.statesPerImage, parts: partCount(cfg), imagesPerPart: cfg.imagesPerPart },
-      stateSampling: STATE_SAMPLING_RULE,
+      stateSampling: explicitStates ? explicitStatesRule(explicitStates.source) : STATE_SAMPLING_RULE,
       createdAt: new Date().toISOString(),
     };
     try {

@@ -18,6 +18,10 @@ export {
   checkLatentSteps, createPlanner, disposePlanner, LatentSteps, Planner, PLANNER_DEFAULTS, PlannerConfig,
   plannerForward, plannerInputs, plannerLoss, plannerProbs, PlannerShape,
 } from './orderhead';
+export {
+  aggregatePlannerData, labelVisitedStates, OnPolicyConfig, onPolicyConfig, onPolicyFindings, OnPolicyResult, onPolicySequences, onPolicySize,
+  onPolicyTable, runOnPolicyRounds,
+} from './on-policy';
 export { averageOrder, buildPlannerOrders } from './planner-orders';
 export { entropyPolicy, featureItems, plannerPolicy, policyFeatures } from './policy';
 export { routerTarget } from './router-target';
@@ -25,7 +29,7 @@ export { loadRouter, routerTrainConfig, RouterTrainConfig, trainRouter } from '.
 export { chooseBudgets, createRouter, disposeRouter, Router, routerForward } from './router';
 export {
   baselineChoosers, evaluateChoosers, JOINT_FEATURES_FILE, latentCurriculumConfig, metricsRowsForTable,
-  oracleStateFeatures, orderNllComparison, pairedDifference, plannerChooser, PRIMARY_STAGE3_RUN, STAGE3_RUNS,
+  oracleStateFeatures, orderNllComparison, pairedDifference, plannerChooser, PRIMARY_PLANNER, PRIMARY_STAGE3_RUN, STAGE3_RUNS,
   stage3Findings, stage4Findings, trainLatentCurriculum, trainStage3Runs, trainStage4, verdict,
 } from './stages';
 export {

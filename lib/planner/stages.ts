@@ -240,6 +240,17 @@ export const STAGE3_RUNS: readonly Stage3Run[] = [
  */
 export const PRIMARY_STAGE3_RUN = 'u_extrap-hard';
 
+/**
+ * The R = 0 planner the later stages read (curriculum.ts `primaryPlannerRun`:
+ * stageInputs' `planner`, so Stage 5 and through it Stage 6). 'on-policy':
+ * the last on-policy round's planner (lib/planner/on-policy.ts, notebook 04)
+ * once every round finished, else the Stage 3 run PRIMARY_STAGE3_RUN, which
+ * stays as it is. Why: the rounds train on the states the planner's own
+ * orders reach, which are the states it meets when it decodes. 'stage3'
+ * switches back to the Stage 3 planner.
+ */
+export const PRIMARY_PLANNER: 'on-policy' | 'stage3' = 'on-policy';
+
 /** Stage 4 (the R curriculum): which Stage 3 run it starts from, the R values, and the training config per R. */
 export interface LatentCurriculumConfig {
   /** Stage 3 run key to start from (its label and target are kept). Default PRIMARY_STAGE3_RUN. */

@@ -22,6 +22,7 @@ import { CheckpointNllRow } from '../../../lib/backbone/order-nll';
 import { trainingSeeds } from '../../../lib/backbone/stage1';
 import { stage5Findings, stage6Findings } from '../../../lib/planner/findings';
 import { jointTuningConfig } from '../../../lib/planner/joint';
+import { onPolicyConfig, onPolicyRoundDir } from '../../../lib/planner/on-policy';
 import { repoRoot } from '../../../lib/runtime/paths';
 import { throwsOH } from '../../helpers';
 
@@ -41,9 +42,14 @@ test('curriculumRuns: every folder is the one its stage writes, and names a note
   assert.equal(runs.stage1Seeds[1].arms['annealed-fixed'].dir, path.join(runs.stage1Root, 'seed1', 'annealed-fixed'));
   for (const r of STAGE3_RUNS) assert.equal(runs.stage3[r.key].dir, path.join(runs.planner, stage3RunName(r.key)));
   for (const R of [1, 2, 4] as const) assert.equal(runs.stage4[R].dir, path.join(runs.planner, stage4RunName(PRIMARY_STAGE3_RUN, R)));
+  // The on-policy rounds: one planner run per round of the profile (smoke 1, default 2), inside the on-policy folder.
+  assert.equal(runs.onPolicyRounds.length, onPolicyConfig('smoke').rounds);
+  assert.equal(curriculumRuns(root, 'default').onPolicyRounds.length, 2);
+  for (const [k, f] of runs.onPolicyRounds.entries()) assert.equal(f.dir, path.join(onPolicyRoundDir(runs.onPolicy.dir, k + 1), 'planner'));
   assert.equal(runs.files.evalCache, path.join(runs.eval.dir, 'cache'));
   const folders = [runs.tokenizer, ...runs.stage1Seeds.flatMap((s) => Object.values(s.arms)),
-    runs.oracle, ...Object.values(runs.stage3), ...Object.values(runs.stage4), runs.joint, runs.jointRaster, runs.router, runs.featureNet, runs.eval];
+    runs.oracle, ...Object.values(runs.stage3), runs.onPolicy, ...runs.onPolicyRounds, ...Object.values(runs.stage4), runs.joint, runs.jointRaster, runs.router,
+    runs.featureNet, runs.eval];
   for (const f of folders) {
     assert.equal(f.dir, path.join(f.root, f.name));
     for (const nb of f.producedBy.split(' or ')) assert.ok(fs.existsSync(path.join(repoRoot(), nb)), `${f.dir}: ${nb} does not exist`);
