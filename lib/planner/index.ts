@@ -19,7 +19,8 @@ export {
   plannerForward, plannerInputs, plannerLoss, plannerProbs, PlannerShape,
 } from './orderhead';
 export { averageOrder, buildPlannerOrders } from './planner-orders';
-export { entropyPolicy, featureItems, plannerPolicy, policyFeatures } from './policy';
+export { entropyFirstPolicy, entropyPolicy } from './baselines';
+export { featureItems, plannerPolicy, policyFeatures } from './policy';
 export { routerTarget } from './router-target';
 export { loadRouter, routerTrainConfig, RouterTrainConfig, trainRouter } from './router-train';
 export { chooseBudgets, createRouter, disposeRouter, Router, routerForward } from './router';
