@@ -1,7 +1,8 @@
 /**
  * The evaluation settings of METHOD.md section 7: each is a backbone and the
  * order policy that drives it (raster baseline, block-RAR with random or
- * raster order, OrderHead at R latent steps, the adaptive budget). Every
+ * raster order or lowest / highest entropy first, OrderHead at R latent
+ * steps, the adaptive budget). Every
  * setting is evaluated with the same seeds, sampling settings and test images
  * (evaluate.ts), so the numbers compare.
  *

@@ -110,7 +110,7 @@ export function plannerTrainedTarget(primary: Pick<OracleLabeling, 'weight'> = O
   return { label: run.label, weight: oneOf(primary?.weight, WEIGHTS, 'oracle dataset manifest (labelings.primary.weight)') };
 }
 
-/** A target in words, for captions and legends: "argmax u_extrap (no-neighbours)" or "argmax u". */
+/** A target in words, for captions and legends: "argmax u_extrap, no-neighbours weight (trained target)" or "argmax u". */
 export function targetLabel(name: OracleTargetName, trained: TrainedTarget): string {
   if (name === 'argmax u') return 'argmax u';
   return trained.label === 'u' ? 'argmax u (trained target)' : `argmax u_extrap, ${trained.weight} weight (trained target)`;
