@@ -5,7 +5,8 @@
  *
  * Why workers: a setting's evaluation is one long stream of small tfjs ops
  * (sampling, rollouts), which the engine's thread pool barely speeds up, and
- * 7 of the 11 settings decode with the planner. Two worker threads, each with
+ * 9 of the 13 settings read the backbone's state at every step (7 the
+ * planner, 2 the backbone's own entropies). Two worker threads, each with
  * its own single-threaded engine, evaluate two settings at a time. They share
  * nothing but the evaluation cache (lib/eval/cache.ts): each finished setting
  * is written there, and the final pass in the calling thread loads every
@@ -14,7 +15,7 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { GPT } from './backbone/gpt';
+import { disposeGPT, GPT } from './backbone/gpt';
 import { loadBackbone } from './backbone/stage1';
 import { BlockGeometry } from './order';
 import { OrderHeadError } from './runtime/errors';
@@ -32,9 +33,10 @@ import { evalCacheFile, evalCacheIdentity, evalContextFingerprint, readEvalCache
 import { checkMatchedBudgets, UnmatchedBudgets } from './eval/budgets';
 import { evaluateSettings, EvalSettingEvent, EvaluateSettingsOptions } from './eval/evaluate-settings';
 import { SettingOutcome } from './eval/results';
+import { GREEDY_ORACLE_BOUND, greedyOracleBoundCached, HeadroomBound, HeadroomConfig } from './eval/headroom';
 import {
-  annealedFixedSetting, annealedRasterSetting, blockRarRandomSetting, blockRarRasterSetting, EvalSetting, isMissing, MissingSetting,
-  EvalSettingName, orderHeadSetting, rasterBaselineSetting, seededSettingBase, seededSettingName, SETTING_PRODUCERS, settingOrMissing,
+  annealedFixedSetting, annealedRasterSetting, blockRarRandomSetting, blockRarRasterSetting, entropyFirstSetting, EvalSetting, isMissing, MissingSetting,
+  EvalSettingName, missingSetting, orderHeadSetting, rasterBaselineSetting, seededSettingBase, seededSettingName, SETTING_PRODUCERS, settingOrMissing,
 } from './eval/settings';
 import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, RunFolder, stage1SelectedCheckpoint } from './curriculum';
 
@@ -82,6 +84,9 @@ export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, onl
     ['annealed to raster', primary.get('annealed to raster')!],
     ['block-RAR + random order', primary.get('block-RAR + random order')!],
     ['block-RAR + raster order', () => blockRarRasterSetting(selected(runs.stage1['kept-random']), geo, `${keptRandom}, raster block order`)],
+    // Seed 0 only, like the OrderHead settings: the headroom among valid orders on the planner's backbone (headroom.ts).
+    ...(['lowest', 'highest'] as const).map((first): [string, () => EvalSetting] => [`block-RAR + ${first} entropy first`,
+      () => entropyFirstSetting(selected(runs.stage1['kept-random']), geo, first, `${keptRandom}, ${first}-entropy block first (its own entropies)`)]),
     ...([0, 1, 2, 4] as const).map((R): [string, () => EvalSetting] => [`OrderHead R=${R}`,
       () => orderHeadSetting(selected(runs.stage1['kept-random']), planner(R), geo, R, `kept random + planner R = ${R} reading C`, readsC())]),
     ['annealed to planner', primary.get('annealed to planner')!],
@@ -95,6 +100,31 @@ export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, onl
     ...runs.stage1Seeds.slice(1).flatMap(seeded),
   ];
   return all.filter(([name]) => only(name)).map(([name, build]) => settingOrMissing(name, build, SETTING_PRODUCERS[seededSettingBase(name) as EvalSettingName]));
+}
+
+/**
+ * The greedy oracle bound (lib/eval/headroom.ts) of the backbone the
+ * OrderHead and entropy-first settings decode with (the kept-random run of
+ * training seed 0, validation-selected), on the test images of `ctx`, read
+ * from or written to `cacheDir`. Not a setting: it reads the true images, so
+ * it has no samples and never reaches the headline. Without the kept-random
+ * run it is a missing marker naming the notebook that trains it.
+ */
+export async function contestHeadroomBound(runs: CurriculumRuns, ctx: Pick<EvalContext, 'testTokens' | 'testLabels' | 'geo'>, cfg: EvalConfig,
+  opts: { cacheDir: string; headroom?: Partial<HeadroomConfig>; onStep?: (done: number, total: number) => void }):
+  Promise<{ bound: HeadroomBound | MissingSetting; source?: 'cached' | 'computed' }> {
+  let m: GPT;
+  try {
+    m = loadBackbone(stage1SelectedCheckpoint(runs.stage1['kept-random']));
+  } catch (err) {
+    if (!(err instanceof OrderHeadError)) throw err;
+    return { bound: missingSetting(GREEDY_ORACLE_BOUND, `${err.where}: ${err.problem}. Produced by ${SETTING_PRODUCERS['block-RAR + raster order']}; run it in this profile first.`) };
+  }
+  try {
+    return await greedyOracleBoundCached(m, ctx.geo, { tokens: ctx.testTokens, labels: ctx.testLabels }, cfg, opts.cacheDir, opts.headroom, opts.onStep);
+  } finally {
+    disposeGPT(m);
+  }
 }
 
 /** Where a worker finds what it rebuilds, and what it is handed as is (see evaluation-worker.ts). */

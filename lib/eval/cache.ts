@@ -53,7 +53,7 @@ import type { EvalSetting } from './settings';
  * shape (/2: trajectory results hold the remaining-loss curve and an
  * `oracle` comparison on a subset of images).
  */
-export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/3'; // /3: exact NLL on shared images, scored by the first seed only
+export const EVAL_CACHE_FORMAT = 'orderhead-eval-outcome/4'; // /3: exact NLL on shared images, scored by the first seed only; /4: the oracle comparison against two targets
 
 /** Everything a cached outcome depends on (see the module comment). */
 export interface EvalCacheIdentity {
@@ -107,7 +107,12 @@ export function evalCacheIdentity(setting: EvalSetting, ctx: EvalContext, cfg: E
     config: cfg,
     context: contextFingerprint,
   });
-  return { key: createHash('sha256').update(canonicalJson(identity)).digest('hex').slice(0, 16), identity };
+  return { key: cacheKey(identity), identity };
+}
+
+/** The key of an identity: the first 16 hex digits of sha256 of its canonical JSON. */
+export function cacheKey(identity: unknown): string {
+  return createHash('sha256').update(canonicalJson(identity)).digest('hex').slice(0, 16);
 }
 
 /** As stored: through JSON (undefined fields dropped), so the identity read back compares equal. */
@@ -175,6 +180,26 @@ export type EvalCacheRead = { outcome: SettingResult } | { ignored: string } | u
  * file's content.
  */
 export function readEvalCache(file: string, key: string, identity: EvalCacheIdentity): EvalCacheRead {
+  const read = readKeyedCache<SettingResult>(file, EVAL_CACHE_FORMAT, key, identity, (outcome) =>
+    outcome && outcome.name === identity.setting && Array.isArray(outcome.seeds) && outcome.seeds.length === identity.config.seeds.length &&
+      typeof outcome.metrics === 'object' && outcome.metrics !== null);
+  return read && 'value' in read ? { outcome: read.value } : read;
+}
+
+/** Write `outcome` for `identity` to `file` atomically (the folder must exist). */
+export function writeEvalCache(file: string, key: string, identity: EvalCacheIdentity, outcome: SettingResult): void {
+  writeKeyedCache(file, EVAL_CACHE_FORMAT, key, identity, outcome);
+}
+
+/**
+ * The file format every evaluation cache shares (settings here, the greedy
+ * oracle bound in headroom.ts): `{ format, key, identity, savedAt, outcome }`,
+ * the outcome in the exact encodings of the module comment. A file is used
+ * only when format, key and identity all match and `complete` accepts the
+ * decoded outcome; otherwise `ignored` says why (never throws for content).
+ */
+export function readKeyedCache<T>(file: string, format: string, key: string, identity: unknown, complete: (value: T) => boolean):
+  { value: T } | { ignored: string } | undefined {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -184,20 +209,17 @@ export function readEvalCache(file: string, key: string, identity: EvalCacheIden
   }
   try {
     const doc = JSON.parse(text) as Record<string, unknown>;
-    if (doc.format !== EVAL_CACHE_FORMAT) return { ignored: `format '${String(doc.format)}' is not ${EVAL_CACHE_FORMAT}` };
+    if (doc.format !== format) return { ignored: `format '${String(doc.format)}' is not ${format}` };
     if (doc.key !== key || canonicalJson(doc.identity) !== canonicalJson(identity)) return { ignored: 'written for another setting, config, backbone or context' };
-    const outcome = decodeExact(doc.outcome) as SettingResult;
-    const ok = outcome && outcome.name === identity.setting && Array.isArray(outcome.seeds) && outcome.seeds.length === identity.config.seeds.length &&
-      typeof outcome.metrics === 'object' && outcome.metrics !== null;
-    if (!ok) return { ignored: 'its outcome is incomplete' };
-    return { outcome };
+    const value = decodeExact(doc.outcome) as T;
+    return complete(value) ? { value } : { ignored: 'its outcome is incomplete' };
   } catch (err) {
     return { ignored: `it does not parse (${(err as Error).message})` };
   }
 }
 
-/** Write `outcome` for `identity` to `file` atomically (the folder must exist). */
-export function writeEvalCache(file: string, key: string, identity: EvalCacheIdentity, outcome: SettingResult): void {
-  const doc = { format: EVAL_CACHE_FORMAT, key, identity, savedAt: new Date().toISOString(), outcome: encodeExact(outcome) };
+/** Write `value` as a keyed cache file (readKeyedCache's format), atomically; the folder must exist. */
+export function writeKeyedCache(file: string, format: string, key: string, identity: unknown, value: unknown): void {
+  const doc = { format, key, identity, savedAt: new Date().toISOString(), outcome: encodeExact(value) };
   writeFileAtomic(file, `${JSON.stringify(doc)}\n`);
 }

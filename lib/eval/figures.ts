@@ -121,7 +121,9 @@ export function remainingLossFigure(items: readonly (SettingOutcome | { name: st
 /**
  * Future-loss reduction per step, on the oracle-comparison images: for each
  * setting its realized u(a_t | S_t) (solid), with the oracle maximum
- * (dashed) and the random-choice mean (dotted) at the same states, in the
+ * max_a u, the utility of the 'argmax u' target (dashed; not the planner's
+ * trained target, whose utility u_extrap is on another scale: the oracle
+ * comparison table has both), and the random-choice mean (dotted) at the same states, in the
  * setting's colour. x is the fraction of blocks already visible
  * (t / numBlocks) and y is u per token of the chosen block
  * (u / tokensPerBlock), so settings with other block geometries (the raster
@@ -137,13 +139,13 @@ export function futureLossFigure(items: readonly (SettingOutcome | { name: strin
     reading = t.reading;
     images = c.images;
     traces.push({ type: 'scatter', mode: 'lines+markers', name: `${o.name}: realized`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.realized)), line: { color } });
-    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: oracle max`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.oracle)), line: { color, dash: 'dash' } });
+    traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: max u (argmax-u target)`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.oracle)), line: { color, dash: 'dash' } });
     traces.push({ type: 'scatter', mode: 'lines', name: `${o.name}: random`, legendgroup: o.name, x, y: c.perStep.map((s) => per(s.random)), line: { color, dash: 'dot' } });
   });
   return {
     traces,
     layout: {
-      title: { text: `Future-loss reduction u(a_t | S_t) per step (${reading || 'oracle'} reading, mean over the first ${images} test images) — ${stamp}`, font: { size: 14 } },
+      title: { text: `Future-loss reduction u(a_t | S_t) per step, against the argmax-u target (${reading || 'oracle'} reading, mean over the first ${images} test images) — ${stamp}`, font: { size: 14 } },
       xaxis: { title: 'fraction of blocks already visible (t / numBlocks)', range: [0, 1] }, yaxis: { title: 'u per token of the chosen block (nats)' }, height: 460,
     },
   };

@@ -3,19 +3,23 @@
  * (does a learned order beat the best raster setting?) answered from the
  * paired differences of headline.ts, one sentence per setting; for the
  * remaining-loss curves from the paired differences against the reference
- * setting (an interval that contains 0 is read as no difference).
+ * setting (an interval that contains 0 is read as no difference); the
+ * per-step oracle comparison against both targets; and, given the greedy
+ * oracle bound, the headroom on the kept-random backbone (headroom.ts; the
+ * bound is never part of the headline).
  */
 import type { ProfileName } from '../runtime/profile';
 import { FEATURE_NET_CAVEAT } from './metrics';
 import { ORACLE_COMPARISON_COLUMNS, TRAJECTORY_COLUMNS, TRAJECTORY_REFERENCE, trajectoryReference, withTrajectory } from './tables';
 import { pairedTrajectoryDifference } from './trajectory';
 import { SettingOutcome, SettingResult } from './results';
-import { isMissing, RASTER_SETTINGS } from './settings';
+import { isMissing, MissingSetting, RASTER_SETTINGS } from './settings';
+import { HeadroomBound, headroomFindings } from './headroom';
 import { headline, headlineFindingRows, headlineFindings } from './headline';
 import { Direction } from '../stats/verdict';
 import { estimateCell, Finding, finding, findingSentence, findingsSection, magnitudeCell, Phrasebook, signedCell } from '../stats/findings';
 
-export function evaluationFindings(outcomes: readonly SettingOutcome[], profile: ProfileName, stamp: string): string {
+export function evaluationFindings(outcomes: readonly SettingOutcome[], profile: ProfileName, stamp: string, bound?: HeadroomBound | MissingSetting): string {
   const done = outcomes.filter((o): o is SettingResult => !isMissing(o));
   const missing = outcomes.filter(isMissing);
   const rows: Finding[] = [];
@@ -29,6 +33,7 @@ export function evaluationFindings(outcomes: readonly SettingOutcome[], profile:
     lines.push('- No raster setting was evaluated, so there is no headline comparison.');
   }
   lines.push(...trajectoryFindings(outcomes));
+  lines.push(...headroomFindings(outcomes, bound));
   lines.push(`- ${FEATURE_NET_CAVEAT}`);
   if (profile === 'smoke') lines.push('- *Smoke profile*: tiny models and a handful of samples; these numbers exercise the pipeline, they are not evidence about the method.');
   return findingsSection(lines, [...rows, ...trajectoryFindingRows(outcomes)]);
@@ -92,15 +97,26 @@ function trajectoryFindings(outcomes: readonly SettingOutcome[]): string[] {
   return [...lines, ...oracleFindings(scored)];
 }
 
-/** The per-step oracle comparison in one line: who comes closest to the oracle's choices. */
+/**
+ * The per-step oracle comparison, once per target (trajectory.ts,
+ * ORACLE_TARGETS): who comes closest to the planner's trained target, and
+ * who to argmax u, each with every setting's regret and top-1.
+ */
 function oracleFindings(scored: ReturnType<typeof withTrajectory>): string[] {
   const withOracle = scored.filter((o) => o.trajectory.oracle);
   if (!withOracle.length) return [];
   const c = (o: (typeof withOracle)[number]) => o.trajectory.oracle!.totals;
-  const best = withOracle.reduce((a, b) => (c(b).regret.mean < c(a).regret.mean ? b : a));
-  const r = c(best).regret, dR = digitsOf('regret');
-  const others = withOracle.filter((o) => o !== best).map((o) => `${o.name} ${c(o).regret.mean.toFixed(dR)}`);
-  return [`- **Against the oracle, step by step** (the first ${best.trajectory.oracle!.images} test images only): lowest regret *${best.name}*, ` +
-    `${r.mean.toFixed(dR)} [${r.lo.toFixed(dR)}, ${r.hi.toFixed(dR)}] nats below the oracle's choices summed over the decode, choosing the oracle's block at ` +
-    `${(100 * c(best).agreement.mean).toFixed(0)}% of the steps${others.length ? `; the others: ${others.join(', ')}` : ''}.`];
+  const { targetLabels, images } = withOracle[0].trajectory.oracle!;
+  const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+  const against = (target: 'Trained' | 'U', words: string) => {
+    const regret = `regret${target}` as const, agree = `agreement${target}` as const, dR = digitsOf(regret);
+    const best = withOracle.reduce((a, b) => (c(b)[regret].mean < c(a)[regret].mean ? b : a));
+    const r = c(best)[regret];
+    const others = withOracle.filter((o) => o !== best).map((o) => `${o.name} ${c(o)[regret].mean.toFixed(dR)} (top-1 ${pct(c(o)[agree].mean)})`);
+    return `  - against ${words}: lowest regret *${best.name}*, ${r.mean.toFixed(dR)} [${r.lo.toFixed(dR)}, ${r.hi.toFixed(dR)}] nats, ` +
+      `its choice at ${pct(c(best)[agree].mean)} of the steps${others.length ? `; the others: ${others.join(', ')}` : ''}.`;
+  };
+  return [`- **Against the oracle, step by step** (the first ${images} test images only; regret summed over the decode, in each target's own utility):`,
+    against('Trained', `the planner's trained target (${targetLabels.trained}, what Stage 3 trains it to pick)`),
+    against('U', `${targetLabels['argmax u']} (the block that removes the most remaining loss, its own included)`)];
 }

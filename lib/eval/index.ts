@@ -21,12 +21,16 @@ export { FeatureNet, featureNetClassifier, featureNetOutputs } from './feature-n
 export { futureLossFigure, metricBarsFigure, recognizabilityCurvesFigure, remainingLossFigure } from './figures';
 export { evaluationFindings } from './findings';
 export { headline, headlineFigure, writeHeadline } from './headline';
+export {
+  DEFAULT_HEADROOM_CONFIG, GREEDY_ORACLE_BOUND, greedyOracleBound, HEADROOM_SETTINGS, HeadroomBound, HeadroomConfig, headroomTable,
+} from './headroom';
 export { FEATURE_NET_CAVEAT } from './metrics';
 export { EVAL_METRICS, SettingOutcome, SettingResult } from './results';
 export {
-  blockRarRandomSetting, blockRarRasterSetting, disposeSetting, EvalSetting, isMissing, missingSetting,
+  blockRarRandomSetting, blockRarRasterSetting, disposeSetting, entropyFirstSetting, EvalSetting, isMissing, missingSetting,
   MissingSetting, orderHeadSetting, rasterBaselineSetting, settingOrMissing,
 } from './settings';
+export { ORACLE_TARGETS, OracleTargetName, plannerTrainedTarget, TrainedTarget } from './trajectory';
 export {
   evalResultsTable, oracleComparisonTable, trajectoryResultsTable, writeOutcomesJson, writeResultTable,
 } from './tables';

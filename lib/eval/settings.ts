@@ -1,7 +1,8 @@
 /**
  * The evaluation settings of METHOD.md section 7: each is a backbone and the
  * order policy that drives it (raster baseline, block-RAR with random or
- * raster order, OrderHead at R latent steps, the adaptive budget). Every
+ * raster order or lowest / highest entropy first, OrderHead at R latent
+ * steps, the adaptive budget). Every
  * setting is evaluated with the same seeds, sampling settings and test images
  * (evaluate.ts), so the numbers compare.
  *
@@ -12,6 +13,7 @@
 import { disposeGPT, GPT } from '../backbone/gpt';
 import { BlockGeometry, fixedOrderPolicy, OrderPolicy, randomPolicy, rasterPolicy, tokenRasterGeometry } from '../order';
 import { plannerPolicy } from '../planner/policy';
+import { EntropyEnd, entropyFirstPolicy } from '../planner/baselines';
 import { disposePlanner, LatentSteps, Planner } from '../planner/orderhead';
 import { OrderHeadError } from '../runtime/errors';
 import { seedFrom } from '../runtime/seed';
@@ -19,7 +21,7 @@ import { seedFrom } from '../runtime/seed';
 /** The setting names of METHOD.md section 7, in the order tables show them. */
 export const EVAL_SETTING_NAMES = [
   'raster baseline', 'annealed to raster', 'block-RAR + random order', 'block-RAR + raster order',
-  'OrderHead R=0', 'OrderHead R=1', 'OrderHead R=2', 'OrderHead R=4', 'annealed to planner', 'annealed to fixed order', 'adaptive budget',
+  'block-RAR + lowest entropy first', 'block-RAR + highest entropy first', 'OrderHead R=0', 'OrderHead R=1', 'OrderHead R=2', 'OrderHead R=4', 'annealed to planner', 'annealed to fixed order', 'adaptive budget',
 ] as const;
 export type EvalSettingName = (typeof EVAL_SETTING_NAMES)[number];
 
@@ -51,6 +53,8 @@ export const SETTING_PRODUCERS: Readonly<Record<EvalSettingName, string>> = Obje
   'annealed to raster': 'Stage 1 block-RAR run, random phase then annealed to raster (notebooks/02_stage1_backbone.ipynb)',
   'block-RAR + random order': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
   'block-RAR + raster order': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
+  'block-RAR + lowest entropy first': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
+  'block-RAR + highest entropy first': 'the kept-random continuation from C (notebooks/06_stage5_joint_tuning.ipynb)',
   'annealed to planner': 'the continuation annealed to the planner\'s orders (notebooks/06_stage5_joint_tuning.ipynb) and the Stage 3 planner (04)',
   'annealed to fixed order': 'the continuation annealed to the planner\'s average order (notebooks/06_stage5_joint_tuning.ipynb)',
   'OrderHead R=0': 'Stage 3 OrderHead planner (notebooks/04_stage3_orderhead.ipynb)',
@@ -154,6 +158,18 @@ export function blockRarRandomSetting(backbone: GPT, geo: BlockGeometry, seed = 
 /** 'block-RAR + raster order': the same backbone in raster block order. */
 export function blockRarRasterSetting(backbone: GPT, geo: BlockGeometry, notes = 'block-RAR backbone, raster block order'): EvalSetting {
   return { name: 'block-RAR + raster order', backbone, policy: rasterPolicy(geo), geo, notes };
+}
+
+/**
+ * 'block-RAR + lowest entropy first' / '... highest entropy first': the
+ * backbone revealing, at every step, the unseen block whose first token it
+ * is most (lowest) or least (highest) sure of given the visible tokens
+ * (entropyFirstPolicy): valid state-dependent orders with no training, on the
+ * backbone the OrderHead settings use, so they show what reading the
+ * backbone's uncertainty alone does against the planner.
+ */
+export function entropyFirstSetting(backbone: GPT, geo: BlockGeometry, first: EntropyEnd, notes?: string): EvalSetting {
+  return { name: `block-RAR + ${first} entropy first`, backbone, geo, policy: entropyFirstPolicy(backbone, geo, first), notes: notes ?? `block-RAR backbone, ${first} entropy block first` };
 }
 
 /**

@@ -63,14 +63,22 @@ export const TRAJECTORY_COLUMNS: readonly MetricColumn[] = Object.freeze([
   { key: 'start', label: 'L_rest(∅)', digits: 2, description: 'loss of the whole image from nothing; Σ_t u(a_t|S_t) telescopes to it for every order' },
 ]);
 
-/** The per-step oracle comparison columns (trajectory.ts), in table order; on the oracle images only. */
+/**
+ * The per-step oracle comparison columns (trajectory.ts), in table order; on
+ * the oracle images only. Regret and top-1 come once per target, and the
+ * target is in the label and the CSV key: 'trained' (the planner's trained
+ * target, argmax u_extrap under the oracle dataset's primary weight; the
+ * caption names the weight) and 'argmax u'.
+ */
 export const ORACLE_COMPARISON_COLUMNS: readonly MetricColumn[] = Object.freeze([
-  { key: 'oracle', label: 'Σu oracle', better: 'higher', digits: 3, description: 'Σ_t max_a u(a|S_t) at the same states' },
+  { key: 'regretTrained', label: 'Regret vs trained target', better: 'lower', digits: 3, description: 'Σ_t [max_a u_T(a|S_t) - u_T(a_t|S_t)], u_T the trained target\'s utility (u_extrap, primary weight)' },
+  { key: 'agreementTrained', label: 'Top-1 vs trained target', better: 'higher', digits: 3, description: 'share of steps where a_t is argmax u_T, the planner\'s trained target' },
+  { key: 'regretU', label: 'Regret vs argmax u', better: 'lower', digits: 3, description: 'Σ_t [max_a u(a|S_t) - u(a_t|S_t)]' },
+  { key: 'agreementU', label: 'Top-1 vs argmax u', better: 'higher', digits: 3, description: 'share of steps where a_t is a* = argmax u' },
+  { key: 'oracle', label: 'Σ max u', better: 'higher', digits: 3, description: 'Σ_t max_a u(a|S_t) at the same states (the argmax-u target\'s utility)' },
   { key: 'random', label: 'Σu random', better: 'higher', digits: 3, description: 'Σ_t mean_a u(a|S_t) (a random choice)' },
   { key: 'raster', label: 'Σu raster-next', better: 'higher', digits: 3, description: 'Σ_t u(raster-next|S_t)' },
-  { key: 'regret', label: 'Regret', better: 'lower', digits: 3, description: 'Σ_t [max_a u(a|S_t) - u(a_t|S_t)]' },
-  { key: 'agreement', label: 'Top-1 agree', better: 'higher', digits: 3, description: 'share of steps where a_t is the oracle\'s a*' },
-  { key: 'farRealized', label: 'Σu far', better: 'higher', digits: 3, description: 'Σ_t u_extrap(a_t|S_t), no-neighbours weight' },
+  { key: 'farRealized', label: 'Σu far', better: 'higher', digits: 3, description: 'Σ_t u_extrap(a_t|S_t), the far-context weight (no-neighbours)' },
   { key: 'farShare', label: 'Far share', better: 'higher', digits: 3, description: 'Σ u_extrap(a_t) / Σ u(a_t)' },
 ]);
 
@@ -250,15 +258,19 @@ export function trajectoryResultsTable(outcomes: readonly SettingOutcome[], opts
 export function oracleComparisonTable(outcomes: readonly SettingOutcome[], opts: TableOptions = {}): ResultTable {
   const t = withTrajectory(outcomes).find((o) => o.trajectory.oracle)?.trajectory;
   const c = t?.oracle;
-  const about = t && c && `Oracle utilities of each setting's backbone (${t.reading} reading, u_extrap weight ${c.weight}) at the states of its own block orders, ` +
+  const about = t && c && `Oracle utilities of each setting's backbone (${t.reading} reading) at the states of its own block orders, ` +
     `on the first ${c.images} of the ${t.images} test images of the remaining-loss table (scoreStates at every state is ~|R| times the cost of L_rest alone); ` +
-    `sums over ${c.steps.length === t.numBlocks ? 'all' : c.steps.length} steps, nats; the realized sum is left out: over all steps it telescopes to L_rest(∅), so regret = Σu oracle - L_rest(∅)`;
+    `two targets, each in its own columns: "vs trained target" = the planner's trained target, ${c.targetLabels.trained} ` +
+    '(the Stage 3 label under the oracle dataset\'s primary weight), regret in that utility; ' +
+    `"vs argmax u" = ${c.targetLabels['argmax u']}, regret in u; Σu far and far share use u_extrap with the ${c.weight} weight; ` +
+    `sums over ${c.steps.length === t.numBlocks ? 'all' : c.steps.length} steps, nats; the realized Σu is left out: over all steps it telescopes to L_rest(∅), ` +
+    'so regret vs argmax u = Σ max u - L_rest(∅)';
   return resultTable(outcomes.map((o): TableRowInput => {
     if (isMissing(o)) return { name: o.name, missing: o.missing };
     if (!o.trajectory) return { name: o.name, missing: NO_TRAJECTORY };
     if (!o.trajectory.oracle) return { name: o.name, missing: 'no oracle comparison (eval.trajectory.oracleImages = 0)' };
     return { name: o.name, values: o.trajectory.oracle.totals as Record<OracleTotalKey, MetricSummary> };
-  }), ORACLE_COMPARISON_COLUMNS, { title: 'Per-step choices against the oracle, and far-context gain', meanOver: 'test images', ...opts, note: joinNotes(about, opts.note) });
+  }), ORACLE_COMPARISON_COLUMNS, { title: 'Per-step choices against the oracle (two targets), and far-context gain', meanOver: 'test images', ...opts, note: joinNotes(about, opts.note) });
 }
 
 // ---------------------------------------------------------------- formats
@@ -432,7 +444,10 @@ export function outcomesSummary(outcomes: readonly SettingOutcome[]): Record<str
       trajectory: o.trajectory && {
         policy: o.trajectory.policy, reading: o.trajectory.reading, images: o.trajectory.images, numBlocks: o.trajectory.numBlocks, restLoss: o.trajectory.restLoss,
         totals: o.trajectory.totals, seconds: o.trajectory.seconds,
-        oracle: o.trajectory.oracle && { images: o.trajectory.oracle.images, weight: o.trajectory.oracle.weight, steps: o.trajectory.oracle.steps, perStep: o.trajectory.oracle.perStep, totals: o.trajectory.oracle.totals },
+        oracle: o.trajectory.oracle && {
+          images: o.trajectory.oracle.images, weight: o.trajectory.oracle.weight, trainedTarget: o.trajectory.oracle.trainedTarget,
+          targetLabels: o.trajectory.oracle.targetLabels, steps: o.trajectory.oracle.steps, perStep: o.trajectory.oracle.perStep, totals: o.trajectory.oracle.totals,
+        },
       },
       seconds: o.seconds,
     };

@@ -25,9 +25,16 @@
  *   of each chosen block against the oracle's best max_a u(a | S_t), a
  *   uniformly random choice (the mean of u over the unseen blocks) and the
  *   raster choice (u of the first unseen block in raster block order), all at
- *   the policy's own state S_t; regret and top-1 agreement with a*; and the
- *   far-context gain u_extrap(a_t | S_t) with the `no-neighbours` weight
- *   (tokens outside a_t's 8 neighbouring blocks only), and its share of u.
+ *   the policy's own state S_t; regret and top-1 agreement against **two
+ *   targets**, each labelled (ORACLE_TARGETS): 'argmax u' (a*, regret in u)
+ *   and 'trained', the planner's trained target (a*_extrap = argmax u_extrap
+ *   under the oracle dataset's primary weight, regret in that u_extrap: the
+ *   planner is trained on it, METHOD.md §3.4, so judging it on argmax u
+ *   alone would judge it on a target it never saw); and the far-context gain
+ *   u_extrap(a_t | S_t) with the configured `weight` (`no-neighbours`:
+ *   tokens outside a_t's 8 neighbouring blocks only), and its share of u.
+ *   When the trained target's weight is another one, the scores are taken
+ *   twice (one scoreStates call per weight).
  *
  * Method: roll out the policy once on all images (rollOutOnGroundTruth: it
  * sees only the visible ground truth, as in nllUnderPolicy); then per step t one
@@ -67,8 +74,47 @@ import { rollOutOnGroundTruth } from '../backbone/nll';
 import { BlockGeometry, OrderPolicy, PolicyState } from '../order';
 import { PRIMARY_READING, Reading, READINGS, scoreRestLoss, scoreStates, StateScore } from '../oracle/utility';
 import { WeightName, WEIGHTS } from '../oracle/weights';
+import { OracleLabeling, ORACLE_DATASET_DEFAULTS } from '../oracle/dataset-config';
+import { LabelName, LABELS } from '../planner/train';
+import { PRIMARY_STAGE3_RUN, STAGE3_RUNS } from '../planner/stages';
 import { ensure, oneOf } from '../runtime/errors';
 import { MetricSummary, summarizeRatio, summarizeSamples } from './summary';
+
+/**
+ * The oracle targets a chosen block is judged against (METHOD.md §7.3), by name:
+ * - 'trained': the planner's trained target, argmax of its Stage 3 label
+ *   (PRIMARY_STAGE3_RUN: u_extrap) under the oracle dataset's primary weight
+ *   (TrajectoryConfig.trainedTarget);
+ * - 'argmax u': a* = argmax u, the block that removes the most remaining loss,
+ *   its own loss included.
+ */
+export const ORACLE_TARGETS = ['trained', 'argmax u'] as const;
+export type OracleTargetName = (typeof ORACLE_TARGETS)[number];
+
+/** What the planner was trained to pick: argmax of `label` (u_extrap under `weight`, or u). */
+export interface TrainedTarget {
+  label: LabelName;
+  /** w of u_extrap (the oracle dataset's primary labelling); unused for label 'u'. */
+  weight: WeightName;
+}
+
+/**
+ * The planner's trained target for an oracle dataset's primary labelling
+ * (its manifest's `labelings.primary`; default ORACLE_DATASET_DEFAULTS, the
+ * labelling a default dataset gets): the label of PRIMARY_STAGE3_RUN under
+ * that labelling's weight. The one place the evaluation learns what the
+ * planner was trained on.
+ */
+export function plannerTrainedTarget(primary: Pick<OracleLabeling, 'weight'> = ORACLE_DATASET_DEFAULTS): TrainedTarget {
+  const run = STAGE3_RUNS.find((r) => r.key === PRIMARY_STAGE3_RUN)!;
+  return { label: run.label, weight: oneOf(primary?.weight, WEIGHTS, 'oracle dataset manifest (labelings.primary.weight)') };
+}
+
+/** A target in words, for captions and legends: "argmax u_extrap, no-neighbours weight (trained target)" or "argmax u". */
+export function targetLabel(name: OracleTargetName, trained: TrainedTarget): string {
+  if (name === 'argmax u') return 'argmax u';
+  return trained.label === 'u' ? 'argmax u (trained target)' : `argmax u_extrap, ${trained.weight} weight (trained target)`;
+}
 
 export interface TrajectoryConfig {
   /** Test images whose remaining-loss curve is measured (the first ones of the split). 0 = skip (evaluateSetting). */
@@ -88,6 +134,12 @@ export interface TrajectoryConfig {
   reading: Reading;
   /** w of u_extrap for the far-context gain; default 'no-neighbours'. */
   weight: WeightName;
+  /**
+   * The planner's trained target, the 'trained' target of the oracle
+   * comparison; default plannerTrainedTarget() of the default dataset.
+   * Notebook 08 sets it from the oracle dataset's manifest.
+   */
+  trainedTarget: TrainedTarget;
   /** Max sequences per oracle pass (scoreStates, scoreRestLoss); default theirs (64). */
   batch?: number;
   /** Bootstrap replicates of the intervals over images. */
@@ -100,7 +152,7 @@ export interface TrajectoryConfig {
 
 /** Defaults (the sizes come from evalConfig's profiles). */
 export const DEFAULT_TRAJECTORY_CONFIG: TrajectoryConfig = Object.freeze({
-  images: 64, oracleImages: 6, reading: PRIMARY_READING, weight: 'no-neighbours', bootstrapReps: 1000, level: 0.95, seed: 0,
+  images: 64, oracleImages: 6, reading: PRIMARY_READING, weight: 'no-neighbours', trainedTarget: plannerTrainedTarget(), bootstrapReps: 1000, level: 0.95, seed: 0,
 }) as TrajectoryConfig;
 
 /** Per-image summaries of the remaining-loss curve (see the file comment). */
@@ -122,12 +174,23 @@ export interface TrajectoryStep {
   farRealized: number;
   /** max_a u_extrap(a | S_t). */
   farOracle: number;
-  /** Share of images whose chosen block is the oracle's a* (argmax u, lowest index on ties). */
-  agreement: number;
+  /** Target 'argmax u': share of images whose chosen block is a* (lowest index on ties). */
+  agreementU: number;
+  /** Target 'trained': the trained target's utility of the chosen block (u_extrap under its weight, or u). */
+  realizedTrained: number;
+  /** Its maximum over the unseen blocks. */
+  oracleTrained: number;
+  /** Target 'trained': share of images whose chosen block is its argmax (lowest index on ties). */
+  agreementTrained: number;
 }
 
-/** Per-image sums over the measured steps of the oracle comparison. */
-export const ORACLE_SUMS = ['realized', 'oracle', 'random', 'raster', 'regret', 'farRealized', 'agreement'] as const;
+/**
+ * Per-image sums over the measured steps of the oracle comparison. The target
+ * is in the name: `regretU` / `agreementU` against 'argmax u' (regret in u),
+ * `regretTrained` / `agreementTrained` against 'trained' (regret in the
+ * trained target's utility).
+ */
+export const ORACLE_SUMS = ['realized', 'oracle', 'random', 'raster', 'regretU', 'agreementU', 'regretTrained', 'agreementTrained', 'farRealized'] as const;
 export type OracleSum = (typeof ORACLE_SUMS)[number];
 /** Keys of OracleComparison.totals. */
 export type OracleTotalKey = OracleSum | 'farShare';
@@ -135,7 +198,11 @@ export type OracleTotalKey = OracleSum | 'farShare';
 /** The per-step oracle comparison on the first `images` test images. */
 export interface OracleComparison {
   images: number;
+  /** w of the far-context gain. */
   weight: WeightName;
+  /** The 'trained' target these numbers were judged against, and both targets in words (targetLabel). */
+  trainedTarget: TrainedTarget;
+  targetLabels: Record<OracleTargetName, string>;
   /** The measured step indices. */
   steps: number[];
   perStep: TrajectoryStep[];
@@ -194,6 +261,10 @@ export function validateTrajectorySizes(cfg: TrajectoryConfig): void {
     `use e.g. ${Math.min(6, cfg.images)} (0 = no per-step oracle comparison), or raise images`);
   oneOf(cfg.reading, READINGS, 'eval.trajectory.reading');
   oneOf(cfg.weight, WEIGHTS, 'eval.trajectory.weight');
+  ensure(cfg.trainedTarget != null && typeof cfg.trainedTarget === 'object', 'no trained target given', 'eval.trajectory.trainedTarget',
+    'leave it out (the default dataset\'s) or pass plannerTrainedTarget(ds.manifest.labelings.primary)');
+  oneOf(cfg.trainedTarget.label, LABELS, 'eval.trajectory.trainedTarget.label');
+  oneOf(cfg.trainedTarget.weight, WEIGHTS, 'eval.trajectory.trainedTarget.weight');
   ensure(cfg.batch === undefined || (Number.isInteger(cfg.batch) && cfg.batch >= 1), `batch must be a whole number >= 1, got ${cfg.batch}`, 'eval.trajectory.batch', 'leave it out (64) or use e.g. 32');
   ensure(Number.isInteger(cfg.bootstrapReps) && cfg.bootstrapReps >= 2, `bootstrapReps must be a whole number >= 2, got ${cfg.bootstrapReps}`, 'eval.trajectory.bootstrapReps', 'use e.g. 1000');
   ensure(cfg.level > 0 && cfg.level < 1, `level must lie strictly between 0 and 1, got ${cfg.level}`, 'eval.trajectory.level', 'use 0.95');
@@ -258,49 +329,63 @@ function remainingLoss(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: 
   };
 }
 
+/** A state's utility vector and argmax under the trained target (its label's u or u_extrap). */
+function trainedOf(sc: StateScore, target: TrainedTarget): { u: Float32Array; best: number } {
+  return target.label === 'u' ? { u: sc.u, best: sc.aStar } : { u: sc.uExtrap, best: sc.aStarExtrap };
+}
+
 /** The per-step oracle comparison on the first cfg.oracleImages images (scoreStates at every measured step). */
 function oracleComparison(m: GPT, geo: BlockGeometry, grids: Int32Array[], labels: ArrayLike<number>, blockOrders: number[][], cfg: TrajectoryConfig,
   steps: number[], onStep: () => void): OracleComparison {
-  const n = cfg.oracleImages, nb = geo.numBlocks;
+  const n = cfg.oracleImages, nb = geo.numBlocks, target = cfg.trainedTarget;
   const perImage = Object.fromEntries(ORACLE_SUMS.map((k) => [k, new Float64Array(n)])) as Record<OracleSum, Float64Array>;
   const perStep: TrajectoryStep[] = [];
+  // One scoreStates call serves both targets unless the trained target's u_extrap has another weight than the far-context gain.
+  const ownWeight = target.label === 'u_extrap' && target.weight !== cfg.weight;
   for (const t of steps) {
-    const scores: StateScore[] = scoreStates(m, geo, statesAt(grids, labels, blockOrders, t, n), { reading: cfg.reading, weight: cfg.weight, batch: cfg.batch });
-    const acc = { realized: 0, oracle: 0, random: 0, raster: 0, farRealized: 0, farOracle: 0, agreement: 0 };
+    const items = statesAt(grids, labels, blockOrders, t, n);
+    const scores: StateScore[] = scoreStates(m, geo, items, { reading: cfg.reading, weight: cfg.weight, batch: cfg.batch });
+    const trainedScores = ownWeight ? scoreStates(m, geo, items, { reading: cfg.reading, weight: target.weight, batch: cfg.batch }) : scores;
+    const acc = { realized: 0, oracle: 0, random: 0, raster: 0, farRealized: 0, farOracle: 0, agreementU: 0, realizedTrained: 0, oracleTrained: 0, agreementTrained: 0 };
     scores.forEach((sc, i) => {
       const order = blockOrders[i];
       const a = order[t];
+      const tr = trainedOf(trainedScores[i], target);
       const seen = new Uint8Array(nb);
       for (let j = 0; j < t; j++) seen[order[j]] = 1;
-      let best = -Infinity, farBest = -Infinity, sum = 0, count = 0, rasterNext = -1;
+      let best = -Infinity, farBest = -Infinity, trainedBest = -Infinity, sum = 0, count = 0, rasterNext = -1;
       for (let b = 0; b < nb; b++) {
         if (seen[b]) continue;
         if (rasterNext < 0) rasterNext = b;
         best = Math.max(best, sc.u[b]);
         farBest = Math.max(farBest, sc.uExtrap[b]);
+        trainedBest = Math.max(trainedBest, tr.u[b]);
         sum += sc.u[b];
         count++;
       }
-      const v = { realized: sc.u[a], oracle: best, random: sum / count, raster: sc.u[rasterNext], farRealized: sc.uExtrap[a], farOracle: farBest, agreement: a === sc.aStar ? 1 : 0 };
+      const v = {
+        realized: sc.u[a], oracle: best, random: sum / count, raster: sc.u[rasterNext], farRealized: sc.uExtrap[a], farOracle: farBest,
+        agreementU: a === sc.aStar ? 1 : 0, realizedTrained: tr.u[a], oracleTrained: trainedBest, agreementTrained: a === tr.best ? 1 : 0,
+      };
       for (const key of Object.keys(acc) as (keyof typeof acc)[]) acc[key] += v[key];
       perImage.realized[i] += v.realized;
       perImage.oracle[i] += v.oracle;
       perImage.random[i] += v.random;
       perImage.raster[i] += v.raster;
-      perImage.regret[i] += v.oracle - v.realized;
+      perImage.regretU[i] += v.oracle - v.realized;
+      perImage.agreementU[i] += v.agreementU / steps.length;
+      perImage.regretTrained[i] += v.oracleTrained - v.realizedTrained;
+      perImage.agreementTrained[i] += v.agreementTrained / steps.length;
       perImage.farRealized[i] += v.farRealized;
-      perImage.agreement[i] += v.agreement / steps.length;
     });
-    perStep.push({
-      step: t, realized: acc.realized / n, oracle: acc.oracle / n, random: acc.random / n, raster: acc.raster / n,
-      farRealized: acc.farRealized / n, farOracle: acc.farOracle / n, agreement: acc.agreement / n,
-    });
+    perStep.push(Object.fromEntries([['step', t], ...Object.entries(acc).map(([k, x]) => [k, x / n])]) as unknown as TrajectoryStep);
     onStep();
   }
   const totals = {} as Record<OracleTotalKey, MetricSummary>;
   for (const key of ORACLE_SUMS) totals[key] = summarizeSamples([perImage[key]], cfg.bootstrapReps, `${cfg.seed}/trajectory/${key}`, cfg.level);
   totals.farShare = summarizeRatio(perImage.farRealized, perImage.realized, cfg.bootstrapReps, `${cfg.seed}/trajectory/farShare`, cfg.level);
-  return { images: n, weight: cfg.weight, steps, perStep, totals, perImage };
+  const targetLabels = Object.fromEntries(ORACLE_TARGETS.map((k) => [k, targetLabel(k, target)])) as Record<OracleTargetName, string>;
+  return { images: n, weight: cfg.weight, trainedTarget: { ...target }, targetLabels, steps, perStep, totals, perImage };
 }
 
 /**
@@ -352,21 +437,26 @@ export function pairedTrajectoryDifference(a: TrajectoryResult, ref: TrajectoryR
 /**
  * The greedy oracle as an order policy: at every state it scores all unseen
  * blocks with scoreStates on the *ground truth* of image `state.index` of
- * `data` and picks a* = argmax u. It looks at hidden tokens, so its orders
- * are NOT valid factorizations: use it as the upper reference of the
- * trajectory metrics, never for sampling or NLL.
+ * `data` and picks the argmax of `label`'s utility: a* = argmax u (label
+ * 'u', the default) or a*_extrap = argmax u_extrap under `weight`. It looks
+ * at hidden tokens, so its orders are NOT valid factorizations: an upper
+ * reference of the trajectory metrics (headroom.ts: the greedy oracle
+ * bound), never a generator.
  */
-export function oraclePolicy(m: GPT, geo: BlockGeometry, data: TrajectoryData, oracle: { reading: Reading; weight: WeightName; batch?: number } = DEFAULT_TRAJECTORY_CONFIG): OrderPolicy {
-  const name = `oracle (${oracle.reading})`;
+export function oraclePolicy(m: GPT, geo: BlockGeometry, data: TrajectoryData,
+  oracle: { reading: Reading; weight: WeightName; batch?: number; label?: LabelName } = DEFAULT_TRAJECTORY_CONFIG): OrderPolicy {
+  const label = oneOf(oracle.label ?? 'u', LABELS, 'oraclePolicy(oracle.label)');
+  const name = label === 'u' ? `greedy oracle (argmax u, ${oracle.reading})` : `greedy oracle (argmax u_extrap, ${oracle.weight}, ${oracle.reading})`;
   return {
     name,
+    fingerprint: `reads the true image; ${name}`,
     nextBlocks(states: readonly PolicyState[]) {
       const idx = states.map((s) => s.index);
       const need = Math.max(...idx) + 1;
       const grids = gridsOf(m, data, need, `policy '${name}'`);
       const scores = scoreStates(m, geo, states.map((s) => ({ tokens: grids[s.index], classId: data.labels[s.index], visible: s.sequence })),
         { reading: oracle.reading, weight: oracle.weight, batch: oracle.batch });
-      return scores.map((sc) => sc.aStar);
+      return scores.map((sc) => (label === 'u' ? sc.aStar : sc.aStarExtrap));
     },
   };
 }

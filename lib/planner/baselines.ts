@@ -5,12 +5,21 @@
  * in the layout of metrics.ts, so that plannerMetrics measures a baseline
  * exactly like a planner. Each one makes the choice of the matching lib/order
  * policy.
+ *
+ * The entropy baseline is also an order policy in both directions
+ * (entropyFirstPolicy): lowest entropy first (most confident block first)
+ * and highest entropy first. The evaluation runs them as settings on the
+ * kept-random backbone (METHOD.md §7.1): valid orders that read the
+ * backbone's uncertainty, the cheapest state-dependent rivals of the planner.
  */
 import { ensure, oneOf } from '../runtime/errors';
 import { rng, seedFrom } from '../runtime/seed';
 import { BlockGeometry, blockDistance } from '../order/geometry';
 import { randomBlockOrder } from '../order/orders';
+import { checkPolicyChoice, OrderPolicy, PolicyState } from '../order/policy';
+import { GPT } from '../backbone/gpt';
 import { chooseFromScores } from './metrics';
+import { policyFeatures } from './policy';
 
 /** The baseline choosers, each as a scores array for `plannerMetrics`. */
 export const BASELINES = ['random', 'raster-next', 'nearest-visible', 'entropy'] as const;
@@ -121,4 +130,69 @@ export function baselineProbs(name: string, opts: BaselineOptions): Float32Array
     for (let i = 0; i < n; i++) if (chosen[i] >= 0) out[i * nb + chosen[i]] = 1;
   }
   return out;
+}
+
+/** Which end of the entropy ranking an entropy-first order reveals next. */
+export const ENTROPY_ENDS = ['lowest', 'highest'] as const;
+export type EntropyEnd = (typeof ENTROPY_ENDS)[number];
+
+/**
+ * Scores under which `chooseFromScores` makes the entropy-first choice: the
+ * 'entropy' baseline's scores (highest entropy first), negated for 'lowest'
+ * (most confident block first); NaN on visible blocks; ties to the lowest
+ * block index either way.
+ */
+export function entropyFirstScores(first: EntropyEnd, opts: BaselineOptions): Float32Array {
+  const end = oneOf(first, ENTROPY_ENDS, 'entropyFirstScores(first)');
+  const scores = baselineScores('entropy', opts);
+  if (end === 'lowest') for (let i = 0; i < scores.length; i++) scores[i] = -scores[i]; // NaN stays NaN
+  return scores;
+}
+
+/**
+ * An entropy-first order policy over any source of per-block entropies:
+ * `entropies(states)` gives [states * numBlocks] (visible blocks ignored),
+ * and the policy reveals the unseen block of lowest or highest entropy
+ * (entropyFirstScores). The order is a valid AR factorisation as long as
+ * `entropies` reads visible tokens only (entropyFirstPolicy's does).
+ */
+export function entropyOrderPolicy(geo: BlockGeometry, first: EntropyEnd, entropies: (states: readonly PolicyState[]) => Float32Array,
+  opts: { name?: string; contextOf?: object; fingerprint?: string } = {}): OrderPolicy {
+  const end = oneOf(first, ENTROPY_ENDS, 'entropyOrderPolicy(first)');
+  const name = opts.name ?? `${end} entropy first`;
+  const nb = geo.numBlocks;
+  return {
+    name,
+    fingerprint: opts.fingerprint ?? `entropy first: ${end}`,
+    contextOf: opts.contextOf,
+    nextBlocks(states) {
+      const visible = new Uint8Array(states.length * nb);
+      states.forEach((s, i) => {
+        ensure(s.visible.length === nb, `state of sample ${s.index} has ${s.visible.length} blocks, the policy was built for ${nb}`,
+          `policy '${name}'`, 'build the policy with the same block geometry as the states');
+        visible.set(s.visible, i * nb);
+      });
+      const out = Array.from(chooseFromScores(entropyFirstScores(end, { geo, visible, n: states.length, entropy: entropies(states) }), visible, nb));
+      states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
+      return out;
+    },
+  };
+}
+
+/**
+ * Lowest ('most confident first') or highest entropy first on `backbone`: a
+ * block's entropy is the backbone's predictive entropy at its first token
+ * given the visible tokens only (policyFeatures: one query per unseen block,
+ * the planner's own input, from the decoder's KV cache when it runs this
+ * backbone), so every order it makes is a valid AR factorisation. Cost per
+ * planning step: one query slot per unseen block on top of decoding, about
+ * what the planner's features cost without the planner.
+ */
+export function entropyFirstPolicy(backbone: GPT, geo: BlockGeometry, first: EntropyEnd, name = `${first} entropy first`): OrderPolicy {
+  return entropyOrderPolicy(geo, first, (states) => policyFeatures(backbone, geo, states, name).entropy, { name, contextOf: backbone });
+}
+
+/** The 'entropy' baseline as an order policy: the unseen block where the backbone is most uncertain (notebook 05). */
+export function entropyPolicy(backbone: GPT, geo: BlockGeometry): OrderPolicy {
+  return entropyFirstPolicy(backbone, geo, 'highest', 'highest entropy');
 }

@@ -23,7 +23,8 @@ export {
   onPolicyTable, runOnPolicyRounds,
 } from './on-policy';
 export { averageOrder, buildPlannerOrders } from './planner-orders';
-export { entropyPolicy, featureItems, plannerPolicy, policyFeatures } from './policy';
+export { entropyFirstPolicy, entropyPolicy } from './baselines';
+export { featureItems, plannerPolicy, policyFeatures } from './policy';
 export { routerTarget } from './router-target';
 export { loadRouter, routerTrainConfig, RouterTrainConfig, trainRouter } from './router-train';
 export { chooseBudgets, createRouter, disposeRouter, Router, routerForward } from './router';

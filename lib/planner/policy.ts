@@ -64,17 +64,3 @@ export function plannerPolicy(pl: Planner, backbone: GPT, geo: BlockGeometry, R:
     },
   };
 }
-
-/** Baseline: the unseen block where the backbone's prediction is most uncertain (highest entropy at its first token). */
-export function entropyPolicy(backbone: GPT, geo: BlockGeometry): OrderPolicy {
-  const name = 'highest entropy';
-  return {
-    name,
-    contextOf: backbone,
-    nextBlocks(states) {
-      const out = argmaxUnseen(states, policyFeatures(backbone, geo, states, name).entropy, geo.numBlocks);
-      states.forEach((s, i) => checkPolicyChoice(s, out[i], name));
-      return out;
-    },
-  };
-}

@@ -86,10 +86,10 @@ for (const reading of ['block-marginal', 'teacher-forced'] as const) {
     // The greedy oracle realizes the oracle's maximum at every step; raster realizes raster-next.
     for (const s of oracle.oracle!.perStep) {
       assert.equal(s.realized, s.oracle, `step ${s.step}`);
-      assert.equal(s.agreement, 1);
+      assert.equal(s.agreementU, 1);
       assert.ok(s.oracle >= s.random - 1e-6 && Number.isFinite(s.farRealized));
     }
-    assert.deepEqual(Array.from(oracle.oracle!.perImage.regret), [0, 0, 0]);
+    assert.deepEqual(Array.from(oracle.oracle!.perImage.regretU), [0, 0, 0]);
     for (const s of raster.oracle!.perStep) assert.equal(s.realized, s.raster);
     const share = random.oracle!.totals.farShare;
     assert.ok(Number.isFinite(share.mean) && share.lo <= share.mean && share.mean <= share.hi);
