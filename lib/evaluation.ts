@@ -26,7 +26,6 @@ import { budgetPolicy } from './planner/budget';
 import { disposePlanner } from './planner/orderhead';
 import { disposeRouter } from './planner/router';
 import { loadJointPair } from './planner/joint';
-import { PRIMARY_STAGE3_RUN } from './planner/stages';
 import { EvalConfig } from './eval/config';
 import { EvalContext, RealFeatureStats } from './eval/context';
 import { evalCacheFile, evalCacheIdentity, evalContextFingerprint, readEvalCache } from './eval/cache';
@@ -38,7 +37,7 @@ import {
   annealedFixedSetting, annealedRasterSetting, blockRarRandomSetting, blockRarRasterSetting, entropyFirstSetting, EvalSetting, isMissing, MissingSetting,
   EvalSettingName, missingSetting, orderHeadSetting, rasterBaselineSetting, seededSettingBase, seededSettingName, SETTING_PRODUCERS, settingOrMissing,
 } from './eval/settings';
-import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, RunFolder, stage1SelectedCheckpoint } from './curriculum';
+import { contestSummary, CurriculumRuns, loadRunPlanner, loadRunRouter, primaryPlannerRun, RunFolder, stage1SelectedCheckpoint } from './curriculum';
 
 /** What the settings are built on besides the run folders: C (the backbone every planner reads) and the block grid. */
 export interface ContestInputs {
@@ -66,7 +65,8 @@ export function contestSettings(runs: CurriculumRuns, inputs: ContestInputs, onl
   const selected = (arm: RunFolder) => loadBackbone(stage1SelectedCheckpoint(arm));
   let C: GPT | undefined;
   const readsC = () => (C ??= loadBackbone(inputs.checkpointC)); // every planner reads C: it was trained on its features
-  const planner = (R: 0 | 1 | 2 | 4) => loadRunPlanner(R === 0 ? runs.stage3[PRIMARY_STAGE3_RUN] : runs.stage4[R], fingerprint);
+  // R = 0 is the primary planner (the on-policy rounds' last, once they finished): the one notebook 06 annealed the planner arm to.
+  const planner = (R: 0 | 1 | 2 | 4) => loadRunPlanner(R === 0 ? primaryPlannerRun(runs) : runs.stage4[R], fingerprint);
   const keptRandom = 'kept random (matched budget)';
   const fixedOrder = () => contestSummary(runs).fixedOrder;
   // The headline arms, once per training seed (each seed's own backbones; the planner and C are seed 0's).
