@@ -139,7 +139,7 @@ function checkReport(dir: string, final: boolean): void {
 }
 
 /** Per file: keys that name a checkpoint by its file fingerprint or path (planner-order cache, contest summary), left out like manifest.json's. */
-const IDENTITY_KEYS: Record<string, string[]> = { 'planner-orders.json': ['backbone'], 'contest.json': ['checkpointC', 'plannerOrders'] };
+const IDENTITY_KEYS: Record<string, string[]> = { 'planner-orders.json': ['backbone'], 'contest.json': ['checkpointC', 'checkpointCBySeed', 'plannerOrders'] };
 
 /** Timing fields: left out of the comparison. */
 const TIMING_KEY = /seconds$|^savedAt$|^time$/i;
