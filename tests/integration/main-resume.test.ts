@@ -163,7 +163,8 @@ function results(report: string): Map<string, string> {
       const doc = withoutTimings(JSON.parse(fs.readFileSync(full, 'utf8'))) as Record<string, unknown>;
       // Identities over checkpoint bytes (a time in their metadata) or absolute paths: the orders and budgets they describe are compared.
       for (const k of IDENTITY_KEYS[base] ?? []) delete doc[k];
-      out.set(rel, JSON.stringify(doc));
+      // Paths inside the report (the on-policy rounds' planner files) name the report's own folder: compared relative to it.
+      out.set(rel, JSON.stringify(doc).split(runs).join('<runs>'));
     } else if (base.endsWith('.safetensors')) {
       const { tensors } = readSafetensors(full);
       const h = crypto.createHash('sha256');
