@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The crossover study (docs/METHOD.md §6.8, lib/study): the generator's unique training images K and its
+# The crossover study (docs/METHOD.md §6.9, lib/study): the generator's unique training images K and its
 # compute N swept, four Stage 1 arms per cell (K, N, seed), to find where block-RAR overtakes raster-only.
 # Usage: scripts/study.sh [--profile smoke|default|full] [--data D] [--shards N] [--no-build]
 #

@@ -1,5 +1,5 @@
 /**
- * The crossover study (METHOD.md §6.8): where, if anywhere, does order-robust
+ * The crossover study (METHOD.md §6.9): where, if anywhere, does order-robust
  * training (block-RAR) overtake raster-only as the generator's unique images K
  * and its compute N change? Epochs over the K images are
  *

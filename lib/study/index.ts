@@ -1,5 +1,5 @@
 /**
- * The crossover study (METHOD.md §6.8): the generator's unique training images
+ * The crossover study (METHOD.md §6.9): the generator's unique training images
  * K and its compute N swept, to find where (if anywhere) order-robust training
  * (block-RAR) overtakes raster-only. Its config and cells (config.ts), running
  * them in shards with resume (run.ts, cli.ts), reading shards back together
