@@ -75,8 +75,8 @@ export function pairedNllDifference(a: SettingResult, b: SettingResult, reps: nu
   return { mean: iv.mean, lo: Math.min(iv.lo, iv.mean), hi: Math.max(iv.hi, iv.mean), level, interval: 'bootstrap-samples', perSeed: [iv.mean], n: d.length };
 }
 
-/** Per-seed FID differences a − b (same seeds, same class lists), the interval from the seeds' bootstrap replicates of the difference. */
-export function pairedFidDifference(a: SettingResult, b: SettingResult, level: number): MetricSummary {
+/** The per-sampling-seed FID differences a − b (same seeds, same class lists), their bootstrap replicates, and the samples behind them. */
+function fidDifferences(a: SettingResult, b: SettingResult): { values: number[]; reps: Float64Array[]; n: number } {
   ensure(a.seeds.length === b.seeds.length && a.seeds.every((s, i) => s.seed === b.seeds[i].seed), `'${a.name}' and '${b.name}' were sampled with different seeds`,
     'pairedFidDifference', 'evaluate every setting with the same eval.seeds');
   const values = a.seeds.map((s, i) => s.metrics.fid - b.seeds[i].metrics.fid);
@@ -84,7 +84,12 @@ export function pairedFidDifference(a: SettingResult, b: SettingResult, level: n
     const ra = s.replicates.fid, rb = b.seeds[i].replicates.fid, n = Math.min(ra.length, rb.length);
     return Float64Array.from({ length: n }, (_, r) => ra[r] - rb[r]);
   });
-  return summarizeRecentred(values, reps, a.seeds.reduce((t, s) => t + s.n, 0), level);
+  return { values, reps, n: a.seeds.reduce((t, s) => t + s.n, 0) };
+}
+
+/** Per-seed FID differences a − b (same seeds, same class lists), the interval from the seeds' bootstrap replicates of the difference. */
+export function pairedFidDifference(a: SettingResult, b: SettingResult, level: number): MetricSummary {
+  return seededFidDifference([[a, b]], level);
 }
 
 /** Paired per-image NLL differences a − b of each training seed (pairs of results of one seed), with the seed-and-image interval. */
@@ -101,13 +106,8 @@ export function seededNllDifference(pairs: readonly [SettingResult, SettingResul
 
 /** Per-seed FID differences pooled over training seeds: each pair's sampling seeds, their replicates recentred and pooled. */
 export function seededFidDifference(pairs: readonly [SettingResult, SettingResult][], level: number): MetricSummary {
-  const parts = pairs.map(([a, b]) => pairedFidDifference(a, b, level));
-  const values = pairs.flatMap(([a, b]) => a.seeds.map((s, i) => s.metrics.fid - b.seeds[i].metrics.fid));
-  const reps = pairs.flatMap(([a, b]) => a.seeds.map((s, i) => {
-    const ra = s.replicates.fid, rb = b.seeds[i].replicates.fid, n = Math.min(ra.length, rb.length);
-    return Float64Array.from({ length: n }, (_, r) => ra[r] - rb[r]);
-  }));
-  return pairs.length === 1 ? parts[0] : summarizeRecentred(values, reps, pairs.reduce((t, [a]) => t + a.seeds.reduce((u, s) => u + s.n, 0), 0), level);
+  const parts = pairs.map(([a, b]) => fidDifferences(a, b));
+  return summarizeRecentred(parts.flatMap((p) => p.values), parts.flatMap((p) => p.reps), parts.reduce((t, p) => t + p.n, 0), level);
 }
 
 const meanOf = (v: readonly number[]) => v.reduce((a, b) => a + b, 0) / v.length;
