@@ -206,8 +206,7 @@ export function jointData(ds: OracleDataset, cache: TokenCache, label: LabelName
   oneOf(label, LABELS, 'joint label');
   const l = primaryLabelSet(ds, reading, 'joint reading');
   const full: TokenData = { tokens: cache.train.tokens, labels: cache.train.labels, n: cache.train.n, tokenizer: cache.tokenizer.fingerprint };
-  const T = ds.geo.numTokens;
-  const train = plannerOrders ? restrictToOrders(full, plannerOrders, T) : full;
+  const train = plannerOrders ? restrictToOrders(full, plannerOrders) : full;
   // The planner-order cache also holds the validation images (their orders select the planner arm): L_AR draws only the K training images.
   const isTrain = new Uint8Array(full.n);
   if (regime) for (const i of regime.train) isTrain[i] = 1; else isTrain.fill(1);

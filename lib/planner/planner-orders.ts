@@ -22,6 +22,7 @@ import { GPT } from '../backbone/gpt';
 import { seqLen } from '../backbone/config';
 import { rollOutOnGroundTruth } from '../backbone/nll';
 import { TargetOrderTable, TokenData } from '../backbone/stage1';
+import { imagesOf } from '../backbone/regime';
 import { BlockGeometry } from '../order';
 import { writeFileAtomic } from '../runtime/atomic';
 import { weightsFingerprint } from '../runtime/checkpoint';
@@ -141,13 +142,10 @@ export function averageOrder(table: TargetOrderTable): { order: number[]; meanPo
 }
 
 /** The cached images of `data` as their own token data (image k of the result is table.image[k]), with their orders: Stage 5's L_AR set. */
-export function restrictToOrders(data: TokenData, table: TargetOrderTable, T: number): TokenData {
-  const n = table.image.length;
-  const tokens = new Int32Array(n * T), labels = new Int32Array(n);
-  table.image.forEach((img, k) => {
+export function restrictToOrders(data: TokenData, table: TargetOrderTable): TokenData {
+  for (const img of table.image) {
     ensure(img >= 0 && img < data.n, `image ${img} is outside the ${data.n} training images`, table.file, `the cache was made for another split: rerun ${MAKER}`);
-    tokens.set(data.tokens.subarray(img * T, (img + 1) * T), k * T);
-    labels[k] = data.labels[img];
-  });
+  }
+  const { tokens, labels, n } = imagesOf(data, table.image);
   return { tokens, labels, n, tokenizer: data.tokenizer, targetOrders: { ...table, image: Int32Array.from({ length: n }, (_, k) => k) } };
 }

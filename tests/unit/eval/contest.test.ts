@@ -154,7 +154,7 @@ test('the planner-order cache: another planner, R or backbone is refused naming 
     throwsOH(() => loadPlannerOrders(file, { ...id, latentSteps: 1 }), '(latentSteps)');
     throwsOH(() => loadPlannerOrders(path.join(dir, 'none.json'), id), 'no planner-order cache', '06_stage5');
     const data = { tokens: Int32Array.from({ length: 4 * 16 }, (_, i) => i % 16), labels: Int32Array.from([0, 1, 2, 0]), n: 4 };
-    const sub = restrictToOrders(data, t, 16);
+    const sub = restrictToOrders(data, t);
     assert.equal(sub.n, 2);
     assert.deepEqual(Array.from(sub.labels), [1, 0]);
     assert.deepEqual(Array.from(sub.targetOrders!.image), [0, 1]);
