@@ -141,7 +141,7 @@ export interface TargetOrderTable {
 export type TargetCells = (image: number) => Int32Array | null;
 
 /** The target order of a config on `data`, checked before any run folder is made. */
-function targetCells(cfg: Stage1Config, data: TokenData, geo: BlockGeometry, where: string): TargetCells {
+export function targetCells(cfg: Stage1Config, data: TokenData, geo: BlockGeometry, where: string): TargetCells {
   if (cfg.orderMode === 'raster' || cfg.annealTo === 'raster') return () => null;
   if (cfg.annealTo === 'fixed') {
     const cells = cellsOfBlockOrder(geo, validateBlockOrder(geo, cfg.fixedOrder ?? [], `${where} (stage1.fixedOrder)`));

@@ -28,10 +28,10 @@ import { exactNll } from '../backbone/nll';
 import { regimeImages } from '../backbone/regime';
 import {
   loadBackboneWithInfo, selectedCheckpoint, selectionCells, SelectionOrder, stage1Config, stage1Geometry, stage1ModelConfig, Stage1Config, TokenData,
-  trainStage1,
+  targetCells, trainStage1,
 } from '../backbone/stage1';
 import { randomPhaseCheckpoint } from '../backbone/checkpoints';
-import { BlockGeometry, cellsOfBlockOrder } from '../order';
+import { BlockGeometry } from '../order';
 import { loadTokenCache, TokenCache } from '../tokenizer/cache';
 import { tokenizerRunDir } from '../tokenizer/config';
 import { dataSummary } from '../data/profile-data';
@@ -292,8 +292,7 @@ export function scoreArm(runDir: string, cfg: Stage1Config, test: { data: TokenD
   try {
     ensure(selected, 'the selected checkpoint records no selection', runDir, 'delete the arm folder and run the study again (trainStage1 records it)');
     const geo = stage1Geometry(cfg, model);
-    const fixed = cfg.annealTo === 'fixed' && cfg.fixedOrder ? cellsOfBlockOrder(geo, cfg.fixedOrder) : null;
-    const cells = selectionCells(cfg, test.data, geo, () => fixed, test.images);
+    const cells = selectionCells(cfg, test.data, geo, targetCells(cfg, test.data, geo, `study arm ${runDir}`), test.images);
     const T = seqLen(model);
     const nll = exactNll(m, cells.grids, cells.classes, cells.cells);
     const perImage = Array.from(nll.perImage, (v) => v / (T * Math.LN2));
