@@ -274,17 +274,22 @@ export function contestBudgetRows(runs: CurriculumRuns): ContestBudgetRow[] {
     return named.flatMap(([name, run]) => {
       const last = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'stage1');
       if (!last) return [];
-      const ck = loadCheckpoint(last.path);
-      tf.dispose(Object.values(ck.weights));
-      const b = budgetFromExtra(ck.extra, last.path);
+      const b = budgetFromExtra(checkpointExtra(last.path), last.path);
       const best = latestCheckpoint(path.join(run.dir, 'checkpoints'), 'best');
-      const sel = best ? (() => { const c = loadCheckpoint(best.path); tf.dispose(Object.values(c.weights)); return c.extra.selected as Selection; })() : undefined;
+      const sel = best ? (checkpointExtra(best.path).selected as Selection) : undefined;
       return [{
         backbone: name, seed, steps: b.steps, batch: b.batch, 'unique images': b.trainImages, 'tokens seen': b.tokensSeen, epochs: budgetEpochs(b),
         'selected step': sel ? sel.step : NaN, 'validation bits/token': sel ? sel.validationBits : NaN, 'selected in': sel ? sel.order : 'n/a', runs: b.runs.join(' → '),
       }];
     });
   });
+}
+
+/** A checkpoint's `extra` (its weights are loaded with it and freed at once). */
+function checkpointExtra(file: string): Record<string, unknown> {
+  const ck = loadCheckpoint(file);
+  tf.dispose(Object.values(ck.weights));
+  return ck.extra as Record<string, unknown>;
 }
 
 export interface ContestBudgetRow {
