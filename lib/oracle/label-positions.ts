@@ -155,26 +155,18 @@ export function labelPositionTable(ds: OracleDataset, sizes: readonly number[] =
   return rows;
 }
 
-/** One number per labeling: its label-position rows pooled over the sizes. */
-export interface LabelPositionSummary {
-  reading: string;
-  weight: WeightName;
-  primary: boolean;
+/** The per-row numbers a summary pools (state-weighted means over the sizes). */
+const POOLED = ['tvPrior', 'tvPriorFloor', 'tvChance', 'tvChanceFloor', 'borderLabels', 'borderPrior', 'borderChance'] as const;
+
+/**
+ * One number per labeling: its label-position rows pooled over the sizes.
+ * Each POOLED field is the state-weighted mean of the rows' field of that
+ * name (TV to the count prior and to chance, their floors, the border shares).
+ */
+export interface LabelPositionSummary extends Pick<LabelPositionRow, 'reading' | 'weight' | 'primary' | 'states' | (typeof POOLED)[number]> {
   /** The sizes pooled, e.g. '0, 1, 2'. */
   sizes: string;
-  states: number;
-  /** Mean of the rows' TV to the count prior, weighted by their states. */
-  tvPrior: number;
-  /** The same for the sampling floors, the TV to chance and the border shares. */
-  tvPriorFloor: number;
-  tvChance: number;
-  tvChanceFloor: number;
-  borderLabels: number;
-  borderPrior: number;
-  borderChance: number;
 }
-
-const POOLED = ['tvPrior', 'tvPriorFloor', 'tvChance', 'tvChanceFloor', 'borderLabels', 'borderPrior', 'borderChance'] as const;
 
 /**
  * Per labeling, the state-weighted mean over its rows of `labelPositionTable`
