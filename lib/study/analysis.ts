@@ -16,7 +16,7 @@ import { MetricColumn, recordsCsv, resultTable, ResultTable, TableRowInput, writ
 import type { Figure } from '../oracle/dataset-figures';
 import { finding, Finding, findingsSection, signedCell } from '../stats/findings';
 import { Merit, meritOf, Verdict, verdictOf } from '../stats/verdict';
-import { StudyArm, STUDY_ARMS } from './config';
+import { StudyArm, STUDY_ARMS, uniqueImagesAt } from './config';
 import { CellResult } from './run';
 import { StudyMerge } from './merge';
 
@@ -58,11 +58,11 @@ const kLabel = (k: number | 'all', kImages: number) => (k === 'all' ? `all (${kI
 
 /** Rows for every (K, N) whose seeds are all finished; Δ intervals seeded by (K, N, arm), so a rerun shows the same numbers. */
 export function analyseStudy(merge: StudyMerge, level = 0.95): StudyAnalysis {
-  const { study } = merge.identity;
+  const study = merge.config;
   const rows: StudyRow[] = [];
   const incomplete: string[] = [];
   for (const n of study.steps) {
-    for (const k of study.uniqueImages) {
+    for (const k of uniqueImagesAt(study, n)) {
       const cells = study.seeds.map((seed) => merge.cells.find((c) => c.cell.k === k && c.cell.n === n && c.cell.seed === seed));
       if (cells.some((c) => !c)) {
         incomplete.push(`K ${k}, N ${n}: ${cells.filter((c) => c).length} of ${study.seeds.length} seeds done`);

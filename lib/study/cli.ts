@@ -81,7 +81,7 @@ async function main(argv: string[]): Promise<void> {
     console.log(`${tag}: ${res.trained} cell(s) trained, ${res.skipped} finished before, in ${minutes} min; study folder ${dir}`);
     return;
   }
-  const merged = mergeStudy([dir, ...args.from]);
+  const merged = mergeStudy([dir, ...args.from], config);
   const analysis = analyseStudy(merged);
   const written = writeStudyTables(analysis, dir);
   console.log(`merged ${merged.cells.length} cell(s) of study ${merged.fingerprint} (${merged.missing.length} not finished) from ${merged.roots.join(', ')}`);

@@ -15,15 +15,25 @@
  * annealed to one fixed non-raster order. Every arm is validation-selected
  * (selectedCheckpoint) and scored once on the same test images.
  *
+ * The grid: every K of `uniqueImages` at every N, except where
+ * `uniqueImagesAt` lists the K of one N. The default runs N = 100 at five K
+ * (256 to 'all': 0.11 to 25 epochs) and N = 300 only at K = 256 and 1,024
+ * (75 and 18.75 epochs): N = 300 at the larger K would land on epochs the
+ * N = 100 row already covers (4.7, 1.2 and 0.33 against its 6.25, 1.56 and
+ * 0.39), and would more than double the study's time.
+ *
  * The default study's time, on our 2-core machine (two shards, one per core):
- *   training   seeds 2 × K values 5 × (N 100 + N 300) × 3 (raster N, block-RAR N, two continuations N/2 each)
- *              = 12,000 steps of the small model at batch 64; at 1.2 s a step on an idle core (notebook 02's timing)
- *              = 14,400 s, over 2 cores 120 min (measured under load: 2.85 s a step wall, 1.9 s CPU: about 4.8 h)
- *   selection  evalEvery = N/10: per cell 10 + 10 + 5 + 5 scorings of the 512 validation images, 20 cells:
- *              307,200 image NLLs, about 3 s per 512 images idle: 15 min over 2 cores
- *   test       4 arms × 500 test images × 20 cells = 40,000 image NLLs: about 2 min over 2 cores
- *   in all     about 2 h 15 min idle; under load (another job on the cores) twice that or more.
- * The smoke study: the tiny model, N 4 and 8, five K from 16 to 'all', 2 seeds, validation every N/2: about 20 s.
+ *   training   seeds 2 × (5 K at N 100 + 2 K at N 300) × 3 N (raster N, block-RAR N, two continuations N/2 each)
+ *              = 6,600 steps of the small model at batch 64: at 1.2 s a step on an idle core (notebook 02's timing)
+ *              66 min over 2 cores; measured with the main job beside it, 1.8 to 3.3 s a step
+ *   selection  evalEvery = N/10: per cell 10 + 10 + 5 + 5 scorings of the 512 validation images, 14 cells
+ *   test       4 arms × 500 test images × 14 cells
+ *   measured   a cell of N = 100 took 920 to 2,030 s beside other jobs (docs/results/README.md gives the whole study's time).
+ * The smoke study: the tiny model, N 4 at five K from 16 to 'all' and N 8 at two, 2 seeds, validation every N/2: seconds.
+ *
+ * A study folder is one set of cell settings (everything but the grid, see
+ * studyCellSettings): a grid that grows (another K, N or seed) reuses the
+ * cells already finished there.
  */
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
@@ -53,6 +63,8 @@ export type FixedOrderName = keyof typeof FIXED_ORDERS;
 export interface StudyConfig {
   /** K values: the generator's unique training images of each cell (regime.ts), or 'all' (the whole pool). */
   uniqueImages: (number | 'all')[];
+  /** The K values of one N where they differ from uniqueImages (key: N, as JSON keys are strings); an N the study does not run is not read. */
+  uniqueImagesAt: Record<string, (number | 'all')[]>;
   /** N values: optimizer steps of every arm (the continuations are N/2 steps from C at N/2). Multiples of 4 and of `selections`. */
   steps: number[];
   /** Training seeds: all arms of one seed draw the same images at every step (stage1Draws), so their differences are paired. At least 2. */
@@ -70,15 +82,15 @@ export interface StudyConfig {
 }
 
 export const STUDY_DEFAULTS: StudyConfig = {
-  uniqueImages: [256, 1024, 4096, 16384, 'all'], steps: [100, 300], seeds: [0, 1], testImages: 500, fixedOrder: 'spiral-in',
+  uniqueImages: [256, 1024, 4096, 16384, 'all'], uniqueImagesAt: {}, steps: [100, 300], seeds: [0, 1], testImages: 500, fixedOrder: 'spiral-in',
   selections: 10, bootstrapReps: 1000, stage1: {},
 };
 
 /** The study of a profile; the default's arithmetic is in this file's comment. */
 export function studyConfig(profile: ProfileName, overrides: ConfigOverrides<StudyConfig> = {}): StudyConfig {
   return profileConfig<StudyConfig>(STUDY_DEFAULTS, {
-    smoke: { uniqueImages: [16, 32, 64, 128, 'all'], steps: [4, 8], seeds: [0, 1], testImages: 16, selections: 2, bootstrapReps: 200 },
-    default: {},
+    smoke: { uniqueImages: [16, 32, 64, 128, 'all'], uniqueImagesAt: { 8: [16, 32] }, steps: [4, 8], seeds: [0, 1], testImages: 16, selections: 2, bootstrapReps: 200 },
+    default: { uniqueImagesAt: { 300: [256, 1024] } },
     full: { steps: [1000, 3000], seeds: [0, 1, 2], testImages: 2000 },
   }, profile, overrides, validateStudyConfig);
 }
@@ -97,12 +109,17 @@ function once<T>(values: readonly T[], field: string): void {
 export function validateStudyConfig(cfg: StudyConfig): void {
   const list = (v: unknown, field: string, what: string) =>
     ensure(Array.isArray(v) && v.length > 0, `has no values (${JSON.stringify(v)})`, `study.${field}`, `give at least one ${what}`);
-  list(cfg.uniqueImages, 'uniqueImages', "K (a whole number of images or 'all')");
-  for (const k of cfg.uniqueImages) {
-    ensure(k === 'all' || (Number.isInteger(k) && k >= 1), `K ${JSON.stringify(k)}`, 'study.uniqueImages',
-      "use whole numbers of images (at least one batch) or 'all'");
-  }
-  once(cfg.uniqueImages, 'uniqueImages');
+  const kList = (ks: (number | 'all')[], field: string) => {
+    list(ks, field, "K (a whole number of images or 'all')");
+    for (const k of ks) {
+      ensure(k === 'all' || (Number.isInteger(k) && k >= 1), `K ${JSON.stringify(k)}`, `study.${field}`,
+        "use whole numbers of images (at least one batch) or 'all'");
+    }
+    once(ks, field);
+  };
+  kList(cfg.uniqueImages, 'uniqueImages');
+  ensure(typeof cfg.uniqueImagesAt === 'object' && cfg.uniqueImagesAt !== null && !Array.isArray(cfg.uniqueImagesAt),
+    `uniqueImagesAt is ${JSON.stringify(cfg.uniqueImagesAt)}`, 'study.uniqueImagesAt', 'give an object from N to its K values, e.g. { "300": [256, 1024] }, or {}');
   ensure(Number.isInteger(cfg.selections) && cfg.selections >= 2, `selections ${cfg.selections}`, 'study.selections',
     'use a whole number >= 2: the validation scorings per N steps (evalEvery = N / selections)');
   list(cfg.steps, 'steps', 'N');
@@ -112,6 +129,10 @@ export function validateStudyConfig(cfg: StudyConfig): void {
       `use multiples of 4 and of selections (${cfg.selections}): checkpoints every N/4 put C at N/2, validation runs every N/selections`);
   }
   once(cfg.steps, 'steps');
+  for (const [n, ks] of Object.entries(cfg.uniqueImagesAt)) {
+    ensure(Number.isInteger(Number(n)) && Number(n) >= 1, `lists K for N '${n}'`, `study.uniqueImagesAt.${n}`, 'key it by a number of steps N, e.g. "300"');
+    kList(ks, `uniqueImagesAt.${n}`);
+  }
   list(cfg.seeds, 'seeds', 'training seed');
   for (const s of cfg.seeds) ensure(Number.isInteger(s) && s >= 0, `seed ${s}`, 'study.seeds', 'use whole numbers 0 or more');
   once(cfg.seeds, 'seeds');
@@ -139,11 +160,15 @@ export interface StudyCell {
   name: string;
 }
 
+/** The K values of the grid at N: uniqueImagesAt's list for N, else uniqueImages. */
+export const uniqueImagesAt = (cfg: Pick<StudyConfig, 'uniqueImages' | 'uniqueImagesAt'>, n: number): (number | 'all')[] =>
+  cfg.uniqueImagesAt[String(n)] ?? cfg.uniqueImages;
+
 /** Every cell, N outermost, then K, then seed: consecutive cells differ in seed, so shards by index % count share the work evenly. */
 export function studyCells(cfg: StudyConfig): StudyCell[] {
   const out: StudyCell[] = [];
   for (const n of cfg.steps) {
-    for (const k of cfg.uniqueImages) {
+    for (const k of uniqueImagesAt(cfg, n)) {
       for (const seed of cfg.seeds) out.push({ index: out.length, k, n, seed, name: `K${k}-N${n}-s${seed}` });
     }
   }
@@ -177,10 +202,21 @@ export const cellEpochs = (n: number, batch: number, k: number): number => regim
 /** The study's folder under a run root: `<runRoot>/study-<profile>`. */
 export const studyRoot = (runRoot: string, profile: ProfileName): string => path.join(runRoot, `study-${profile}`);
 
-/** What makes one study: its profile and config, and the data and model every cell trains on. Cells of one study carry its fingerprint. */
+/** The fields that choose which cells a study has (the grid) and how it pools them; the rest of a StudyConfig says what every cell is. */
+export const STUDY_GRID_FIELDS = ['uniqueImages', 'uniqueImagesAt', 'steps', 'seeds', 'bootstrapReps'] as const;
+export type StudyCellSettings = Omit<StudyConfig, (typeof STUDY_GRID_FIELDS)[number]>;
+
+/** What every cell of a study shares: the config without its grid, so a grown grid keeps the cells it has. */
+export function studyCellSettings(cfg: StudyConfig): StudyCellSettings {
+  const out: Record<string, unknown> = { ...cfg };
+  for (const f of STUDY_GRID_FIELDS) delete out[f];
+  return out as StudyCellSettings;
+}
+
+/** What makes one study folder: its profile, the cell settings, and the data and model every cell trains on. Cells of one study carry its fingerprint. */
 export interface StudyIdentity {
   profile: ProfileName;
-  study: StudyConfig;
+  study: StudyCellSettings;
   /** The tokenizer that made the tokens, and the split sizes. */
   tokenizer: string;
   trainImages: number;

@@ -10,7 +10,8 @@
  * its file path.
  */
 export {
-  cellConfigs, cellEpochs, FIXED_ORDERS, STUDY_ARM_LABELS, STUDY_ARMS, StudyArm, StudyCell, studyCells, StudyConfig, studyConfig, studyRoot,
+  cellConfigs, cellEpochs, FIXED_ORDERS, STUDY_ARM_LABELS, STUDY_ARMS, StudyArm, StudyCell, studyCells, studyCellSettings, StudyConfig, studyConfig,
+  studyRoot, uniqueImagesAt,
 } from './config';
 export { CellResult, parseShard, runStudy, RunStudyResult, studyData, StudyData, StudyProgress, studySetup } from './run';
 export { mergeStudy, StudyMerge } from './merge';

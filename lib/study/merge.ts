@@ -8,14 +8,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OrderHeadError, ensure } from '../runtime/errors';
-import { canonicalJson } from '../runtime/checkpoint';
-import { StudyCell, studyCells, StudyIdentity } from './config';
+import { canonicalJson, diffConfig, formatDifferences } from '../runtime/checkpoint';
+import { StudyCell, studyCells, studyCellSettings, StudyConfig, StudyIdentity } from './config';
 import { CellResult, readCell, STUDY_FILE } from './run';
 
-/** A study read back: its identity and fingerprint, the finished cells in study order, and the cells not finished in any folder. */
+/** A study read back: its identity and fingerprint, the grid read, its finished cells in grid order, and its cells not finished in any folder. */
 export interface StudyMerge {
   fingerprint: string;
   identity: StudyIdentity;
+  /** The config whose grid was read (its cell settings are the folders'). */
+  config: StudyConfig;
   /** The folders read. */
   roots: string[];
   cells: CellResult[];
@@ -37,11 +39,12 @@ function readStudyFile(root: string): { fingerprint: string } & StudyIdentity {
 const sameResult = (a: CellResult, b: CellResult) => canonicalJson({ ...a, seconds: 0 }) === canonicalJson({ ...b, seconds: 0 });
 
 /**
- * The cells of `roots` together. Refused: folders of two different studies
- * (both named), a cell of another study inside a folder, and a cell found in
- * two folders with different results (both named).
+ * The cells of `config`'s grid found in `roots`, together. Refused: folders of
+ * two different studies (both named), a config whose cell settings are not the
+ * folders', a cell of another study inside a folder, and a cell found in two
+ * folders with different results (both named).
  */
-export function mergeStudy(roots: readonly string[]): StudyMerge {
+export function mergeStudy(roots: readonly string[], config: StudyConfig): StudyMerge {
   ensure(roots.length > 0, 'no study folders given', 'mergeStudy(roots)', 'pass the study folder, and the shards copied from other machines');
   const abs = roots.map((r) => path.resolve(r));
   const ids = abs.map(readStudyFile);
@@ -51,9 +54,12 @@ export function mergeStudy(roots: readonly string[]): StudyMerge {
       'merge only shards of one study: run every shard with the same profile, study config and token cache (copy runs/tokenizer-<profile> to each machine)');
   });
   const { fingerprint, ...identity } = ids[0];
+  const diffs = diffConfig({ study: identity.study }, { study: studyCellSettings(config) });
+  ensure(diffs.length === 0, `holds cells of other settings than the config read: ${formatDifferences(diffs, 'stored', 'config')}`,
+    path.join(abs[0], STUDY_FILE), `read it with the config it was run with (restore ${diffs[0]?.path} to ${JSON.stringify(diffs[0]?.stored)}), or run this config in another folder`);
   const found = new Map<string, { result: CellResult; dir: string }>();
   for (const root of abs) {
-    for (const cell of studyCells(identity.study)) {
+    for (const cell of studyCells(config)) {
       const dir = path.join(root, cell.name);
       const result = readCell(dir);
       if (!result) continue;
@@ -67,9 +73,9 @@ export function mergeStudy(roots: readonly string[]): StudyMerge {
       if (!seen) found.set(cell.name, { result, dir });
     }
   }
-  const cells = studyCells(identity.study);
+  const cells = studyCells(config);
   return {
-    fingerprint, identity, roots: abs,
+    fingerprint, identity, config, roots: abs,
     cells: cells.filter((c) => found.has(c.name)).map((c) => found.get(c.name)!.result),
     missing: cells.filter((c) => !found.has(c.name)),
   };

@@ -37,7 +37,7 @@ import { tokenizerRunDir } from '../tokenizer/config';
 import { dataSummary } from '../data/profile-data';
 import { STAGE_NOTEBOOKS } from '../curriculum';
 import {
-  cellConfigs, cellEpochs, StudyArm, STUDY_ARMS, StudyCell, studyCells, StudyConfig, studyFingerprint, StudyIdentity,
+  cellConfigs, cellEpochs, StudyArm, STUDY_ARMS, StudyCell, studyCells, studyCellSettings, StudyConfig, studyFingerprint, StudyIdentity,
 } from './config';
 
 export const CELL_FILE = 'cell.json';
@@ -136,7 +136,7 @@ export function studySetup(profile: ProfileName, config: StudyConfig, data: Stud
 /** The study's identity for `data` (what its fingerprint hashes). */
 export function studyIdentity(profile: ProfileName, config: StudyConfig, data: StudyData): StudyIdentity {
   return {
-    profile, study: config, tokenizer: data.cache.tokenizer.fingerprint, trainImages: data.cache.train.n, testImages: data.cache.test.n,
+    profile, study: studyCellSettings(config), tokenizer: data.cache.tokenizer.fingerprint, trainImages: data.cache.train.n, testImages: data.cache.test.n,
     model: studySetup(profile, config, data).model,
   };
 }

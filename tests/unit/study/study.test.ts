@@ -14,7 +14,7 @@ import { rng } from '../../../lib/runtime/seed';
 import { drawStage1Batch, stage1Draws } from '../../../lib/backbone/stage1';
 import { regimeImages } from '../../../lib/backbone/regime';
 import { spiralInBlockOrder } from '../../../lib/order';
-import { cellConfigs, STUDY_ARMS, studyCells, StudyConfig, studyConfig } from '../../../lib/study/config';
+import { cellConfigs, STUDY_ARMS, studyCells, StudyConfig, studyConfig, uniqueImagesAt } from '../../../lib/study/config';
 import { CELL_FILE, CellResult, runStudy, StudyData, studySetup } from '../../../lib/study/run';
 import { mergeStudy } from '../../../lib/study/merge';
 import { analyseStudy, regimeChoice, StudyAnalysis, StudyRow, studyFigure, studyFindings, studyRows, writeStudyTables } from '../../../lib/study/analysis';
@@ -39,8 +39,11 @@ test('the study config: default K, N and seeds, smoke sizes, every cell and its 
   const d = studyConfig('default');
   assert.ok(d.uniqueImages.length >= 5 && d.uniqueImages.includes('all'));
   assert.ok(d.steps.includes(300) && d.steps.length >= 2 && d.seeds.length >= 2);
+  assert.deepEqual(uniqueImagesAt(d, 300), [256, 1024], 'N = 300 runs the K whose epochs N = 100 does not reach');
+  assert.equal(uniqueImagesAt(d, 100), d.uniqueImages);
   const s = studyConfig('smoke');
-  assert.equal(studyCells(s).length, 5 * 2 * 2);
+  assert.equal(studyCells(s).length, (5 + 2) * 2);
+  assert.deepEqual(studyCells(s).filter((c) => c.n === 8).map((c) => c.name), ['K16-N8-s0', 'K16-N8-s1', 'K32-N8-s0', 'K32-N8-s1']);
   const cells = studyCells(small());
   assert.deepEqual(cells.map((c) => c.name), ['K16-N4-s0', 'K16-N4-s1', 'Kall-N4-s0', 'Kall-N4-s1']);
   const geo = studySetup('smoke', small(), fakeData()).geo;
@@ -67,7 +70,7 @@ test('two shards run apart then merged equal one unsharded run; a partial, resum
   assert.equal(full.trained, 4);
   runStudy({ root: a, profile: 'smoke', config, data, shard: { index: 0, count: 2 } });
   runStudy({ root: b, profile: 'smoke', config, data, shard: { index: 1, count: 2 } });
-  const sharded = mergeStudy([a, b]), whole = mergeStudy([one]);
+  const sharded = mergeStudy([a, b], config), whole = mergeStudy([one], config);
   assert.equal(sharded.missing.length, 0);
   assert.deepEqual(sharded.cells.map(withoutTime), whole.cells.map(withoutTime));
   assert.deepEqual(studyRows(analyseStudy(sharded)), studyRows(analyseStudy(whole)));
@@ -78,9 +81,16 @@ test('two shards run apart then merged equal one unsharded run; a partial, resum
   assert.ok(fs.existsSync(path.join(partial, 'K16-N4-s0', 'raster-only', 'config.json')));
   const second = runStudy({ root: partial, profile: 'smoke', config, data });
   assert.equal(second.trained, 4);
-  assert.deepEqual(mergeStudy([partial]).cells.map(withoutTime), whole.cells.map(withoutTime));
+  assert.deepEqual(mergeStudy([partial], config).cells.map(withoutTime), whole.cells.map(withoutTime));
   const again = runStudy({ root: partial, profile: 'smoke', config, data });
   assert.equal(again.skipped, 4, 'finished cells run again');
+  // A grown grid (another N, at one K) keeps the folder's finished cells and trains only the new ones; the old grid still reads it.
+  const grown = small({ steps: [4, 8], uniqueImagesAt: { 8: [16] } });
+  const more = runStudy({ root: partial, profile: 'smoke', config: grown, data });
+  assert.deepEqual([more.skipped, more.trained], [4, 2]);
+  assert.deepEqual(mergeStudy([partial], grown).cells.map((c) => c.cell.name), ['K16-N4-s0', 'K16-N4-s1', 'Kall-N4-s0', 'Kall-N4-s1', 'K16-N8-s0', 'K16-N8-s1']);
+  assert.deepEqual(analyseStudy(mergeStudy([partial], grown)).rows.map((r) => `${r.k}/${r.n}`).filter((x, i, all) => all.indexOf(x) === i), ['16/4', 'all/4', '16/8']);
+  assert.deepEqual(mergeStudy([partial], config).cells.map(withoutTime), whole.cells.map(withoutTime));
   // The analysis, table files, figures and findings of the merged study.
   const an = analyseStudy(whole);
   assert.equal(an.rows.length, 2 * 4);
@@ -118,6 +128,8 @@ test('refusals: a seed twice, K past the pool or under a batch, a bad N, another
   expectOH(() => studyConfig('smoke', { seeds: [3] }), 'study.seeds', 'at least 2 seeds');
   expectOH(() => studyConfig('smoke', { steps: [6] }), 'study.steps', 'multiples of 4');
   expectOH(() => studyConfig('smoke', { uniqueImages: [16, 16] }), 'study.uniqueImages', 'given twice');
+  expectOH(() => studyConfig('smoke', { uniqueImagesAt: { 8: [16, 'some'] as never } }), 'study.uniqueImagesAt.8', 'whole numbers');
+  expectOH(() => studyConfig('smoke', { uniqueImagesAt: { x: [16] } }), 'study.uniqueImagesAt.x', 'number of steps');
   const root = sandbox();
   await untouched(root, () => {
     expectOH(() => runStudy({ root, profile: 'smoke', config: small({ uniqueImages: [500] }), data }), 'study.uniqueImages', 'more than the 152 images');
@@ -141,7 +153,8 @@ test('refusals: a seed twice, K past the pool or under a batch, a bad N, another
   fs.rmSync(path.join(root, 'K16-N4-s0'), { recursive: true });
   runStudy({ root, profile: 'smoke', config: one, data });
   runStudy({ root: other, profile: 'smoke', config: { ...one, testImages: 10 }, data });
-  const err = expectOH(() => mergeStudy([root, other]), other, 'holds study');
+  const err = expectOH(() => mergeStudy([root, other], one), other, 'holds study');
+  expectOH(() => mergeStudy([root], { ...one, testImages: 10 }), path.join(root, 'study.json'), 'other settings', 'study.testImages');
   assert.ok(err.message.includes(root), 'the first folder is not named');
   const copy = sandbox();
   fs.cpSync(root, copy, { recursive: true });
@@ -149,9 +162,9 @@ test('refusals: a seed twice, K past the pool or under a batch, a bad N, another
   const cell = JSON.parse(fs.readFileSync(file, 'utf8')) as CellResult;
   cell.arms['kept-random'].testBits += 0.5;
   fs.writeFileSync(file, JSON.stringify(cell));
-  const dup = expectOH(() => mergeStudy([root, copy]), path.join(copy, 'K16-N4-s1'), 'two folders with different results');
+  const dup = expectOH(() => mergeStudy([root, copy], one), path.join(copy, 'K16-N4-s1'), 'two folders with different results');
   assert.ok(dup.message.includes(path.join(root, 'K16-N4-s1')));
-  assert.equal(mergeStudy([root, root]).cells.length, 2, 'the same folder twice is one study');
+  assert.equal(mergeStudy([root, root], one).cells.length, 2, 'the same folder twice is one study');
 });
 
 test('regimeChoice: the K with the smallest validation gap of annealed-to-raster at the main N, whatever the test numbers say', () => {
