@@ -3,10 +3,16 @@
  * regenerated into `docs/results/` without retraining anything:
  *
  *   docs/results/README.md   what produced them (command, commit, dataset, profile, machine, wall time per
- *                            notebook), the headline table, the findings of notebook 08, the figures
- *   docs/results/*.md|csv    the evaluation's tables, copied from <report>/runs/eval-<profile>/
- *   docs/results/fig-*.png   key plotly figures of notebooks 06 and 08, rendered from their HTML exports
- *                            by headless Chromium (the browser test's; ORDERHEAD_CHROMIUM)
+ *                            notebook), the headline table, the findings of notebook 08, what the stages
+ *                            the headline rests on showed (STAGE_OUTPUTS), the crossover study, the figures
+ *   docs/results/*.md|csv    the evaluation's tables, copied from <report>/runs/eval-<profile>/, and the
+ *                            study's, copied from its study folder
+ *   docs/results/fig-*.png   key plotly figures of notebooks 03, 06, 08 and 09, rendered from their HTML
+ *                            exports by headless Chromium (the browser test's; ORDERHEAD_CHROMIUM)
+ *
+ * The crossover study (notebook 09, `npm run study`) runs apart from the main
+ * job: it is read from `study` (a report folder holding runs/study-<profile>
+ * and the executed 09_regime_study), by default the main job's own report.
  *
  * and the README's results section (between `<!-- results:begin -->` and
  * `<!-- results:end -->`) is replaced by the headline table and a link. Every
@@ -35,17 +41,38 @@ function notebookRun(file: string): NotebookRun | undefined {
   return { name: path.basename(file, '.ipynb'), seconds: (hi - lo) / 1000, start: new Date(lo).toISOString() };
 }
 
+type ExecutedCell = { id?: string; outputs?: { data?: Record<string, string | string[]> }[] };
+const readCells = (file: string) => (JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: ExecutedCell[] }).cells;
+const joined = (v: string | string[]) => (Array.isArray(v) ? v.join('') : v);
+
 /** The markdown the last cell of an executed notebook displayed (its "What this run showed"). */
 function lastMarkdownOutput(file: string): string | undefined {
-  const nb = JSON.parse(fs.readFileSync(file, 'utf8')) as { cells: { outputs?: { data?: Record<string, string | string[]> }[] }[] };
-  for (let i = nb.cells.length - 1; i >= 0; i--) {
-    for (const o of nb.cells[i].outputs ?? []) {
+  const cells = readCells(file);
+  for (let i = cells.length - 1; i >= 0; i--) {
+    for (const o of cells[i].outputs ?? []) {
       const md = o.data?.['text/markdown'];
-      if (md) return Array.isArray(md) ? md.join('') : md;
+      if (md) return joined(md);
     }
   }
   return undefined;
 }
+
+/** The tables (HTML) and text (markdown) one cell of an executed notebook displayed, in order; progress bars and figures left out. */
+function cellDisplays(file: string, id: string): string[] {
+  const cell = readCells(file).find((c) => c.id === id);
+  return (cell?.outputs ?? []).flatMap((o) => {
+    const md = o.data?.['text/markdown'], html = o.data?.['text/html'];
+    if (md) return [joined(md).trim()];
+    return html && /^<table/.test(joined(html).trim()) ? [joined(html).trim()] : [];
+  });
+}
+
+/** What the stages the headline rests on showed: a notebook's cell, its section title in docs/results. */
+export const STAGE_OUTPUTS: readonly { notebook: string; cell: string; title: string }[] = [
+  { notebook: '02_stage1_backbone', cell: 'c05', title: 'The regime, the seeds and the selected checkpoints (notebook 02)' },
+  { notebook: '03_stage2_oracle', cell: 'c13q', title: 'Where the labels fall, against the count prior (notebook 03)' },
+  { notebook: '04_stage3_orderhead', cell: 'c12-on-policy-run', title: 'The planner on its own states, before and after the on-policy rounds (notebook 04)' },
+];
 
 function machine(): string {
   const cpu = /model name\s*:\s*(.+)/.exec(fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '')?.[1] ?? os.cpus()[0]?.model ?? 'unknown CPU';
@@ -87,6 +114,8 @@ export interface ResultsOptions {
   repo: string;
   /** Skip the PNG figures (no Chromium). */
   noFigures?: boolean;
+  /** The report folder holding the crossover study (runs/study-<profile>, 09_regime_study); default `report`. */
+  study?: string;
 }
 
 /** Regenerate docs/results from a report folder; returns the files written. */
@@ -108,14 +137,22 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
   const total = runs.reduce((a, r) => a + r.seconds, 0);
   const nb08 = path.join(report, '08_evaluation.ipynb');
   const findings = fs.existsSync(nb08) ? lastMarkdownOutput(nb08) : undefined;
+  const stages = STAGE_OUTPUTS.flatMap((s) => {
+    const file = path.join(report, `${s.notebook}.ipynb`);
+    const shown = fs.existsSync(file) ? cellDisplays(file, s.cell) : [];
+    return shown.length ? [`### ${s.title}`, '', ...shown.flatMap((x) => [x, ''])] : [];
+  });
+  const study = studySection(path.resolve(o.study ?? o.report), profile, o.repo, put);
   const figures: { file: string; title: string }[] = [];
   if (!o.noFigures) {
-    for (const [nb, prefix, pick] of [
-      ['06_stage5_joint_tuning', 'fig-06', (t: string) => /Mean position/.test(t)],
-      ['08_evaluation', 'fig-08', (t: string) => /Δ NLL against|FID|recogniz|remaining|future/i.test(t)],
+    for (const [dir, nb, prefix, pick] of [
+      [report, '03_stage2_oracle', 'fig-03', (t: string) => /position/i.test(t)],
+      [report, '06_stage5_joint_tuning', 'fig-06', (t: string) => /Mean position/.test(t)],
+      [report, '08_evaluation', 'fig-08', (t: string) => /Δ NLL against|FID|recogniz|remaining|future/i.test(t)],
+      [study?.report, '09_regime_study', 'fig-09', (t: string) => /Δ NLL/.test(t)],
     ] as const) {
-      const html = path.join(report, `${nb}.html`);
-      if (fs.existsSync(html)) figures.push(...await renderFigures(html, out, prefix, pick));
+      const html = dir && path.join(dir, `${nb}.html`);
+      if (html && fs.existsSync(html)) figures.push(...await renderFigures(html, out, prefix, pick));
     }
     written.push(...figures.map((f) => f.file));
   }
@@ -146,9 +183,12 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     '',
     findings?.trim() ?? '(notebook 08 has no findings output)',
     '',
+    ...(stages.length ? ['## What the stages under it showed', '', ...stages] : []),
+    ...(study ? study.lines : []),
     ...(figures.length ? ['## Figures', '', ...figures.flatMap((f) => [`**${f.title}**`, '', `![${f.title}](${path.basename(f.file)})`, ''])] : []),
     '## Tables', '',
     ...fs.readdirSync(evalDir).filter((f) => /^eval-.*\.md$/.test(f)).map((f) => `- [${f}](${f})`),
+    ...(study ? study.tables.map((f) => `- [${f}](${f})`) : []),
     '',
   ].join('\n');
   put('README.md', md);
@@ -160,6 +200,39 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
     written.push(readme);
   }
   return written;
+}
+
+/**
+ * The crossover study's section, from the report folder holding it: its
+ * findings (notebook 09's last output), its tables (copied), and how long its
+ * cells took (each cell.json's seconds: the wall time of the call that
+ * finished it; cells resumed after a kill count only that call). Undefined
+ * when the folder has no study.
+ */
+function studySection(studyReport: string, profile: string, repo: string, put: (name: string, text: string) => void):
+  { report: string; lines: string[]; tables: string[] } | undefined {
+  const dir = path.join(studyReport, 'runs', `study-${profile}`);
+  if (!fs.existsSync(path.join(dir, 'study.json'))) return undefined;
+  const tables = fs.readdirSync(dir).filter((f) => /^study.*\.(md|csv)$/.test(f));
+  for (const f of tables) put(f, fs.readFileSync(path.join(dir, f), 'utf8'));
+  const cells = fs.readdirSync(dir).map((d) => path.join(dir, d, 'cell.json')).filter((f) => fs.existsSync(f))
+    .map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as { cell: { name: string }; seconds: number });
+  const nb09 = path.join(studyReport, '09_regime_study.ipynb');
+  const run = fs.existsSync(nb09) ? notebookRun(nb09) : undefined;
+  const seconds = cells.reduce((a, c) => a + c.seconds, 0);
+  return {
+    report: studyReport,
+    tables: tables.filter((f) => f.endsWith('.md')),
+    lines: [
+      '## The crossover study (notebook 09)', '',
+      `Regenerated from \`${path.relative(repo, dir) || dir}\` (\`npm run study\`, run apart from the main job). ` +
+        `${cells.length} cells finished; their recorded times add up to ${(seconds / 3600).toFixed(2)} h of cell time ` +
+        `(${cells.map((c) => `${c.cell.name} ${Math.round(c.seconds)} s`).join(', ')})${run ? `; notebook 09 itself took ${Math.round(run.seconds)} s` : ''}.`,
+      '',
+      (fs.existsSync(nb09) ? lastMarkdownOutput(nb09)?.trim() : undefined) ?? '(notebook 09 has not run on this study yet)',
+      '',
+    ],
+  };
 }
 
 /** What results.ts reads of a report's report-state.json (scripts/report-state.ts writes it); empty for an older report without one. */
