@@ -67,7 +67,9 @@ export const WEIGHTS: readonly WeightName[] = Object.freeze(['uniform', 'no-neig
  * (manifest.json, labelings.primary.weight), and a planner refuses one whose
  * weight differs from its config's.
  */
-export const PRIMARY_WEIGHT: WeightName = 'no-neighbours';
+// The mean far gain: under the summed 'no-neighbours' the last default run's planner learned the count prior's outside-in
+// order (corners first, fig-06-01 of docs/results before 2026-12-07); notebook 03's label-position table checks it each run.
+export const PRIMARY_WEIGHT: WeightName = 'no-neighbours-mean';
 
 /** The mean weights and the summed weight whose raw weight each normalises. */
 const MEAN_OF: Readonly<Partial<Record<WeightName, WeightName>>> = Object.freeze({ 'no-neighbours-mean': 'no-neighbours', 'distance-mean': 'distance' });

@@ -15,6 +15,7 @@ import {
   shardParts, stateSequence, stateSize, ORACLE_DATASET_FILE, OracleScorer, oracleSequence, labelSet, primaryLabelSet,
 } from '../../../lib/oracle';
 import { randomPhaseCheckpoint } from '../../../lib/backbone/checkpoints';
+import { PRIMARY_WEIGHT } from '../../../lib/oracle/weights';
 import { sizeBuckets } from '../../../lib/oracle/analysis';
 import { labelHeatmaps } from '../../../lib/oracle/label-heatmaps';
 import { distanceToVisible, localityStats, localityTable } from '../../../lib/oracle/locality';
@@ -151,7 +152,7 @@ test('determinism: the same config builds the same states and labels; arrays are
     for (const l of ds.labelings.slice(1)) assert.equal(l.has[i], ds.image[i] % 2 === 0 ? 1 : 0);
   }
   assert.deepEqual(ds.labelings.map((l) => `${l.reading}/${l.weight}`),
-    ['block-marginal/no-neighbours', 'teacher-forced/no-neighbours', 'one-step/no-neighbours', 'block-marginal/distance']);
+    [`block-marginal/${PRIMARY_WEIGHT}`, 'teacher-forced/no-neighbours', 'one-step/no-neighbours', 'block-marginal/distance']);
   // Readings a stage asks for: the primary must be the configured one; a compare labeling must exist.
   throwsOH(() => primaryLabelSet(ds, 'teacher-forced', 'planner.reading'), 'block-marginal reading', 'planner.reading', 'manifest.json', "oracle.reading = 'teacher-forced'");
   throwsOH(() => primaryLabelSet(ds, 'fancy' as never, 'planner.reading'), 'planner.reading', 'block-marginal', 'teacher-forced', 'one-step');
@@ -331,7 +332,7 @@ test('analysis: buckets, distances, locality against chance, agreement, Spearman
   const ds = loadOracleDataset(dir);
   const loc = localityTable(ds);
   assert.deepEqual(loc.map((r) => `${r.target}:${r.reading}:${r.weight}`),
-    ['u:block-marginal:(none: u)', 'u_extrap:block-marginal:no-neighbours', 'u:teacher-forced:(none: u)', 'u_extrap:teacher-forced:no-neighbours', 'u:one-step:(none: u)', 'u_extrap:one-step:no-neighbours', 'u_extrap:block-marginal:distance']);
+    ['u:block-marginal:(none: u)', `u_extrap:block-marginal:${PRIMARY_WEIGHT}`, 'u:teacher-forced:(none: u)', 'u_extrap:teacher-forced:no-neighbours', 'u:one-step:(none: u)', 'u_extrap:one-step:no-neighbours', 'u_extrap:block-marginal:distance']);
   for (const r of loc) assert.ok(r.n > 0 && r.local + r.far > 0.999 && r.local + r.far < 1.001);
   const agr = agreementTable(ds);
   assert.ok(agr.some((a) => a.what === 'reading vs reading') && agr.some((a) => a.what === 'weight vs weight'));
