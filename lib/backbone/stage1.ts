@@ -606,10 +606,9 @@ export function continuationConfig(profile: ProfileName, arm: ContinuationArm, f
 }
 
 /**
- * The Stage 1 config of each profile. `default`'s N = 300 keeps the whole
- * default main job within 60 minutes on our 2-core machine (measured from a
- * fresh clone: 56 min; N = 200 took 50 min, N = 400 about 67 min idle); its
- * checkpoints every 75 steps include C at N/2 = 150.
+ * The Stage 1 config of each profile. `default`'s N = 300 (with 2 seeds, about
+ * 17 min of the default main job's 87 idle minutes, README) has its
+ * checkpoints every 75 steps, C at N/2 = 150 included.
  */
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {
