@@ -69,7 +69,7 @@ function cellDisplays(file: string, id: string): string[] {
 
 /** What the stages the headline rests on showed: a notebook's cell, its section title in docs/results. */
 export const STAGE_OUTPUTS: readonly { notebook: string; cell: string; title: string }[] = [
-  { notebook: '02_stage1_backbone', cell: 'c05', title: 'The regime, the seeds and the selected checkpoints (notebook 02)' },
+  { notebook: '02_stage1_backbone', cell: 'c02val', title: 'The seeds and the checkpoints selected on validation (notebook 02)' },
   { notebook: '03_stage2_oracle', cell: 'c13q', title: 'Where the labels fall, against the count prior (notebook 03)' },
   { notebook: '04_stage3_orderhead', cell: 'c12-on-policy-run', title: 'The planner on its own states, before and after the on-policy rounds (notebook 04)' },
 ];
@@ -206,8 +206,9 @@ export async function writeResults(o: ResultsOptions): Promise<string[]> {
  * The crossover study's section, from the report folder holding it: its
  * findings (notebook 09's last output), its tables (copied), and how long its
  * cells took (each cell.json's seconds: the wall time of the call that
- * finished it; cells resumed after a kill count only that call). Undefined
- * when the folder has no study.
+ * finished it; a cell resumed after a kill, one whose arms' manifests log
+ * more than one start, counts only that call and is marked). Undefined when
+ * the folder has no study.
  */
 function studySection(studyReport: string, profile: string, repo: string, put: (name: string, text: string) => void):
   { report: string; lines: string[]; tables: string[] } | undefined {
@@ -215,8 +216,17 @@ function studySection(studyReport: string, profile: string, repo: string, put: (
   if (!fs.existsSync(path.join(dir, 'study.json'))) return undefined;
   const tables = fs.readdirSync(dir).filter((f) => /^study.*\.(md|csv)$/.test(f));
   for (const f of tables) put(f, fs.readFileSync(path.join(dir, f), 'utf8'));
-  const cells = fs.readdirSync(dir).map((d) => path.join(dir, d, 'cell.json')).filter((f) => fs.existsSync(f))
-    .map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as { cell: { name: string }; seconds: number });
+  const starts = (arm: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(arm, 'manifest.json'), 'utf8')) as { starts?: unknown[] }).starts?.length ?? 0;
+    } catch {
+      return 0; // no manifest: an arm that never started
+    }
+  };
+  const cells = fs.readdirSync(dir).map((d) => path.join(dir, d)).filter((d) => fs.existsSync(path.join(d, 'cell.json'))).map((d) => ({
+    ...(JSON.parse(fs.readFileSync(path.join(d, 'cell.json'), 'utf8')) as { cell: { name: string }; seconds: number }),
+    resumed: fs.readdirSync(d).some((a) => starts(path.join(d, a)) > 1),
+  }));
   const nb09 = path.join(studyReport, '09_regime_study.ipynb');
   const run = fs.existsSync(nb09) ? notebookRun(nb09) : undefined;
   const seconds = cells.reduce((a, c) => a + c.seconds, 0);
@@ -227,7 +237,8 @@ function studySection(studyReport: string, profile: string, repo: string, put: (
       '## The crossover study (notebook 09)', '',
       `Regenerated from \`${path.relative(repo, dir) || dir}\` (\`npm run study\`, run apart from the main job). ` +
         `${cells.length} cells finished; their recorded times add up to ${(seconds / 3600).toFixed(2)} h of cell time ` +
-        `(${cells.map((c) => `${c.cell.name} ${Math.round(c.seconds)} s`).join(', ')})${run ? `; notebook 09 itself took ${Math.round(run.seconds)} s` : ''}.`,
+        `(${cells.map((c) => `${c.cell.name} ${Math.round(c.seconds)} s${c.resumed ? '*' : ''}`).join(', ')})${run ? `; notebook 09 itself took ${Math.round(run.seconds)} s` : ''}.` +
+        (cells.some((c) => c.resumed) ? ' *Resumed after a kill: the time is that of the last call only.' : ''),
       '',
       (fs.existsSync(nb09) ? lastMarkdownOutput(nb09)?.trim() : undefined) ?? '(notebook 09 has not run on this study yet)',
       '',

@@ -48,6 +48,8 @@ function studyReport(): string {
   for (const [cell, seconds] of [['K256-N100-s0', 1000], ['K256-N100-s1', 800]] as const) {
     fs.mkdirSync(path.join(dir, cell), { recursive: true });
     fs.writeFileSync(path.join(dir, cell, 'cell.json'), JSON.stringify({ cell: { name: cell }, seconds }));
+    fs.mkdirSync(path.join(dir, cell, 'raster-only'));
+    fs.writeFileSync(path.join(dir, cell, 'raster-only', 'manifest.json'), JSON.stringify({ starts: seconds === 800 ? [1, 2] : [1] }));
   }
   fs.writeFileSync(path.join(dir, 'study.json'), '{}');
   fs.writeFileSync(path.join(dir, 'study-crossover.md'), '| K | Δ |\n');
@@ -75,7 +77,7 @@ test('writeResults: headline, findings, the stages\' tables and text, the study 
   }
   assert.ok(!md.includes('a figure'), 'a non-table HTML output was copied');
   assert.match(md, /## The crossover study \(notebook 09\)/);
-  assert.match(md, /2 cells finished; their recorded times add up to 0\.50 h of cell time \(K256-N100-s0 1000 s, K256-N100-s1 800 s\); notebook 09 itself took 100 s/);
+  assert.match(md, /2 cells finished; their recorded times add up to 0\.50 h of cell time \(K256-N100-s0 1000 s, K256-N100-s1 800 s\*\); notebook 09 itself took 100 s\. \*Resumed after a kill/);
   assert.match(md, /No crossover at any K\./);
   assert.match(md, /- \[study-crossover\.md\]\(study-crossover\.md\)/);
   assert.equal(fs.readFileSync(path.join(r, 'docs', 'results', 'study-crossover.csv'), 'utf8'), 'K,delta\n');
