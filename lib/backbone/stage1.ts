@@ -613,8 +613,8 @@ export function continuationConfig(profile: ProfileName, arm: ContinuationArm, f
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {
     smoke: { size: 'tiny', steps: 8, batch: 8, microBatch: 8, warmup: 2, checkpointEvery: 2, evalEvery: 2, validationImages: 32, plannerImages: 16 },
-    // K = 256: the crossover study's choice on validation at N = 300 (regimeChoice, docs/results/README.md).
-    default: { steps: 300, warmup: 50, checkpointEvery: 75, evalEvery: 25, uniqueImages: 256 },
+    // K = 1,024: the crossover study's choice on validation at N = 300 (regimeChoice, docs/results/README.md).
+    default: { steps: 300, warmup: 50, checkpointEvery: 75, evalEvery: 25, uniqueImages: 1024 },
     full: { steps: 3000, warmup: 200, checkpointEvery: 250, evalEvery: 100, validationImages: 1000, plannerImages: 4096 },
   }, profile, overrides, validateStage1Config);
 }

@@ -65,7 +65,7 @@ export function activeData(profile: ProfileName = activeProfile(), env: NodeJS.P
  */
 export const PROFILE_DATA_SIZES: Record<ProfileName, Record<Split, { asks?: number; needs: number }>> = {
   smoke: { train: { asks: 512, needs: 56 }, test: { asks: 128, needs: 16 } },
-  default: { train: { needs: 2816 }, test: { needs: 1000 } },
+  default: { train: { needs: 3584 }, test: { needs: 1000 } },
   full: { train: { needs: 5160 }, test: { needs: 10000 } },
 };
 
