@@ -27,6 +27,7 @@ import { ensure, OrderHeadError } from '../runtime/errors';
 import { ProfileName } from '../runtime/profile';
 import { PROFILE_DEFAULT_DATA } from '../data/profile-data';
 import { checkoutCommit } from '../runtime/paths';
+import { readCell } from '../study/run';
 
 const BEGIN = '<!-- results:begin -->', END = '<!-- results:end -->';
 
@@ -223,10 +224,10 @@ function studySection(studyReport: string, profile: string, repo: string, put: (
       return 0; // no manifest: an arm that never started
     }
   };
-  const cells = fs.readdirSync(dir).map((d) => path.join(dir, d)).filter((d) => fs.existsSync(path.join(d, 'cell.json'))).map((d) => ({
-    ...(JSON.parse(fs.readFileSync(path.join(d, 'cell.json'), 'utf8')) as { cell: { name: string }; seconds: number }),
-    resumed: fs.readdirSync(d).some((a) => starts(path.join(d, a)) > 1),
-  }));
+  const cells = fs.readdirSync(dir).map((d) => path.join(dir, d)).flatMap((d) => {
+    const cell = fs.statSync(d).isDirectory() ? readCell(d) : undefined;
+    return cell ? [{ ...cell, resumed: fs.readdirSync(d).some((a) => starts(path.join(d, a)) > 1) }] : [];
+  });
   const nb09 = path.join(studyReport, '09_regime_study.ipynb');
   const run = fs.existsSync(nb09) ? notebookRun(nb09) : undefined;
   const seconds = cells.reduce((a, c) => a + c.seconds, 0);

@@ -57,9 +57,10 @@ export function mergeStudy(roots: readonly string[], config: StudyConfig): Study
   const diffs = diffConfig({ study: identity.study }, { study: studyCellSettings(config) });
   ensure(diffs.length === 0, `holds cells of other settings than the config read: ${formatDifferences(diffs, 'stored', 'config')}`,
     path.join(abs[0], STUDY_FILE), `read it with the config it was run with (restore ${diffs[0]?.path} to ${JSON.stringify(diffs[0]?.stored)}), or run this config in another folder`);
+  const cells = studyCells(config);
   const found = new Map<string, { result: CellResult; dir: string }>();
   for (const root of abs) {
-    for (const cell of studyCells(config)) {
+    for (const cell of cells) {
       const dir = path.join(root, cell.name);
       const result = readCell(dir);
       if (!result) continue;
@@ -73,7 +74,6 @@ export function mergeStudy(roots: readonly string[], config: StudyConfig): Study
       if (!seen) found.set(cell.name, { result, dir });
     }
   }
-  const cells = studyCells(config);
   return {
     fingerprint, identity, config, roots: abs,
     cells: cells.filter((c) => found.has(c.name)).map((c) => found.get(c.name)!.result),

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { rejectsOH, sandbox, untouched } from '../../helpers';
 import { STAGE_OUTPUTS, writeResults } from '../../../lib/report/results';
+import { CELL_FILE, CELL_FORMAT } from '../../../lib/study/run';
 
 const t0 = '2026-12-07T10:00:00.000Z', t1 = '2026-12-07T10:01:40.000Z';
 
@@ -47,7 +48,7 @@ function studyReport(): string {
   const dir = path.join(report, 'runs', 'study-default');
   for (const [cell, seconds] of [['K256-N100-s0', 1000], ['K256-N100-s1', 800]] as const) {
     fs.mkdirSync(path.join(dir, cell), { recursive: true });
-    fs.writeFileSync(path.join(dir, cell, 'cell.json'), JSON.stringify({ cell: { name: cell }, seconds }));
+    fs.writeFileSync(path.join(dir, cell, CELL_FILE), JSON.stringify({ format: CELL_FORMAT, cell: { name: cell }, seconds }));
     fs.mkdirSync(path.join(dir, cell, 'raster-only'));
     fs.writeFileSync(path.join(dir, cell, 'raster-only', 'manifest.json'), JSON.stringify({ starts: seconds === 800 ? [1, 2] : [1] }));
   }
