@@ -26,7 +26,7 @@ import { embedSlots, ForwardOut, GPT, rope } from './gpt';
 import { Attention, headAttention, mergeHeads, rmsNorm, splitHeads, transformerBlock } from './transformer';
 import { OrderHeadError } from '../runtime/errors';
 import { hasLocalMemory } from '../runtime/backend-memory';
-import { decodeAttention, decodeKernelsAvailable, fusedRmsNorm, fusedRope, writeSlotsInPlace } from '../runtime/decode-kernels';
+import { decodeAttention, decodeKernelsAvailable, fusedRmsNorm, fusedRope, queryAttention, writeSlotsInPlace } from '../runtime/decode-kernels';
 
 export interface KVCache {
   /**
@@ -86,6 +86,14 @@ export interface Extension {
    * queries share one pass (each sees the prefix and itself only).
    */
   mask?: Float32Array;
+  /**
+   * One-step queries: each new slot sees the cached prefix and itself only,
+   * not the other new slots (the planner asks every unseen block at once,
+   * lib/planner/features.ts). Instead of `mask`; the cache is left as it was
+   * (extend without keep). On local memory one kernel per layer reads the
+   * prefix in place (runtime/decode-kernels.ts `queryAttention`).
+   */
+  queries?: boolean;
 }
 
 /** Largest B·L·d for which `extend` uses the fused RMSNorm / rotary kernels (runtime/decode-kernels.ts). */
@@ -105,6 +113,8 @@ interface ExtendPlan {
   inPlace: boolean;
   /** One new slot without a mask: attention as one fused kernel over the cache (else ops, with a mask). */
   fusedAttention: boolean;
+  /** One-step queries over a cached prefix: one fused kernel over the prefix and each query's own slot. */
+  queryAttention: boolean;
   /** RMSNorm and rotary as one fused kernel each (else the model's ops). */
   fusedOps: boolean;
 }
@@ -116,12 +126,17 @@ function planExtend(m: GPT, cache: KVCache, ext: Extension, keep: boolean): Exte
   if (P && prefixB !== B && prefixB !== 1) {
     throw new OrderHeadError(`cache holds ${prefixB} sequences, the extension ${B}`, 'extend(cache, ext)', 'extend with the same batch or share a batch-1 prefix');
   }
+  if (ext.queries && (keep || ext.mask)) {
+    throw new OrderHeadError(keep ? 'one-step queries cannot join the cache' : 'one-step queries come with their own mask', 'extend(cache, ext.queries)',
+      keep ? 'call extend(m, cache, ext, false)' : 'pass either queries or mask');
+  }
   const cap = cache.capacity ?? 0;
   const local = decodeKernelsAvailable();
   return {
     B, L, P, prefixB, cap,
     inPlace: keep && cap > 0 && P + L <= cap && prefixB === B && hasLocalMemory(),
-    fusedAttention: L === 1 && !ext.mask && local,
+    fusedAttention: L === 1 && !ext.mask && !ext.queries && local,
+    queryAttention: !!ext.queries && P > 0 && local,
     // RMSNorm and rotary as one JS kernel each instead of 6 and ~8 tfjs kernels: per-kernel overhead
     // dominates small inputs (decoding); large ones (the oracle's long continuations) keep the ops.
     fusedOps: local && B * L * m.cfg.dModel <= FUSED_OPS_MAX,
@@ -157,7 +172,8 @@ function embedExtension(m: GPT, ext: Extension, isClass: boolean): { x: tf.Tenso
 function extensionMask(m: GPT, ext: Extension, P: number): tf.Tensor {
   const { B, L } = ext;
   let newMask: tf.Tensor; // [B or 1, 1, L, L]
-  if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
+  if (ext.queries) newMask = tf.reshape(tf.mul(tf.sub(1, tf.eye(L)), -1e9), [1, 1, L, L]);
+  else if (ext.mask) newMask = tf.reshape(tf.tensor(ext.mask), [ext.mask.length === L * L ? 1 : B, 1, L, L]);
   else newMask = tf.reshape(L <= m.consts.mask.shape[0] ? tf.slice(m.consts.mask, [0, 0], [L, L])
     : tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([L, L]), -1, 0)), -1e9), [1, 1, L, L]);
   return P ? tf.concat([tf.zeros([newMask.shape[0], 1, L, P]), newMask], 3) : newMask;
@@ -211,6 +227,10 @@ function layerAttention(s: ExtendPass, l: number): Attention {
     const q = rotate(s, qIn); // [B*L, H, hd]
     const k1 = rotate(s, kIn);
     const n = s.P + s.L;
+    if (s.queryAttention) { // the prefix read in place, each query's own k, v beside it: nothing joined
+      const hd = s.m.cfg.dModel / s.m.cfg.nHead;
+      return tf.reshape(queryAttention(q, s.cache.k[l], s.cache.v[l], k1, v1, s.P, s.L, 1 / Math.sqrt(hd)), [s.B * s.L, s.m.cfg.dModel]) as tf.Tensor2D;
+    }
     if (s.inPlace) {
       const [bufK, bufV] = writeToBuffers(s, l, k1, v1);
       // The fused kernel reads the first n slots itself; the ops need them cut out.
@@ -252,7 +272,7 @@ export function extend(m: GPT, cache: KVCache, ext: Extension, keep = true): For
   const norm = plan.fusedOps ? fusedRmsNorm : rmsNorm;
   const out = tf.tidy(() => {
     const { x: x0, cos, sin } = embedExtension(m, ext, plan.P === 0);
-    const s: ExtendPass = { ...plan, m, cache, cos, sin, mask: plan.fusedAttention ? null : extensionMask(m, ext, plan.P), newK: [], newV: [] };
+    const s: ExtendPass = { ...plan, m, cache, cos, sin, mask: plan.fusedAttention || plan.queryAttention ? null : extensionMask(m, ext, plan.P), newK: [], newV: [] };
     let x = x0; // [B*L, d]
     for (let l = 0; l < cfg.nLayer; l++) {
       x = transformerBlock(p, x, { prefix: `h${l}.`, eps: cfg.normEps, gated: true, attend: layerAttention(s, l), norm });

@@ -227,17 +227,13 @@ export function contextFeatures(m: GPT, geo: BlockGeometry, items: readonly Feat
     const slot = b * Q + j;
     inputs[slot] = it.tokens[lastCell[b]]; inCells[slot] = lastCell[b]; tgtCells[slot] = firstCell(geo, u);
   }));
-  const mask = new Float32Array(Q * Q).fill(-1e9); // each query sees the prefix and itself only
-  for (let i = 0; i < Q; i++) mask[i * Q + i] = 0;
   const [h, e] = tf.tidy(() => {
-    const identity = contexts.every((c, i) => c.row === i) && cache.k[0].shape[0] === B; // the sampler's rows: no gather
+    const identity = contexts.every((c, i) => c.row === i) && cache.k[0].shape[0] === B; // the sampler's rows: read in place
     const rows = identity ? null : tf.tensor1d(contexts.map((c) => c.row), 'int32');
-    const pick = (t: tf.Tensor4D) => {
-      const prefix = tf.slice(t, [0, 0, 0, 0], [t.shape[0], t.shape[1], n, t.shape[3]]) as tf.Tensor4D; // [rows, H, n, hd]
-      return rows ? tf.gather(prefix, rows) as tf.Tensor4D : prefix; // [B, H, n, hd]
-    };
-    const sub: KVCache = { k: cache.k.map(pick), v: cache.v.map(pick), length: n, capacity: 0 };
-    const out = extend(m, sub, { B, L: Q, inputs, inCells, tgtCells, mask }, false);
+    const pick = (t: tf.Tensor4D) => (rows ? tf.gather(t, rows) as tf.Tensor4D : t); // [B, H, ≥n, hd]
+    const prefix: KVCache = { k: cache.k.map(pick), v: cache.v.map(pick), length: n, capacity: cache.capacity };
+    // Each query sees the prefix and itself only.
+    const out = extend(m, prefix, { B, L: Q, inputs, inCells, tgtCells, queries: true }, false);
     return [out.hidden, entropyOf(out.logits)];
   });
   const hq = h.dataSync() as Float32Array, eq = e.dataSync() as Float32Array; // [B*Q, d], [B*Q]

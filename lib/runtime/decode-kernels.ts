@@ -9,6 +9,10 @@
  *   each a separate XNNPACK call on wasm. Reading only the first n slots lets
  *   the cache be a preallocated buffer (below) with no copy of its prefix.
  *   On wasm its two inner loops are WebAssembly SIMD (wasm-simd.ts).
+ * - `OrderHeadQueryAttention`: the same for L independent one-step queries
+ *   per sequence, each over the cached prefix and its own slot only (the
+ *   planner's per-block queries): no copy of the prefix, no mask, no batch
+ *   of B·H tiny matrix products.
  * - `OrderHeadRMSNorm`, `OrderHeadRope`: RMSNorm and 2D rotary of small row
  *   blocks as one kernel each instead of 6 and ~8 tfjs kernels: decoding one
  *   token is dominated by per-kernel dispatch at small batch.
@@ -27,38 +31,44 @@ import { CpuBackend, cpuF32, hasLocalMemory, heapF32, localF32, WasmBackend, was
 import { simdRows } from './wasm-simd';
 
 export const DECODE_ATTENTION = 'OrderHeadDecodeAttention';
+export const QUERY_ATTENTION = 'OrderHeadQueryAttention';
 
-interface DecodeAttentionAttrs { n: number; scale: number }
+/** Cached slots read, queries per cached sequence (1 when decoding), score scale. */
+interface AttentionAttrs { n: number; L: number; scale: number }
 
 /**
- * Core loop: O[b,h,:] = softmax_j(Q[b,h,:]·K[b',h,j,:]·scale) V[b',h,j,:] over j < n; b' = b or 0 (shared prefix).
+ * Core loop: O[r,h,:] = softmax_j(Q[r,h,:]·K[b,h,j,:]·scale) V[b,h,j,:] over the
+ * j < n cached slots of row b = r / L (b = 0: a shared prefix), and, with
+ * self keys Ks, Vs [R, H, hd], one more term: query r's own slot.
  * hd is a multiple of 4 (validateGPTConfig): four independent accumulators per
  * dot product and per output quadruple keep the FP pipeline full (1.8x over the
  * plain loops). Accumulates in double.
  */
 function attendOne(Q: Float32Array, K: Float32Array, V: Float32Array, O: Float32Array,
-  B: number, Bk: number, H: number, S: number, hd: number, n: number, scale: number): void {
-  const p = new Float64Array(n);
-  for (let b = 0; b < B; b++) {
-    const kb = Bk === 1 ? 0 : b;
+  R: number, L: number, Bk: number, H: number, S: number, hd: number, n: number, scale: number, Ks?: Float32Array, Vs?: Float32Array): void {
+  const p = new Float64Array(n + 1);
+  const dot = (A: Float32Array, ao: number, Bv: Float32Array, bo: number): number => {
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let d = 0; d < hd; d += 4) {
+      s0 += A[ao + d] * Bv[bo + d];
+      s1 += A[ao + d + 1] * Bv[bo + d + 1];
+      s2 += A[ao + d + 2] * Bv[bo + d + 2];
+      s3 += A[ao + d + 3] * Bv[bo + d + 3];
+    }
+    return ((s0 + s1) + (s2 + s3)) * scale;
+  };
+  for (let r = 0; r < R; r++) {
+    const kb = Bk === 1 ? 0 : Math.floor(r / L);
     for (let h = 0; h < H; h++) {
-      const qo = (b * H + h) * hd, ko = (kb * H + h) * S * hd;
+      const qo = (r * H + h) * hd, ko = (kb * H + h) * S * hd;
       let max = -Infinity;
-      for (let j = 0; j < n; j++) {
-        const kj = ko + j * hd;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (let d = 0; d < hd; d += 4) {
-          s0 += Q[qo + d] * K[kj + d];
-          s1 += Q[qo + d + 1] * K[kj + d + 1];
-          s2 += Q[qo + d + 2] * K[kj + d + 2];
-          s3 += Q[qo + d + 3] * K[kj + d + 3];
-        }
-        const s = ((s0 + s1) + (s2 + s3)) * scale;
-        p[j] = s;
-        if (s > max) max = s;
-      }
+      for (let j = 0; j < n; j++) { const s = dot(Q, qo, K, ko + j * hd); p[j] = s; if (s > max) max = s; }
+      const self = Ks ? dot(Q, qo, Ks, qo) : -Infinity;
+      if (self > max) max = self;
       let z = 0;
       for (let j = 0; j < n; j++) { const e = Math.exp(p[j] - max); p[j] = e; z += e; }
+      const ws = Ks ? Math.exp(self - max) : 0;
+      z += ws;
       const inv = 1 / z;
       for (let d = 0; d < hd; d += 4) {
         let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -69,6 +79,7 @@ function attendOne(Q: Float32Array, K: Float32Array, V: Float32Array, O: Float32
           a2 += w * V[vj + 2];
           a3 += w * V[vj + 3];
         }
+        if (Vs) { a0 += ws * Vs[qo + d]; a1 += ws * Vs[qo + d + 1]; a2 += ws * Vs[qo + d + 2]; a3 += ws * Vs[qo + d + 3]; }
         O[qo + d] = a0 * inv;
         O[qo + d + 1] = a1 * inv;
         O[qo + d + 2] = a2 * inv;
@@ -78,13 +89,16 @@ function attendOne(Q: Float32Array, K: Float32Array, V: Float32Array, O: Float32
   }
 }
 
-function shapes(q: tf.TensorInfo, k: tf.TensorInfo, attrs: DecodeAttentionAttrs) {
+/** Rows of queries R (L per cached sequence), cache batch Bk, heads, slots, head width; checked. */
+function shapes(q: tf.TensorInfo, k: tf.TensorInfo, attrs: AttentionAttrs) {
   const [Bk, H, S, hd] = k.shape;
   if (hd % 4 !== 0) throw new Error(`${DECODE_ATTENTION}: head width ${hd} is not a multiple of 4`);
-  const B = tf.util.sizeFromShape(q.shape) / (H * hd);
-  if (!Number.isInteger(B) || (Bk !== 1 && Bk !== B)) throw new Error(`${DECODE_ATTENTION}: q [${q.shape}] does not match cache [${k.shape}]`);
+  const R = tf.util.sizeFromShape(q.shape) / (H * hd);
+  if (!Number.isInteger(R) || R % attrs.L !== 0 || (Bk !== 1 && Bk * attrs.L !== R)) {
+    throw new Error(`${DECODE_ATTENTION}: q [${q.shape}] with ${attrs.L} queries per sequence does not match cache [${k.shape}]`);
+  }
   if (!(attrs.n >= 1 && attrs.n <= S)) throw new Error(`${DECODE_ATTENTION}: n = ${attrs.n} outside 1..${S}`);
-  return { B, Bk, H, S, hd };
+  return { R, Bk, H, S, hd };
 }
 
 /** A forward-only kernel on local memory: inputs as float32 views, one float32 output filled by `run`. */
@@ -175,46 +189,61 @@ export function registerDecodeKernels(): void {
     name: DECODE_ATTENTION,
     outShape: ([q, k]) => [tf.util.sizeFromShape(q.shape) / (k.shape[1] * k.shape[3]), k.shape[1], k.shape[3]],
     run: ([Q, K, V], O, [q, k], a) => {
-      const { B, Bk, H, S, hd } = shapes(q, k, a as unknown as DecodeAttentionAttrs);
-      attendOne(Q, K, V, O, B, Bk, H, S, hd, a.n, a.scale);
+      const { R, Bk, H, S, hd } = shapes(q, k, { ...a, L: 1 } as AttentionAttrs);
+      attendOne(Q, K, V, O, R, 1, Bk, H, S, hd, a.n, a.scale);
     },
   }, ['q', 'k', 'v']);
-  // On wasm, the two inner loops in SIMD on the heap itself (wasm-simd.ts) when the engine has it.
-  const jsWasm = tf.getKernel(DECODE_ATTENTION, 'wasm')!.kernelFunc;
-  tf.unregisterKernel(DECODE_ATTENTION, 'wasm');
-  tf.registerKernel({
-    kernelName: DECODE_ATTENTION, backendName: 'wasm',
-    kernelFunc: (args) => {
-      const be = args.backend as unknown as WasmBackend;
-      const { q, k, v } = args.inputs as { q: tf.TensorInfo; k: tf.TensorInfo; v: tf.TensorInfo };
-      const a = args.attrs as unknown as DecodeAttentionAttrs;
-      const { B, Bk, H, S, hd } = shapes(q, k, a);
-      const simd = simdEnabled ? simdRows(wasmHeap(be), hd) : null;
-      if (!simd) return jsWasm(args);
-      const out = be.makeOutput([B, H, hd], 'float32');
-      const scratch = be.makeOutput([a.n], 'float32');
-      const at = (t: tf.TensorInfo) => be.dataIdMap.get(t.dataId).memoryOffset;
-      const qo = at(q), ko = at(k), vo = at(v), oo = at(out), so = at(scratch);
-      const p = heapF32(be, scratch); // no allocation below: the view stays valid
-      const n = a.n, rowBytes = hd * 4;
-      for (let b = 0; b < B; b++) {
-        const kb = Bk === 1 ? 0 : b;
-        for (let h = 0; h < H; h++) {
-          const row = b * H + h, kv = (kb * H + h) * S * rowBytes;
-          simd.scores(qo + row * rowBytes, ko + kv, so, n, hd, a.scale);
-          let max = -Infinity;
-          for (let j = 0; j < n; j++) if (p[j] > max) max = p[j];
-          let z = 0;
-          for (let j = 0; j < n; j++) { const e = Math.exp(p[j] - max); p[j] = e; z += e; }
-          const inv = 1 / z;
-          for (let j = 0; j < n; j++) p[j] *= inv;
-          simd.wsum(so, vo + kv, oo + row * rowBytes, n, hd);
-        }
-      }
-      be.disposeData(scratch.dataId);
-      return out;
+  registerLocal({
+    name: QUERY_ATTENTION,
+    outShape: ([q]) => q.shape,
+    run: ([Q, K, V, Ks, Vs], O, [q, k], a) => {
+      const { R, Bk, H, S, hd } = shapes(q, k, a as unknown as AttentionAttrs);
+      attendOne(Q, K, V, O, R, a.L, Bk, H, S, hd, a.n, a.scale, Ks, Vs);
     },
-  });
+  }, ['q', 'k', 'v', 'kSelf', 'vSelf']);
+  // On wasm, the two inner loops in SIMD on the heap itself (wasm-simd.ts) when the engine has it.
+  for (const name of [DECODE_ATTENTION, QUERY_ATTENTION]) {
+    const jsWasm = tf.getKernel(name, 'wasm')!.kernelFunc;
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({
+      kernelName: name, backendName: 'wasm',
+      kernelFunc: (args) => {
+        const be = args.backend as unknown as WasmBackend;
+        const { q, k, v, kSelf, vSelf } = args.inputs as Record<string, tf.TensorInfo>;
+        const a = { L: 1, ...args.attrs } as unknown as AttentionAttrs;
+        const { R, Bk, H, S, hd } = shapes(q, k, a);
+        const simd = simdEnabled ? simdRows(wasmHeap(be), hd) : null;
+        if (!simd) return jsWasm(args);
+        const out = be.makeOutput([R, H, hd], 'float32');
+        const scratch = be.makeOutput([a.n], 'float32');
+        const at = (t: tf.TensorInfo) => be.dataIdMap.get(t.dataId).memoryOffset;
+        const qo = at(q), ko = at(k), vo = at(v), oo = at(out), so = at(scratch);
+        // Views after the allocations, none below: they stay valid.
+        const p = heapF32(be, scratch), O = heapF32(be, out);
+        const self = kSelf ? { Q: heapF32(be, q), K: heapF32(be, kSelf), V: heapF32(be, vSelf) } : null;
+        const n = a.n, rowBytes = hd * 4;
+        for (let r = 0; r < R; r++) {
+          const kb = Bk === 1 ? 0 : Math.floor(r / a.L);
+          for (let h = 0; h < H; h++) {
+            const row = r * H + h, kv = (kb * H + h) * S * rowBytes;
+            simd.scores(qo + row * rowBytes, ko + kv, so, n, hd, a.scale);
+            let own = -Infinity; // the query's own slot (query attention)
+            if (self) { own = 0; for (let d = row * hd; d < (row + 1) * hd; d++) own += self.Q[d] * self.K[d]; own *= a.scale; }
+            let max = own;
+            for (let j = 0; j < n; j++) if (p[j] > max) max = p[j];
+            let z = 0;
+            for (let j = 0; j < n; j++) { const e = Math.exp(p[j] - max); p[j] = e; z += e; }
+            const w = self ? Math.exp(own - max) : 0, inv = 1 / (z + w);
+            for (let j = 0; j < n; j++) p[j] *= inv;
+            simd.wsum(so, vo + kv, oo + row * rowBytes, n, hd);
+            if (self) for (let d = row * hd; d < (row + 1) * hd; d++) O[d] += w * inv * self.V[d];
+          }
+        }
+        be.disposeData(scratch.dataId);
+        return out;
+      },
+    });
+  }
   registerLocal({ name: DECODE_RMSNORM, outShape: ([x]) => x.shape, run: rmsNormRows }, ['x', 'gain']);
   registerLocal({ name: DECODE_ROPE, outShape: ([x, c]) => [c.shape[0], tf.util.sizeFromShape(x.shape) / (c.shape[0] * c.shape[1]), c.shape[1]], run: ropeRows }, ['x', 'cos', 'sin']);
 }
@@ -237,6 +266,18 @@ export function decodeKernelsAvailable(): boolean {
 export function decodeAttention(q: tf.Tensor, k: tf.Tensor4D, v: tf.Tensor4D, n: number, scale: number): tf.Tensor3D {
   registerDecodeKernels();
   return tf.engine().runKernel(DECODE_ATTENTION, { q, k, v }, { n, scale } as unknown as tf.NamedAttrMap) as tf.Tensor3D;
+}
+
+/**
+ * L independent one-step queries per sequence over a cached prefix: query r
+ * [B·L, H, hd] attends to the first `n` slots of its sequence's cache
+ * (row r / L of k, v [B or 1, H, S, hd]) and to its own key and value
+ * (kSelf, vSelf [B·L, H, hd]), not to the other queries -> [B·L, H, hd].
+ * The planner's features ask every unseen block this way (lib/planner/features.ts).
+ */
+export function queryAttention(q: tf.Tensor, k: tf.Tensor4D, v: tf.Tensor4D, kSelf: tf.Tensor, vSelf: tf.Tensor, n: number, L: number, scale: number): tf.Tensor3D {
+  registerDecodeKernels();
+  return tf.engine().runKernel(QUERY_ATTENTION, { q, k, v, kSelf, vSelf }, { n, L, scale } as unknown as tf.NamedAttrMap) as tf.Tensor3D;
 }
 
 /** RMSNorm of rows x [N, d] with gain [d], as one kernel (forward only). */

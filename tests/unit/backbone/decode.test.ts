@@ -248,3 +248,47 @@ test('sortedDescending: the order of the stable comparator sort, ties by id, ±0
   const all = new Float32Array([5, 1, 3, 3, 9, 0]);
   assert.deepEqual(Array.from(sortedDescending(all.subarray(2, 6))), [2, 0, 1, 3]);
 });
+
+for (const [be, simd] of ATTENTION_PATHS) {
+  test(`${be}${be === 'wasm' ? (simd ? ' (SIMD loops)' : ' (JS loops)') : ''}: one-step queries (each sees the cached prefix and itself) equal the op path with an identity mask, own and shared prefixes, preallocated and growing caches`, async () => {
+    await use(be);
+    setDecodeSimd(simd);
+    const cfg = gptConfig('tiny');
+    const T = seqLen(cfg), P = 6, Q = 4, B = 3;
+    const m = createGPT(cfg, 11);
+    const tok = (c: number) => (c * 5 + 2) % cfg.vocabSize;
+    const identity = new Float32Array(Q * Q).fill(-1e9);
+    for (let i = 0; i < Q; i++) identity[i * Q + i] = 0;
+    const before = tf.memory().numTensors;
+    for (const prefixB of [B, 1]) {
+      for (const capacity of [0, T]) {
+        const r = rng(prefixB * 100 + capacity);
+        const cells = Array.from({ length: prefixB }, () => r.shuffle(Array.from({ length: T }, (_, i) => i)));
+        const prefix = { B: prefixB, L: P, inputs: new Int32Array(prefixB * P), inCells: new Int32Array(prefixB * P), tgtCells: new Int32Array(prefixB * P) };
+        cells.forEach((c, b) => { for (let i = 0; i < P; i++) { prefix.inputs[b * P + i] = i === 0 ? 1 : tok(c[i - 1]); prefix.inCells[b * P + i] = i === 0 ? -1 : c[i - 1]; prefix.tgtCells[b * P + i] = c[i]; } });
+        const queries = { B, L: Q, inputs: new Int32Array(B * Q), inCells: new Int32Array(B * Q), tgtCells: new Int32Array(B * Q) };
+        for (let b = 0; b < B; b++) {
+          const c = cells[prefixB === 1 ? 0 : b];
+          for (let j = 0; j < Q; j++) { queries.inputs[b * Q + j] = tok(c[P - 1]); queries.inCells[b * Q + j] = c[P - 1]; queries.tgtCells[b * Q + j] = c[P + j]; }
+        }
+        const cache = emptyCache(m, { capacity });
+        const pre = extend(m, cache, prefix, true);
+        const got = extend(m, cache, { ...queries, queries: true }, false);
+        const ref = extend(m, cache, { ...queries, mask: identity }, false);
+        assert.equal(cache.length, P, 'the queries leave the cache as it was');
+        for (const k of ['logits', 'hidden'] as const) {
+          const e = relError(got[k].dataSync(), ref[k].dataSync());
+          assert.ok(e < TOL, `prefix batch ${prefixB}, capacity ${capacity}, ${k}: relative error ${e}`);
+        }
+        assert.throws(() => extend(m, cache, { ...queries, queries: true }, true), /one-step queries cannot join the cache/);
+        assert.throws(() => extend(m, cache, { ...queries, queries: true, mask: identity }, false), /either queries or mask/);
+        tf.dispose([pre.logits, pre.hidden, got.logits, got.hidden, ref.logits, ref.hidden]);
+        disposeCache(cache);
+      }
+    }
+    assert.equal(tf.memory().numTensors, before, 'no tensor leaked');
+    disposeGPT(m);
+    setDecodeSimd(true);
+    await useWasm();
+  });
+}
