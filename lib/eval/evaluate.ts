@@ -38,10 +38,19 @@ export function balancedClasses(n: number, classes: number, seed: number): Int32
   return Int32Array.from(out);
 }
 
-/** The policy seen by samples offset .. offset + B - 1 of a seed (sampleImages numbers each call's states from 0). */
-function offsetPolicy(p: OrderPolicy, offset: number): OrderPolicy {
+/**
+ * The policy seen by samples offset .. offset + B - 1 of a seed (sampleImages
+ * numbers each call's states from 0). It keeps what the policy reads
+ * (`contextOf`: without it the sampler hands over no KV cache and a planner
+ * recomputes every visible prefix, several times slower) and its fingerprint.
+ */
+export function offsetPolicy(p: OrderPolicy, offset: number): OrderPolicy {
   if (offset === 0) return p;
-  return { name: p.name, nextBlocks: (states: readonly PolicyState[]) => p.nextBlocks(states.map((s) => ({ ...s, index: s.index + offset }))) };
+  return {
+    name: p.name, contextOf: p.contextOf,
+    get fingerprint() { return p.fingerprint; },
+    nextBlocks: (states: readonly PolicyState[]) => p.nextBlocks(states.map((s) => ({ ...s, index: s.index + offset }))),
+  };
 }
 
 function gcd(a: number, b: number): number {

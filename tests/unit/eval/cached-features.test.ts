@@ -16,6 +16,7 @@ import { BlockGeometry, blockGeometry, OrderPolicy, PolicyState } from '../../..
 import { rng } from '../../../lib/runtime/seed';
 import { createPlanner, disposePlanner, entropyPolicy, featureItems, plannerFeatures, plannerPolicy, policyFeatures, PLANNER_DEFAULTS, PlannerFeatures } from '../../../lib/planner';
 import { fixedBudgetPolicy } from '../../../lib/planner/budget';
+import { offsetPolicy } from '../../../lib/eval/evaluate';
 
 const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => { let m = 0; for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i])); return m; };
 
@@ -90,4 +91,23 @@ test('a policy reading another backbone than the decoder\'s gets a second cache 
     assert.equal(tf.memory().numTensors, before, 'tensors leaked');
   }
   disposeGPT(a); disposeGPT(b);
+});
+
+test('the evaluation\'s later sampling batches (offsetPolicy) keep what the policy reads: the decoder hands over its cache, indices are shifted, the fingerprint stays', async () => {
+  await useWasm();
+  const model = gptConfig('tiny', { gridH: 8, gridW: 8, initStd: 0.5 });
+  const m = createGPT(model, 5);
+  const geo = blockGeometry({ gridH: 8, gridW: 8, blockH: 2, blockW: 2 });
+  const log = { calls: 0, cached: 0, worst: 0 };
+  const seen: number[] = [];
+  const inner = checking(entropyPolicy(m, geo), m, geo, log);
+  const spy: OrderPolicy = { name: inner.name, contextOf: inner.contextOf, fingerprint: 'spy 1',
+    nextBlocks: (states) => { if (states[0].sequence.length === 0) seen.push(...states.map((s) => s.index)); return inner.nextBlocks(states); } };
+  const shifted = offsetPolicy(spy, 4);
+  assert.equal(shifted.contextOf, m);
+  assert.equal(shifted.fingerprint, 'spy 1');
+  await sampleImages(m, { classes: Int32Array.from([0, 1, 2]), policy: shifted, geometry: geo, seed: 2 });
+  assert.deepEqual(seen, [4, 5, 6]);
+  assert.equal(log.cached, geo.numBlocks - 1, 'every planning step after the first read the decoder\'s cache');
+  disposeGPT(m);
 });
