@@ -606,9 +606,9 @@ export function continuationConfig(profile: ProfileName, arm: ContinuationArm, f
 }
 
 /**
- * The Stage 1 config of each profile. `default`'s N = 300 (with 2 seeds, about
- * 17 min of the default main job's 87 idle minutes, README) has its
- * checkpoints every 75 steps, C at N/2 = 150 included.
+ * The Stage 1 config of each profile. `default`'s N = 300 (with 2 seeds, 18 min
+ * of the default main job's 79.5, README) has its checkpoints every 75 steps,
+ * C at N/2 = 150 included.
  */
 export function stage1Config(profile: ProfileName, orderMode: OrderMode, overrides: Partial<Stage1Config> = {}): Stage1Config {
   return profileConfig<Stage1Config>({ ...STAGE1_DEFAULTS, orderMode }, {

@@ -95,10 +95,12 @@ export const EVAL_CONFIG_DOCS: Readonly<Record<keyof EvalConfig, string>> = Obje
  *   for every setting (paired per image, headline.ts), remaining-loss curves
  *   on 64 test images, the oracle comparison on the first 6, 5 bootstrap
  *   replicates per seed. What bounds it is the planner: a planner-driven
- *   sample costs ~4x a raster one on our cores (one query per unseen block at
- *   every step, lib/planner/features.ts), and 7 of the 13 settings read it
- *   (the 2 entropy-first settings make the same queries on their own
- *   backbone, without the planner).
+ *   sample costs about 5x a raster one on our cores (one query per unseen
+ *   block at every step, lib/planner/features.ts, and the second KV cache of
+ *   the backbone C it reads), and 9 of the 18 settings of the default main
+ *   job query the backbone this way (the 2 entropy-first settings on their
+ *   own backbone, without the planner): 70% of notebook 08's worker time
+ *   (README, Quick start).
  * - full: 5,000 samples x 3 seeds, NLL on the whole test split (10,000),
  *   remaining-loss curves on 256 test images and the oracle comparison on
  *   128, 20 replicates per seed.
