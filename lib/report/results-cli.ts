@@ -8,20 +8,43 @@ import { repoRoot } from '../runtime/paths';
 import { OrderHeadError } from '../runtime/errors';
 import { writeResults } from './results';
 
+export const RESULTS_USAGE = 'usage: npm run report -- <report folder> [--study <report folder of npm run study>] [--no-figures]   (the folders scripts/main.sh and scripts/study.sh printed)';
+
+/** The command line's report folder, study folder and options; an OrderHeadError naming the problem and the usage otherwise. */
+export function parseResultsArgs(args: readonly string[]): { report: string; study?: string; noFigures: boolean } {
+  const folders: string[] = [];
+  let study: string | undefined, noFigures = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--study') {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith('--')) throw new OrderHeadError('--study needs a folder', 'npm run report', RESULTS_USAGE);
+      if (study !== undefined) throw new OrderHeadError('--study is given twice', 'npm run report', RESULTS_USAGE);
+      study = v;
+      i++;
+    } else if (a === '--no-figures') noFigures = true;
+    else if (a.startsWith('--')) throw new OrderHeadError(`unknown option '${a}'`, 'npm run report', RESULTS_USAGE);
+    else folders.push(a);
+  }
+  if (folders.length !== 1) throw new OrderHeadError(folders.length ? `${folders.length} report folders given: ${folders.join(', ')}` : 'no report folder given', 'npm run report', RESULTS_USAGE);
+  return { report: folders[0], ...(study !== undefined ? { study } : {}), noFigures };
+}
+
 async function main() {
-  const args = process.argv.slice(2);
-  const at = args.indexOf('--study');
-  const study = at >= 0 ? args[at + 1] : undefined;
-  const report = args.find((a, i) => !a.startsWith('--') && i !== at + 1);
-  if (!report || (at >= 0 && (!study || study.startsWith('--')))) {
-    console.error('usage: npm run report -- <report folder> [--study <report folder of npm run study>] [--no-figures]   (the folders scripts/main.sh and scripts/study.sh printed)');
+  let args;
+  try {
+    args = parseResultsArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error((e as Error).message);
     process.exit(2);
   }
-  const files = await writeResults({ report, repo: repoRoot(), noFigures: args.includes('--no-figures'), study });
+  const files = await writeResults({ report: args.report, repo: repoRoot(), noFigures: args.noFigures, study: args.study });
   for (const f of files) console.log(`wrote ${f}`);
 }
 
-main().catch((e) => {
-  console.error(e instanceof OrderHeadError ? e.message : e);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e instanceof OrderHeadError ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { rejectsOH, sandbox, untouched } from '../../helpers';
+import { rejectsOH, sandbox, throwsOH, untouched } from '../../helpers';
+import { parseResultsArgs } from '../../../lib/report/results-cli';
 import { STAGE_OUTPUTS, writeResults } from '../../../lib/report/results';
 import { CELL_FILE, CELL_FORMAT } from '../../../lib/study/run';
 
@@ -95,4 +96,16 @@ test('writeResults: without a study the section is left out; a report without it
   const bare = mainReport();
   fs.rmSync(path.join(bare, 'runs', 'eval-default', 'eval-headline.md'));
   await untouched(r, () => rejectsOH(() => writeResults({ report: bare, repo: r, noFigures: true }), 'eval-headline.md', 'no headline'));
+});
+
+test('npm run report arguments: the report folder with or without --study, in any position; a missing, doubled or unknown argument is refused with the usage', () => {
+  assert.deepEqual(parseResultsArgs(['reports/a']), { report: 'reports/a', noFigures: false });
+  assert.deepEqual(parseResultsArgs(['reports/a', '--study', 'reports/s', '--no-figures']), { report: 'reports/a', study: 'reports/s', noFigures: true });
+  assert.deepEqual(parseResultsArgs(['--study', 'reports/s', 'reports/a']), { report: 'reports/a', study: 'reports/s', noFigures: false });
+  throwsOH(() => parseResultsArgs([]), 'no report folder given', 'usage: npm run report');
+  throwsOH(() => parseResultsArgs(['reports/a', '--study']), '--study needs a folder');
+  throwsOH(() => parseResultsArgs(['reports/a', '--study', '--no-figures']), '--study needs a folder');
+  throwsOH(() => parseResultsArgs(['reports/a', '--study', 's1', '--study', 's2']), '--study is given twice');
+  throwsOH(() => parseResultsArgs(['reports/a', 'reports/b']), '2 report folders given');
+  throwsOH(() => parseResultsArgs(['reports/a', '--figures']), "unknown option '--figures'");
 });
