@@ -230,8 +230,9 @@ export function contextFeatures(m: GPT, geo: BlockGeometry, items: readonly Feat
   const [h, e] = tf.tidy(() => {
     const identity = contexts.every((c, i) => c.row === i) && cache.k[0].shape[0] === B; // the sampler's rows: read in place
     const rows = identity ? null : tf.tensor1d(contexts.map((c) => c.row), 'int32');
-    const pick = (t: tf.Tensor4D) => (rows ? tf.gather(t, rows) as tf.Tensor4D : t); // [B, H, ≥n, hd]
-    const prefix: KVCache = { k: cache.k.map(pick), v: cache.v.map(pick), length: n, capacity: cache.capacity };
+    // Some states' rows: gather only their first n slots; all rows in order: the cache itself, read in place.
+    const pick = (t: tf.Tensor4D) => (rows ? tf.gather(tf.slice(t, [0, 0, 0, 0], [t.shape[0], t.shape[1], n, t.shape[3]]), rows) as tf.Tensor4D : t); // [B, H, ≥n, hd]
+    const prefix: KVCache = { k: cache.k.map(pick), v: cache.v.map(pick), length: n, capacity: rows ? 0 : cache.capacity };
     // Each query sees the prefix and itself only.
     const out = extend(m, prefix, { B, L: Q, inputs, inCells, tgtCells, queries: true }, false);
     return [out.hidden, entropyOf(out.logits)];

@@ -90,14 +90,14 @@ function attendOne(Q: Float32Array, K: Float32Array, V: Float32Array, O: Float32
 }
 
 /** Rows of queries R (L per cached sequence), cache batch Bk, heads, slots, head width; checked. */
-function shapes(q: tf.TensorInfo, k: tf.TensorInfo, attrs: AttentionAttrs) {
+function shapes(kernel: string, q: tf.TensorInfo, k: tf.TensorInfo, attrs: AttentionAttrs) {
   const [Bk, H, S, hd] = k.shape;
-  if (hd % 4 !== 0) throw new Error(`${DECODE_ATTENTION}: head width ${hd} is not a multiple of 4`);
+  if (hd % 4 !== 0) throw new Error(`${kernel}: head width ${hd} is not a multiple of 4`);
   const R = tf.util.sizeFromShape(q.shape) / (H * hd);
   if (!Number.isInteger(R) || R % attrs.L !== 0 || (Bk !== 1 && Bk * attrs.L !== R)) {
-    throw new Error(`${DECODE_ATTENTION}: q [${q.shape}] with ${attrs.L} queries per sequence does not match cache [${k.shape}]`);
+    throw new Error(`${kernel}: q [${q.shape}] with ${attrs.L} queries per sequence does not match cache [${k.shape}]`);
   }
-  if (!(attrs.n >= 1 && attrs.n <= S)) throw new Error(`${DECODE_ATTENTION}: n = ${attrs.n} outside 1..${S}`);
+  if (!(attrs.n >= 1 && attrs.n <= S)) throw new Error(`${kernel}: n = ${attrs.n} outside 1..${S}`);
   return { R, Bk, H, S, hd };
 }
 
@@ -189,7 +189,7 @@ export function registerDecodeKernels(): void {
     name: DECODE_ATTENTION,
     outShape: ([q, k]) => [tf.util.sizeFromShape(q.shape) / (k.shape[1] * k.shape[3]), k.shape[1], k.shape[3]],
     run: ([Q, K, V], O, [q, k], a) => {
-      const { R, Bk, H, S, hd } = shapes(q, k, { ...a, L: 1 } as AttentionAttrs);
+      const { R, Bk, H, S, hd } = shapes(DECODE_ATTENTION, q, k, { ...a, L: 1 } as AttentionAttrs);
       attendOne(Q, K, V, O, R, 1, Bk, H, S, hd, a.n, a.scale);
     },
   }, ['q', 'k', 'v']);
@@ -197,7 +197,7 @@ export function registerDecodeKernels(): void {
     name: QUERY_ATTENTION,
     outShape: ([q]) => q.shape,
     run: ([Q, K, V, Ks, Vs], O, [q, k], a) => {
-      const { R, Bk, H, S, hd } = shapes(q, k, a as unknown as AttentionAttrs);
+      const { R, Bk, H, S, hd } = shapes(QUERY_ATTENTION, q, k, a as unknown as AttentionAttrs);
       attendOne(Q, K, V, O, R, a.L, Bk, H, S, hd, a.n, a.scale, Ks, Vs);
     },
   }, ['q', 'k', 'v', 'kSelf', 'vSelf']);
@@ -211,7 +211,7 @@ export function registerDecodeKernels(): void {
         const be = args.backend as unknown as WasmBackend;
         const { q, k, v, kSelf, vSelf } = args.inputs as Record<string, tf.TensorInfo>;
         const a = { L: 1, ...args.attrs } as unknown as AttentionAttrs;
-        const { R, Bk, H, S, hd } = shapes(q, k, a);
+        const { R, Bk, H, S, hd } = shapes(name, q, k, a);
         const simd = simdEnabled ? simdRows(wasmHeap(be), hd) : null;
         if (!simd) return jsWasm(args);
         const out = be.makeOutput([R, H, hd], 'float32');
